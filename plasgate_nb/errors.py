@@ -1,0 +1,56 @@
+"""The exception tree of plasgate_nb: every error the toolkit raises derives from PlasgateError."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AudienceError",
+    "CallbackError",
+    "ConfigError",
+    "GatewayError",
+    "LedgerError",
+    "PlasgateError",
+    "Rejected",
+    "TemplateError",
+    "TransportError",
+]
+
+
+class PlasgateError(Exception):
+    """Base class of every plasgate_nb error."""
+
+
+class ConfigError(PlasgateError):
+    """A setting is missing or invalid (credentials, URLs, limits)."""
+
+
+class AudienceError(PlasgateError):
+    """The audience frame cannot be prepared (missing phone column, bad suppression list)."""
+
+
+class TemplateError(PlasgateError):
+    """A message template does not compile or does not render for some row."""
+
+
+class GatewayError(PlasgateError):
+    """The gateway could not be reached or refused a request."""
+
+
+class TransportError(GatewayError):
+    """The request may or may not have reached the gateway (network, timeout, 5xx)."""
+
+
+class Rejected(GatewayError):
+    """The gateway definitely refused a request (validation, auth, balance, rate limit)."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class LedgerError(PlasgateError):
+    """The campaign ledger cannot be read or written, or its content contradicts a request."""
+
+
+class CallbackError(PlasgateError):
+    """A delivery report or batch callback is malformed or cannot be stored."""

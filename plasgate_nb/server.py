@@ -1,0 +1,208 @@
+"""Run an ASGI app on uvicorn in the background: in a thread (tests) or in a child process (default).
+
+The listening socket is pre-bound on port 0 with ``IPPROTO_TCP`` so that asyncio sets TCP_NODELAY on
+accepted connections (DESIGN.md section 7); ``start()`` returns once the server is serving, and
+``stop()`` is idempotent and leaves no thread or process behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
+
+import uvicorn
+
+from .errors import PlasgateError
+
+__all__ = ["BackgroundServer", "bind_socket"]
+
+logger = logging.getLogger("plasgate_nb")
+
+Mode = Literal["thread", "process"]
+THREAD_NAME = "plasgate-nb-server"
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """Bind a listening TCP socket (proto IPPROTO_TCP, so accepted connections get TCP_NODELAY)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PlasgateError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _resolve(factory: str) -> Callable[..., Any]:
+    """Import ``"package.module:function"``."""
+    module, _, name = factory.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _config(app: Any, host: str, port: int, *, log_level: str) -> uvicorn.Config:
+    """Return a quiet uvicorn configuration for ``app``."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          lifespan="auto", timeout_graceful_shutdown=3, backlog=2048)
+
+
+def _child_main(factory: str, kwargs: dict[str, Any], host: str, port: int, conn: Any,
+                stop_event: Any, log_level: str) -> None:  # pragma: no cover - runs in the child
+    """Serve in a child process until ``stop_event`` is set or the parent dies."""
+    parent = os.getppid()
+    try:
+        app = _resolve(factory)(**kwargs)
+        sock = bind_socket(host, port)
+        server = uvicorn.Server(_config(app, host, port, log_level=log_level))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=THREAD_NAME, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            conn.send(("error", "server exited during start-up"))
+            return
+        thread.join(0.01)
+    conn.send(("started", sock.getsockname()[1]))
+    while not stop_event.wait(0.2):
+        if os.getppid() != parent or not thread.is_alive():
+            break
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+class BackgroundServer:
+    """An ASGI app built by ``factory(**kwargs)`` served on uvicorn in a thread or a child process.
+
+    ``factory`` is a callable in thread mode, or a ``"module:function"`` string (required in process
+    mode, where the app is built in the child). Use as a context manager or call ``start``/``stop``.
+    """
+
+    def __init__(self, factory: str | Callable[..., Any], *, kwargs: dict[str, Any] | None = None,
+                 host: str = "127.0.0.1", port: int = 0, mode: Mode = "thread",
+                 log_level: str = "warning", start_timeout: float = 30.0) -> None:
+        if mode not in ("thread", "process"):
+            raise PlasgateError(f"mode must be 'thread' or 'process', not {mode!r}")
+        if mode == "process" and not isinstance(factory, str):
+            raise PlasgateError("process mode needs the factory as a 'module:function' string")
+        self.factory = factory
+        self.kwargs = dict(kwargs or {})
+        self.host = host
+        self.port = port
+        self.mode: Mode = mode
+        self.log_level = log_level
+        self.start_timeout = start_timeout
+        self.app: Any = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._process: Any = None
+        self._stop_event: Any = None
+
+    @property
+    def url(self) -> str:
+        """The base URL the server answers on (``http://host:port``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is started and not stopped."""
+        if self.mode == "thread":
+            return self._thread is not None and self._thread.is_alive()
+        return self._process is not None and self._process.is_alive()
+
+    def start(self) -> BackgroundServer:
+        """Start serving and return once the server accepts connections."""
+        if self.running:
+            return self
+        if self.mode == "thread":
+            self._start_thread()
+        else:
+            self._start_process()
+        logger.debug("server %s started at %s (%s)", self.factory, self.url, self.mode)
+        return self
+
+    def _start_thread(self) -> None:
+        """Build the app here and serve it from a daemon thread."""
+        factory = _resolve(self.factory) if isinstance(self.factory, str) else self.factory
+        self.app = factory(**self.kwargs)
+        self._sock = bind_socket(self.host, self.port)
+        self.port = self._sock.getsockname()[1]
+        self._server = uvicorn.Server(_config(self.app, self.host, self.port, log_level=self.log_level))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        name=THREAD_NAME, daemon=True)
+        self._thread.start()
+        waited = 0.0
+        while not self._server.started:
+            if not self._thread.is_alive() or waited > self.start_timeout:
+                self.stop()
+                raise PlasgateError(f"server {self.factory} did not start")
+            self._thread.join(0.005)
+            waited += 0.005
+
+    def _start_process(self) -> None:
+        """Spawn a child process that builds and serves the app, and wait for its port."""
+        ctx = multiprocessing.get_context("spawn")
+        parent_conn, child_conn = ctx.Pipe(duplex=False)
+        self._stop_event = ctx.Event()
+        self._process = ctx.Process(
+            target=_child_main, name=THREAD_NAME, daemon=True,
+            args=(self.factory, self.kwargs, self.host, self.port, child_conn, self._stop_event,
+                  self.log_level))
+        self._process.start()
+        child_conn.close()
+        try:
+            if not parent_conn.poll(self.start_timeout):
+                raise PlasgateError(f"server {self.factory} did not start in {self.start_timeout:.0f} s")
+            kind, value = parent_conn.recv()
+        except EOFError:
+            kind, value = "error", "the server process exited during start-up"
+        except PlasgateError:
+            self.stop()
+            raise
+        finally:
+            parent_conn.close()
+        if kind != "started":
+            self.stop()
+            raise PlasgateError(f"server {self.factory} failed to start: {value}")
+        self.port = int(value)
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call more than once."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._server = None
+        if self._process is not None:
+            self._stop_event.set()
+            self._process.join(15)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+            self._process.close()
+            self._process = None
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<BackgroundServer {self.url} {self.mode} {state}>"
