@@ -1,0 +1,398 @@
+"""Package composed rows into gateway requests: REST batch-send payloads, REST single bodies, HTTP API forms.
+
+Input is a frame with columns ``message_key``, ``msisdn`` and ``content`` (content already rendered,
+``#ma#`` markers kept: the gateway masks them). Rows with identical content share one message entry
+with a ``to`` list; an entry with a single recipient carries its own ``dlr_url`` (built from a template
+containing ``{key}``) so a delivery report can be tied to its row. Grouped entries inherit the global
+``dlr_url`` in which ``{key}`` is replaced by :data:`GROUP_KEY`; their message ids are paired with
+numbers through the batch callbacks (``callback_url``), as DESIGN.md section 3 explains.
+
+Everything here is pure and deterministic: the same frame gives the same requests, in the same order,
+with the same ids. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from .errors import AudienceError, ConfigError, TemplateError
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_RECIPIENTS",
+    "GATEWAY_TZ",
+    "GROUP_KEY",
+    "Batch",
+    "Path",
+    "build_batches",
+    "build_requests",
+    "build_singles",
+    "dumps",
+    "format_schedule_at",
+    "iter_recipients",
+    "validate_rows",
+    "validate_sender",
+]
+
+logger = logging.getLogger("plasgate_nb")
+
+Path = Literal["batch", "single", "http"]
+DEFAULT_MAX_RECIPIENTS = 1000
+DEFAULT_MAX_BYTES = 512 * 1024
+GATEWAY_TZ = ZoneInfo("Asia/Phnom_Penh")
+GROUP_KEY = "_group"
+SENDER_MAX = 11
+SCHEDULE_FORMAT = "%Y-%m-%d %H:%M:%S"
+_MSISDN = re.compile(r"855\d{8,9}")
+_COLUMNS = ("message_key", "msisdn", "content")
+_SHOWN = 10
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(payload: Any) -> bytes:
+    """Serialize a request body exactly as the transport sends it (compact UTF-8 JSON)."""
+    return _ENCODER.encode(payload).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One gateway request: its id, body (without credentials), the message keys it carries and its size."""
+
+    batch_id: str
+    payload: dict[str, Any] = field(repr=False)
+    keys: tuple[str, ...]
+    recipients: int
+    bytes: int
+    path: Path = "batch"
+
+
+# ----------------------------------------------------------------------------------------- validation
+def _name_rows(keys: Iterable[Any]) -> str:
+    """Return a short, readable list of message keys for an error message."""
+    keys = list(keys)
+    shown = ", ".join(repr(k) for k in keys[:_SHOWN])
+    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return f"{shown}{more}"
+
+
+def validate_sender(sender: str) -> str:
+    """Return ``sender`` if it is a usable sender id (1 to 11 characters), else raise ConfigError."""
+    if not isinstance(sender, str) or not sender.strip():
+        raise ConfigError("sender is empty: set sender= (e.g. 'SMS Info') or PLASGATE_SENDER")
+    if len(sender) > SENDER_MAX:
+        raise ConfigError(f"sender {sender!r} has {len(sender)} characters; the gateway allows at most "
+                          f"{SENDER_MAX}")
+    return sender
+
+
+def validate_rows(df: pd.DataFrame, *, sender: str) -> None:
+    """Check rows before anything is built: columns, unique keys, msisdn form, non-empty content, sender.
+
+    Raises AudienceError (columns, keys, numbers), TemplateError (empty content) or ConfigError (sender),
+    naming the offending rows by message key.
+    """
+    validate_sender(sender)
+    missing = [c for c in _COLUMNS if c not in df.columns]
+    if missing:
+        raise AudienceError(f"the frame lacks column(s) {missing}; expected {list(_COLUMNS)}")
+    keys = df["message_key"].astype(str)
+    dup = keys[keys.duplicated(keep=False)].unique()
+    if len(dup):
+        raise AudienceError(f"duplicate message keys: {_name_rows(dup)}")
+    if (keys == GROUP_KEY).any():
+        raise AudienceError(f"message key {GROUP_KEY!r} is reserved for grouped delivery reports")
+    msisdn = df["msisdn"].astype("string").fillna("")
+    bad = keys[~msisdn.str.fullmatch(_MSISDN.pattern).fillna(False).astype(bool)]
+    if len(bad):
+        raise AudienceError(f"invalid msisdn (expected 855 followed by 8-9 digits) in rows: "
+                            f"{_name_rows(bad)}")
+    content = df["content"].astype("string").fillna("")
+    empty = keys[(content.str.strip() == "").astype(bool)]
+    if len(empty):
+        raise TemplateError(f"empty content in rows: {_name_rows(empty)}")
+
+
+# ------------------------------------------------------------------------------------------ schedule
+def format_schedule_at(value: datetime | timedelta | str, *, now: datetime | None = None) -> str:
+    """Return ``value`` as gateway-local 'YYYY-MM-DD HH:MM:SS' (Asia/Phnom_Penh), refusing past times.
+
+    A naive datetime (or string in that format) is taken as Phnom Penh time; an aware one is converted;
+    a timedelta counts from ``now`` (default: the current time). Raises ConfigError for a time that is
+    not in the future.
+    """
+    current = (now or datetime.now(UTC)).astimezone(GATEWAY_TZ)
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise ConfigError(f"schedule_at={value!r} is not in the future")
+        when = current + value
+    elif isinstance(value, datetime):
+        when = value.replace(tzinfo=GATEWAY_TZ) if value.tzinfo is None else value.astimezone(GATEWAY_TZ)
+    elif isinstance(value, str):
+        try:
+            when = datetime.strptime(value, SCHEDULE_FORMAT).replace(tzinfo=GATEWAY_TZ)
+        except ValueError as exc:
+            raise ConfigError(f"schedule_at={value!r} is not 'YYYY-MM-DD HH:MM:SS'") from exc
+    else:
+        raise ConfigError(f"schedule_at must be a datetime, timedelta or string, not {type(value).__name__}")
+    when = when.replace(microsecond=0)
+    if when <= current:
+        raise ConfigError(f"schedule_at {when.strftime(SCHEDULE_FORMAT)} (Asia/Phnom_Penh) is in the past; "
+                          f"it is now {current.strftime(SCHEDULE_FORMAT)} there")
+    return when.strftime(SCHEDULE_FORMAT)
+
+
+# ------------------------------------------------------------------------------------------ dlr options
+@dataclass(frozen=True)
+class _Dlr:
+    """Delivery-report options shared by the three request shapes."""
+
+    enabled: bool
+    url: str | None
+    level: int
+    method: str
+
+    @classmethod
+    def make(cls, dlr: bool, url: str | None, level: int, method: str) -> _Dlr:
+        """Validate delivery-report options."""
+        if level not in (1, 2, 3):
+            raise ConfigError(f"dlr_level must be 1, 2 or 3, not {level!r}")
+        method = str(method).upper()
+        if method not in ("GET", "POST"):
+            raise ConfigError(f"dlr_method must be 'GET' or 'POST', not {method!r}")
+        if dlr and not url:
+            raise ConfigError("dlr=True needs dlr_url (e.g. 'https://host/dlr/{key}')")
+        if url and not dlr:
+            raise ConfigError("dlr_url is set but dlr=False; pass dlr=True to request delivery reports")
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"dlr_url must be an http(s) URL, not {url!r}")
+        return cls(dlr, url, level, method)
+
+    def url_for(self, key: str | None) -> str | None:
+        """Return the dlr_url for one message key, or for grouped content when ``key`` is None."""
+        if self.url is None:
+            return None
+        return self.url.replace("{key}", quote(GROUP_KEY if key is None else key, safe=""))
+
+    def fields(self, key: str | None) -> dict[str, Any]:
+        """Return the dlr fields of a body ({} when delivery reports are off)."""
+        if not self.enabled:
+            return {}
+        return {"dlr": "yes", "dlr_url": self.url_for(key), "dlr_level": self.level,
+                "dlr_method": self.method}
+
+
+# ------------------------------------------------------------------------------------------ batches
+def _batch_id(prefix: str, keys: Iterable[str], campaign: str | None) -> str:
+    """Return a stable id for a request: a hash of the campaign name and its message keys."""
+    digest = hashlib.sha256(json.dumps([campaign or "", *keys], ensure_ascii=False).encode()).hexdigest()
+    return f"{prefix}-{digest[:24]}"
+
+
+def _rows(df: pd.DataFrame) -> Iterator[tuple[str, str, str]]:
+    """Yield (message_key, msisdn, content) as plain strings."""
+    columns = [df[c].astype(str).tolist() for c in _COLUMNS]
+    return zip(*columns, strict=True)
+
+
+def _groups(df: pd.DataFrame) -> list[tuple[str, list[str], list[str]]]:
+    """Group rows by content in order of first appearance: [(content, keys, msisdns)]."""
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for key, msisdn, content in _rows(df):
+        keys, numbers = out.setdefault(content, ([], []))
+        keys.append(key)
+        numbers.append(msisdn)
+    return [(content, keys, numbers) for content, (keys, numbers) in out.items()]
+
+
+def _entry(content: str, keys: list[str], numbers: list[str], dlr: _Dlr) -> dict[str, Any]:
+    """Return one batch message entry; a single-recipient entry carries its own keyed dlr_url."""
+    entry: dict[str, Any] = {"to": numbers, "content": content}
+    if dlr.enabled and len(keys) == 1 and dlr.url and "{key}" in dlr.url:
+        entry["dlr_url"] = dlr.url_for(keys[0])
+    return entry
+
+
+def _size(obj: Any) -> int:
+    """Return the serialized size of ``obj`` in bytes."""
+    return len(dumps(obj))
+
+
+class _Packer:
+    """Fill batch payloads entry by entry within the recipient and byte limits."""
+
+    def __init__(self, base: dict[str, Any], *, max_recipients: int, max_bytes: int,
+                 campaign: str | None) -> None:
+        self.base = base
+        self.max_recipients = max_recipients
+        self.max_bytes = max_bytes
+        self.campaign = campaign
+        self.empty_bytes = _size({**base, "messages": []})
+        self.batches: list[Batch] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        """Start an empty batch."""
+        self.entries: list[dict[str, Any]] = []
+        self.keys: list[str] = []
+        self.recipients = 0
+        self.bytes = self.empty_bytes
+
+    def room(self) -> int:
+        """Return how many more recipients fit in the current batch."""
+        return self.max_recipients - self.recipients
+
+    def fits(self, entry_bytes: int) -> bool:
+        """Tell whether an entry of ``entry_bytes`` fits in the current batch."""
+        comma = 1 if self.entries else 0
+        return self.bytes + comma + entry_bytes <= self.max_bytes
+
+    def add(self, entry: dict[str, Any], keys: list[str], entry_bytes: int) -> None:
+        """Append an entry (the caller checked it fits)."""
+        self.bytes += entry_bytes + (1 if self.entries else 0)
+        self.entries.append(entry)
+        self.keys.extend(keys)
+        self.recipients += len(keys)
+
+    def flush(self) -> None:
+        """Close the current batch if it holds anything."""
+        if not self.entries:
+            return
+        payload = {**self.base, "messages": self.entries}
+        size = _size(payload)
+        self.batches.append(Batch(_batch_id("b", self.keys, self.campaign), payload, tuple(self.keys),
+                                  self.recipients, size, "batch"))
+        self._reset()
+
+
+def _pack_group(packer: _Packer, content: str, keys: list[str], numbers: list[str], dlr: _Dlr) -> None:
+    """Place one content group into batches, splitting its ``to`` list where a limit is reached."""
+    start = 0
+    while start < len(keys):
+        take = min(packer.room(), len(keys) - start)
+        if take <= 0:
+            packer.flush()
+            continue
+        # shrink until the slice fits in the bytes left (binary search on the slice length)
+        entry = _entry(content, keys[start:start + take], numbers[start:start + take], dlr)
+        size = _size(entry)
+        if not packer.fits(size):
+            lo, hi = 0, take
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if packer.fits(_size(_entry(content, keys[start:start + mid], numbers[start:start + mid],
+                                            dlr))):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if lo == 0:
+                if not packer.entries:
+                    raise ConfigError(f"row {keys[start]!r} alone is larger than max_bytes="
+                                      f"{packer.max_bytes}")
+                packer.flush()
+                continue
+            take = lo
+            entry = _entry(content, keys[start:start + take], numbers[start:start + take], dlr)
+            size = _size(entry)
+        packer.add(entry, keys[start:start + take], size)
+        start += take
+
+
+def build_batches(df: pd.DataFrame, *, sender: str, max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+                  max_bytes: int = DEFAULT_MAX_BYTES, dlr: bool = False, dlr_url: str | None = None,
+                  dlr_level: int = 3, dlr_method: str = "POST", callback_url: str | None = None,
+                  errback_url: str | None = None, schedule_at: datetime | timedelta | str | None = None,
+                  campaign: str | None = None, now: datetime | None = None) -> list[Batch]:
+    """Chunk rows into ``/rest/batch-send`` payloads, grouping identical content into one ``to`` list.
+
+    ``dlr_url`` may contain ``{key}``: single-recipient entries get the row's URL-quoted message key
+    there, grouped entries get :data:`GROUP_KEY` (pair them through ``callback_url``). Each batch holds
+    at most ``max_recipients`` numbers and ``max_bytes`` bytes of JSON. ``campaign`` is mixed into the
+    batch ids so two campaigns with the same keys get different ids. The frame is not modified.
+    """
+    validate_rows(df, sender=sender)
+    if max_recipients < 1:
+        raise ConfigError(f"max_recipients must be at least 1, not {max_recipients}")
+    options = _Dlr.make(dlr, dlr_url, dlr_level, dlr_method)
+    base: dict[str, Any] = {"globals": {"sender": sender, **options.fields(None)}}
+    config: dict[str, Any] = {}
+    if callback_url:
+        config["callback_url"] = callback_url
+    if errback_url:
+        config["errback_url"] = errback_url
+    if schedule_at is not None:
+        config["schedule_at"] = format_schedule_at(schedule_at, now=now)
+    if config:
+        base["batch_config"] = config
+    packer = _Packer(base, max_recipients=max_recipients, max_bytes=max_bytes, campaign=campaign)
+    if packer.empty_bytes >= max_bytes:
+        raise ConfigError(f"max_bytes={max_bytes} is smaller than an empty batch ({packer.empty_bytes})")
+    grouped = 0
+    for content, keys, numbers in _groups(df):
+        grouped += len(keys) > 1
+        _pack_group(packer, content, keys, numbers, options)
+    packer.flush()
+    if grouped and options.enabled and not callback_url:
+        logger.warning("%d content group(s) share one dlr_url; without callback_url their delivery reports "
+                       "cannot be tied to rows", grouped)
+    return packer.batches
+
+
+# ------------------------------------------------------------------------------------------ singles
+def _single(path: Path, key: str, msisdn: str, content: str, sender: str, options: _Dlr,
+            campaign: str | None) -> Batch:
+    """Return the body of one per-message request (no credentials: the transport adds them)."""
+    body: dict[str, Any] = {"sender": sender, "to": msisdn, "content": content, **options.fields(key)}
+    size = _size(body)
+    return Batch(_batch_id("s" if path == "single" else "h", [key], campaign), body, (key,), 1, size, path)
+
+
+def build_singles(df: pd.DataFrame, *, sender: str, path: Path = "single", dlr: bool = False,
+                  dlr_url: str | None = None, dlr_level: int = 3, dlr_method: str = "POST",
+                  campaign: str | None = None) -> list[Batch]:
+    """Build one request per row for ``/rest/send`` (``path='single'``) or ``/api/send`` (``'http'``).
+
+    Each body carries ``sender``, ``to``, ``content`` and, with ``dlr=True``, ``dlr``, ``dlr_url`` (with
+    the row's key in place of ``{key}``), ``dlr_level`` and ``dlr_method``. HTTP API credentials are
+    added by the transport at send time, never stored here.
+    """
+    if path not in ("single", "http"):
+        raise ConfigError(f"build_singles path must be 'single' or 'http', not {path!r}")
+    validate_rows(df, sender=sender)
+    options = _Dlr.make(dlr, dlr_url, dlr_level, dlr_method)
+    return [_single(path, key, msisdn, content, sender, options, campaign)
+            for key, msisdn, content in _rows(df)]
+
+
+def build_requests(df: pd.DataFrame, *, sender: str, path: Path = "batch", **options: Any) -> list[Batch]:
+    """Build the requests for one send path: 'batch' (default), 'single' or 'http'."""
+    if path == "batch":
+        return build_batches(df, sender=sender, **options)
+    allowed = {"dlr", "dlr_url", "dlr_level", "dlr_method", "campaign"}
+    extra = sorted(set(options) - allowed)
+    if extra:
+        raise ConfigError(f"option(s) {extra} only apply to path='batch'")
+    return build_singles(df, sender=sender, path=path, **options)
+
+
+def iter_recipients(batch: Batch) -> Iterator[tuple[str, str]]:
+    """Yield (message_key, msisdn) pairs of a request in payload order."""
+    if batch.path != "batch":
+        yield batch.keys[0], batch.payload["to"]
+        return
+    keys = iter(batch.keys)
+    for entry in batch.payload["messages"]:
+        for number in entry["to"]:
+            yield next(keys), number

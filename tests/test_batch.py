@@ -1,0 +1,229 @@
+"""Tests for plasgate_nb.batch: grouping, limits, determinism, dlr URLs, schedule_at and validation."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import quote
+
+import pandas as pd
+import pytest
+
+from plasgate_nb.batch import (
+    GROUP_KEY,
+    build_batches,
+    build_requests,
+    build_singles,
+    dumps,
+    format_schedule_at,
+    iter_recipients,
+)
+from plasgate_nb.errors import AudienceError, ConfigError, TemplateError
+
+NOW = datetime(2026, 11, 25, 3, 0, 0, tzinfo=UTC)  # 10:00:00 in Phnom Penh
+
+
+def frame(n: int, *, same: int = 0) -> pd.DataFrame:
+    """Return n rows; the first ``same`` rows share one content, the rest are personalized."""
+    return pd.DataFrame({
+        "message_key": [f"k{i}" for i in range(n)],
+        "msisdn": [f"85512{i:06d}" for i in range(n)],
+        "content": ["Promo for everyone" if i < same else f"Hi {i}, code #ma#{i:04d}#ma#" for i in range(n)],
+    })
+
+
+def recipients(batches: list) -> list[tuple[str, str]]:
+    """Flatten all (key, msisdn) pairs of a list of batches."""
+    return [pair for b in batches for pair in iter_recipients(b)]
+
+
+def test_grouping_identical_content_shares_one_entry() -> None:
+    df = frame(6, same=4)
+    [batch] = build_batches(df, sender="SMS Info")
+    messages = batch.payload["messages"]
+    assert messages[0] == {"to": [f"85512{i:06d}" for i in range(4)], "content": "Promo for everyone"}
+    assert [m["to"] for m in messages[1:]] == [["85512000004"], ["85512000005"]]
+    assert batch.recipients == 6 and batch.keys == tuple(f"k{i}" for i in range(6))
+    assert batch.payload["globals"] == {"sender": "SMS Info"}
+    assert "batch_config" not in batch.payload
+    assert batch.bytes == len(dumps(batch.payload))
+
+
+def test_every_row_lands_exactly_once_in_order() -> None:
+    df = frame(2500, same=1300)
+    batches = build_batches(df, sender="SMS Info", max_recipients=700)
+    pairs = recipients(batches)
+    assert pairs == list(zip(df["message_key"], df["msisdn"], strict=True))
+    assert all(b.recipients <= 700 for b in batches)
+    assert [b.recipients for b in batches] == [700, 700, 700, 400]
+
+
+def test_max_bytes_is_respected_and_exact() -> None:
+    df = frame(3000, same=1500)
+    batches = build_batches(df, sender="SMS Info", max_bytes=20_000, dlr=True,
+                            dlr_url="https://cb.example/dlr/{key}?token=abc", callback_url="https://cb/x")
+    assert len(batches) > 5
+    for b in batches:
+        assert b.bytes == len(dumps(b.payload)) <= 20_000
+    assert len(recipients(batches)) == 3000
+    # batches are packed: no two consecutive batches could have been one
+    assert all(a.bytes + b.bytes > 20_000 for a, b in itertools.pairwise(batches))
+
+
+def test_a_row_bigger_than_max_bytes_is_an_error() -> None:
+    df = frame(2)
+    df.loc[1, "content"] = "x" * 5000
+    with pytest.raises(ConfigError, match="'k1' alone is larger"):
+        build_batches(df, sender="SMS Info", max_bytes=2000)
+
+
+def test_deterministic_ids_and_payloads() -> None:
+    df = frame(1200, same=300)
+    a = build_batches(df, sender="SMS Info", max_recipients=500, campaign="spring")
+    b = build_batches(df.copy(), sender="SMS Info", max_recipients=500, campaign="spring")
+    assert [x.batch_id for x in a] == [y.batch_id for y in b]
+    assert [dumps(x.payload) for x in a] == [dumps(y.payload) for y in b]
+    assert len({x.batch_id for x in a}) == len(a)
+    other = build_batches(df, sender="SMS Info", max_recipients=500, campaign="autumn")
+    assert {x.batch_id for x in a}.isdisjoint(x.batch_id for x in other)
+
+
+def test_frame_is_not_mutated() -> None:
+    df = frame(10, same=3)
+    before = df.copy()
+    build_batches(df, sender="SMS Info", dlr=True, dlr_url="https://h/{key}")
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_personalized_rows_carry_their_keyed_dlr_url_and_groups_the_marker() -> None:
+    df = frame(4, same=2)
+    df.loc[3, "message_key"] = "a/b c?&"
+    [batch] = build_batches(df, sender="SMS Info", dlr=True, dlr_url="https://h/dlr/spring/{key}?token=abc",
+                            dlr_level=2, dlr_method="get", callback_url="https://h/cb")
+    g = batch.payload["globals"]
+    assert g == {"sender": "SMS Info", "dlr": "yes", "dlr_url": f"https://h/dlr/spring/{GROUP_KEY}?token=abc",
+                 "dlr_level": 2, "dlr_method": "GET"}
+    grouped, single2, single3 = batch.payload["messages"]
+    assert "dlr_url" not in grouped
+    assert single2["dlr_url"] == "https://h/dlr/spring/k2?token=abc"
+    assert single3["dlr_url"] == f"https://h/dlr/spring/{quote('a/b c?&', safe='')}?token=abc"
+    assert batch.payload["batch_config"] == {"callback_url": "https://h/cb"}
+
+
+def test_dlr_option_errors() -> None:
+    df = frame(2)
+    with pytest.raises(ConfigError, match="dlr_url"):
+        build_batches(df, sender="SMS Info", dlr=True)
+    with pytest.raises(ConfigError, match="dlr=True"):
+        build_batches(df, sender="SMS Info", dlr_url="https://h/{key}")
+    with pytest.raises(ConfigError, match="dlr_level"):
+        build_batches(df, sender="SMS Info", dlr=True, dlr_url="https://h/{key}", dlr_level=4)
+    with pytest.raises(ConfigError, match="dlr_method"):
+        build_batches(df, sender="SMS Info", dlr=True, dlr_url="https://h/{key}", dlr_method="PUT")
+
+
+def test_grouped_dlr_without_callback_url_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="plasgate_nb"):
+        build_batches(frame(3, same=2), sender="SMS Info", dlr=True, dlr_url="https://h/{key}")
+    assert "callback_url" in caplog.text
+
+
+@pytest.mark.parametrize(("bad", "error", "match"), [
+    ({"msisdn": "012345678"}, AudienceError, "invalid msisdn.*'k1'"),
+    ({"msisdn": "8551234567890"}, AudienceError, "invalid msisdn"),
+    ({"msisdn": None}, AudienceError, "invalid msisdn"),
+    ({"content": "  "}, TemplateError, "empty content.*'k1'"),
+    ({"content": None}, TemplateError, "empty content"),
+    ({"message_key": "k0"}, AudienceError, "duplicate message keys: 'k0'"),
+    ({"message_key": GROUP_KEY}, AudienceError, "reserved"),
+])
+def test_row_validation_names_rows(bad: dict, error: type, match: str) -> None:
+    df = frame(3).astype(object)
+    for column, value in bad.items():
+        df.loc[1, column] = value
+    with pytest.raises(error, match=match):
+        build_batches(df, sender="SMS Info")
+
+
+def test_sender_and_columns_validation() -> None:
+    with pytest.raises(ConfigError, match="at most 11"):
+        build_batches(frame(1), sender="TwelveChars!")
+    with pytest.raises(ConfigError, match="sender is empty"):
+        build_singles(frame(1), sender="")
+    with pytest.raises(AudienceError, match="content"):
+        build_batches(frame(1).drop(columns="content"), sender="SMS Info")
+
+
+def test_nothing_built_on_bad_input_many_rows_named_briefly() -> None:
+    df = frame(30)
+    df["msisdn"] = "123"
+    with pytest.raises(AudienceError, match="and 20 more"):
+        build_batches(df, sender="SMS Info")
+
+
+# --------------------------------------------------------------------------------------- schedule_at
+def test_schedule_naive_is_phnom_penh() -> None:
+    assert format_schedule_at(datetime(2026, 11, 25, 18, 30), now=NOW) == "2026-11-25 18:30:00"
+
+
+def test_schedule_aware_is_converted() -> None:
+    utc = datetime(2026, 11, 25, 11, 30, 15, 999, tzinfo=UTC)
+    assert format_schedule_at(utc, now=NOW) == "2026-11-25 18:30:15"
+    paris = datetime(2026, 11, 26, 1, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert format_schedule_at(paris, now=NOW) == "2026-11-26 07:00:00"
+
+
+def test_schedule_timedelta_counts_from_now() -> None:
+    assert format_schedule_at(timedelta(hours=2, minutes=5), now=NOW) == "2026-11-25 12:05:00"
+
+
+def test_schedule_string_and_real_clock() -> None:
+    assert format_schedule_at("2026-11-25 10:00:01", now=NOW) == "2026-11-25 10:00:01"
+    soon = format_schedule_at(timedelta(minutes=10))
+    assert datetime.strptime(soon, "%Y-%m-%d %H:%M:%S") > datetime.now(UTC).replace(tzinfo=None)
+
+
+@pytest.mark.parametrize("past", [
+    datetime(2026, 11, 25, 9, 59),  # naive Phnom Penh, a minute ago
+    datetime(2026, 11, 25, 2, 0, tzinfo=UTC),
+    timedelta(seconds=-5),
+    timedelta(0),
+    "2021-09-30 09:00:00",
+])
+def test_schedule_in_the_past_is_refused(past: object) -> None:
+    with pytest.raises(ConfigError, match=r"past|future"):
+        format_schedule_at(past, now=NOW)  # type: ignore[arg-type]
+
+
+def test_schedule_bad_string_and_type() -> None:
+    with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+        format_schedule_at("2030-09-30T09:00:00", now=NOW)
+    with pytest.raises(ConfigError, match="datetime, timedelta"):
+        format_schedule_at(12345, now=NOW)  # type: ignore[arg-type]
+
+
+def test_schedule_in_batch_config_and_past_refused_before_building() -> None:
+    [batch] = build_batches(frame(2), sender="SMS Info", schedule_at=timedelta(hours=1), now=NOW)
+    assert batch.payload["batch_config"] == {"schedule_at": "2026-11-25 11:00:00"}
+    with pytest.raises(ConfigError, match="past"):
+        build_batches(frame(2), sender="SMS Info", schedule_at=datetime(2020, 1, 1))
+
+
+# --------------------------------------------------------------------------------------- singles
+def test_single_and_http_bodies() -> None:
+    df = frame(2)
+    singles = build_singles(df, sender="SMS Info", dlr=True, dlr_url="https://h/d/{key}", dlr_level=1)
+    assert [s.path for s in singles] == ["single", "single"]
+    assert singles[0].payload == {
+        "sender": "SMS Info", "to": "85512000000", "content": "Hi 0, code #ma#0000#ma#",
+        "dlr": "yes", "dlr_url": "https://h/d/k0", "dlr_level": 1, "dlr_method": "POST"}
+    assert singles[1].keys == ("k1",) and singles[1].recipients == 1
+    http = build_requests(df, sender="SMS Info", path="http")
+    assert http[0].path == "http" and http[0].payload == {"sender": "SMS Info", "to": "85512000000",
+                                                          "content": "Hi 0, code #ma#0000#ma#"}
+    assert "password" not in json.dumps([h.payload for h in http])
+    assert http[0].batch_id != singles[0].batch_id
+    assert list(iter_recipients(http[1])) == [("k1", "85512000001")]
+    with pytest.raises(ConfigError, match="only apply"):
+        build_requests(df, sender="SMS Info", path="single", max_bytes=10)
