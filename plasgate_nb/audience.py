@@ -1,0 +1,345 @@
+"""Prepare an audience: normalize phone numbers to Plasgate form and flag rows that must not be sent.
+
+Plasgate wants a destination as the country code followed by the national number, digits only and no
+``+`` (``855`` + ``12345678``). Spreadsheets hold every other spelling: ``012 345 678``,
+``+855 12 345 678``, ``855012345678``, ``(012) 345-678``, Khmer digits, and floats from Excel
+(``85512345678.0``). Each distinct raw value is cleaned and classified once, with the numbering plan of
+``phonenumbers`` (its region metadata and carrier prefixes), and the verdicts are spread back to the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import sys
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache, lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import phonenumbers
+from phonenumbers.carrierdata import CARRIER_DATA
+
+from .errors import AudienceError
+
+__all__ = ["STATUSES", "normalize_msisdn", "prepare_audience"]
+
+log = logging.getLogger("plasgate_nb")
+
+STATUSES = ("ok", "invalid", "not_mobile", "duplicate", "suppressed", "missing")
+"""Every value ``audience_status`` can take; only ``ok`` rows should be sent."""
+
+# (msisdn, carrier, status, reason) for one distinct raw value.
+Verdict = tuple[str | None, str | None, str, str]
+
+_MISSING: Verdict = (None, None, "missing", "no phone number")
+_LABELS = {"KH": "Cambodian"}
+# Characters people put between digits; deleted before reading the number.
+_SEPARATORS = (
+    " \t\r\n\v\f\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u200b\u200c\u200d\u2060\u202f\u205f\u3000\ufeff"
+    "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"
+    ".\uff0e()\uff08\uff09[]/\uff0f'\"`\u2018\u2019\u201c\u201d"
+)
+_EXCEL_FLOAT = re.compile(r"\+?[0-9]+\.0+")
+_SCIENTIFIC = re.compile(r"[0-9](?:\.[0-9]+)?[eE]\+?[0-9]+")
+_PLAIN = re.compile(r"\+?[0-9]+")
+_MAX_DIGITS = 17
+# Number types that are not mobile, in the order phonenumbers tests them, with human names.
+_OTHER_TYPES = (
+    ("premium_rate", "premium-rate"),
+    ("toll_free", "toll-free"),
+    ("shared_cost", "shared-cost"),
+    ("voip", "VoIP"),
+    ("personal_number", "personal"),
+    ("pager", "pager"),
+    ("uan", "UAN"),
+    ("voicemail", "voicemail"),
+)
+
+
+@cache
+def _digit_table() -> dict[int, str]:
+    """Map every Unicode decimal digit (Khmer, Arabic-Indic, full-width...) and full-width plus to ASCII."""
+    table = {cp: str(unicodedata.decimal(chr(cp))) for cp in range(sys.maxunicode + 1)
+             if unicodedata.category(chr(cp)) == "Nd" and not 0x30 <= cp <= 0x39}
+    table[0xFF0B] = "+"
+    return table
+
+
+_DELETE_SEPARATORS = str.maketrans("", "", _SEPARATORS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Desc:
+    """One number type of a numbering plan: its national pattern, with the allowed lengths folded in."""
+
+    fullmatch: Callable[[str], re.Match[str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The numbering plan of one region, read from phonenumbers' metadata."""
+
+    region: str
+    label: str
+    cc: str
+    trunk: str
+    international: re.Pattern[str]
+    general: _Desc
+    min_len: int
+    max_len: int
+    others: tuple[tuple[str, _Desc], ...]
+    fixed: _Desc | None
+    mobile: _Desc | None
+    same_fixed_mobile: bool
+    carriers: tuple[tuple[int, dict[str, str]], ...]
+
+
+def _desc(raw: Any) -> _Desc | None:
+    """Compile a phonenumbers PhoneNumberDesc, or None when the plan has no such type."""
+    if raw is None or not raw.national_number_pattern:
+        return None
+    lengths = sorted(raw.possible_length or ())
+    only = "(?=" + "|".join(f"[0-9]{{{n}}}\\Z" for n in lengths) + ")" if lengths else ""
+    return _Desc(re.compile(f"{only}(?:{raw.national_number_pattern})").fullmatch)
+
+
+@cache
+def _plan(region: str) -> _Plan:
+    """Build (once per region) the compiled numbering plan and carrier prefixes."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region.upper()) if isinstance(region, str) else None
+    if meta is None:
+        raise AudienceError(f"unknown region {region!r}: use a two-letter code such as 'KH'")
+    general = _desc(meta.general_desc)
+    if general is None:
+        raise AudienceError(f"region {region!r} has no numbering plan in phonenumbers")
+    cc = str(meta.country_code)
+    by_length: dict[int, dict[str, str]] = {}
+    for prefix, names in CARRIER_DATA.items():
+        if prefix.startswith(cc) and names.get("en"):
+            by_length.setdefault(len(prefix), {})[prefix] = names["en"]
+    others = tuple((human, d) for attr, human in _OTHER_TYPES if (d := _desc(getattr(meta, attr))))
+    intl = meta.international_prefix or "00"
+    return _Plan(
+        region=region.upper(),
+        label=_LABELS.get(region.upper(), region.upper()),
+        cc=cc,
+        trunk=meta.national_prefix or "",
+        international=re.compile(rf"(?:{intl}|00){cc}([0-9]*)"),
+        general=general,
+        min_len=min(meta.general_desc.possible_length or (1,)),
+        max_len=max(meta.general_desc.possible_length or (_MAX_DIGITS,)),
+        others=others,
+        fixed=_desc(meta.fixed_line),
+        mobile=_desc(meta.mobile),
+        same_fixed_mobile=bool(meta.same_mobile_and_fixed_line_pattern),
+        carriers=tuple(sorted(by_length.items(), reverse=True)),
+    )
+
+
+def _to_text(value: Any) -> str | None:
+    """Turn a cell (str, int, Excel float, NaN, None) into text, or None when the cell is empty."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return None
+        if math.isfinite(value) and float(value).is_integer():
+            return str(int(value))
+        return repr(float(value))
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return str(int(value))
+    return str(value)
+
+
+def _carrier(msisdn: str, plan: _Plan) -> str | None:
+    """Name the carrier a mobile number was allocated to (longest carrier prefix wins)."""
+    for length, names in plan.carriers:
+        name = names.get(msisdn[:length])
+        if name is not None:
+            return name
+    return None
+
+
+def _classify_national(nsn: str, plan: _Plan) -> Verdict:
+    """Classify a national significant number against the plan (mirrors phonenumbers' number_type)."""
+    label = plan.label
+    if len(nsn) < plan.min_len:
+        return None, None, "invalid", f"too short for a {label} number"
+    if len(nsn) > plan.max_len:
+        return None, None, "invalid", f"too long for a {label} number"
+    if plan.general.fullmatch(nsn) is None:
+        return None, None, "invalid", f"not a valid {label} number"
+    msisdn = plan.cc + nsn
+    for human, desc in plan.others:
+        if desc.fullmatch(nsn) is not None:
+            return msisdn, None, "not_mobile", f"{human} number (not mobile)"
+    is_mobile = plan.mobile is not None and plan.mobile.fullmatch(nsn) is not None
+    if plan.fixed is not None and plan.fixed.fullmatch(nsn) is not None:
+        if plan.same_fixed_mobile or is_mobile:
+            return msisdn, _carrier(msisdn, plan), "ok", ""
+        return msisdn, None, "not_mobile", "landline number (not mobile)"
+    if is_mobile and not plan.same_fixed_mobile:
+        return msisdn, _carrier(msisdn, plan), "ok", ""
+    return None, None, "invalid", f"not a valid {label} number"
+
+
+def _classify_text(text: str | None, plan: _Plan) -> Verdict:
+    """Clean one raw text and classify it: the single source of truth for a number's verdict."""
+    if text is None:
+        return _MISSING
+    text = text.translate(_digit_table()).strip() if not text.isascii() else text.strip()
+    if _EXCEL_FLOAT.fullmatch(text):
+        text = text[: text.index(".")]
+    elif _SCIENTIFIC.fullmatch(text):
+        return None, None, "invalid", "written in scientific notation (Excel lost digits)"
+    text = text.translate(_DELETE_SEPARATORS)
+    if not text:
+        return _MISSING
+    if not _PLAIN.fullmatch(text):
+        if any(ch.isalpha() for ch in text):
+            return None, None, "invalid", "contains letters"
+        odd = next((ch for ch in text if not ch.isdigit() and ch != "+"), None)
+        return None, None, "invalid", f"unexpected character {odd!r}" if odd else "misplaced '+'"
+    label = plan.label
+    if len(text) > _MAX_DIGITS + 1:
+        return None, None, "invalid", f"too long for a {label} number"
+    cc = plan.cc
+    if text[0] == "+":
+        if not text.startswith(cc, 1):
+            return None, None, "invalid", f"not a {label} number (country code is not +{cc})"
+        rest = text[1 + len(cc):]
+    elif (found := plan.international.fullmatch(text)) is not None:
+        rest = found.group(1)
+    elif text.startswith("00"):
+        return None, None, "invalid", f"not a {label} number (country code is not +{cc})"
+    elif text.startswith(cc) and len(text) >= len(cc) + plan.min_len:
+        rest = text[len(cc):]
+    else:
+        rest = text
+    if plan.trunk and rest.startswith(plan.trunk):
+        rest = rest[len(plan.trunk):]
+    return _classify_national(rest, plan)
+
+
+def _classify_value(value: Any, plan: _Plan) -> Verdict:
+    """Classify one raw cell of any type."""
+    return _classify_text(_to_text(value), plan)
+
+
+@lru_cache(maxsize=65536)
+def _classify_cached(value: Any, region: str) -> Verdict:
+    """Cached verdict for single-value callers (batch, simulator, suppression checks)."""
+    return _classify_value(value, _plan(region))
+
+
+def normalize_msisdn(value: Any, *, region: str = "KH") -> str | None:
+    """Return ``value`` in Plasgate form (``855`` + national number, digits only), or None if not a number.
+
+    Any valid number of the region is returned, landlines included; :func:`prepare_audience` is the
+    place that tells mobile numbers from the rest.
+
+    >>> normalize_msisdn("(012) 345-678")
+    '85512345678'
+    """
+    try:
+        hash(value)
+    except TypeError:
+        return _classify_value(value, _plan(region))[0]
+    return _classify_cached(value, region)[0]
+
+
+def _verdicts(values: pd.Series | pd.Index, plan: _Plan) -> tuple[np.ndarray, list[Verdict]]:
+    """Classify each distinct value once; return per-row codes into the verdict list (-1 = missing)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    uniques = np.asarray(uniques, dtype=object)  # plain iteration, not one ExtensionArray lookup per item
+    found = [_classify_text(v, plan) if isinstance(v, str) else _classify_value(v, plan) for v in uniques]
+    found.append(_MISSING)  # code -1 (NaN, None, NA) picks the last verdict
+    return codes, found
+
+
+def _suppressed_numbers(suppress: Any, plan: _Plan) -> set[str]:
+    """Normalize an opt-out list (any iterable or Series of numbers) to a set of msisdns."""
+    if isinstance(suppress, str | bytes | pd.DataFrame):
+        raise AudienceError(
+            "suppress must be a list or Series of phone numbers, e.g. suppress=opt_out['phone'], "
+            f"not a {type(suppress).__name__}")
+    if not isinstance(suppress, Iterable):
+        raise AudienceError(f"suppress must be an iterable of phone numbers, not {type(suppress).__name__}")
+    if not isinstance(suppress, pd.Series | pd.Index):
+        suppress = pd.Series(list(suppress), dtype=object)
+    _, found = _verdicts(suppress, plan)
+    numbers = {v[0] for v in found if v[0] is not None}
+    unusable = sum(1 for v in found[:-1] if v[0] is None)
+    if unusable:
+        log.warning("opt-out list: %d distinct entries are not %s numbers and were ignored",
+                    unusable, plan.label)
+    return numbers
+
+
+def prepare_audience(
+    df: pd.DataFrame,
+    *,
+    phone: str = "phone",
+    region: str = "KH",
+    suppress: Iterable[Any] | pd.Series | None = None,
+) -> pd.DataFrame:
+    """Return a copy of ``df`` with ``msisdn``, ``carrier``, ``audience_status`` and ``audience_reason``.
+
+    ``msisdn`` is the number in Plasgate form (empty when the cell holds no valid number), ``carrier``
+    the network the number was allocated to (phonenumbers, in English), ``audience_status`` one of
+    :data:`STATUSES` and ``audience_reason`` says why in plain words. The first row with a number wins;
+    later rows with the same number are ``duplicate`` and name the first row's index label. Numbers on
+    the ``suppress`` opt-out list (any formats) are ``suppressed``. The caller's frame is not modified.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise AudienceError(f"prepare_audience expects a pandas DataFrame, not {type(df).__name__}")
+    if phone not in df.columns:
+        raise AudienceError(f"no phone column {phone!r}; available columns: {list(df.columns)}")
+    column = df[phone]
+    if isinstance(column, pd.DataFrame):
+        raise AudienceError(f"the frame has {column.shape[1]} columns named {phone!r}; keep only one")
+    plan = _plan(region)
+    codes, found = _verdicts(column, plan)
+    msisdn = np.array([v[0] for v in found], dtype=object)[codes]
+    carrier = np.array([v[1] for v in found], dtype=object)[codes]
+    status = np.array([v[2] for v in found], dtype=object)[codes]
+    reason = np.array([v[3] for v in found], dtype=object)[codes]
+
+    if suppress is not None:
+        numbers = _suppressed_numbers(suppress, plan)
+        hit = (status == "ok") & pd.Series(msisdn).isin(numbers).to_numpy()
+        status[hit] = "suppressed"
+        reason[hit] = "on the opt-out list"
+
+    ok = np.flatnonzero(status == "ok")
+    ok_numbers = pd.Series(msisdn[ok], index=df.index[ok])
+    repeated = ok_numbers.duplicated(keep="first").to_numpy()
+    if repeated.any():
+        firsts = ok_numbers[~repeated]
+        first_label = pd.Series(firsts.index, index=firsts.to_numpy())
+        labels = first_label.reindex(ok_numbers.to_numpy()[repeated]).tolist()
+        rows = ok[repeated]
+        status[rows] = "duplicate"
+        reason[rows] = [f"same number as row {label}" for label in labels]
+
+    log.debug("prepared audience of %d rows: %s", len(df),
+              dict(zip(*np.unique(status.astype(str), return_counts=True), strict=True)))
+    return df.assign(
+        msisdn=pd.Series(msisdn, index=df.index, dtype="str"),
+        carrier=pd.Series(carrier, index=df.index, dtype="str"),
+        audience_status=pd.Series(status, index=df.index, dtype="str"),
+        audience_reason=pd.Series(reason, index=df.index, dtype="str"),
+    )
