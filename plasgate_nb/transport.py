@@ -1,0 +1,249 @@
+"""Send requests to Plasgate over HTTP: REST batch-send, REST single send and the HTTP API, behind one client.
+
+This is the only module that imports httpx. It is async inside (``httpx.AsyncClient``, several requests
+in flight, a sliding-window limiter per send path) and offers a plain synchronous API for notebooks that
+also works inside a running event loop (Jupyter): the coroutine then runs on a private loop in a
+helper thread. The retry policy follows DESIGN.md section 6: only what certainly did not reach the
+gateway (connect errors, 408/429/503) is retried automatically; anything ambiguous comes back as
+``uncertain`` and is never resent here. Tests inject an ``httpx.AsyncBaseTransport`` (e.g.
+``httpx.MockTransport``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import httpx
+
+from ._classify import Outcome, SendResult, classify, failure, parse_retry_after
+from ._ratelimit import RateLimiter, projected_seconds
+from .batch import Batch, dumps
+from .errors import ConfigError
+from .gateway import Gateway, redact
+
+__all__ = ["ENDPOINTS", "GatewayClient", "Outcome", "SendResult", "parse_retry_after", "redact", "run_sync"]
+
+logger = logging.getLogger("plasgate_nb")
+T = TypeVar("T")
+Hook = Callable[[Any], Awaitable[None] | None]
+ENDPOINTS = {"batch": "/rest/batch-send", "single": "/rest/send", "http": "/api/send"}
+USER_AGENT = "plasgate-nb/0.1"
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, even inside a running event loop (Jupyter).
+
+    Without a running loop it is ``asyncio.run``; with one, the coroutine runs on a fresh loop in a
+    helper thread named ``plasgate-nb-sync`` and this call blocks until it finishes.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        """Run the coroutine on this thread's own loop and keep its result or error."""
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="plasgate-nb-sync", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+async def _call(hook: Hook | None, arg: Any) -> None:
+    """Call a sync or async hook."""
+    if hook is None:
+        return
+    value = hook(arg)
+    if inspect.isawaitable(value):
+        await value
+
+
+class GatewayClient:
+    """Send :class:`~plasgate_nb.batch.Batch` requests to the gateway and classify each answer.
+
+    One client keeps one rate limiter per send path for its whole life, across sync and async calls.
+    ``transport`` replaces the network (e.g. ``httpx.MockTransport``); ``clock``/``sleep`` drive the
+    limiters in tests.
+    """
+
+    def __init__(self, gateway: Gateway | None = None, *, transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Create a client for ``gateway`` (default: ``Gateway.from_env()``)."""
+        self.gateway = gateway if gateway is not None else Gateway.from_env()
+        self._transport = transport
+        self._sleep = sleep
+        self.limiters = {path: RateLimiter(limit, clock=clock, sleep=sleep)
+                         for path, limit in self.gateway.rate_limits.items()}
+
+    def __repr__(self) -> str:
+        """Show the gateway (secrets masked)."""
+        return f"GatewayClient({self.gateway!r})"
+
+    # -------------------------------------------------------------------------------- plumbing
+    def _client(self) -> httpx.AsyncClient:
+        """Build an AsyncClient for one run (clients are bound to the event loop that uses them)."""
+        gw = self.gateway
+        timeout = httpx.Timeout(connect=gw.connect_timeout, read=gw.read_timeout, write=gw.write_timeout,
+                                pool=gw.pool_timeout)
+        limits = httpx.Limits(max_connections=gw.max_in_flight, max_keepalive_connections=gw.max_in_flight,
+                              keepalive_expiry=gw.keepalive_expiry)
+        kwargs: dict[str, Any] = {"timeout": timeout, "headers": {"User-Agent": USER_AGENT}}
+        if self._transport is not None:
+            kwargs["transport"] = self._transport
+        else:
+            kwargs["limits"] = limits
+            kwargs["verify"] = gw.ssl_context()
+        return httpx.AsyncClient(**kwargs)
+
+    def _build(self, client: httpx.AsyncClient, request: Batch) -> httpx.Request:
+        """Turn a Batch into an httpx request with the credentials of its send path."""
+        gw = self.gateway
+        url = gw.base_url + ENDPOINTS[request.path]
+        if request.path == "http":
+            form = {k: str(v) for k, v in request.payload.items()}
+            form.update(username=gw.username or "", password=gw.password or "")
+            return client.build_request("POST", url, data=form)
+        headers = {"X-Secret": gw.secret or "", "Content-Type": "application/json",
+                   "Accept": "application/json"}
+        return client.build_request("POST", url, params={"private_key": gw.private_key or ""},
+                                    headers=headers, content=dumps(request.payload))
+
+    async def _attempt(self, client: httpx.AsyncClient, request: Batch) -> SendResult:
+        """Send once and classify the answer or the failure."""
+        try:
+            response = await client.send(self._build(client, request))
+        except _NOT_SENT as exc:
+            return failure("retry", f"not sent: {type(exc).__name__}: {exc}", request=request)
+        except httpx.TimeoutException as exc:  # read/write timeout: the body may have been processed
+            return failure("uncertain", f"no answer: {type(exc).__name__}: {exc}", request=request)
+        except httpx.TransportError as exc:  # dropped connection, protocol error after sending
+            return failure("uncertain", f"connection failed after sending: {type(exc).__name__}: {exc}",
+                           request=request)
+        return classify(request.path, response.status_code, response.text,
+                        retry_after=response.headers.get("Retry-After"), recipients=request.recipients,
+                        request=request)
+
+    async def _send_one(self, client: httpx.AsyncClient, request: Batch,
+                        before_send: Hook | None) -> SendResult:
+        """Wait for the limiter, call ``before_send`` once, then send with automatic safe retries."""
+        gw = self.gateway
+        limiter = self.limiters[request.path]
+        await limiter.acquire()
+        await _call(before_send, request)
+        attempt = 0
+        while True:
+            attempt += 1
+            result = await self._attempt(client, request)
+            if result.outcome != "retry":
+                break
+            wait = result.retry_after
+            if wait is None:
+                wait = gw.default_retry_after if result.status in (429, 503) else min(2.0 ** attempt, 30.0)
+            if result.status in (429, 503):
+                limiter.pause(min(wait, gw.max_retry_wait))
+            if attempt > gw.max_retries or wait > gw.max_retry_wait:
+                result = _with(result, attempt, wait)
+                break
+            logger.info("request %s: %s; retrying in %.1f s (attempt %d of %d)", request.batch_id,
+                        result.reason, wait, attempt + 1, gw.max_retries + 1)
+            if result.status not in (429, 503):
+                await self._sleep(wait)
+            await limiter.acquire()
+        result = _with(result, attempt, result.retry_after)
+        level = logging.INFO if result.outcome == "accepted" else logging.WARNING
+        logger.log(level, "request %s (%s, %d recipient(s)): %s%s", request.batch_id, request.path,
+                   request.recipients, result.outcome, f" ({result.reason})" if result.reason else "")
+        return result
+
+    # -------------------------------------------------------------------------------- async API
+    async def asend(self, request: Batch, *, before_send: Hook | None = None) -> SendResult:
+        """Send one request and return its classified result."""
+        results = await self.asend_many([request], before_send=before_send)
+        return results[0]
+
+    async def asend_many(self, requests: Iterable[Batch], *, before_send: Hook | None = None,
+                         on_result: Hook | None = None) -> list[SendResult]:
+        """Send requests with up to ``max_in_flight`` in flight; return results in input order.
+
+        ``before_send(request)`` (sync or async) runs right before a request first leaves: the campaign
+        marks its rows ``submitting`` and commits there. ``on_result(result)`` runs as each answer
+        arrives, so the ledger can settle the batch at once. Hooks run on the event loop, one at a
+        time. If a hook raises, no further request is started, those in flight finish (their
+        ``on_result`` still runs), and the first error is raised.
+        """
+        requests = list(requests)
+        for path in sorted({r.path for r in requests}):
+            self.gateway.require(path)
+        results: list[SendResult | None] = [None] * len(requests)
+        queue = iter(enumerate(requests))
+        errors: list[BaseException] = []
+        hook_lock = asyncio.Lock()
+
+        async def locked(hook: Hook | None, arg: Any) -> None:
+            """Run a hook under the lock so hooks never overlap."""
+            async with hook_lock:
+                await _call(hook, arg)
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            """Take requests one by one until none are left or a hook failed."""
+            for index, request in queue:
+                if errors:
+                    return
+                try:
+                    result = await self._send_one(client, request,
+                                                  (lambda r: locked(before_send, r)) if before_send else None)
+                except Exception as exc:
+                    errors.append(exc)
+                    return
+                results[index] = result
+                try:
+                    await locked(on_result, result)
+                except Exception as exc:
+                    errors.append(exc)
+                    return
+
+        async with self._client() as client:
+            workers = min(self.gateway.max_in_flight, len(requests)) or 1
+            await asyncio.gather(*(worker(client) for _ in range(workers)))
+        if errors:
+            raise errors[0]
+        return [r for r in results if r is not None]
+
+    # -------------------------------------------------------------------------------- sync API
+    def send(self, request: Batch, *, before_send: Hook | None = None) -> SendResult:
+        """Send one request (synchronous; safe inside Jupyter)."""
+        return run_sync(self.asend(request, before_send=before_send))
+
+    def send_many(self, requests: Iterable[Batch], *, before_send: Hook | None = None,
+                  on_result: Hook | None = None) -> list[SendResult]:
+        """Send many requests (synchronous; safe inside Jupyter); see :meth:`asend_many`."""
+        return run_sync(self.asend_many(requests, before_send=before_send, on_result=on_result))
+
+    def projected_seconds(self, requests: int, path: str = "batch") -> float:
+        """Return the least wall time ``requests`` requests on ``path`` need under this client's limits."""
+        if path not in self.limiters:
+            raise ConfigError(f"unknown send path {path!r}")
+        return projected_seconds(requests, self.limiters[path].limit)
+
+
+def _with(result: SendResult, attempts: int, retry_after: float | None) -> SendResult:
+    """Return ``result`` with its attempt count and retry-after set."""
+    return replace(result, attempts=attempts, retry_after=retry_after)
+
