@@ -1,0 +1,396 @@
+"""The simulator's SMPP v3.4 server (SMSC side), over asyncio TCP, answering as Jasmin 0.11.1 does.
+
+Binds check system_id/password (a refusal is bind_resp 0x0E with no body, as Jasmin sends it);
+submit_sm before a bind, or on a receiver, is answered ESME_RINVBNDSTS. Each submit_sm gets its own
+message id; parts of a long message are reassembled (UDH or sar_ TLVs) and accepted as one message.
+Receipts for a final status go as deliver_sm (esm_class 0x04, Jasmin's text and TLVs) to a bound
+receiver or transceiver of the same system_id, queued until one binds. Idle links get enquire_link.
+Faults on request: throttling answers, a dropped connection, or silence after accepting.
+
+The accounts, delivery model and record come from a backend: ``SimpleBackend`` here (fates by number
+suffix), or ``GatewayBackend`` over the HTTP simulator's ``model.Gateway``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from ..server import bind_socket
+from ..smpp import pdu as _pdu
+from ..smpp.message import decode_short_message
+
+__all__ = ["GatewayBackend", "SimpleBackend", "SmppBackend", "SmppFaults", "SmppServer", "receipt_pdu"]
+
+logger = logging.getLogger("plasgate_nb")
+THREAD_NAME = "plasgate-nb-smpp-server"
+GATEWAY_TZ = timezone(timedelta(hours=7))
+Notify = Callable[[str, str, str, float, float], None]  # (message_id, stat, err, submitted, done)
+_BIND_MODES = {"bind_transceiver": "trx", "bind_transmitter": "tx", "bind_receiver": "rx"}
+
+
+class SmppBackend(Protocol):
+    """What the SMPP server needs from the gateway model."""
+
+    def authenticate(self, system_id: str, password: str) -> bool:
+        """Tell whether the credentials are valid."""
+
+    def accept(self, *, system_id: str, sender: str, to: str, text: str, parts: int,
+               registered_delivery: int, notify: Notify) -> str:
+        """Record one message and return its id; later call ``notify`` with its receipt (any thread)."""
+
+
+SUFFIX_FATES = {"99": ("UNDELIV", "001"), "98": ("REJECTD", "002"), "97": ("EXPIRED", "003"),
+                "95": ("DELETED", "004"), "94": ("UNKNOWN", "000")}
+
+
+class SimpleBackend:
+    """Accounts in a dict and fates by the last two digits (99 UNDELIV, 98 REJECTD, 97 EXPIRED,
+    95 DELETED, 94 UNKNOWN, otherwise DELIVRD), each after ``latency`` seconds; keeps a record."""
+
+    def __init__(self, accounts: dict[str, str] | None = None, *, latency: float = 0.01) -> None:
+        """``accounts`` maps system_id to password (default ``{"demo": "demopass"}``)."""
+        self._accounts = dict(accounts) if accounts is not None else {"demo": "demopass"}
+        self.latency = latency
+        self.record: list[dict[str, Any]] = []
+
+    def __repr__(self) -> str:
+        """Name the accounts, never their passwords."""
+        return f"<SimpleBackend accounts={sorted(self._accounts)}>"
+
+    def authenticate(self, system_id: str, password: str) -> bool:
+        """Check the password of ``system_id``."""
+        return system_id in self._accounts and self._accounts[system_id] == password
+
+    def accept(self, *, system_id: str, sender: str, to: str, text: str, parts: int,
+               registered_delivery: int, notify: Notify) -> str:
+        """Record the message and schedule its receipt on the running loop."""
+        message_id = str(uuid.uuid4())
+        self.record.append({"message_id": message_id, "account": system_id, "sender": sender, "to": to,
+                            "text": text, "parts": parts})
+        stat, err = SUFFIX_FATES.get(to[-2:], ("DELIVRD", "000"))
+        wanted = registered_delivery & 0x03
+        if wanted == 1 or (wanted == 2 and stat != "DELIVRD"):
+            now = time.time()
+            asyncio.get_running_loop().call_later(self.latency, notify, message_id, stat, err, now,
+                                                  now + self.latency)
+        return message_id
+
+
+class GatewayBackend:
+    """Adapter to the HTTP simulator's ``model.Gateway``: HTTP API username/password bind SMPP, and
+    messages are charged, recorded and given fates by the same model; its dispatcher calls us back."""
+
+    def __init__(self, gateway: Any) -> None:
+        """Wrap a ``plasgate_nb.simulator.model.Gateway``."""
+        self.gateway = gateway
+
+    def authenticate(self, system_id: str, password: str) -> bool:
+        """Check the credentials against the gateway's HTTP API accounts."""
+        return self.gateway.authenticate_api(system_id, password) is not None
+
+    def accept(self, *, system_id: str, sender: str, to: str, text: str, parts: int,
+               registered_delivery: int, notify: Notify) -> str:
+        """Submit through the gateway model (route ``smpp``) with a sink turning DLR fields to receipts."""
+        from .model import MessageSpec
+
+        account = self.gateway.authenticate_api(system_id, self.gateway.accounts[system_id].password)
+        wanted = registered_delivery & 0x03
+
+        def sink(_submission: Any, fields: dict[str, str]) -> None:
+            status = fields.get("message_status", "UNKNOWN")
+            if fields.get("level") != "2" or (wanted == 2 and status == "DELIVRD"):
+                return
+            notify(fields["id"], status, fields.get("err", "000"), time.time(), time.time())
+
+        spec = MessageSpec(to=[to], content=text, sender=sender, dlr_level=2)
+        ids, _ = self.gateway.submit(account, "smpp", [spec], sink=sink if wanted else None)
+        return ids[0][0]
+
+
+@dataclass(slots=True)
+class SmppFaults:
+    """Faults for the next submit_sm PDUs: throttle (answer 0x58), drop (accept, then close the
+    connection unanswered), silent (accept, never answer). Counters decrease as they fire."""
+
+    throttle_next: int = 0
+    drop_next: int = 0
+    silent_next: int = 0
+    throttle_status: int = _pdu.ESME_RTHROTTLED
+
+
+def _stamp(ts: float) -> str:
+    """Format a receipt date as Jasmin does (YYMMDDhhmm, gateway local time)."""
+    return datetime.fromtimestamp(ts, GATEWAY_TZ).strftime("%y%m%d%H%M")
+
+
+def receipt_pdu(sequence: int, *, message_id: str, stat: str, err: str, recipient: str, sender: str,
+                submitted: float, done: float, sender_ton: int = 5, sender_npi: int = 0) -> bytes:
+    """Encode a receipt deliver_sm exactly as Jasmin 0.11.1 sends it (text, then TLVs 0x0427, 0x001E)."""
+    text = f"id:{message_id} submit date:{_stamp(submitted)} done date:{_stamp(done)} stat:{stat} err:{err}"
+    tlvs = (_pdu.encode_tlv(_pdu.TAG_MESSAGE_STATE, _pdu.MESSAGE_STATES.get(stat, 7))
+            + _pdu.encode_tlv(_pdu.TAG_RECEIPTED_MESSAGE_ID, message_id))
+    return _pdu.encode("deliver_sm", sequence, source_addr_ton=1, source_addr_npi=1, source_addr=recipient,
+                       dest_addr_ton=sender_ton, dest_addr_npi=sender_npi, destination_addr=sender,
+                       esm_class=0x04, short_message=text.encode("latin-1"), tlvs=tlvs)
+
+
+class _Connection(asyncio.Protocol):
+    """One ESME connection."""
+
+    def __init__(self, server: SmppServer) -> None:
+        """Attach to ``server``."""
+        self.server = server
+        self.reader = _pdu.PduReader()
+        self.transport: asyncio.Transport | None = None
+        self.system_id: str | None = None
+        self.mode: str | None = None
+        self.seq = itertools.count(1)
+        self.last_rx = time.monotonic()
+        self.parts: dict[tuple[str, str, int], dict[int, str]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Register the connection."""
+        self.transport = transport  # type: ignore[assignment]
+        self.server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection."""
+        self.server._connections.discard(self)
+
+    def send(self, command: str, seq: int, *, status: int = 0, **values: Any) -> None:
+        """Write one PDU unless closing."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_pdu.encode(command, seq, status=status, **values))
+
+    def data_received(self, data: bytes) -> None:
+        """Handle every complete PDU."""
+        self.last_rx = time.monotonic()
+        try:
+            for raw in self.reader.feed(data):
+                self.handle(_pdu.decode(raw))
+        except _pdu.ProtocolError as exc:
+            logger.warning("smpp server: %s", exc)
+            if self.transport is not None:
+                self.transport.close()
+
+    def handle(self, message: _pdu.Pdu) -> None:
+        """Answer one PDU."""
+        name, seq, stats = message.command, message.sequence, self.server.stats
+        stats[name] = stats.get(name, 0) + 1
+        if name == "submit_sm":
+            self.submit(message)
+        elif name in _BIND_MODES:
+            self.bind(message, name)
+        elif name == "enquire_link":
+            self.send("enquire_link_resp", seq)
+        elif name == "unbind":
+            self.send("unbind_resp", seq)
+            self.system_id = self.mode = None
+            if self.transport is not None:
+                self.transport.close()
+        elif message.is_response:
+            return
+        else:
+            self.send("generic_nack", seq, status=_pdu.ESME_RINVCMDID)
+
+    def bind(self, message: _pdu.Pdu, name: str) -> None:
+        """Check the credentials and bind (Jasmin: 0x0E for a wrong password or unknown system_id)."""
+        if self.mode is not None:
+            self.send(name + "_resp", message.sequence, status=_pdu.ESME_RALYBND)
+            return
+        system_id, password = message.get("system_id", ""), message.get("password", "")
+        if not self.server.backend.authenticate(system_id, password):
+            self.send(name + "_resp", message.sequence, status=_pdu.ESME_RINVPASWD)
+            return
+        self.system_id, self.mode = system_id, _BIND_MODES[name]
+        self.send(name + "_resp", message.sequence, system_id=system_id)
+        if self.mode != "tx":
+            self.server._flush(system_id)
+
+    def submit(self, message: _pdu.Pdu) -> None:
+        """Accept a submit_sm (reassembling parts), or answer the status a fault or the bind state asks."""
+        seq, faults = message.sequence, self.server.faults
+        if self.mode not in ("tx", "trx") or self.system_id is None:
+            self.send("submit_sm_resp", seq, status=_pdu.ESME_RINVBNDSTS)
+            return
+        if faults.throttle_next > 0:
+            faults.throttle_next -= 1
+            self.send("submit_sm_resp", seq, status=faults.throttle_status)
+            return
+        decoded = decode_short_message(message)
+        to, sender = message.get("destination_addr", ""), message.get("source_addr", "")
+        rd = message.get("registered_delivery", 0)
+        message_id = self._accept(decoded.text, decoded.concat, to, sender, rd,
+                                  message.get("source_addr_ton", 0), message.get("source_addr_npi", 0))
+        if faults.drop_next > 0:
+            faults.drop_next -= 1
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if faults.silent_next > 0:
+            faults.silent_next -= 1
+            return
+        self.send("submit_sm_resp", seq, message_id=message_id)
+
+    def _accept(self, text: str, concat: tuple[int, int, int] | None, to: str, sender: str, rd: int,
+                ton: int, npi: int) -> str:
+        """Hand a whole message to the backend; a part waits for its siblings under a fresh id."""
+        parts = 1
+        if concat is not None and concat[1] > 1:
+            key = (sender, to, concat[0])
+            got = self.parts.setdefault(key, {})
+            got[concat[2]] = text
+            if len(got) < concat[1]:
+                return str(uuid.uuid4())
+            del self.parts[key]
+            text, parts = "".join(got[i] for i in sorted(got)), concat[1]
+        server = self.server
+        system_id = self.system_id or ""
+
+        def notify(message_id: str, stat: str, err: str, submitted: float, done: float) -> None:
+            server._notify(system_id, message_id, stat, err, to, sender, ton, npi, submitted, done)
+
+        server.stats["accepted"] = server.stats.get("accepted", 0) + 1
+        return server.backend.accept(system_id=system_id, sender=sender, to=to, text=text, parts=parts,
+                                     registered_delivery=rd, notify=notify)
+
+
+@dataclass
+class SmppServer:
+    """The SMPP server: ``with SmppServer() as s: ... s.port`` runs it on its own loop in a thread.
+
+    ``enquire_link_interval`` is how long a link may stay silent before the server probes it.
+    """
+
+    backend: SmppBackend = field(default_factory=SimpleBackend)
+    host: str = "127.0.0.1"
+    port: int = 0
+    enquire_link_interval: float = 30.0
+    faults: SmppFaults = field(default_factory=SmppFaults)
+    stats: dict[str, int] = field(default_factory=dict)
+    receipts_sent: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Prepare state; nothing listens until ``start()`` or ``start_async()``."""
+        self._connections: set[_Connection] = set()
+        self._queued: dict[str, list[tuple[Any, ...]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+
+    def __enter__(self) -> SmppServer:
+        """Start in a thread."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop."""
+        self.stop()
+
+    async def start_async(self) -> None:
+        """Listen on the running loop (pre-bound IPPROTO_TCP socket, so TCP_NODELAY is set)."""
+        sock = bind_socket(self.host, self.port)
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(lambda: _Connection(self), sock=sock)
+        self.port = sock.getsockname()[1]
+        self._idle_task = self._loop.create_task(self._probe_idle())
+
+    async def stop_async(self) -> None:
+        """Close every connection and stop listening."""
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            await asyncio.gather(self._idle_task, return_exceptions=True)
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def start(self) -> None:
+        """Run the server on a new loop in a background thread; return once it listens."""
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name=THREAD_NAME, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.start_async(), loop).result(10)
+
+    def stop(self) -> None:
+        """Stop the thread started by ``start()`` (idempotent)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._thread = None
+        asyncio.run_coroutine_threadsafe(self.stop_async(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        self._loop = None
+
+    def call(self, func: Callable[[], Any]) -> Any:
+        """Run ``func`` on the server's loop (thread-safe) and return its result."""
+        if self._loop is None:
+            raise RuntimeError("server not started")
+
+        async def run() -> Any:
+            return func()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    async def _probe_idle(self) -> None:
+        """Send enquire_link on links silent for ``enquire_link_interval``."""
+        period = max(0.02, self.enquire_link_interval / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for conn in list(self._connections):
+                if conn.mode is not None and now - conn.last_rx >= self.enquire_link_interval:
+                    conn.last_rx = now
+                    self.stats["enquire_link_sent"] = self.stats.get("enquire_link_sent", 0) + 1
+                    conn.send("enquire_link", next(conn.seq))
+
+    def _notify(self, *receipt: Any) -> None:
+        """Deliver a receipt from any thread: hop onto the server loop first."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._send_receipt(receipt)
+        else:
+            loop.call_soon_threadsafe(self._send_receipt, receipt)
+
+    def _send_receipt(self, receipt: tuple[Any, ...]) -> None:
+        """Send one receipt to a bound receiver/transceiver of its system_id, or queue it."""
+        system_id = receipt[0]
+        targets = [c for c in self._connections if c.system_id == system_id and c.mode in ("rx", "trx")]
+        if not targets:
+            self._queued.setdefault(system_id, []).append(receipt)
+            return
+        conn = targets[self.stats.get("deliver_sm_sent", 0) % len(targets)]
+        _, message_id, stat, err, to, sender, ton, npi, submitted, done = receipt
+        if conn.transport is None:
+            return
+        conn.transport.write(receipt_pdu(next(conn.seq), message_id=message_id, stat=stat, err=err,
+                                         recipient=to, sender=sender, submitted=submitted, done=done,
+                                         sender_ton=ton, sender_npi=npi))
+        self.stats["deliver_sm_sent"] = self.stats.get("deliver_sm_sent", 0) + 1
+        self.receipts_sent.append({"message_id": message_id, "stat": stat, "err": err, "to": to})
+
+    def _flush(self, system_id: str) -> None:
+        """Send the receipts queued while no receiver was bound."""
+        for receipt in self._queued.pop(system_id, []):
+            self._send_receipt(receipt)
