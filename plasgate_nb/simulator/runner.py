@@ -1,0 +1,188 @@
+"""``Simulator``: start the gateway double on a loopback port and drive it from Python.
+
+It serves in a child process by default (a server thread shares the interpreter lock with a busy
+notebook), or in a thread where a test asks. Both modes talk to the server the same way: over its
+admin routes, with a random token only this object knows.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from ..errors import PlasgateError
+from ..server import BackgroundServer
+from .app import ADMIN_HEADER
+from .config import Account, Fault, SimulatorConfig
+
+__all__ = ["Credentials", "Simulator"]
+
+FACTORY = "plasgate_nb.simulator.app:create_app"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How to reach an account: REST private key + secret, HTTP API username + password, a sender."""
+
+    private_key: str = field(repr=False)
+    secret: str = field(repr=False)
+    username: str
+    password: str = field(repr=False)
+    sender: str
+
+    def __getitem__(self, key: str) -> str:
+        """Allow ``creds["secret"]`` as well as ``creds.secret``."""
+        return getattr(self, key)
+
+    @classmethod
+    def of(cls, account: Account) -> Credentials:
+        """Return the credentials of ``account``."""
+        return cls(account.private_key, account.secret, account.username, account.password,
+                   account.senders[0] if account.senders else "")
+
+
+class Simulator:
+    """A Plasgate-compatible gateway on ``127.0.0.1`` (``sim.url``), as a context manager.
+
+    >>> with Simulator(SimulatorConfig(seed=1), mode="thread") as sim:  # doctest: +SKIP
+    ...     sim.credentials.private_key, sim.records()
+    """
+
+    def __init__(self, config: SimulatorConfig | None = None, *,
+                 mode: Literal["process", "thread"] = "process",
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or SimulatorConfig()
+        self.mode = mode
+        self._token = secrets.token_urlsafe(24)
+        self._server = BackgroundServer(FACTORY, kwargs={"config": self.config, "admin_token": self._token},
+                                        host=host, port=port, mode=mode)
+        self._client: httpx.Client | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> Simulator:
+        """Start serving; return once the simulator answers."""
+        self._server.start()
+        self._client = httpx.Client(base_url=self.url, headers={ADMIN_HEADER: self._token}, timeout=30.0,
+                                    trust_env=False)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; safe to call twice."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._server.stop()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._server.running else "stopped"
+        return f"<Simulator {self.url} {self.mode} {state}>"
+
+    # -- facts -------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The base URL (``http://127.0.0.1:PORT``): REST at /rest/..., HTTP API at /api/send."""
+        return self._server.url
+
+    @property
+    def credentials(self) -> Credentials:
+        """The default (first) account's credentials."""
+        return Credentials.of(self.config.accounts[0])
+
+    def credentials_for(self, username: str) -> Credentials:
+        """The credentials of another configured account."""
+        for account in self.config.accounts:
+            if account.username == username:
+                return Credentials.of(account)
+        raise PlasgateError(f"the simulator has no account {username!r}")
+
+    # -- admin calls -------------------------------------------------------------------------------
+    def _admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Call an admin route."""
+        if self._client is None:
+            raise PlasgateError("the simulator is not running")
+        resp = self._client.request(method, path, **kwargs)
+        if resp.status_code != 200:
+            raise PlasgateError(f"simulator admin {path} answered {resp.status_code}: {resp.text[:200]}")
+        return resp
+
+    def state(self) -> dict[str, Any]:
+        """Clock, balances, record count, scheduled receipts, callback statistics, active faults."""
+        return self._admin("GET", "/_sim/state").json()
+
+    def records(self, *, offset: int = 0) -> list[dict[str, Any]]:
+        """Every accepted message (one dict per recipient), in acceptance order."""
+        text = self._admin("GET", "/_sim/records", params={"offset": offset}).text
+        return [json.loads(line) for line in text.splitlines() if line]
+
+    def dump_jsonl(self, path: str | Path) -> int:
+        """Write the record as JSON Lines to ``path``; return the number of lines."""
+        if self._client is None:
+            raise PlasgateError("the simulator is not running")
+        count = 0
+        with self._client.stream("GET", "/_sim/records") as resp, Path(path).open("wb") as out:
+            for chunk in resp.iter_bytes():
+                out.write(chunk)
+                count += chunk.count(b"\n")
+        return count
+
+    def report(self, *, account: str | None = None, batch_id: str | None = None) -> list[dict[str, Any]]:
+        """The transaction report of an account (default: the first), ``#ma#`` areas as ******."""
+        params = {"account": account or self.config.accounts[0].username}
+        if batch_id:
+            params["batch_id"] = batch_id
+        return self._admin("GET", "/_sim/report", params=params).json()
+
+    def set_faults(self, *faults: Fault) -> None:
+        """Replace the active faults (none: clear them)."""
+        self._admin("POST", "/_sim/control", json={"faults": [f.to_dict() for f in faults]})
+
+    def clear_faults(self) -> None:
+        """Remove every fault."""
+        self.set_faults()
+
+    def advance(self, seconds: float) -> float:
+        """Move the simulated clock ``seconds`` ahead (due receipts and schedules fire); return it."""
+        return self._admin("POST", "/_sim/control", json={"advance": seconds}).json()["now"]
+
+    def set_clock_speed(self, speed: float) -> None:
+        """Run simulated time ``speed`` times faster than real time."""
+        self._admin("POST", "/_sim/control", json={"speed": speed})
+
+    @property
+    def now(self) -> float:
+        """The simulated time (epoch seconds)."""
+        return self.state()["now"]
+
+    def set_balance(self, amount: float, *, account: str | None = None) -> None:
+        """Set an account's balance (default: the first account)."""
+        name = account or self.config.accounts[0].username
+        self._admin("POST", "/_sim/control", json={"balance": {name: amount}})
+
+    def wait_idle(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until no receipt is scheduled or in flight; return the state (raise on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            if state["idle"]:
+                return state
+            if time.monotonic() > deadline:
+                raise PlasgateError(f"simulator still busy after {timeout} s: "
+                                    f"{state['scheduled']} scheduled, "
+                                    f"{state['in_flight']} in flight")
+            time.sleep(0.02)
+
+    def with_config(self, **changes: Any) -> SimulatorConfig:
+        """Return a copy of this simulator's config with ``changes`` (for a restart)."""
+        return replace(self.config, **changes)
