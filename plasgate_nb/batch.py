@@ -77,6 +77,11 @@ class Batch:
     recipients: int
     bytes: int
     path: Path = "batch"
+    body: bytes | None = field(default=None, repr=False, compare=False)
+
+    def encoded(self) -> bytes:
+        """Return the JSON body as sent (``dumps(payload)``, computed once while packing)."""
+        return self.body if self.body is not None else dumps(self.payload)
 
 
 # ----------------------------------------------------------------------------------------- validation
@@ -239,13 +244,16 @@ class _Packer:
         self.max_recipients = max_recipients
         self.max_bytes = max_bytes
         self.campaign = campaign
-        self.empty_bytes = _size({**base, "messages": []})
+        empty = dumps({**base, "messages": []})
+        self.prefix, self.suffix = empty[:-2], empty[-2:]  # ...,"messages":[  and  ]}
+        self.empty_bytes = len(empty)
         self.batches: list[Batch] = []
         self._reset()
 
     def _reset(self) -> None:
         """Start an empty batch."""
         self.entries: list[dict[str, Any]] = []
+        self.parts: list[bytes] = []
         self.keys: list[str] = []
         self.recipients = 0
         self.bytes = self.empty_bytes
@@ -259,10 +267,11 @@ class _Packer:
         comma = 1 if self.entries else 0
         return self.bytes + comma + entry_bytes <= self.max_bytes
 
-    def add(self, entry: dict[str, Any], keys: list[str], entry_bytes: int) -> None:
-        """Append an entry (the caller checked it fits)."""
-        self.bytes += entry_bytes + (1 if self.entries else 0)
+    def add(self, entry: dict[str, Any], keys: list[str], encoded: bytes) -> None:
+        """Append an entry and its JSON (the caller checked it fits)."""
+        self.bytes += len(encoded) + (1 if self.entries else 0)
         self.entries.append(entry)
+        self.parts.append(encoded)
         self.keys.extend(keys)
         self.recipients += len(keys)
 
@@ -271,9 +280,9 @@ class _Packer:
         if not self.entries:
             return
         payload = {**self.base, "messages": self.entries}
-        size = _size(payload)
+        body = self.prefix + b",".join(self.parts) + self.suffix
         self.batches.append(Batch(_batch_id("b", self.keys, self.campaign), payload, tuple(self.keys),
-                                  self.recipients, size, "batch"))
+                                  self.recipients, len(body), "batch", body))
         self._reset()
 
 
@@ -287,8 +296,8 @@ def _pack_group(packer: _Packer, content: str, keys: list[str], numbers: list[st
             continue
         # shrink until the slice fits in the bytes left (binary search on the slice length)
         entry = _entry(content, keys[start:start + take], numbers[start:start + take], dlr)
-        size = _size(entry)
-        if not packer.fits(size):
+        encoded = dumps(entry)
+        if not packer.fits(len(encoded)):
             lo, hi = 0, take
             while lo < hi:
                 mid = (lo + hi + 1) // 2
@@ -305,8 +314,8 @@ def _pack_group(packer: _Packer, content: str, keys: list[str], numbers: list[st
                 continue
             take = lo
             entry = _entry(content, keys[start:start + take], numbers[start:start + take], dlr)
-            size = _size(entry)
-        packer.add(entry, keys[start:start + take], size)
+            encoded = dumps(entry)
+        packer.add(entry, keys[start:start + take], encoded)
         start += take
 
 
@@ -355,8 +364,9 @@ def _single(path: Path, key: str, msisdn: str, content: str, sender: str, option
             campaign: str | None) -> Batch:
     """Return the body of one per-message request (no credentials: the transport adds them)."""
     body: dict[str, Any] = {"sender": sender, "to": msisdn, "content": content, **options.fields(key)}
-    size = _size(body)
-    return Batch(_batch_id("s" if path == "single" else "h", [key], campaign), body, (key,), 1, size, path)
+    encoded = dumps(body)
+    return Batch(_batch_id("s" if path == "single" else "h", [key], campaign), body, (key,), 1, len(encoded),
+                 path, encoded if path == "single" else None)
 
 
 def build_singles(df: pd.DataFrame, *, sender: str, path: Path = "single", dlr: bool = False,

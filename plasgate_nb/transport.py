@@ -24,7 +24,7 @@ import httpx
 
 from ._classify import Outcome, SendResult, classify, failure, parse_retry_after
 from ._ratelimit import RateLimiter, projected_seconds
-from .batch import Batch, dumps
+from .batch import Batch
 from .errors import ConfigError
 from .gateway import Gateway, redact
 
@@ -123,7 +123,7 @@ class GatewayClient:
         headers = {"X-Secret": gw.secret or "", "Content-Type": "application/json",
                    "Accept": "application/json"}
         return client.build_request("POST", url, params={"private_key": gw.private_key or ""},
-                                    headers=headers, content=dumps(request.payload))
+                                    headers=headers, content=request.encoded())
 
     async def _attempt(self, client: httpx.AsyncClient, request: Batch) -> SendResult:
         """Send once and classify the answer or the failure."""

@@ -65,6 +65,7 @@ def test_max_bytes_is_respected_and_exact() -> None:
                             dlr_url="https://cb.example/dlr/{key}?token=abc", callback_url="https://cb/x")
     assert len(batches) > 5
     for b in batches:
+        assert b.encoded() == dumps(b.payload)
         assert b.bytes == len(dumps(b.payload)) <= 20_000
     assert len(recipients(batches)) == 3000
     # batches are packed: no two consecutive batches could have been one
