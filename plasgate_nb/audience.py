@@ -47,6 +47,7 @@ _SEPARATORS = (
     ".\uff0e()\uff08\uff09[]/\uff0f'\"`\u2018\u2019\u201c\u201d"
 )
 _EXCEL_FLOAT = re.compile(r"\+?[0-9]+\.0+")
+_DECIMAL = re.compile(r"\+?[0-9]{6,}\.[0-9]{1,2}")
 _SCIENTIFIC = re.compile(r"[0-9](?:\.[0-9]+)?[eE]\+?[0-9]+")
 _PLAIN = re.compile(r"\+?[0-9]+")
 _MAX_DIGITS = 17
@@ -205,6 +206,8 @@ def _classify_text(text: str | None, plan: _Plan) -> Verdict:
         text = text[: text.index(".")]
     elif _SCIENTIFIC.fullmatch(text):
         return None, None, "invalid", "written in scientific notation (Excel lost digits)"
+    elif _DECIMAL.fullmatch(text):
+        return None, None, "invalid", "a decimal number, not a phone number"
     text = text.translate(_DELETE_SEPARATORS)
     if not text:
         return _MISSING
@@ -239,7 +242,7 @@ def _classify_value(value: Any, plan: _Plan) -> Verdict:
     return _classify_text(_to_text(value), plan)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=65536, typed=True)
 def _classify_cached(value: Any, region: str) -> Verdict:
     """Cached verdict for single-value callers (batch, simulator, suppression checks)."""
     return _classify_value(value, _plan(region))
