@@ -1,0 +1,293 @@
+"""The callback receiver: a real HTTP server that durably records DLRs and batch callbacks.
+
+Routes (``{campaign}`` and ``{key}`` URL-quoted, ``token`` the campaign's secret token):
+
+- ``GET|POST /dlr/{campaign}/{key}?token=T`` a delivery report for one personalized message (the key
+  ``_group`` or no key at all: grouped content, paired with its row by message id);
+- ``GET /batch/{campaign}?token=T`` and ``GET /errback/{campaign}?token=T`` batch callbacks;
+- ``GET /health``.
+
+Every accepted report is committed to the ledger before the answer ``200 ACK/Jasmin``; reports are
+committed in groups (one transaction for all that arrived while the previous one was written), so a
+burst costs a few commits, not one per request. A report that cannot be stored gets a 503 so the
+gateway retries; malformed input gets a 4xx with a short reason and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, quote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from ._dlr import parse_batch_callback, parse_dlr
+from .batch import GROUP_KEY
+from .errors import CallbackError, LedgerError
+from .server import BackgroundServer, Mode
+
+__all__ = ["ACK", "CallbackServer", "EventSink", "callback_urls", "create_app", "new_token"]
+
+logger = logging.getLogger("plasgate_nb")
+
+ACK = "ACK/Jasmin"
+MAX_BODY = 16 * 1024
+MAX_FIELDS = 40
+
+
+class EventSink(Protocol):
+    """What the receiver needs from a ledger."""
+
+    def campaign_token(self, campaign: str) -> str | None:
+        """Return the campaign's callback token, or None for an unknown campaign."""
+        ...
+
+    def record_events(self, events: list[dict[str, Any]]) -> int:
+        """Durably record DLR and batch-callback events in one transaction."""
+        ...
+
+
+def new_token() -> str:
+    """Return a fresh random callback token for a campaign."""
+    return secrets.token_urlsafe(18)
+
+
+def callback_urls(public_url: str, campaign: str, token: str) -> dict[str, str]:
+    """Return the URLs the gateway is told: ``dlr_url`` (with a ``{key}`` slot), batch and errback."""
+    base = public_url.rstrip("/")
+    name = quote(campaign, safe="")
+    return {
+        "dlr_url": f"{base}/dlr/{name}/{{key}}?token={token}",
+        "callback_url": f"{base}/batch/{name}?token={token}",
+        "errback_url": f"{base}/errback/{name}?token={token}",
+    }
+
+
+def _is_refusal(exc: LedgerError) -> bool:
+    """Tell a validation refusal (the event itself is bad) from a storage failure."""
+    return exc.__cause__ is None
+
+
+class _GroupWriter:
+    """Collect events from concurrent requests and commit them together, releasing each after commit."""
+
+    def __init__(self, sink: EventSink, *, max_group: int = 2000) -> None:
+        self.sink = sink
+        self.max_group = max_group
+        self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-ledger")
+        self.task: asyncio.Task[None] | None = None
+
+    async def submit(self, event: dict[str, Any]) -> None:
+        """Queue ``event`` and return once it is committed (raises if the commit failed)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.queue.put((event, future))
+        await future
+
+    async def run(self) -> None:
+        """Write queued events group by group until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self.queue.get()]
+            while len(group) < self.max_group and not self.queue.empty():
+                group.append(self.queue.get_nowait())
+            try:
+                await loop.run_in_executor(self.executor, self.sink.record_events, [e for e, _ in group])
+            except Exception as exc:  # one bad event must not fail its neighbours: write one by one
+                logger.warning("group of %d callbacks failed (%s); writing them one by one",
+                               len(group), type(exc).__name__)
+                for event, future in group:
+                    await self._write_one(loop, event, future)
+            else:
+                for _, future in group:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _write_one(self, loop: asyncio.AbstractEventLoop, event: dict[str, Any],
+                         future: asyncio.Future[None]) -> None:
+        """Write one event alone; a refused event is a 400, a storage failure a 503 (the gateway retries)."""
+        try:
+            await loop.run_in_executor(self.executor, self.sink.record_events, [event])
+        except LedgerError as exc:
+            error: Exception = CallbackError(f"refused: {exc}") if _is_refusal(exc) else exc
+            logger.error("could not store a callback: %s", error)
+            if not future.done():
+                future.set_exception(error)
+        except Exception as exc:  # never crash the receiver
+            logger.error("could not store a callback: %s", type(exc).__name__)
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(None)
+
+    async def close(self) -> None:
+        """Stop the writer task and its thread."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self.executor.shutdown(wait=True)
+
+
+async def _fields(request: Request) -> dict[str, str]:
+    """Read the callback's fields from the query string, a form body or a JSON body (bounded)."""
+    fields = {k: v for k, v in request.query_params.multi_items() if k != "token"}
+    if request.method == "GET":
+        return fields
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        raise CallbackError("body too large")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise CallbackError("body too large")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CallbackError("body is not UTF-8") from exc
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise CallbackError("body is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise CallbackError("JSON body must be an object")
+        fields.update({str(k): str(v) for k, v in data.items() if isinstance(v, str | int)})
+    elif text:
+        try:
+            fields.update(parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+                                    max_num_fields=MAX_FIELDS))
+        except ValueError as exc:
+            raise CallbackError("body is not a valid form") from exc
+    return fields
+
+
+def create_app_from(sink: EventSink) -> Starlette:
+    """Build the receiver app over ``sink`` (a Ledger, or anything with the EventSink methods)."""
+    tokens: dict[str, str | None] = {}
+    writer = _GroupWriter(sink)
+
+    def token_ok(request: Request, campaign: str) -> bool:
+        if campaign not in tokens or tokens[campaign] is None:
+            tokens[campaign] = sink.campaign_token(campaign)
+        expected = tokens[campaign]
+        given = request.query_params.get("token", "")
+        return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+    def handler(parse: Callable[[Mapping[str, str], str, Request], dict[str, Any]]) -> Callable[..., Any]:
+        async def endpoint(request: Request) -> Response:
+            campaign = request.path_params["campaign"]
+            if not token_ok(request, campaign):
+                return PlainTextResponse("forbidden", status_code=403)
+            try:
+                event = parse(await _fields(request), campaign, request)
+            except CallbackError as exc:
+                status = 413 if "too large" in str(exc) else 400
+                return PlainTextResponse(str(exc), status_code=status)
+            try:
+                await writer.submit(event)
+            except CallbackError as exc:
+                return PlainTextResponse(str(exc), status_code=400)
+            except Exception:
+                return PlainTextResponse("storage unavailable, retry later", status_code=503)
+            return PlainTextResponse(ACK)
+
+        return endpoint
+
+    def dlr(fields: Mapping[str, str], campaign: str, request: Request) -> dict[str, Any]:
+        key = request.path_params.get("key")
+        return parse_dlr(fields, campaign=campaign, message_key=None if key == GROUP_KEY else key)
+
+    def batch(fields: Mapping[str, str], campaign: str, request: Request) -> dict[str, Any]:
+        return parse_batch_callback(fields, campaign=campaign, errback=False)
+
+    def errback(fields: Mapping[str, str], campaign: str, request: Request) -> dict[str, Any]:
+        return parse_batch_callback(fields, campaign=campaign, errback=True)
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        writer.task = asyncio.create_task(writer.run())
+        try:
+            yield
+        finally:
+            await writer.close()
+
+    return Starlette(
+        routes=[
+            Route("/dlr/{campaign}/{key}", handler(dlr), methods=["GET", "POST"]),
+            Route("/dlr/{campaign}", handler(dlr), methods=["GET", "POST"]),
+            Route("/batch/{campaign}", handler(batch), methods=["GET"]),
+            Route("/errback/{campaign}", handler(errback), methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def create_app(ledger_url: str) -> Starlette:
+    """Build the receiver app over the ledger at ``ledger_url`` (the factory used in a child process)."""
+    from .ledger import Ledger
+
+    return create_app_from(Ledger(ledger_url))
+
+
+class CallbackServer:
+    """A callback receiver serving in a child process (default) or a thread, sharing the ledger's database.
+
+    ``public_url`` is what the gateway is told (a tunnel or reverse proxy in front of this machine);
+    by default the local URL.
+    """
+
+    def __init__(self, ledger: Any, *, host: str = "127.0.0.1", port: int = 0, public_url: str | None = None,
+                 mode: Mode = "process") -> None:
+        self.ledger = ledger
+        self.public_url_setting = public_url
+        if mode == "process":
+            self._server = BackgroundServer("plasgate_nb.callbacks:create_app", kwargs={"ledger_url": ledger.url},
+                                            host=host, port=port, mode="process")
+        else:
+            self._server = BackgroundServer(create_app_from, kwargs={"sink": ledger}, host=host, port=port)
+
+    @property
+    def url(self) -> str:
+        """The local URL the receiver listens on."""
+        return self._server.url
+
+    @property
+    def public_url(self) -> str:
+        """The URL the gateway is told to call."""
+        return (self.public_url_setting or self._server.url).rstrip("/")
+
+    def start(self) -> CallbackServer:
+        """Start the receiver and return once it accepts connections."""
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the receiver; safe to call more than once."""
+        self._server.stop()
+
+    def __enter__(self) -> CallbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<CallbackServer {self.public_url} {'running' if self._server.running else 'stopped'}>"

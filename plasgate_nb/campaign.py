@@ -1,0 +1,301 @@
+"""A campaign ties the stages together: plan rows in the ledger, send them exactly once, resume, collect.
+
+The ledger is the only source of truth (DESIGN.md section 6). Rows are written ``planned`` before
+anything is sent; each request's rows are marked ``submitting`` and committed right before it leaves;
+its answer settles them ``accepted``, ``rejected``, ``uncertain`` (ambiguous: never resent unless asked)
+or back to ``planned`` (certainly not sent: retried on the next ``send``). Running ``send`` again on
+the same campaign sends nothing that was already submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .batch import Batch, build_requests
+from .errors import AudienceError, ConfigError
+from .gateway import Gateway
+from .ledger import Ledger
+from .segments import count_segments
+from .transport import GatewayClient, SendResult
+
+__all__ = ["Campaign", "SendSummary", "message_keys"]
+
+logger = logging.getLogger("plasgate_nb")
+
+TransportName = Literal["batch", "single", "http"]
+_MASKED = re.compile(r"#ma#.*?#ma#", re.S)
+_SETTLE = {"accepted": "accepted", "rejected": "rejected", "uncertain": "uncertain", "retry": "planned"}
+_SHOWN = 10
+
+
+@dataclass
+class SendSummary:
+    """What one ``send`` did (or, for a dry run, would do)."""
+
+    campaign: str
+    dry_run: bool = False
+    requests: int = 0
+    recipients: int = 0
+    segments: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    uncertain: int = 0
+    retry_later: int = 0
+    skipped: int = 0
+    already_sent: int = 0
+    changed: tuple[str, ...] = ()
+    cost: float | None = None
+    projected_seconds: float | None = None
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        verb = "would send" if self.dry_run else "sent"
+        lines = [f"campaign {self.campaign!r}: {verb} {self.recipients} message(s), {self.segments} SMS part(s) "
+                 f"in {self.requests} request(s)"]
+        if not self.dry_run:
+            lines.append(f"  accepted {self.accepted}, rejected {self.rejected}, uncertain {self.uncertain}, "
+                         f"to retry {self.retry_later}")
+        lines.append(f"  already sent before (not resent) {self.already_sent}, skipped {self.skipped}"
+                     + (f" {self.skipped_reasons}" if self.skipped_reasons else ""))
+        if self.changed:
+            lines.append(f"  changed since planned (not resent) {len(self.changed)}: "
+                         f"{', '.join(self.changed[:_SHOWN])}")
+        if self.cost is not None:
+            lines.append(f"  estimated cost {self.cost:.4f}")
+        if self.projected_seconds is not None:
+            lines.append(f"  projected duration under the gateway's rate limits {self.projected_seconds:.0f} s")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the summary as plain data (for ``--json`` output)."""
+        out = asdict(self)
+        out["changed"] = list(self.changed)
+        return out
+
+
+def message_keys(df: pd.DataFrame, key: str | None = None) -> pd.Series:
+    """Return each row's message key as text: the frame's index, or column ``key``; must be unique."""
+    if key is None:
+        keys = pd.Series(df.index.astype(str), index=df.index)
+        where = "the frame's index"
+    else:
+        if key not in df.columns:
+            raise AudienceError(f"key column {key!r} not found; columns are {list(df.columns)}")
+        if df[key].isna().any():
+            rows = df.index[df[key].isna()].tolist()[:_SHOWN]
+            raise AudienceError(f"key column {key!r} is empty in rows {rows}")
+        keys = df[key].astype(str)
+        where = f"key column {key!r}"
+    dup = keys[keys.duplicated(keep=False)]
+    if len(dup):
+        shown = sorted(set(dup.tolist()))[:_SHOWN]
+        raise AudienceError(f"{where} has duplicate values {shown} (rows {dup.index.tolist()[:_SHOWN]}); "
+                            "message keys must be unique: pick a unique column with key=")
+    return keys
+
+
+def _report_view(content: pd.Series) -> pd.Series:
+    """Masked areas shown as ``******`` (used when the frame has no ``content_report`` column)."""
+    return content.str.replace(_MASKED, "******", regex=True)
+
+
+class Campaign:
+    """One named campaign: plan a rendered frame, send it exactly once, resume, report.
+
+    ``gateway`` is a :class:`Gateway` (default: from ``PLASGATE_*`` environment variables);
+    ``ledger`` a :class:`Ledger` or its URL/path (default ``plasgate_nb.db``); ``transport`` the send
+    path: ``"batch"`` (REST batch-send, default), ``"single"`` (REST send) or ``"http"`` (HTTP API).
+    ``key`` names a unique id column (default: the frame's index). ``receiver`` (a running
+    :class:`~plasgate_nb.callbacks.CallbackServer` or its public URL) turns on delivery reports.
+    """
+
+    def __init__(self, name: str, *, gateway: Gateway | None = None, ledger: Ledger | str | Path | None = None,
+                 transport: TransportName = "batch", key: str | None = None, receiver: Any = None,
+                 dlr_level: int = 3, dlr_method: str = "POST", max_recipients: int = 1000,
+                 price_per_segment: float | None = None, progress: bool = True,
+                 client: GatewayClient | None = None) -> None:
+        if transport not in ("batch", "single", "http"):
+            raise ConfigError(f"transport must be 'batch', 'single' or 'http', not {transport!r}")
+        self.name = name
+        self.gateway = gateway if gateway is not None else (client.gateway if client else Gateway.from_env())
+        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
+        self.transport: TransportName = transport
+        self.key = key
+        self.receiver = receiver
+        self.dlr_level = dlr_level
+        self.dlr_method = dlr_method
+        self.max_recipients = max_recipients
+        self.price_per_segment = price_per_segment
+        self.progress = progress
+        self.client = client or GatewayClient(self.gateway)
+        self.info = self.ledger.open_campaign(name, settings={"transport": transport, "key_column": key,
+                                                              "sender": self.gateway.sender})
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.name!r} via {self.transport} to {self.gateway.base_url} ledger={self.ledger!r}>"
+
+    # ---------------------------------------------------------------------------------------- planning
+    def _rows(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+        """Return the sendable rows as ledger rows, and counts of rows skipped by the audience stage."""
+        if "content" not in df.columns or "msisdn" not in df.columns:
+            raise AudienceError("the frame needs 'msisdn' (from prepare_audience) and 'content' (from "
+                                f"render_messages) columns; it has {list(df.columns)}")
+        keys = message_keys(df, self.key)
+        skipped: dict[str, int] = {}
+        keep = pd.Series(True, index=df.index)
+        if "audience_status" in df.columns:
+            keep = df["audience_status"].eq("ok")
+            skipped = {str(k): int(v) for k, v in df.loc[~keep, "audience_status"].value_counts().items()}
+        frame = df.loc[keep]
+        content = frame["content"].astype("string").fillna("")
+        rows = pd.DataFrame({
+            "message_key": keys[keep].to_numpy(),
+            "msisdn": frame["msisdn"].astype("string").to_numpy(),
+            "content": content.to_numpy(),
+        })
+        if "content_report" in frame.columns:
+            rows["content_report"] = frame["content_report"].astype("string").to_numpy()
+        else:
+            rows["content_report"] = _report_view(content).to_numpy()
+        if {"encoding", "segments"} <= set(frame.columns):
+            rows["encoding"] = frame["encoding"].to_numpy()
+            rows["segments"] = frame["segments"].to_numpy()
+        else:
+            counts = [count_segments(text) for text in rows["content"]]
+            rows["encoding"] = [c.encoding for c in counts]
+            rows["segments"] = [c.segments for c in counts]
+        return rows, skipped
+
+    def plan(self, df: pd.DataFrame) -> SendSummary:
+        """Record the frame's sendable rows as ``planned`` (idempotent) and validate them; send nothing."""
+        rows, skipped = self._rows(df)
+        self._build(rows)  # validates numbers, content and sender before anything is stored
+        result = self.ledger.plan(self.name, rows)
+        return SendSummary(self.name, dry_run=True, skipped=sum(skipped.values()), skipped_reasons=skipped,
+                           changed=result.changed)
+
+    # ---------------------------------------------------------------------------------------- sending
+    def _options(self) -> dict[str, Any]:
+        """Delivery-report and callback URLs for this campaign's requests."""
+        if self.receiver is None:
+            return {}
+        from .callbacks import callback_urls
+
+        public = self.receiver if isinstance(self.receiver, str) else self.receiver.public_url
+        urls = callback_urls(public, self.name, self.info.token)
+        options: dict[str, Any] = {"dlr": True, "dlr_url": urls["dlr_url"], "dlr_level": self.dlr_level,
+                                   "dlr_method": self.dlr_method, "campaign": self.name}
+        if self.transport == "batch":
+            options.update(callback_url=urls["callback_url"], errback_url=urls["errback_url"],
+                           max_recipients=self.max_recipients)
+        return options
+
+    def _build(self, rows: pd.DataFrame, *, schedule_at: datetime | timedelta | str | None = None) -> list[Batch]:
+        """Build this campaign's requests for ``rows``."""
+        options = self._options()
+        options.setdefault("campaign", self.name)
+        if self.transport == "batch":
+            options.setdefault("max_recipients", self.max_recipients)
+            if schedule_at is not None:
+                options["schedule_at"] = schedule_at
+        elif schedule_at is not None:
+            raise ConfigError("schedule_at is only supported with transport='batch'")
+        return build_requests(rows[["message_key", "msisdn", "content"]], sender=self.gateway.sender,
+                              path=self.transport, **options)
+
+    def send(self, df: pd.DataFrame, *, dry_run: bool = False, resend_uncertain: bool | Sequence[str] = False,
+             schedule_at: datetime | timedelta | str | None = None) -> SendSummary:
+        """Plan ``df`` and send every row not yet submitted; return a summary.
+
+        Rows already sent (in any state but ``planned``) are never sent again; rows whose number or
+        content changed since they were planned are reported, not resent. ``uncertain`` rows are resent
+        only with ``resend_uncertain=True`` (or a list of their keys). ``dry_run=True`` plans nothing and
+        sends nothing: it reports what would be sent, its cost and how long the gateway's rate limits
+        make it take.
+        """
+        rows, skipped = self._rows(df)
+        requests = self._build(rows, schedule_at=schedule_at)  # validate before anything is stored
+        summary = SendSummary(self.name, dry_run=dry_run, skipped=sum(skipped.values()), skipped_reasons=skipped)
+        if dry_run:
+            known = self.ledger.messages(self.name, columns=["state"])
+            done = set(known.loc[known["state"] != "planned", "message_key"])
+            todo = rows[~rows["message_key"].isin(done)]
+            requests = self._build(todo, schedule_at=schedule_at) if len(todo) else []
+            summary.already_sent = len(rows) - len(todo)
+            return self._totals(summary, todo, requests)
+        self.ledger.resume(self.name)
+        if resend_uncertain:
+            keys = None if resend_uncertain is True else list(resend_uncertain)
+            self.ledger.requeue_uncertain(self.name, keys)
+        planned = self.ledger.plan(self.name, rows)
+        summary.changed = planned.changed
+        pending = set(self.ledger.pending(self.name)["message_key"]) - set(planned.changed)
+        todo = rows[rows["message_key"].isin(pending)]
+        summary.already_sent = len(rows) - len(todo) - len(planned.changed)
+        if len(todo) == 0:
+            logger.info("campaign %r: nothing new to send", self.name)
+            return self._totals(summary, todo, [])
+        requests = requests if len(todo) == len(rows) else self._build(todo, schedule_at=schedule_at)
+        self._totals(summary, todo, requests)
+        self._send(requests, summary)
+        return summary
+
+    def _totals(self, summary: SendSummary, rows: pd.DataFrame, requests: list[Batch]) -> SendSummary:
+        """Fill in the counts, cost and projected duration of what is about to be sent."""
+        summary.requests = len(requests)
+        summary.recipients = len(rows)
+        summary.segments = int(pd.to_numeric(rows["segments"]).sum()) if len(rows) else 0
+        if self.price_per_segment is not None:
+            summary.cost = summary.segments * self.price_per_segment
+        summary.projected_seconds = self.client.projected_seconds(len(requests), self.transport)
+        return summary
+
+    def _send(self, requests: list[Batch], summary: SendSummary) -> None:
+        """Send the requests, marking each batch ``submitting`` before it leaves and settling it after."""
+        bar = tqdm(total=summary.recipients, desc=f"sending {self.name}", unit="msg", disable=not self.progress)
+
+        def before_send(request: Batch) -> None:
+            self.ledger.mark_submitting(self.name, request.keys, batch_id=request.batch_id)
+
+        def on_result(result: SendResult) -> None:
+            request: Batch = result.request
+            state = _SETTLE[result.outcome]
+            ids = {request.keys[0]: result.gateway_id} if request.path != "batch" and result.gateway_id else None
+            self.ledger.settle(self.name, request.keys, state=state, queue_id=result.queue_id, message_ids=ids,
+                               status=result.status, body=result.body, reason=result.reason)
+            counted = {"accepted": "accepted", "rejected": "rejected", "uncertain": "uncertain",
+                       "planned": "retry_later"}[state]
+            setattr(summary, counted, getattr(summary, counted) + request.recipients)
+            bar.update(request.recipients)
+
+        try:
+            self.client.send_many(requests, before_send=before_send, on_result=on_result)
+        finally:
+            bar.close()
+        logger.info("%s", summary)
+
+    # ---------------------------------------------------------------------------------------- state
+    def resume(self) -> int:
+        """Turn rows an interrupted run left ``submitting`` into ``uncertain``; return how many."""
+        return self.ledger.resume(self.name)
+
+    def requeue_uncertain(self, keys: Sequence[str] | None = None) -> int:
+        """Move ``uncertain`` rows (all, or ``keys``) back to ``planned``: the next send resends them."""
+        return self.ledger.requeue_uncertain(self.name, keys)
+
+    def status(self) -> dict[str, int]:
+        """Counts of messages per state."""
+        return self.ledger.summary(self.name)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The ledger's view of this campaign, one row per message."""
+        return self.ledger.messages(self.name)

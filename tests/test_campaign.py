@@ -1,0 +1,231 @@
+"""End-to-end tests of Campaign over real sockets against the simulator: exactly once, faults, bad input."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from plasgate_nb.campaign import Campaign
+from plasgate_nb.errors import AudienceError, ConfigError, TemplateError
+from plasgate_nb.gateway import Gateway
+from plasgate_nb.ledger import Ledger
+from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    config = SimulatorConfig(seed=7, rate_limits=RateLimits.off(), callback_retry_delay=0.05)
+    with Simulator(config, mode="thread") as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def gateway(sim: Simulator) -> Gateway:
+    creds = sim.credentials
+    sim.clear_faults()
+    return Gateway(base_url=sim.url, private_key=creds.private_key, secret=creds.secret,
+                   username=creds.username, password=creds.password, sender=creds.sender,
+                   read_timeout=2.0, max_retry_wait=1.0, default_retry_after=0.2, rate_limits={"batch": None, "single": None, "http": None})
+
+
+def frame(n: int, *, start: int = 0, grouped: bool = False) -> pd.DataFrame:
+    """A rendered frame of n rows with distinct numbers (personalized unless ``grouped``)."""
+    numbers = [f"85512{start + i:06d}" for i in range(n)]
+    content = ["Same offer for all" if grouped else f"Hi #{start + i}, code #ma#C{start + i}#ma#" for i in range(n)]
+    return pd.DataFrame({"msisdn": numbers, "content": content},
+                        index=pd.Index([f"cust{start + i}" for i in range(n)], name="customer"))
+
+
+def sent_numbers(sim: Simulator, since: int) -> Counter[str]:
+    return Counter(r["to"] for r in sim.records(offset=since))
+
+
+def make(tmp_path: Path, gateway: Gateway, name: str = "c1", **kwargs: Any) -> Campaign:
+    return Campaign(name, gateway=gateway, ledger=Ledger(tmp_path / "ledger.db"), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("transport", ["batch", "single", "http"])
+def test_send_delivers_each_row_once_and_rerun_sends_nothing(sim: Simulator, gateway: Gateway, tmp_path: Path,
+                                                            transport: str) -> None:
+    df = frame(30)
+    before = len(sim.records())
+    campaign = make(tmp_path, gateway, transport=transport)
+    summary = campaign.send(df)
+    assert (summary.accepted, summary.rejected, summary.uncertain) == (30, 0, 0)
+    assert sent_numbers(sim, before) == Counter(df["msisdn"])
+    again = campaign.send(df)
+    assert (again.recipients, again.already_sent) == (0, 30)
+    assert len(sim.records()) == before + 30
+    view = campaign.to_frame().set_index("message_key")
+    assert set(view["state"]) == {"accepted"}
+    if transport != "batch":  # a single send's answer carries the message id
+        assert view["message_id"].notna().all()
+
+
+def test_grouped_content_goes_in_one_entry_and_masking_reaches_the_report(sim: Simulator, gateway: Gateway,
+                                                                        tmp_path: Path) -> None:
+    before = len(sim.records())
+    campaign = make(tmp_path, gateway)
+    summary = campaign.send(frame(2500, start=100, grouped=True))
+    assert summary.requests == 3  # 1,000 recipients per request
+    records = sim.records(offset=before)
+    assert len(records) == 2500
+    masked = make(tmp_path, gateway, name="masked").send(frame(1, start=9000))
+    assert masked.accepted == 1
+    record = sim.records()[-1]
+    assert record["content_report"] == "Hi #9000, code ******"
+    assert record["delivered_text"] == "Hi #9000, code C9000"
+
+
+def test_dry_run_sends_nothing_and_projects_duration(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    before = len(sim.records())
+    limited = Gateway(base_url=gateway.base_url, private_key=gateway.private_key, secret=gateway.secret,
+                      sender=gateway.sender)
+    campaign = make(tmp_path, limited, price_per_segment=0.01)
+    summary = campaign.send(frame(2500), dry_run=True)
+    assert summary.dry_run and summary.requests == 3 and summary.recipients == 2500
+    assert summary.cost == pytest.approx(2500 * 0.01)
+    assert summary.projected_seconds is not None and summary.projected_seconds >= 0
+    assert len(sim.records()) == before
+    assert campaign.status()["total"] == 0
+    assert "would send 2500" in str(summary)
+
+
+def test_rows_skipped_by_the_audience_are_not_sent(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    df = frame(4, start=200)
+    df["audience_status"] = ["ok", "invalid", "ok", "duplicate"]
+    df.loc[df.index[1], "msisdn"] = None
+    before = len(sim.records())
+    summary = make(tmp_path, gateway).send(df)
+    assert summary.accepted == 2
+    assert summary.skipped_reasons == {"invalid": 1, "duplicate": 1}
+    assert len(sim.records()) == before + 2
+
+
+def test_changed_row_is_reported_not_resent(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    campaign = make(tmp_path, gateway)
+    df = frame(3, start=300)
+    campaign.send(df)
+    changed = df.copy()
+    changed.loc["cust301", "content"] = "A different text"
+    before = len(sim.records())
+    summary = campaign.send(changed)
+    assert summary.changed == ("cust301",)
+    assert len(sim.records()) == before
+
+
+@pytest.mark.parametrize("kind", ["error_after", "drop_after", "delay_after"])
+def test_ambiguous_failures_become_uncertain_and_are_not_resent(sim: Simulator, gateway: Gateway, tmp_path: Path,
+                                                               kind: str) -> None:
+    sim.set_faults(Fault(kind, route="batch", count=1, delay=5.0))
+    campaign = make(tmp_path, gateway)
+    df = frame(5, start=400)
+    before = len(sim.records())
+    summary = campaign.send(df)
+    assert summary.uncertain == 5
+    # the gateway did accept them: they are in its record exactly once
+    assert sent_numbers(sim, before) == Counter(df["msisdn"])
+    view = campaign.to_frame()
+    assert set(view["state"]) == {"uncertain"} and view["reason"].notna().all()
+    again = campaign.send(df)
+    assert again.recipients == 0
+    assert sent_numbers(sim, before) == Counter(df["msisdn"])
+
+
+def test_uncertain_rows_are_resent_only_when_asked(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    sim.set_faults(Fault("error_after", route="batch", count=1))
+    campaign = make(tmp_path, gateway)
+    df = frame(2, start=500)
+    campaign.send(df)
+    before = len(sim.records())
+    summary = campaign.send(df, resend_uncertain=["cust500"])
+    assert summary.accepted == 1
+    assert [r["to"] for r in sim.records(offset=before)] == ["85512000500"]
+
+
+def test_error_before_processing_is_retried_and_sent_once(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    sim.set_faults(Fault("error_before", route="batch", count=1, status=503))
+    df = frame(4, start=600)
+    before = len(sim.records())
+    summary = make(tmp_path, gateway).send(df)
+    assert summary.accepted == 4
+    assert sent_numbers(sim, before) == Counter(df["msisdn"])
+
+
+def test_429_storm_leaves_rows_planned_for_the_next_send(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    sim.set_faults(Fault("throttle", route="batch", count=20))
+    campaign = make(tmp_path, gateway)
+    df = frame(3, start=700)
+    summary = campaign.send(df)
+    assert summary.retry_later == 3 and summary.accepted == 0
+    assert set(campaign.to_frame()["state"]) == {"planned"}
+    sim.clear_faults()
+    before = len(sim.records())
+    assert campaign.send(df).accepted == 3
+    assert sent_numbers(sim, before) == Counter(df["msisdn"])
+
+
+def test_gateway_refusal_is_rejected_with_its_reason(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    unapproved = Gateway(base_url=gateway.base_url, private_key=gateway.private_key, secret=gateway.secret,
+                         sender="NOTAPPROVED", rate_limits={"batch": None})
+    summary = make(tmp_path, unapproved).send(frame(2, start=800))
+    assert summary.rejected == 2
+    view = make(tmp_path, unapproved).to_frame()
+    assert set(view["state"]) == {"rejected"}
+    assert view["response_status"].eq(400).all()
+
+
+@pytest.mark.parametrize(("change", "error", "words"), [
+    (lambda df: df.assign(msisdn=["85512", *df["msisdn"][1:]]), AudienceError, "cust0"),
+    (lambda df: df.assign(content=["", *df["content"][1:]]), TemplateError, "cust0"),
+    (lambda df: df.set_axis(["a", "a", "b"]), AudienceError, "duplicate"),
+    (lambda df: df.drop(columns="msisdn"), AudienceError, "msisdn"),
+])
+def test_bad_input_names_the_rows_and_sends_nothing(sim: Simulator, gateway: Gateway, tmp_path: Path,
+                                                   change: Any, error: type[Exception], words: str) -> None:
+    before = len(sim.records())
+    campaign = make(tmp_path, gateway)
+    with pytest.raises(error, match=words):
+        campaign.send(change(frame(3)))
+    assert len(sim.records()) == before
+    assert campaign.status()["total"] == 0
+
+
+def test_bad_settings_are_refused_before_sending(sim: Simulator, gateway: Gateway, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    long_sender = Gateway(base_url=gateway.base_url, private_key="k", secret="s", sender="A sender too long")
+    with pytest.raises(ConfigError, match="11"):
+        make(tmp_path, long_sender).send(frame(1))
+    for name in ("PLASGATE_PRIVATE_KEY", "PLASGATE_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    missing = Gateway(base_url=gateway.base_url, sender="SMS Info")
+    with pytest.raises(ConfigError, match="PLASGATE_PRIVATE_KEY"):
+        make(tmp_path, missing).send(frame(1))
+
+
+def test_no_secret_in_logs_reprs_errors_or_ledger(sim: Simulator, gateway: Gateway, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    secrets = [gateway.private_key, gateway.secret, gateway.password]
+    caplog.set_level(logging.DEBUG)
+    sim.set_faults(Fault("error_after", route="rest", count=1))
+    campaign = make(tmp_path, gateway, transport="single")
+    campaign.send(frame(3, start=900))
+    texts = [record.getMessage() for record in caplog.records]
+    texts += [repr(campaign), repr(gateway), repr(campaign.ledger), str(campaign.send(frame(3, start=900)))]
+    bad = Gateway(base_url=gateway.base_url, private_key=gateway.private_key, secret="wrong$secret",
+                  sender=gateway.sender)
+    texts.append(str(make(tmp_path, bad, name="bad").send(frame(1, start=950))))
+    texts.append(make(tmp_path, bad, name="bad").to_frame().to_csv())
+    texts.append(campaign.to_frame().to_csv())
+    texts.append(campaign.ledger.events("c1").to_csv())
+    raw = (tmp_path / "ledger.db").read_bytes()
+    for secret in secrets:
+        assert secret
+        assert not any(secret in text for text in texts), secret
+        assert secret.encode() not in raw
