@@ -1,0 +1,16 @@
+"""The durable campaign ledger: what was planned, sent, settled and delivered, exactly once.
+
+An SQLite file by default (WAL, shared safely by several processes), PostgreSQL by URL. Each message
+moves ``planned -> submitting -> accepted | rejected | uncertain``; delivery events (DLRs, batch
+callbacks) are appended, deduplicated and applied so that a final delivery status is never overwritten
+by an earlier one arriving late. The ledger never stores credentials nor the unmasked message text
+(only its SHA-256 and the caller's report view).
+"""
+
+from __future__ import annotations
+
+from ._events import FINAL_STATUSES
+from ._schema import SCHEMA_VERSION
+from ._store import INTERRUPTED, STATES, CampaignInfo, Ledger, PlanResult
+
+__all__ = ["FINAL_STATUSES", "INTERRUPTED", "SCHEMA_VERSION", "STATES", "CampaignInfo", "Ledger", "PlanResult"]

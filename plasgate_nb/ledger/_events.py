@@ -1,0 +1,164 @@
+"""Delivery events: validate and normalize incoming event dicts, and derive a message's current state.
+
+An event dict (as built by the callback receiver) has:
+
+- ``source``: ``"dlr"`` (a delivery report), ``"smpp"`` (a deliver_sm receipt), ``"batch"`` (a batch
+  callback: the gateway handed one recipient to the SMSC) or ``"errback"`` (a batch errback);
+- ``message_id``: the gateway's message id (absent for an errback);
+- ``level`` (1 or 2) and ``status`` for DLR/SMPP events (``ESME_ROK``..., ``DELIVRD``, ``UNDELIV``...);
+- optional ``campaign`` and ``message_key`` (from the callback URL), ``err``, ``done_at`` (aware
+  datetime), ``received_at``, ``raw`` (the fields as received);
+- batch callbacks: ``msisdn`` (the callback's ``to``), ``batch_id`` or ``queue_id`` (the callback's
+  ``batchId``), ``ok``/``error`` (an errback's text becomes the row's reason).
+
+Derivation is a pure function of a message's events in arrival order: level 1 (SMSC acceptance) and
+level 2 (handset) are kept apart; the first final level-2 status wins and is never replaced by a
+non-final one arriving late; without a final status the latest non-final one shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import LedgerError
+
+FINAL_STATUSES = frozenset({"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED"})
+SOURCES = frozenset({"dlr", "smpp", "batch", "errback"})
+MAX_TEXT = 256
+BATCH_OK = "SENT"
+BATCH_FAILED = "FAILED"
+
+
+def _text(value: Any, name: str, *, required: bool = False, limit: int = MAX_TEXT) -> str | None:
+    """Return ``value`` as bounded text (None when empty), or raise LedgerError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise LedgerError(f"event without {name!r}")
+        return None
+    text = str(value).strip()
+    if len(text) > limit:
+        raise LedgerError(f"event field {name!r} is too long")
+    return text
+
+
+def _when(value: Any, name: str) -> datetime | None:
+    """Return an aware UTC datetime, or None; naive datetimes are taken as UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise LedgerError(f"event field {name!r} must be a datetime")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event, ready to store and apply."""
+
+    source: str
+    dedupe_key: str
+    message_id: str | None
+    level: int | None
+    status: str
+    err: str | None
+    done_at: datetime | None
+    received_at: datetime
+    raw: dict[str, Any]
+    campaign: str | None
+    message_key: str | None
+    msisdn: str | None
+    batch: str | None
+    reason: str | None
+
+
+def normalize(event: Mapping[str, Any], *, now: datetime) -> Event:
+    """Validate one event dict and compute its dedupe key; raise LedgerError naming what is wrong."""
+    if not isinstance(event, Mapping):
+        raise LedgerError("an event must be a mapping")
+    source = _text(event.get("source", "dlr"), "source", required=True)
+    if source not in SOURCES:
+        raise LedgerError(f"unknown event source {source!r}")
+    campaign = _text(event.get("campaign"), "campaign")
+    message_key = _text(event.get("message_key"), "message_key")
+    message_id = _text(event.get("message_id"), "message_id")
+    raw = dict(event.get("raw") or {})
+    received_at = _when(event.get("received_at"), "received_at") or now
+    msisdn = batch = reason = None
+    level: int | None = None
+    err = _text(event.get("err"), "err", limit=64)
+    if source in ("dlr", "smpp"):
+        if message_id is None:
+            raise LedgerError("a delivery report needs a 'message_id'")
+        try:
+            level = int(event.get("level", 0))
+        except (TypeError, ValueError) as exc:
+            raise LedgerError("event 'level' must be 1 or 2") from exc
+        if level not in (1, 2):
+            raise LedgerError("event 'level' must be 1 or 2")
+        status = (_text(event.get("status"), "status", required=True, limit=40) or "").upper()
+        dedupe = f"dlr|{message_id}|{level}|{status}"
+    else:
+        msisdn = _text(event.get("msisdn"), "msisdn", required=True, limit=32)
+        batch = _text(event.get("queue_id") or event.get("batch_id"), "batch_id")
+        failed = source == "errback" or event.get("ok") is False
+        if failed:
+            source, status = "errback", BATCH_FAILED
+            reason = _text(event.get("error"), "error") or "refused by the gateway (batch errback)"
+            raw.setdefault("statusText", reason)
+            dedupe = f"errback|{campaign}|{batch}|{msisdn}"
+        else:
+            if message_id is None:
+                raise LedgerError("a batch callback needs a 'message_id'")
+            status = BATCH_OK
+            dedupe = f"batch|{message_id}"
+    return Event(source=source, dedupe_key=dedupe, message_id=message_id, level=level, status=status,
+                 err=err, done_at=_when(event.get("done_at"), "done_at"), received_at=received_at,
+                 raw=raw, campaign=campaign, message_key=message_key, msisdn=msisdn, batch=batch,
+                 reason=reason)
+
+
+def derive(rows: Iterable[Any], *, state: str) -> dict[str, Any]:
+    """Derive a message's delivery columns and state from its events (rows in arrival order).
+
+    ``rows`` carry ``source, level, status, err, done_at, received_at, raw``; ``state`` is the row's
+    current send state. Any report from the gateway proves the message was accepted (so it is never
+    resent); an errback settles a row still in flight as rejected.
+    """
+    level1 = final = latest = None
+    accepted = False
+    refusal = None
+    for row in rows:
+        if row.source == "errback":
+            refusal = refusal or row
+            continue
+        accepted = True
+        if row.source == "batch":
+            continue
+        if row.level == 1:
+            level1 = level1 or row
+        elif row.status in FINAL_STATUSES:
+            final = final or row
+        else:
+            latest = row
+    chosen = final or latest
+    out: dict[str, Any] = {
+        "delivery_level1_status": level1.status if level1 else None,
+        "delivery_status": chosen.status if chosen else None,
+        "done_at": chosen.done_at if chosen else None,
+        "delivered_at": None,
+        "error_code": None,
+    }
+    if chosen is not None and chosen.status == "DELIVRD":
+        out["delivered_at"] = chosen.done_at or chosen.received_at
+    if chosen is not None and chosen.err and chosen.err.strip("0"):
+        out["error_code"] = chosen.err
+    elif chosen is None and level1 is not None and level1.status != "ESME_ROK":
+        out["error_code"] = level1.status
+    if accepted and state != "accepted":
+        out["state"], out["reason"] = "accepted", None
+    elif refusal is not None and state in ("submitting", "uncertain"):
+        text = str((refusal.raw or {}).get("statusText") or "refused by the gateway (batch errback)")
+        out["state"], out["reason"] = "rejected", text[:MAX_TEXT]
+    return out

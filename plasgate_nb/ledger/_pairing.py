@@ -1,0 +1,192 @@
+"""Inside a write transaction: tie events to message rows, store them, and re-derive the rows they touch.
+
+A gateway message id is paired with its row (campaign + message key) in three ways: the send response
+(``Ledger.settle(message_ids=...)``), a DLR whose URL carries the key, or a batch callback (batch id +
+``to`` number). Events that arrive before their pairing are stored with no row and attached when the
+pairing arrives, then applied.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ._events import Event, derive
+from ._schema import events, messages
+
+CHUNK = 5000
+_T = TypeVar("_T")
+IN_FLIGHT = ("submitting", "uncertain")
+
+
+def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
+    """Yield ``items`` in slices of at most ``size`` (bounded IN lists and parameter counts)."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def attach_orphans(conn: sa.Connection, pairs: dict[str, tuple[int, int]]) -> set[int]:
+    """Attach stored events of gateway ids in ``pairs`` (id -> (row, campaign)) that had no row yet."""
+    if not pairs:
+        return set()
+    ids = list(pairs)
+    orphaned: set[str] = set()
+    for part in chunks(ids):
+        orphaned.update(conn.execute(sa.select(events.c.message_id).where(
+            events.c.message_id.in_(part), events.c.message_row.is_(None))).scalars())
+    if not orphaned:
+        return set()
+    stmt = (events.update()
+            .where(events.c.message_id == sa.bindparam("b_mid"), events.c.message_row.is_(None))
+            .values(message_row=sa.bindparam("b_row"), campaign_id=sa.bindparam("b_cid")))
+    conn.execute(stmt, [{"b_mid": mid, "b_row": pairs[mid][0], "b_cid": pairs[mid][1]} for mid in orphaned])
+    return {pairs[mid][0] for mid in orphaned}
+
+
+def _set_ids(conn: sa.Connection, updates: list[dict[str, Any]]) -> None:
+    """Write newly learnt gateway message ids (and batch ids) onto their rows."""
+    if updates:
+        stmt = (messages.update().where(messages.c.id == sa.bindparam("b_row"))
+                .values(message_id=sa.bindparam("b_mid"),
+                        queue_id=sa.func.coalesce(messages.c.queue_id, sa.bindparam("b_queue"))))
+        conn.execute(stmt, updates)
+
+
+def _by_key(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> dict[tuple[int, str], Any]:
+    """Rows named by (campaign, message_key) in the events."""
+    wanted: dict[int, set[str]] = defaultdict(set)
+    for e in evs:
+        if e.message_key and e.campaign in cids:
+            wanted[cids[e.campaign]].add(e.message_key)
+    found: dict[tuple[int, str], Any] = {}
+    cols = (messages.c.id, messages.c.campaign_id, messages.c.message_key, messages.c.message_id)
+    for cid, keys in wanted.items():
+        for part in chunks(sorted(keys)):
+            for row in conn.execute(sa.select(*cols).where(messages.c.campaign_id == cid,
+                                                           messages.c.message_key.in_(part))):
+                found[(cid, row.message_key)] = row
+    return found
+
+
+def _batch_candidates(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> dict[tuple[int, str], list]:
+    """Rows that batch callbacks may belong to: same campaign and number."""
+    wanted: dict[int, set[str]] = defaultdict(set)
+    for e in evs:
+        if e.source in ("batch", "errback") and e.campaign in cids and e.msisdn:
+            wanted[cids[e.campaign]].add(e.msisdn)
+    found: dict[tuple[int, str], list] = defaultdict(list)
+    cols = (messages.c.id, messages.c.campaign_id, messages.c.msisdn, messages.c.batch_id,
+            messages.c.queue_id, messages.c.message_id, messages.c.state)
+    for cid, numbers in wanted.items():
+        for part in chunks(sorted(numbers)):
+            stmt = sa.select(*cols).where(messages.c.campaign_id == cid, messages.c.msisdn.in_(part))
+            for row in conn.execute(stmt.order_by(messages.c.id)):
+                found[(cid, row.msisdn)].append(row)
+    return found
+
+
+def _pick(rows: list, e: Event) -> Any:
+    """Choose the row a batch callback belongs to, most specific match first."""
+    def batch_match(r: Any) -> bool:
+        return e.batch is not None and e.batch in (r.queue_id, r.batch_id)
+
+    tests = (
+        lambda r: e.message_id is not None and r.message_id == e.message_id,
+        lambda r: batch_match(r) and r.message_id is None,
+        lambda r: r.queue_id is None and r.message_id is None and r.state in IN_FLIGHT,
+        batch_match,
+    )
+    for test in tests:
+        for row in rows:
+            if test(row):
+                return row
+    return None
+
+
+Placement = tuple[int | None, int | None]  # (message row id, campaign id) of an event
+
+
+def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple[list[Placement], set[int]]:
+    """Find each event's (row, campaign id), pairing ids with rows on the way; return also rows paired."""
+    keyed = _by_key(conn, evs, cids)
+    candidates = _batch_candidates(conn, evs, cids)
+    placed: list[Placement] = []
+    pairs: dict[str, tuple[int, int]] = {}
+    updates: list[dict[str, Any]] = []
+    for e in evs:
+        cid = cids.get(e.campaign or "")
+        row = None
+        if e.source in ("batch", "errback") and cid is not None and e.msisdn:
+            row = _pick(candidates.get((cid, e.msisdn), []), e)
+        elif cid is not None and e.message_key:
+            row = keyed.get((cid, e.message_key))
+        if row is not None and e.message_id and row.message_id is None and e.message_id not in pairs:
+            pairs[e.message_id] = (row.id, row.campaign_id)
+            updates.append({"b_row": row.id, "b_mid": e.message_id,
+                            "b_queue": e.batch if e.source == "batch" else None})
+        placed.append((row.id, row.campaign_id) if row is not None else (None, cid))
+    _set_ids(conn, updates)
+    unknown = sorted({e.message_id for e, (rid, _) in zip(evs, placed, strict=True)
+                      if rid is None and e.message_id and e.message_id not in pairs})
+    by_id: dict[str, list[Any]] = defaultdict(list)
+    for part in chunks(unknown):
+        stmt = sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_id).where(
+            messages.c.message_id.in_(part))
+        for row in conn.execute(stmt.order_by(messages.c.id)):
+            by_id[row.message_id].append(row)
+    for i, (e, (rid, cid)) in enumerate(zip(evs, placed, strict=True)):
+        if rid is None and e.message_id:
+            if e.message_id in pairs:
+                placed[i] = pairs[e.message_id]
+            elif by_id.get(e.message_id):
+                rows = by_id[e.message_id]
+                row = next((r for r in rows if r.campaign_id == cid), rows[0])
+                placed[i] = (row.id, row.campaign_id)
+    return placed, attach_orphans(conn, pairs)
+
+
+def insert_events(conn: sa.Connection, evs: list[Event], placed: list[Placement]) -> None:
+    """Insert new events; a dedupe key already stored is silently skipped (ON CONFLICT DO NOTHING)."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(events).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    params = [{"dedupe_key": e.dedupe_key, "campaign_id": cid, "message_row": rid,
+               "message_id": e.message_id, "source": e.source, "level": e.level, "status": e.status,
+               "err": e.err, "done_at": e.done_at, "received_at": e.received_at, "raw": e.raw}
+              for e, (rid, cid) in zip(evs, placed, strict=True)]
+    conn.execute(stmt, params)
+
+
+def apply(conn: sa.Connection, row_ids: Iterable[int], *, now: datetime) -> None:
+    """Re-derive the delivery columns (and settle in-flight states) of ``row_ids`` from their events."""
+    ev_cols = (events.c.message_row, events.c.source, events.c.level, events.c.status, events.c.err,
+               events.c.done_at, events.c.received_at, events.c.raw)
+    delivery: list[dict[str, Any]] = []
+    settled: list[dict[str, Any]] = []
+    for part in chunks(sorted(set(row_ids))):
+        states = {rid: state for rid, state in conn.execute(
+            sa.select(messages.c.id, messages.c.state).where(messages.c.id.in_(part)))}
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in conn.execute(sa.select(*ev_cols).where(events.c.message_row.in_(part))
+                                .order_by(events.c.id)):
+            grouped[row.message_row].append(row)
+        for rid, state in states.items():
+            out = derive(grouped.get(rid, []), state=state)
+            out["b_row"] = rid
+            if "state" in out:
+                settled.append({"b_row": rid, "b_state": out.pop("state"), "b_reason": out.pop("reason"),
+                                "b_now": now})
+            delivery.append({f"b_{k}" if k != "b_row" else k: v for k, v in out.items()})
+    if delivery:
+        cols = ("delivery_status", "delivery_level1_status", "done_at", "delivered_at", "error_code")
+        stmt = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
+            {c: sa.bindparam(f"b_{c}") for c in cols})
+        conn.execute(stmt, delivery)
+    if settled:
+        stmt = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
+            state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_now"))
+        conn.execute(stmt, settled)

@@ -1,0 +1,78 @@
+"""Small helpers of the ledger: validating rows to plan, message keys, settings and error texts."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from ..errors import LedgerError
+
+logger = logging.getLogger("plasgate_nb")
+
+_SECRET_WORDS = ("key", "secret", "password", "passwd", "token", "credential", "auth")
+
+
+def scrub(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop credential-like keys (recursively) from campaign settings before storing them."""
+    clean: dict[str, Any] = {}
+    for name, value in settings.items():
+        if any(word in str(name).lower() for word in _SECRET_WORDS):
+            logger.warning("not storing campaign setting %r: it looks like a credential", name)
+            continue
+        clean[str(name)] = scrub(value) if isinstance(value, Mapping) else value
+    return clean
+
+
+def describe(exc: sa.exc.SQLAlchemyError) -> str:
+    """A one-line description of a database error, without SQL parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first[:200]}"
+
+
+def as_utc(value: datetime) -> datetime:
+    """Stored datetimes come back naive from SQLite (they are UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def keys_of(keys: Iterable[Any]) -> list[str]:
+    """Message keys as unique strings, in the given order."""
+    if isinstance(keys, str):
+        keys = [keys]
+    return list(dict.fromkeys(str(k) for k in keys))
+
+
+def plan_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Validate the rows to plan and turn them into insert parameters (content hashed, not kept)."""
+    if not isinstance(rows, pd.DataFrame):
+        raise LedgerError("plan() needs a DataFrame")
+    missing = [c for c in ("message_key", "msisdn", "content") if c not in rows.columns]
+    if missing:
+        raise LedgerError(f"plan() rows lack columns {missing}")
+    keys = [str(k) for k in rows["message_key"].tolist()]
+    dupes = pd.Series(keys).loc[lambda s: s.duplicated()].unique().tolist()
+    if dupes:
+        raise LedgerError(f"duplicate message keys: {dupes[:10]}")
+    n = len(rows)
+
+    def column(name: str) -> list[Any]:
+        if name not in rows.columns:
+            return [None] * n
+        return [None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v
+                for v in rows[name].tolist()]
+
+    msisdns, contents = column("msisdn"), column("content")
+    bad = [k for k, m, c in zip(keys, msisdns, contents, strict=True) if m is None or not isinstance(c, str)]
+    if bad:
+        raise LedgerError(f"rows without a number or text content: {bad[:10]}")
+    segments = [None if s is None else int(s) for s in column("segments")]
+    return [{"message_key": k, "msisdn": str(m), "content_hash": hashlib.sha256(c.encode("utf-8")).hexdigest(),
+             "content_report": r, "encoding": e, "segments": s}
+            for k, m, c, r, e, s in zip(keys, msisdns, contents, column("content_report"),
+                                         column("encoding"), segments, strict=True)]

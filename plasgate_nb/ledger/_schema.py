@@ -1,0 +1,176 @@
+"""The ledger's tables, schema version and database engines (SQLite file by default, PostgreSQL by URL).
+
+Writers are serialized so that several processes (the sender and the callback receiver) can share one
+ledger safely: on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (WAL mode, busy
+timeout), on PostgreSQL with a transaction-scoped advisory lock keyed on the current schema.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from ..errors import LedgerError
+
+logger = logging.getLogger("plasgate_nb")
+
+SCHEMA_VERSION = 1
+DEFAULT_PATH = "plasgate_nb.db"
+BUSY_TIMEOUT_S = 60.0
+WRITE_OPTION = "plasgate_write"
+_PG_LOCK_CLASS = 0x504C4753  # "PLGS": the advisory-lock namespace of plasgate_nb ledgers
+
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+meta = sa.Table(
+    "plasgate_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)
+
+campaigns = sa.Table(
+    "plasgate_campaigns", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("callback_token", sa.String(100), nullable=False),
+)
+
+messages = sa.Table(
+    "plasgate_messages", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("plasgate_campaigns.id"), nullable=False),
+    sa.Column("message_key", sa.String, nullable=False),
+    sa.Column("msisdn", sa.String(32), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("content_report", sa.Text, nullable=True),
+    sa.Column("encoding", sa.String(16), nullable=True),
+    sa.Column("segments", sa.Integer, nullable=True),
+    sa.Column("batch_id", sa.String, nullable=True),
+    sa.Column("queue_id", sa.String, nullable=True),
+    sa.Column("message_id", sa.String, nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("response_body", sa.Text, nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("submitted_at", TS, nullable=True),
+    sa.Column("delivery_status", sa.String(16), nullable=True),
+    sa.Column("delivery_level1_status", sa.String(40), nullable=True),
+    sa.Column("delivered_at", TS, nullable=True),
+    sa.Column("done_at", TS, nullable=True),
+    sa.Column("error_code", sa.String(40), nullable=True),
+    sa.UniqueConstraint("campaign_id", "message_key", name="uq_plasgate_messages_key"),
+    sa.Index("ix_plasgate_messages_state", "campaign_id", "state"),
+    sa.Index("ix_plasgate_messages_msisdn", "campaign_id", "msisdn"),
+    sa.Index("ix_plasgate_messages_message_id", "message_id"),
+)
+
+events = sa.Table(
+    "plasgate_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.String, nullable=False, unique=True),
+    sa.Column("campaign_id", sa.Integer, nullable=True),
+    sa.Column("message_row", sa.Integer, nullable=True),
+    sa.Column("message_id", sa.String, nullable=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("level", sa.Integer, nullable=True),
+    sa.Column("status", sa.String(40), nullable=False),
+    sa.Column("err", sa.String(64), nullable=True),
+    sa.Column("done_at", TS, nullable=True),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("raw", sa.JSON, nullable=False),
+    sa.Index("ix_plasgate_events_row", "message_row"),
+    sa.Index("ix_plasgate_events_message_id", "message_id"),
+    sa.Index("ix_plasgate_events_campaign", "campaign_id"),
+)
+
+
+def resolve_url(url: str | Path | None) -> URL:
+    """Turn ``None``, a path or a database URL into a SQLAlchemy URL (psycopg 3 for PostgreSQL)."""
+    if url is None:
+        url = Path(DEFAULT_PATH)
+    if isinstance(url, Path) or "://" not in str(url):
+        return URL.create("sqlite", database=str(Path(url).expanduser().resolve()))
+    try:
+        parsed = make_url(str(url))
+    except sa.exc.ArgumentError as exc:
+        raise LedgerError("the ledger URL is not a valid database URL") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgresql" and driver in ("", "psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        if parsed.database in (None, "", ":memory:"):
+            raise LedgerError("an in-memory SQLite ledger cannot be shared; give a file path")
+        return parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
+    raise LedgerError(f"unsupported ledger database {parsed.drivername!r}: use a SQLite path or postgresql://")
+
+
+def redacted(url: URL) -> str:
+    """Render ``url`` with its password (and any password-like query value) hidden."""
+    hidden = {k: "***" for k in url.query if "pass" in k.lower() or "secret" in k.lower()}
+    return url.update_query_dict(hidden).render_as_string(hide_password=True) if hidden else \
+        url.render_as_string(hide_password=True)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    """An SQLite engine: WAL, busy timeout, autocommit driver with explicit BEGIN [IMMEDIATE]."""
+    engine = sa.create_engine(
+        url, hide_parameters=True,
+        connect_args={"timeout": BUSY_TIMEOUT_S, "isolation_level": None, "check_same_thread": False},
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def make_engine(url: URL) -> Engine:
+    """Create the engine for ``url`` (parameters never rendered into error messages)."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return sa.create_engine(url, hide_parameters=True, pool_pre_ping=True)
+
+
+def lock_writers(conn: sa.Connection) -> None:
+    """Serialize writers on PostgreSQL (SQLite already holds its write lock from BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(current_schema()))"),
+                     {"cls": _PG_LOCK_CLASS})
+
+
+def create_schema(conn: sa.Connection) -> None:
+    """Create the tables if missing and check the schema version (inside a write transaction)."""
+    metadata.create_all(conn, checkfirst=True)
+    row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
+    if row is None:
+        conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        logger.info("created plasgate_nb ledger schema version %d", SCHEMA_VERSION)
+        return
+    try:
+        found = int(row.value)
+    except ValueError as exc:
+        raise LedgerError(f"the ledger has an unreadable schema version {row.value!r}") from exc
+    if found > SCHEMA_VERSION:
+        raise LedgerError(f"the ledger has schema version {found}, newer than this plasgate_nb supports "
+                          f"({SCHEMA_VERSION}); upgrade plasgate_nb")

@@ -1,0 +1,418 @@
+"""The Ledger: the durable record of every campaign, message and delivery event (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from ..errors import LedgerError
+from . import _pairing
+from ._events import normalize
+from ._frames import EVENT_COLUMNS, MESSAGE_COLUMNS, bind_value, bulk_insert, read_frame
+from ._rows import as_utc, describe, keys_of, plan_rows, scrub
+from ._schema import (
+    WRITE_OPTION,
+    campaigns,
+    create_schema,
+    events,
+    lock_writers,
+    make_engine,
+    messages,
+    redacted,
+    resolve_url,
+)
+
+logger = logging.getLogger("plasgate_nb")
+
+STATES = ("planned", "submitting", "accepted", "rejected", "uncertain")
+SETTLE_STATES = frozenset({"accepted", "rejected", "uncertain", "planned"})
+MAX_BODY = 4000
+INTERRUPTED = "interrupted: request may have reached the gateway"
+
+
+def _now() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """What ``Ledger.plan`` did: rows added, rows already planned unchanged, and keys whose row changed."""
+
+    campaign: str
+    added: int
+    kept: int
+    changed: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """A campaign's stored record; the callback token is kept out of the repr."""
+
+    name: str
+    created_at: datetime
+    settings: dict[str, Any]
+    token: str = field(repr=False)
+
+
+class Ledger:
+    """A durable campaign ledger in an SQLite file (default ``plasgate_nb.db``) or PostgreSQL.
+
+    ``Ledger()`` opens ``./plasgate_nb.db``; ``Ledger("path/to/file.db")`` another file;
+    ``Ledger("postgresql://user@host/db")`` a PostgreSQL database (psycopg 3). The schema is created on
+    first use. Several processes may share one ledger (writers take turns); create one ``Ledger`` per
+    process (it pickles as its URL).
+    """
+
+    def __init__(self, url: str | Path | None = None) -> None:
+        self._url = resolve_url(url)
+        self._engine: sa.Engine | None = None
+        self._lock = threading.Lock()
+        self._cids: dict[str, int] = {}
+
+    @property
+    def url(self) -> str:
+        """The full database URL (with any password: pass it to child processes, never print it)."""
+        return self._url.render_as_string(hide_password=False)
+
+    def __repr__(self) -> str:
+        return f"Ledger({redacted(self._url)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"])  # type: ignore[misc]
+
+    def close(self) -> None:
+        """Close the ledger's database connections (it reopens on next use)."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _ready(self) -> sa.Engine:
+        """Return the engine, creating it and the schema on first use."""
+        with self._lock:
+            if self._engine is None:
+                engine = make_engine(self._url)
+                try:
+                    with engine.connect() as conn:
+                        conn.execution_options(**{WRITE_OPTION: True})
+                        with conn.begin():
+                            lock_writers(conn)
+                            create_schema(conn)
+                except sa.exc.SQLAlchemyError as exc:
+                    engine.dispose()
+                    raise LedgerError(f"cannot open the ledger {redacted(self._url)}: {describe(exc)}") from exc
+                except LedgerError:
+                    engine.dispose()
+                    raise
+                self._engine = engine
+            return self._engine
+
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[sa.Connection]:
+        """A write transaction: committed on success, rolled back on any error."""
+        engine = self._ready()
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    lock_writers(conn)
+                    yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(f"ledger {what} failed: {describe(exc)}") from exc
+
+    @contextlib.contextmanager
+    def _read(self, what: str) -> Iterator[sa.Connection]:
+        """A read-only transaction (a consistent snapshot)."""
+        engine = self._ready()
+        try:
+            with engine.connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(f"ledger {what} failed: {describe(exc)}") from exc
+
+    def _cid(self, conn: sa.Connection, name: str, *, create: bool = False,
+             settings: Mapping[str, Any] | None = None) -> int | None:
+        """The id of campaign ``name``; created when ``create`` (else None when unknown)."""
+        if name in self._cids:
+            return self._cids[name]
+        cid = conn.execute(sa.select(campaigns.c.id).where(campaigns.c.name == name)).scalar()
+        if cid is None and create:
+            cid = conn.execute(campaigns.insert().values(
+                name=name, created_at=_now(), settings=scrub(settings or {}),
+                callback_token=secrets.token_urlsafe(18))).inserted_primary_key[0]
+        if cid is not None:
+            self._cids[name] = cid
+        return cid
+
+    def _need(self, conn: sa.Connection, name: str) -> int:
+        """The id of an existing campaign, or LedgerError."""
+        cid = self._cid(conn, name)
+        if cid is None:
+            raise LedgerError(f"unknown campaign {name!r}")
+        return cid
+
+    # -- campaigns ---------------------------------------------------------------------------------
+
+    def open_campaign(self, name: str, *, settings: Mapping[str, Any] | None = None) -> CampaignInfo:
+        """Create campaign ``name`` if new (settings stored without credentials) and return its record."""
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise LedgerError("a campaign name must be a non-empty string of at most 200 characters")
+        with self._write("open campaign") as conn:
+            cid = self._cid(conn, name, create=True, settings=settings)
+            row = conn.execute(sa.select(campaigns).where(campaigns.c.id == cid)).one()
+        return CampaignInfo(name=row.name, created_at=as_utc(row.created_at), settings=dict(row.settings),
+                            token=row.callback_token)
+
+    def campaign_token(self, name: str) -> str | None:
+        """The secret token callbacks for campaign ``name`` must carry, or None for an unknown campaign."""
+        with self._read("token lookup") as conn:
+            return conn.execute(sa.select(campaigns.c.callback_token)
+                                .where(campaigns.c.name == name)).scalar()
+
+    # -- planning and sending ----------------------------------------------------------------------
+
+    def plan(self, campaign: str, rows: pd.DataFrame) -> PlanResult:
+        """Record ``rows`` as ``planned`` (idempotent): new keys are added, known keys left as they are.
+
+        ``rows`` has ``message_key, msisdn, content`` and optionally ``content_report, encoding,
+        segments``; ``content`` is only hashed, never stored. A known key whose number or content hash
+        differs is reported in ``changed`` and neither overwritten nor resent.
+        """
+        new = plan_rows(rows)
+        with self._write("plan") as conn:
+            cid = self._cid(conn, campaign, create=True)
+            known = {r.message_key: (r.msisdn, r.content_hash) for r in conn.execute(
+                sa.select(messages.c.message_key, messages.c.msisdn, messages.c.content_hash)
+                .where(messages.c.campaign_id == cid))}
+            now = bind_value(conn, messages.c.created_at, _now())
+            fresh, changed = [], []
+            for row in new:
+                seen = known.get(row["message_key"])
+                if seen is None:
+                    row.update(campaign_id=cid, state="planned", attempts=0, created_at=now, updated_at=now)
+                    fresh.append(row)
+                elif seen != (row["msisdn"], row["content_hash"]):
+                    changed.append(row["message_key"])
+            bulk_insert(conn, messages, fresh)
+        if changed:
+            logger.warning("campaign %r: %d planned rows changed since they were planned; not replanned",
+                           campaign, len(changed))
+        return PlanResult(campaign, added=len(fresh), kept=len(new) - len(fresh) - len(changed),
+                          changed=tuple(changed))
+
+    def mark_submitting(self, campaign: str, keys: Iterable[Any], *, batch_id: str) -> int:
+        """Mark ``planned`` rows ``submitting`` under ``batch_id`` (commit this before the request leaves).
+
+        All keys must be ``planned``: otherwise nothing changes and LedgerError names them (another
+        sender got there first, or the rows were already sent).
+        """
+        wanted = keys_of(keys)
+        now = _now()
+        with self._write("mark submitting") as conn:
+            cid = self._need(conn, campaign)
+            done = 0
+            for part in _pairing.chunks(wanted):
+                done += conn.execute(messages.update().where(
+                    messages.c.campaign_id == cid, messages.c.state == "planned",
+                    messages.c.message_key.in_(part)).values(
+                    state="submitting", batch_id=batch_id, attempts=messages.c.attempts + 1,
+                    submitted_at=now, updated_at=now, reason=None)).rowcount
+            if done != len(wanted):
+                raise LedgerError(f"campaign {campaign!r}: {len(wanted) - done} of these rows are not "
+                                  f"planned: {self._not_in(conn, cid, wanted, 'planned')}")
+        return done
+
+    def settle(self, campaign: str, keys: Iterable[Any], *, state: str, queue_id: str | None = None,
+               message_ids: Mapping[Any, str] | None = None, status: int | None = None,
+               body: str | None = None, reason: str | None = None) -> int:
+        """Record the outcome of a request for ``keys`` and return how many rows took ``state``.
+
+        ``state`` is ``accepted``, ``rejected``, ``uncertain`` or ``planned`` (a definite failure to
+        retry). Rows a callback already settled keep their state (the gateway's word wins) but get the
+        response recorded; ``message_ids`` maps keys to gateway message ids; ``body`` is truncated.
+        """
+        if state not in SETTLE_STATES:
+            raise LedgerError(f"cannot settle rows as {state!r}")
+        wanted = keys_of(keys)
+        ids = {str(k): str(v) for k, v in (message_ids or {}).items()}
+        now = _now()
+        response = {"updated_at": now}
+        response.update({k: v for k, v in (("queue_id", queue_id), ("response_status", status)) if v is not None})
+        if body is not None:
+            response["response_body"] = str(body)[:MAX_BODY]
+        with self._write("settle") as conn:
+            cid = self._need(conn, campaign)
+            current = self._current(conn, cid, wanted)
+            if len(current) != len(wanted) or any(s == "planned" for _, s in current.values()):
+                bad = self._not_in(conn, cid, wanted, "submitting", "uncertain", "accepted", "rejected")
+                raise LedgerError(f"campaign {campaign!r}: can only settle rows being submitted: {bad}")
+            moving = [k for k in wanted if current[k][1] in _pairing.IN_FLIGHT or current[k][1] == state]
+            moved = set(moving)
+            staying = [k for k in wanted if k not in moved]
+            if staying:
+                logger.info("campaign %r: %d rows already settled by callbacks keep their state",
+                            campaign, len(staying))
+            for group, values in ((moving, {**response, "state": state, "reason": reason}), (staying, response)):
+                for part in _pairing.chunks(group):
+                    conn.execute(messages.update().where(messages.c.campaign_id == cid,
+                                                         messages.c.message_key.in_(part)).values(values))
+            self._pair(conn, cid, {k: v for k, v in ids.items() if k in current}, current, now)
+        return len(moving)
+
+    def _pair(self, conn: sa.Connection, cid: int, ids: dict[str, str], current: dict[str, tuple[int, str]],
+              now: datetime) -> None:
+        """Store gateway message ids for keys and apply events that arrived before them."""
+        if not ids:
+            return
+        conn.execute(messages.update().where(messages.c.id == sa.bindparam("b_row"))
+                     .values(message_id=sa.bindparam("b_mid")),
+                     [{"b_row": current[k][0], "b_mid": mid} for k, mid in ids.items()])
+        touched = _pairing.attach_orphans(conn, {mid: (current[k][0], cid) for k, mid in ids.items()})
+        _pairing.apply(conn, touched, now=now)
+
+    def _current(self, conn: sa.Connection, cid: int, keys: list[str]) -> dict[str, tuple[int, str]]:
+        """Map each existing key to (row id, state)."""
+        out: dict[str, tuple[int, str]] = {}
+        for part in _pairing.chunks(keys):
+            for row in conn.execute(sa.select(messages.c.message_key, messages.c.id, messages.c.state)
+                                    .where(messages.c.campaign_id == cid, messages.c.message_key.in_(part))):
+                out[row.message_key] = (row.id, row.state)
+        return out
+
+    def _not_in(self, conn: sa.Connection, cid: int, keys: list[str], *states: str) -> str:
+        """Describe (at most 10) keys that are missing or not in ``states``."""
+        current = self._current(conn, cid, keys)
+        bad = [f"{k} ({current[k][1] if k in current else 'unknown'})"
+               for k in keys if k not in current or current[k][1] not in states]
+        return ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+
+    def resume(self, campaign: str) -> int:
+        """Turn rows left ``submitting`` by an interrupted run into ``uncertain``; return how many."""
+        with self._write("resume") as conn:
+            cid = self._need(conn, campaign)
+            count = conn.execute(messages.update().where(
+                messages.c.campaign_id == cid, messages.c.state == "submitting").values(
+                state="uncertain", reason=INTERRUPTED, updated_at=_now())).rowcount
+        if count:
+            logger.warning("campaign %r: %d rows were interrupted while submitting; now uncertain",
+                           campaign, count)
+        return count
+
+    def requeue_uncertain(self, campaign: str, keys: Iterable[Any] | None = None) -> int:
+        """Move ``uncertain`` rows (all, or only ``keys``) back to ``planned`` so they are sent again."""
+        with self._write("requeue") as conn:
+            cid = self._need(conn, campaign)
+            base = messages.update().values(state="planned", reason="requeued after uncertain outcome",
+                                            updated_at=_now())
+            where = (messages.c.campaign_id == cid, messages.c.state == "uncertain")
+            if keys is None:
+                return conn.execute(base.where(*where)).rowcount
+            return sum(conn.execute(base.where(*where, messages.c.message_key.in_(part))).rowcount
+                       for part in _pairing.chunks(keys_of(keys)))
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def record_events(self, items: Iterable[Mapping[str, Any]]) -> int:
+        """Store delivery events in one transaction and apply them; return how many were new.
+
+        Duplicates (same message id, level and status) are recorded once; events for a message id not
+        yet paired with a row are kept and applied when the pairing arrives.
+        """
+        now = _now()
+        evs = []
+        seen: set[str] = set()
+        for item in items:
+            e = normalize(item, now=now)
+            if e.dedupe_key not in seen:
+                seen.add(e.dedupe_key)
+                evs.append(e)
+        if not evs:
+            return 0
+        with self._write("record events") as conn:
+            stored: set[str] = set()
+            for part in _pairing.chunks(sorted(seen)):
+                stored.update(conn.execute(sa.select(events.c.dedupe_key)
+                                           .where(events.c.dedupe_key.in_(part))).scalars())
+            evs = [e for e in evs if e.dedupe_key not in stored]
+            if not evs:
+                return 0
+            cids = {n: c for n in {e.campaign for e in evs if e.campaign}
+                    if (c := self._cid(conn, n)) is not None}
+            placed, touched = _pairing.locate(conn, evs, cids)
+            _pairing.insert_events(conn, evs, placed)
+            touched.update(rid for rid, _ in placed if rid is not None)
+            _pairing.apply(conn, touched, now=now)
+        return len(evs)
+
+    record_callbacks = record_events  # the name the callback receiver's EventSink uses
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def messages(self, campaign: str, *, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per message of ``campaign`` with its current state, in plan order.
+
+        ``columns`` picks a subset (``message_key`` always comes first); reading fewer is faster.
+        """
+        names = ["message_key", *[c for c in (columns or MESSAGE_COLUMNS) if c != "message_key"]]
+        unknown = [c for c in names if c not in MESSAGE_COLUMNS]
+        if unknown:
+            raise LedgerError(f"unknown message columns: {unknown}")
+        with self._read("read messages") as conn:
+            cid = self._cid(conn, campaign)
+            stmt = sa.select(*(messages.c[c] for c in names)).where(
+                messages.c.campaign_id == (cid if cid is not None else -1)).order_by(messages.c.id)
+            return read_frame(conn, stmt, names)
+
+    def pending(self, campaign: str) -> pd.DataFrame:
+        """The ``planned`` rows still to send, in plan order."""
+        names = ["message_key", "msisdn", "content_hash", "content_report", "encoding", "segments", "attempts"]
+        with self._read("read pending") as conn:
+            cid = self._cid(conn, campaign)
+            stmt = sa.select(*(messages.c[c] for c in names)).where(
+                messages.c.campaign_id == (cid if cid is not None else -1),
+                messages.c.state == "planned").order_by(messages.c.id)
+            return read_frame(conn, stmt, names)
+
+    def summary(self, campaign: str) -> dict[str, int]:
+        """Counts of messages per state (every state present, zero included) and ``total``."""
+        with self._read("summary") as conn:
+            cid = self._cid(conn, campaign)
+            stmt = sa.select(messages.c.state, sa.func.count()).where(
+                messages.c.campaign_id == (cid if cid is not None else -1)).group_by(messages.c.state)
+            counts = {state: n for state, n in conn.execute(stmt)}
+        out = {state: int(counts.get(state, 0)) for state in STATES}
+        out["total"] = sum(out.values())
+        return out
+
+    def events(self, campaign: str) -> pd.DataFrame:
+        """Every stored event of ``campaign`` in arrival order (``message_key`` empty until paired)."""
+        with self._read("read events") as conn:
+            cid = self._cid(conn, campaign)
+            cid = cid if cid is not None else -1
+            cols = [messages.c.message_key, *(events.c[c] for c in EVENT_COLUMNS[1:])]
+            stmt = (sa.select(*cols).select_from(events.outerjoin(messages, events.c.message_row == messages.c.id))
+                    .where(sa.or_(events.c.campaign_id == cid, messages.c.campaign_id == cid))
+                    .order_by(events.c.id))
+            return read_frame(conn, stmt, list(EVENT_COLUMNS))
