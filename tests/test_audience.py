@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 import re
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -389,3 +392,45 @@ def test_any_cell_gets_a_status_and_ok_means_plasgate_form(cells: list[object]) 
             assert normalize_msisdn(msisdn) == msisdn
             assert normalize_msisdn("+" + msisdn) == msisdn
             assert normalize_msisdn(int(msisdn)) == msisdn
+
+
+# --- sample data ------------------------------------------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def _sample_script() -> ModuleType:
+    """Import sample_data/make_sample_data.py (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("make_sample_data", SAMPLE / "make_sample_data.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sample_data_is_reproducible(tmp_path: Path) -> None:
+    """The committed CSVs are exactly what the seeded script writes."""
+    assert _sample_script().main(["--out", str(tmp_path)]) == 0
+    for name in ("customers.csv", "opt_out.csv"):
+        assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+
+
+def test_sample_audience_has_the_promised_mix() -> None:
+    """customers.csv: 2,000+ rows, exact columns, a few percent invalid, landline, duplicate, opted out."""
+    df = pd.read_csv(SAMPLE / "customers.csv")
+    assert list(df.columns) == ["customer_id", "first_name", "last_name", "phone", "city", "segment", "language",
+                                "coupon", "last_purchase", "points", "opt_in"]
+    assert len(df) >= 2000 and df["customer_id"].is_unique and df["coupon"].is_unique
+    assert df["points"].dtype == "float64" and df["points"].isna().any()
+    assert df["opt_in"].dtype == bool and set(df["segment"]) == {"gold", "silver", "bronze"}
+    khmer = df["first_name"].str.contains("[\u1780-\u17ff]")
+    assert 0.4 < khmer.mean() < 0.6
+    assert (df.loc[khmer, "language"] == "km").mean() > 0.8 and (df.loc[~khmer, "language"] == "en").mean() > 0.7
+    opt_out = pd.read_csv(SAMPLE / "opt_out.csv")
+    assert list(opt_out.columns) == ["phone"] and 40 <= len(opt_out) <= 60
+    shares = prepare_audience(df, suppress=opt_out["phone"])["audience_status"].value_counts(normalize=True)
+    assert 0.02 <= shares["invalid"] <= 0.04
+    assert 0.01 <= shares["not_mobile"] <= 0.03
+    assert 0.01 <= shares["duplicate"] <= 0.03
+    assert 0.005 <= shares["suppressed"] <= 0.03
+    assert shares["ok"] > 0.85
