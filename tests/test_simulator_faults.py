@@ -1,0 +1,146 @@
+"""Fault injection, process mode and the CLI of the simulator, over real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from plasgate_nb.simulator import Fault, Simulator, SimulatorConfig
+from plasgate_nb.simulator.faults import parse_fault
+from tests.simulator_helpers import Receiver, rest, single
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """A fast thread-mode simulator."""
+    with Simulator(SimulatorConfig(seed=5, clock_speed=1000, callback_retry_delay=0.5), mode="thread") as s:
+        yield s
+
+
+def test_error_before_processing_records_nothing(sim: Simulator) -> None:
+    sim.set_faults(Fault("error_before", route="rest", count=1, status=503))
+    assert rest(sim, "/rest/send", single()).status_code == 503
+    assert sim.records() == []
+    assert rest(sim, "/rest/send", single()).status_code == 200
+    assert len(sim.records()) == 1
+
+
+def test_fault_route_filter(sim: Simulator) -> None:
+    sim.set_faults(Fault("error_before", route="batch"))
+    assert rest(sim, "/rest/send", single()).status_code == 200
+    body = {"messages": [{"to": "85512345678", "content": "x", "sender": "SMS Info"}]}
+    assert rest(sim, "/rest/batch-send", body).status_code == 500
+
+
+def test_throttle_fault_is_429(sim: Simulator) -> None:
+    sim.set_faults(Fault("throttle", count=1))
+    resp = rest(sim, "/rest/send", single())
+    assert resp.status_code == 429 and resp.headers["retry-after"] == "60"
+    assert sim.records() == []
+
+
+def test_error_after_accepting_keeps_the_record(sim: Simulator) -> None:
+    sim.set_faults(Fault("error_after", count=1))
+    assert rest(sim, "/rest/send", single()).status_code == 500
+    assert len(sim.records()) == 1
+
+
+def test_delay_after_accepting_times_the_client_out(sim: Simulator) -> None:
+    sim.set_faults(Fault("delay_after", count=1, delay=1.0))
+    with pytest.raises(httpx.ReadTimeout):
+        rest(sim, "/rest/send", single(), timeout=0.3)
+    assert len(sim.records()) == 1
+
+
+def test_drop_after_accepting_closes_without_answer(sim: Simulator) -> None:
+    sim.set_faults(Fault("drop_after", route="batch", count=1))
+    body = {"messages": [{"to": ["85512345678", "85512345679"], "content": "x", "sender": "SMS Info"}]}
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending"):
+        rest(sim, "/rest/batch-send", body)
+    assert len(sim.records()) == 2
+    assert rest(sim, "/rest/batch-send", body).status_code == 200
+
+
+def test_probability_faults_are_seeded(sim: Simulator) -> None:
+    sim.set_faults(Fault("error_before", probability=0.5))
+    codes = [rest(sim, "/rest/send", single()).status_code for _ in range(40)]
+    assert 5 < codes.count(500) < 35 and codes.count(200) == len(sim.records())
+    assert sim.state()["faults"][0]["probability"] == 0.5
+    sim.clear_faults()
+    assert sim.state()["faults"] == []
+
+
+def test_duplicate_callbacks(sim: Simulator) -> None:
+    with Receiver() as receiver:
+        sim.set_faults(Fault("duplicate_callbacks", count=1))
+        rest(sim, "/rest/send", single(dlr_url=receiver.url("/dup"), dlr_level=3))
+        receiver.wait("/dup", 4)
+        sim.wait_idle()
+        levels = sorted(f["level"] for f in receiver.fields("/dup"))
+        assert levels == ["1", "1", "2", "2"]
+
+
+def test_out_of_order_callbacks(sim: Simulator) -> None:
+    with Receiver() as receiver:
+        sim.set_faults(Fault("out_of_order_callbacks"))
+        rest(sim, "/rest/send", single(dlr_url=receiver.url("/ooo"), dlr_level=3))
+        receiver.wait("/ooo", 2)
+        assert [f["level"] for f in receiver.fields("/ooo")] == ["2", "1"]
+
+
+def test_callbacks_before_the_send_response(sim: Simulator) -> None:
+    with Receiver() as receiver:
+        sim.set_faults(Fault("callbacks_before_response"))
+        body = {"messages": [{"to": "85512345678", "content": "x", "sender": "SMS Info",
+                              "dlr_url": receiver.url("/early"), "dlr_level": 3}],
+                "batch_config": {"callback_url": receiver.url("/early-cb")}}
+        resp = rest(sim, "/rest/batch-send", body)
+        assert resp.status_code == 200
+        assert len(receiver.on("/early-cb")) == 1 and len(receiver.on("/early")) == 2
+
+
+def test_parse_fault_cli_form() -> None:
+    fault = parse_fault("error_after:batch:n=2:status=502")
+    assert (fault.kind, fault.route, fault.count, fault.status) == ("error_after", "batch", 2, 502)
+    assert parse_fault("drop_after:p=0.25").probability == 0.25
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        parse_fault("explode")
+
+
+def test_process_mode_is_driven_from_the_parent() -> None:
+    with Receiver() as receiver, Simulator(SimulatorConfig(seed=2)) as sim:
+        assert sim.mode == "process"
+        sim.set_faults(Fault("error_after", count=1))
+        assert rest(sim, "/rest/send", single()).status_code == 500
+        body = {"messages": [{"to": "85512345678", "content": "x", "sender": "SMS Info"}],
+                "batch_config": {"callback_url": receiver.url("/p"), "schedule_at": "600s"}}
+        assert rest(sim, "/rest/batch-send", body).status_code == 200
+        assert [r["route"] for r in sim.records()] == ["rest", "batch"]
+        sim.advance(600)
+        receiver.wait("/p", 1)
+
+
+def test_cli_serves_until_sigint() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "plasgate_nb.cli", "simulator", "--port", "0", "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = proc.stdout.readline()  # type: ignore[union-attr]
+        assert first.startswith("Plasgate simulator listening on http://127.0.0.1:")
+        url = first.split()[-1]
+        banner = "".join(proc.stdout.readline() for _ in range(6))  # type: ignore[union-attr]
+        assert "X-Secret: sk$demo$" in banner
+        assert httpx.get(f"{url}/ping", trust_env=False).text == "Jasmin/PONG"
+        proc.send_signal(signal.SIGINT)
+        out, _err = proc.communicate(timeout=15)
+        assert proc.returncode == 0 and "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
