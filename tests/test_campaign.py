@@ -31,7 +31,8 @@ def gateway(sim: Simulator) -> Gateway:
     sim.clear_faults()
     return Gateway(base_url=sim.url, private_key=creds.private_key, secret=creds.secret,
                    username=creds.username, password=creds.password, sender=creds.sender,
-                   read_timeout=2.0, max_retry_wait=1.0, default_retry_after=0.2, rate_limits={"batch": None, "single": None, "http": None})
+                   read_timeout=2.0, max_retry_wait=1.0, default_retry_after=0.2,
+                   rate_limits={"batch": None, "single": None, "http": None})
 
 
 def frame(n: int, *, start: int = 0, grouped: bool = False) -> pd.DataFrame:
