@@ -487,3 +487,95 @@ def test_no_secret_in_httpx_logs_over_a_real_socket(caplog: pytest.LogCaptureFix
     everything = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     for secret in (KEY, SECRET, PASSWORD, "pa%24%24w0rd", "%242y%2410"):
         assert secret not in everything
+
+
+# ------------------------------------------------------------------------------------------ against the simulator
+@pytest.fixture(scope="module")
+def sim() -> Any:
+    """One simulator for this module's real-socket tests (thread mode)."""
+    from plasgate_nb.simulator import Simulator, SimulatorConfig
+
+    with Simulator(SimulatorConfig(seed=7), mode="thread") as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim_client(sim: Any) -> GatewayClient:
+    """A client with the simulator's credentials, limits off, faults cleared."""
+    sim.clear_faults()
+    c = sim.credentials
+    gw = Gateway(base_url=sim.url, private_key=c.private_key, secret=c.secret, username=c.username,
+                 password=c.password, sender=c.sender, rate_limits={"batch": None, "single": None, "http": None},
+                 read_timeout=2.0)
+    return GatewayClient(gw)
+
+
+def audience(prefix: str, n: int = 3) -> pd.DataFrame:
+    """Rows with fresh numbers, the first two sharing their content."""
+    return pd.DataFrame({"message_key": [f"{prefix}{i}" for i in range(n)],
+                         "msisdn": [f"8551{abs(hash(prefix)) % 1000:03d}{i:04d}" for i in range(n)],
+                         "content": ["Same for all" if i < 2 else f"Code #ma#{i:04d}#ma#" for i in range(n)]})
+
+
+def recorded(sim: Any, numbers: Any) -> list[dict[str, Any]]:
+    """Return the simulator's accepted records for these numbers."""
+    wanted = set(numbers)
+    return [r for r in sim.records() if r["to"] in wanted]
+
+
+def test_simulator_all_three_paths(sim: Any, sim_client: GatewayClient) -> None:
+    df = audience("three")
+    sender = sim_client.gateway.sender
+    requests = (build_batches(df, sender=sender) + build_singles(df, sender=sender)
+                + build_singles(df, sender=sender, path="http"))
+    results = sim_client.send_many(requests)
+    assert [r.outcome for r in results] == ["accepted"] * 7
+    assert results[0].message_count == 3 and results[0].queue_id
+    assert all(r.message_id for r in results[4:])
+    records = recorded(sim, df["msisdn"])
+    assert sorted(r["route"] for r in records) == ["api"] * 3 + ["batch"] * 3 + ["rest"] * 3
+    assert {r["content"] for r in records} == set(df["content"])
+
+
+def test_simulator_401_and_403_are_rejected(sim: Any, sim_client: GatewayClient) -> None:
+    df = audience("auth")
+    bad = GatewayClient(sim_client.gateway.with_options(secret="wrong$secret", password="wrong"))
+    batch, http = bad.send_many([build_batches(df, sender="SMS Info")[0],
+                                 build_singles(df, sender="SMS Info", path="http")[0]])
+    assert (batch.outcome, batch.status) == ("rejected", 401)
+    assert (http.outcome, http.status) == ("rejected", 403) and "Authentication" in (http.reason or "")
+    assert recorded(sim, df["msisdn"]) == []
+
+
+def test_simulator_400_names_the_field(sim: Any, sim_client: GatewayClient) -> None:
+    df = audience("sender")
+    result = sim_client.send(build_singles(df, sender="NotApproved")[0])
+    assert (result.outcome, result.status) == ("rejected", 400)
+    assert "sender" in (result.reason or "")
+    assert recorded(sim, df["msisdn"]) == []
+
+
+def test_simulator_throttle_is_retried_and_sent_once(sim: Any, sim_client: GatewayClient) -> None:
+    from plasgate_nb.simulator import Fault
+
+    df = audience("throttle")
+    sim.set_faults(Fault("throttle", route="batch", count=1))
+    fake = FakeTime()  # the wait is logical: the limiter's clock moves when it sleeps
+    client = GatewayClient(sim_client.gateway, clock=fake.clock, sleep=fake.sleep)
+    result = client.send(build_batches(df, sender="SMS Info")[0])
+    assert (result.outcome, result.attempts) == ("accepted", 2)
+    assert len(fake.sleeps) == 1 and fake.sleeps[0] > 0  # the simulator's Retry-After was honoured
+    assert len(recorded(sim, df["msisdn"])) == 3
+
+
+@pytest.mark.parametrize("kind", ["drop_after", "error_after", "delay_after"])
+def test_simulator_ambiguous_failures_are_uncertain_and_not_resent(sim: Any, sim_client: GatewayClient,
+                                                                   kind: str) -> None:
+    from plasgate_nb.simulator import Fault
+
+    df = audience(kind)
+    sim.set_faults(Fault(kind, route="batch", count=1, status=500, delay=1.0))
+    client = GatewayClient(sim_client.gateway.with_options(read_timeout=0.3))
+    result = client.send(build_batches(df, sender="SMS Info")[0])
+    assert result.outcome == "uncertain" and result.attempts == 1
+    assert len(recorded(sim, df["msisdn"])) == 3  # it was accepted exactly once: resending would duplicate
