@@ -10,7 +10,6 @@ per-text path of :func:`plasgate_nb._masking.finish`.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,10 +90,17 @@ class _PieceViews:
     """One piece, evaluated per distinct input: row codes (None when constant) and per-entry views."""
 
     codes: np.ndarray | None
-    raw: list[str]
+    raw_texts: list[str] | None  # None: a masked column, wrapped on demand
     content: list[str]
     report: list[str]
     handset: list[str]
+
+    @property
+    def raw(self) -> list[str]:
+        """The piece as rendered, with sentinels around masked areas."""
+        if self.raw_texts is None:
+            self.raw_texts = [S_OPEN + t + S_CLOSE if t else "" for t in self.handset]
+        return self.raw_texts
 
 
 def _combine(columns: _Columns, names: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,10 +155,9 @@ def _views(piece: Piece, columns: _Columns, n: int) -> tuple[_PieceViews, Render
         texts = columns.texts(piece.names[0])
         if not piece.masked:
             return _PieceViews(codes, texts, texts, texts, texts), None
-        content = [MASK_MARKER + t + MASK_MARKER if t else "" for t in texts]
+        content = [f"{MASK_MARKER}{t}{MASK_MARKER}" if t else "" for t in texts]
         report = [REPORT_MASK if t else "" for t in texts]
-        raw = [S_OPEN + t + S_CLOSE if t else "" for t in texts]
-        return _PieceViews(codes, raw, content, report, texts), None
+        return _PieceViews(codes, None, content, report, texts), None
     codes, raw, failure = _evaluate(piece, columns, n)
     if not piece.sentinels:
         return _PieceViews(codes, raw, raw, raw, raw), failure
@@ -169,7 +174,7 @@ def _measure(texts: list[str]) -> tuple[np.ndarray, ...]:
     hashy = np.zeros(count, dtype=bool)
     if "#" in joined:
         hashy = np.fromiter(("#" in t for t in texts), dtype=bool, count=count)
-    blank = np.fromiter((not t.strip() for t in texts), dtype=bool, count=count)
+    blank = (lengths == 0) | np.fromiter(map(str.isspace, texts), dtype=bool, count=count)
     if not joined.translate(_DELETE_BASIC):  # the common case: plain GSM-7, one septet per character
         no = np.zeros(count, dtype=bool)
         return np.ones(count, dtype=bool), lengths, lengths, no, no, blank, hashy
@@ -195,17 +200,33 @@ def _take(values: np.ndarray, codes: np.ndarray | None, n: int) -> np.ndarray:
     return np.full(n, values[0]) if codes is None else values[codes]
 
 
+def _joiner(count: int) -> Any:
+    """A compiled function building one f-string per row out of ``count`` per-row sequences."""
+    args = [f"x{i}" for i in range(count)]
+    body = "".join("{" + a + "}" for a in args)
+    source = f"def join(columns):\n    return [f\"{body}\" for {', '.join(args)}, in zip(*columns)]\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<plasgate_nb join>", "exec"), namespace)  # only generated names, no data
+    return namespace["join"]
+
+
 def _join(parts: list[list[str]], codes: list[np.ndarray | None], n: int) -> list[str]:
-    """Assemble each row by joining its pieces."""
-    columns: list[Any] = []
+    """Assemble each row by joining its pieces (constant pieces are folded, not repeated)."""
+    columns: list[list[str]] = []
+    prefix = ""  # constants are folded into their neighbours
     for texts, row_codes in zip(parts, codes, strict=True):
         if row_codes is None:
-            columns.append(itertools.repeat(texts[0], n))
+            if columns:
+                columns.append([texts[0]] * n)
+            else:
+                prefix += texts[0]
         else:
-            columns.append(np.asarray(texts, dtype=object)[row_codes])
+            columns.append(np.asarray(texts, dtype=object)[row_codes].tolist())
     if not columns:
-        return [""] * n
-    return list(map("".join, zip(*columns, strict=False)))
+        return [prefix] * n
+    if prefix:
+        columns.insert(0, [prefix] * n)
+    return _joiner(len(columns))(columns)
 
 
 def render_frame(
