@@ -137,7 +137,7 @@ class Campaign:
         self.price_per_segment = price_per_segment
         self.progress = progress
         self.client = client or GatewayClient(self.gateway)
-        self.info = self.ledger.open_campaign(name, settings={"transport": transport, "key_column": key,
+        self.info = self.ledger.open_campaign(name, settings={"transport": transport, "id_column": key,
                                                               "sender": self.gateway.sender})
 
     def __repr__(self) -> str:

@@ -7,12 +7,17 @@ accepted connections (DESIGN.md section 7); ``start()`` returns once the server 
 
 from __future__ import annotations
 
+import base64
 import importlib
 import logging
-import multiprocessing
 import os
+import pickle
+import select
 import socket
+import subprocess
+import sys
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -20,12 +25,18 @@ import uvicorn
 
 from .errors import PlasgateError
 
-__all__ = ["BackgroundServer", "bind_socket"]
+__all__ = ["BackgroundServer", "bind_socket", "live_servers"]
 
 logger = logging.getLogger("plasgate_nb")
 
 Mode = Literal["thread", "process"]
 THREAD_NAME = "plasgate-nb-server"
+_LIVE: weakref.WeakSet[BackgroundServer] = weakref.WeakSet()
+
+
+def live_servers() -> list[BackgroundServer]:
+    """Return the background servers started and not yet stopped (the tests' leak guard reads this)."""
+    return [server for server in _LIVE if server.running]
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -54,28 +65,25 @@ def _config(app: Any, host: str, port: int, *, log_level: str) -> uvicorn.Config
                           lifespan="auto", timeout_graceful_shutdown=3, backlog=2048)
 
 
-def _child_main(factory: str, kwargs: dict[str, Any], host: str, port: int, conn: Any,
-                stop_event: Any, log_level: str) -> None:  # pragma: no cover - runs in the child
-    """Serve in a child process until ``stop_event`` is set or the parent dies."""
-    parent = os.getppid()
+def _serve_child() -> None:  # pragma: no cover - runs in the child process
+    """Child entry point: read the job from stdin, serve, print the port, stop when stdin closes."""
+    job = pickle.loads(base64.b64decode(sys.stdin.readline()))
     try:
-        app = _resolve(factory)(**kwargs)
-        sock = bind_socket(host, port)
-        server = uvicorn.Server(_config(app, host, port, log_level=log_level))
+        app = _resolve(job["factory"])(**job["kwargs"])
+        sock = bind_socket(job["host"], job["port"])
+        server = uvicorn.Server(_config(app, job["host"], job["port"], log_level=job["log_level"]))
     except BaseException as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        print(f"ERROR {type(exc).__name__}: {exc}", flush=True)
         return
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=THREAD_NAME, daemon=True)
     thread.start()
     while not server.started:
         if not thread.is_alive():
-            conn.send(("error", "server exited during start-up"))
+            print("ERROR server exited during start-up", flush=True)
             return
         thread.join(0.01)
-    conn.send(("started", sock.getsockname()[1]))
-    while not stop_event.wait(0.2):
-        if os.getppid() != parent or not thread.is_alive():
-            break
+    print(f"STARTED {sock.getsockname()[1]}", flush=True)
+    sys.stdin.read()  # returns at EOF: the parent stopped us, or died
     server.should_exit = True
     thread.join(10)
     sock.close()
@@ -106,8 +114,7 @@ class BackgroundServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
-        self._process: Any = None
-        self._stop_event: Any = None
+        self._process: subprocess.Popen[str] | None = None
 
     @property
     def url(self) -> str:
@@ -119,7 +126,7 @@ class BackgroundServer:
         """Whether the server is started and not stopped."""
         if self.mode == "thread":
             return self._thread is not None and self._thread.is_alive()
-        return self._process is not None and self._process.is_alive()
+        return self._process is not None and self._process.poll() is None
 
     def start(self) -> BackgroundServer:
         """Start serving and return once the server accepts connections."""
@@ -142,6 +149,7 @@ class BackgroundServer:
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name=THREAD_NAME, daemon=True)
         self._thread.start()
+        _LIVE.add(self)
         waited = 0.0
         while not self._server.started:
             if not self._thread.is_alive() or waited > self.start_timeout:
@@ -151,31 +159,30 @@ class BackgroundServer:
             waited += 0.005
 
     def _start_process(self) -> None:
-        """Spawn a child process that builds and serves the app, and wait for its port."""
-        ctx = multiprocessing.get_context("spawn")
-        parent_conn, child_conn = ctx.Pipe(duplex=False)
-        self._stop_event = ctx.Event()
-        self._process = ctx.Process(
-            target=_child_main, name=THREAD_NAME, daemon=True,
-            args=(self.factory, self.kwargs, self.host, self.port, child_conn, self._stop_event,
-                  self.log_level))
-        self._process.start()
-        child_conn.close()
-        try:
-            if not parent_conn.poll(self.start_timeout):
-                raise PlasgateError(f"server {self.factory} did not start in {self.start_timeout:.0f} s")
-            kind, value = parent_conn.recv()
-        except EOFError:
-            kind, value = "error", "the server process exited during start-up"
-        except PlasgateError:
+        """Run ``python -m plasgate_nb.server`` with the job on stdin, and wait for its port.
+
+        A plain child process (not multiprocessing) so that scripts without a ``__main__`` guard work;
+        it stops when its stdin closes, so it never outlives this process.
+        """
+        job = {"factory": self.factory, "kwargs": self.kwargs, "host": self.host, "port": self.port,
+               "log_level": self.log_level}
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
+        self._process = subprocess.Popen([sys.executable, "-m", "plasgate_nb.server"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, env=env, text=True)
+        stdin, stdout = self._process.stdin, self._process.stdout
+        if stdin is None or stdout is None:  # pragma: no cover - both are pipes
+            raise PlasgateError("cannot talk to the server process")
+        stdin.write(base64.b64encode(pickle.dumps(job)).decode() + "\n")
+        stdin.flush()
+        ready, _, _ = select.select([stdout], [], [], self.start_timeout)
+        line = stdout.readline().strip() if ready else ""
+        if not line.startswith("STARTED "):
             self.stop()
-            raise
-        finally:
-            parent_conn.close()
-        if kind != "started":
-            self.stop()
-            raise PlasgateError(f"server {self.factory} failed to start: {value}")
-        self.port = int(value)
+            reason = line.removeprefix("ERROR ") or f"no answer in {self.start_timeout:.0f} s"
+            raise PlasgateError(f"server {self.factory} failed to start: {reason}")
+        self.port = int(line.split()[1])
+        _LIVE.add(self)
 
     def stop(self) -> None:
         """Stop serving and release the port; safe to call more than once."""
@@ -189,13 +196,17 @@ class BackgroundServer:
             self._sock = None
         self._server = None
         if self._process is not None:
-            self._stop_event.set()
-            self._process.join(15)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(5)
-            self._process.close()
-            self._process = None
+            process, self._process = self._process, None
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+            if process.stdout is not None:
+                process.stdout.close()
+        _LIVE.discard(self)
 
     def __enter__(self) -> BackgroundServer:
         return self.start()
@@ -206,3 +217,7 @@ class BackgroundServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<BackgroundServer {self.url} {self.mode} {state}>"
+
+
+if __name__ == "__main__":  # pragma: no cover - the child process of process mode
+    _serve_child()

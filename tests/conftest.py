@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+
+from plasgate_nb.server import live_servers
 
 SERVER_THREAD_PREFIX = "plasgate-nb"
 
@@ -16,7 +17,7 @@ def _leftovers() -> list[str]:
     """Name the server threads and child processes still alive."""
     threads = [t.name for t in threading.enumerate()
                if t.name.startswith(SERVER_THREAD_PREFIX) and t.is_alive()]
-    children = [p.name for p in multiprocessing.active_children()]
+    children = [repr(server) for server in live_servers()]
     return threads + children
 
 
