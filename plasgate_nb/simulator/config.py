@@ -162,7 +162,7 @@ class SimulatorConfig:
     callback_retries: int = 3
     callback_retry_delay: float = 1.0
     callback_timeout: float = 5.0
-    callback_concurrency: int = 64
+    callback_concurrency: int = 8
     faults: tuple[Fault, ...] = ()
     batch_invalid_numbers: Literal["errback", "reject"] = "errback"
     max_parts: int | None = None

@@ -30,7 +30,7 @@ ACK = "ACK/Jasmin"
 class Dispatcher:
     """Sends due receipt events; a DLR is retried ``retries`` times until the receiver ACKs it."""
 
-    def __init__(self, gateway: Gateway, *, concurrency: int = 64, timeout: float = 5.0, retries: int = 3,
+    def __init__(self, gateway: Gateway, *, concurrency: int = 8, timeout: float = 5.0, retries: int = 3,
                  retry_delay: float = 1.0) -> None:
         self.gateway = gateway
         self.clock = gateway.clock
