@@ -1,0 +1,384 @@
+"""Tests of the ledger, the same suite over SQLite (a temp file) and PostgreSQL (a schema per test)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from plasgate_nb.errors import LedgerError
+from plasgate_nb.ledger import INTERRUPTED, SCHEMA_VERSION, Ledger
+
+PG_URL = os.environ.get("PLASGATE_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_problem() -> str | None:
+    """Why the PostgreSQL half cannot run, or None when a server answers."""
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        engine.dispose()
+    except Exception as exc:  # any failure means: no usable server here
+        return f"no PostgreSQL at PLASGATE_TEST_DATABASE_URL ({type(exc).__name__})"
+    return None
+
+
+_PG_PROBLEM = _pg_problem()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty ledger location: an SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")
+        return
+    if _PG_PROBLEM:
+        pytest.skip(_PG_PROBLEM)
+    schema = f"plasgate_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    base = sa.make_url(PG_URL)
+    yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture
+def ledger(url: str) -> Iterator[Ledger]:
+    """A ledger over ``url``, closed after the test."""
+    with Ledger(url) as led:
+        yield led
+
+
+def frame(n: int, *, start: int = 0, text: str = "Hello {i}, code #ma#{i:06d}#ma#") -> pd.DataFrame:
+    """Rows to plan: keys k00000.., numbers 8551200000.., content with a masked code."""
+    ids = range(start, start + n)
+    return pd.DataFrame({
+        "message_key": [f"k{i:05d}" for i in ids],
+        "msisdn": [f"85512{i:07d}" for i in ids],
+        "content": [text.format(i=i) for i in ids],
+        "content_report": [text.format(i=i).split("#ma#")[0] + "******" for i in ids],
+        "encoding": ["GSM-7"] * n,
+        "segments": [1] * n,
+    })
+
+
+def row(led: Ledger, campaign: str, key: str) -> pd.Series:
+    """The current ledger row of ``key``."""
+    m = led.messages(campaign)
+    return m.set_index("message_key").loc[key]
+
+
+def dlr(mid: str, level: int, status: str, **extra: object) -> dict[str, object]:
+    """A DLR event as the callback receiver builds it."""
+    return {"source": "dlr", "message_id": mid, "level": level, "status": status,
+            "raw": {"id": mid, "level": str(level), "message_status": status}, **extra}
+
+
+def sent(led: Ledger, campaign: str, keys: list[str], *, ids: dict[str, str] | None = None) -> None:
+    """Mark ``keys`` submitting and settle them accepted (with gateway ids when given)."""
+    led.mark_submitting(campaign, keys, batch_id="b1")
+    led.settle(campaign, keys, state="accepted", queue_id="q1", message_ids=ids, status=200,
+               body='{"queue_id": "q1"}')
+
+
+# -- planning ----------------------------------------------------------------------------------------
+
+
+def test_plan_is_idempotent(ledger: Ledger) -> None:
+    df = frame(3)
+    before = df.copy()
+    first = ledger.plan("c", df)
+    again = ledger.plan("c", df)
+    more = ledger.plan("c", frame(4))
+    assert (first.added, first.kept, first.changed) == (3, 0, ())
+    assert (again.added, again.kept, again.changed) == (0, 3, ())
+    assert (more.added, more.kept) == (1, 3)
+    pd.testing.assert_frame_equal(df, before)
+    assert ledger.pending("c")["message_key"].tolist() == ["k00000", "k00001", "k00002", "k00003"]
+    assert ledger.summary("c") == {"planned": 4, "submitting": 0, "accepted": 0, "rejected": 0,
+                                   "uncertain": 0, "total": 4}
+
+
+def test_changed_rows_are_reported_not_overwritten(ledger: Ledger) -> None:
+    ledger.plan("c", frame(3))
+    sent(ledger, "c", ["k00000"])
+    hashes = ledger.messages("c")["content_hash"].tolist()
+    edited = frame(3)
+    edited.loc[0, "content"] = "Different text"
+    edited.loc[1, "msisdn"] = "85599999999"
+    result = ledger.plan("c", edited)
+    assert result.changed == ("k00000", "k00001")
+    assert (result.added, result.kept) == (0, 1)
+    after = ledger.messages("c")
+    assert after["content_hash"].tolist() == hashes
+    assert after["msisdn"].tolist()[1] == "85512" + "0000001"
+    assert after["state"].tolist() == ["accepted", "planned", "planned"]
+
+
+def test_plan_refuses_bad_rows(ledger: Ledger) -> None:
+    df = frame(3)
+    df.loc[2, "message_key"] = "k00000"
+    with pytest.raises(LedgerError, match="k00000"):
+        ledger.plan("c", df)
+    with pytest.raises(LedgerError, match="content"):
+        ledger.plan("c", frame(2).drop(columns="content"))
+    assert ledger.summary("c")["total"] == 0
+
+
+def test_unmasked_content_is_never_stored(ledger: Ledger, url: str) -> None:
+    ledger.plan("c", frame(5, text="Your code is #ma#ZQ{i}-X7#ma#"))
+    stored = ledger.messages("c")
+    assert stored["content_report"].str.endswith("******").all()
+    dump = _dump(url)
+    assert "Your code is ******" in dump
+    assert not [f"ZQ{i}-X7" for i in range(5) if f"ZQ{i}-X7" in dump]
+
+
+def _dump(url: str) -> str:
+    """Every value of every ledger table as one text."""
+    engine = sa.create_engine(url if "://" in url else f"sqlite:///{url}")
+    parts = []
+    with engine.connect() as conn:
+        for table in ("plasgate_campaigns", "plasgate_messages", "plasgate_events", "plasgate_meta"):
+            for values in conn.exec_driver_sql(f"SELECT * FROM {table}"):
+                parts.extend(str(v) for v in values)
+    engine.dispose()
+    return "\n".join(parts)
+
+
+# -- sending states -----------------------------------------------------------------------------------
+
+
+def test_state_machine(ledger: Ledger) -> None:
+    ledger.plan("c", frame(4))
+    assert ledger.mark_submitting("c", ["k00000", "k00001"], batch_id="b1") == 2
+    with pytest.raises(LedgerError, match=r"k00001 \(submitting\)"):
+        ledger.mark_submitting("c", ["k00001", "k00002"], batch_id="b2")
+    assert row(ledger, "c", "k00002")["state"] == "planned"  # the refused call changed nothing
+    with pytest.raises(LedgerError, match="k00003"):
+        ledger.settle("c", ["k00003"], state="accepted")
+    ledger.settle("c", ["k00000"], state="accepted", queue_id="q9", message_ids={"k00000": "m0"},
+                  status=200, body="x" * 10_000)
+    ledger.settle("c", ["k00001"], state="planned", status=429, reason="rate limited")
+    r0, r1 = row(ledger, "c", "k00000"), row(ledger, "c", "k00001")
+    assert (r0["state"], r0["queue_id"], r0["message_id"], r0["response_status"]) == ("accepted", "q9", "m0", 200)
+    assert len(r0["response_body"]) == 4000 and r0["attempts"] == 1 and r0["batch_id"] == "b1"
+    assert r0["submitted_at"] <= r0["updated_at"]
+    assert (r1["state"], r1["reason"], r1["response_status"]) == ("planned", "rate limited", 429)
+    ledger.mark_submitting("c", ["k00001"], batch_id="b3")
+    assert row(ledger, "c", "k00001")["attempts"] == 2
+    with pytest.raises(LedgerError, match="cannot settle"):
+        ledger.settle("c", ["k00001"], state="delivered")
+    ledger.settle("c", ["k00001"], state="rejected", status=400, body='{"message": "bad"}')
+    assert ledger.pending("c")["message_key"].tolist() == ["k00002", "k00003"]
+    assert ledger.summary("c")["rejected"] == 1
+
+
+def test_resume_turns_interrupted_rows_uncertain(url: str) -> None:
+    with Ledger(url) as first:
+        first.plan("c", frame(3))
+        first.mark_submitting("c", ["k00000", "k00001"], batch_id="b1")
+    with Ledger(url) as second:  # a new process after a crash
+        assert second.resume("c") == 2
+        assert second.resume("c") == 0
+        uncertain = second.messages("c").query("state == 'uncertain'")
+        assert uncertain["message_key"].tolist() == ["k00000", "k00001"]
+        assert set(uncertain["reason"]) == {INTERRUPTED}
+        assert second.pending("c")["message_key"].tolist() == ["k00002"]
+        assert second.requeue_uncertain("c", ["k00001"]) == 1
+        assert second.pending("c")["message_key"].tolist() == ["k00001", "k00002"]
+        assert second.requeue_uncertain("c") == 1
+        assert second.summary("c")["planned"] == 3
+
+
+# -- delivery events ----------------------------------------------------------------------------------
+
+
+def test_duplicates_and_late_events_never_overwrite_a_final_status(ledger: Ledger) -> None:
+    ledger.plan("c", frame(2))
+    sent(ledger, "c", ["k00000", "k00001"], ids={"k00000": "m0", "k00001": "m1"})
+    done = pd.Timestamp("2026-11-25 02:34", tz="UTC").to_pydatetime()
+    assert ledger.record_events([dlr("m0", 2, "DELIVRD", err="000", done_at=done),
+                                 dlr("m0", 2, "DELIVRD", err="000", done_at=done)]) == 1
+    assert ledger.record_events([dlr("m0", 2, "DELIVRD", err="000")]) == 0
+    assert ledger.record_events([dlr("m0", 2, "ENROUTE"), dlr("m0", 1, "ESME_ROK"),
+                                 dlr("m0", 2, "UNDELIV", err="001")]) == 3
+    ledger.record_events([dlr("m1", 2, "ACCEPTD"), dlr("m1", 2, "ENROUTE")])
+    r0, r1 = row(ledger, "c", "k00000"), row(ledger, "c", "k00001")
+    assert (r0["delivery_status"], r0["delivery_level1_status"]) == ("DELIVRD", "ESME_ROK")
+    assert r0["delivered_at"] == pd.Timestamp(done) and pd.isna(r0["error_code"])
+    assert r1["delivery_status"] == "ENROUTE" and pd.isna(r1["delivery_level1_status"])
+    ledger.record_events([dlr("m1", 2, "UNDELIV", err="001"), dlr("m1", 2, "ACCEPTD")])
+    r1 = row(ledger, "c", "k00001")
+    assert (r1["delivery_status"], r1["error_code"]) == ("UNDELIV", "001") and pd.isna(r1["delivered_at"])
+    ev = ledger.events("c")
+    assert len(ev) == 7 and set(ev["message_key"]) == {"k00000", "k00001"}
+
+
+def test_level1_error_without_handset_report(ledger: Ledger) -> None:
+    ledger.plan("c", frame(1))
+    sent(ledger, "c", ["k00000"], ids={"k00000": "m0"})
+    ledger.record_events([dlr("m0", 1, "ESME_RINVDSTADR")])
+    r = row(ledger, "c", "k00000")
+    assert (r["delivery_level1_status"], r["error_code"]) == ("ESME_RINVDSTADR", "ESME_RINVDSTADR")
+    assert pd.isna(r["delivery_status"])
+
+
+def test_early_report_is_kept_and_applied_when_paired(ledger: Ledger) -> None:
+    ledger.plan("c", frame(2))
+    ledger.mark_submitting("c", ["k00000", "k00001"], batch_id="b1")
+    assert ledger.record_events([dlr("m1", 1, "ESME_ROK"), dlr("m1", 2, "DELIVRD", err="000")]) == 2
+    assert ledger.events("c").empty  # not yet tied to the campaign
+    assert row(ledger, "c", "k00001")["state"] == "submitting"
+    ledger.settle("c", ["k00000", "k00001"], state="accepted", message_ids={"k00000": "m0", "k00001": "m1"})
+    r1 = row(ledger, "c", "k00001")
+    assert (r1["state"], r1["delivery_status"], r1["delivery_level1_status"]) == ("accepted", "DELIVRD", "ESME_ROK")
+    assert ledger.events("c")["message_key"].tolist() == ["k00001", "k00001"]
+
+
+def test_report_carrying_its_key_pairs_and_settles_an_uncertain_row(ledger: Ledger) -> None:
+    ledger.plan("c", frame(2))
+    ledger.mark_submitting("c", ["k00000", "k00001"], batch_id="b1")
+    ledger.settle("c", ["k00000", "k00001"], state="uncertain", reason="read timeout")
+    ledger.record_events([dlr("m0", 2, "DELIVRD", campaign="c", message_key="k00000")])
+    r0, r1 = row(ledger, "c", "k00000"), row(ledger, "c", "k00001")
+    assert (r0["state"], r0["message_id"], r0["delivery_status"]) == ("accepted", "m0", "DELIVRD")
+    assert pd.isna(r0["reason"])
+    assert (r1["state"], r1["reason"]) == ("uncertain", "read timeout")
+
+
+def test_batch_callbacks_pair_ids_and_settle_uncertain_rows(ledger: Ledger) -> None:
+    ledger.plan("c", frame(3))
+    ledger.mark_submitting("c", ["k00000", "k00001", "k00002"], batch_id="b1")
+    assert ledger.resume("c") == 3  # crashed before the response: queue id unknown
+    ledger.record_events([dlr("gw-1", 2, "DELIVRD")])  # the DLR beats the batch callback
+    events = [
+        {"source": "batch", "campaign": "c", "batch_id": "Q-77", "msisdn": "855120000001",
+         "message_id": "gw-1", "ok": True, "raw": {"batchId": "Q-77", "to": "855120000001", "status": "1"}},
+        {"source": "batch", "campaign": "c", "batch_id": "Q-77", "msisdn": "855120000000",
+         "message_id": "gw-0", "ok": True, "raw": {"batchId": "Q-77", "to": "855120000000", "status": "1"}},
+        {"source": "errback", "campaign": "c", "batch_id": "Q-77", "msisdn": "855120000002", "message_id": None,
+         "ok": False, "error": "No route found", "raw": {"batchId": "Q-77", "to": "855120000002", "status": "0"}},
+    ]
+    assert ledger.record_events(events) == 3
+    assert ledger.record_events(events) == 0
+    m = ledger.messages("c").set_index("message_key")
+    assert m["state"].to_dict() == {"k00000": "accepted", "k00001": "accepted", "k00002": "rejected"}
+    assert m.loc["k00002", "reason"] == "No route found"
+    assert m["message_id"].tolist()[:2] == ["gw-0", "gw-1"]
+    assert set(m["queue_id"].dropna()) == {"Q-77"}
+    assert m.loc["k00001", "delivery_status"] == "DELIVRD"
+    ledger.settle("c", ["k00000"], state="uncertain", status=504)  # a late ambiguous answer
+    assert row(ledger, "c", "k00000")["state"] == "accepted"
+
+
+def test_invalid_events_are_refused_whole(ledger: Ledger) -> None:
+    ledger.plan("c", frame(1))
+    sent(ledger, "c", ["k00000"], ids={"k00000": "m0"})
+    with pytest.raises(LedgerError, match="level"):
+        ledger.record_events([dlr("m0", 2, "DELIVRD"), dlr("m0", 7, "DELIVRD")])
+    with pytest.raises(LedgerError, match="message_id"):
+        ledger.record_events([{"source": "dlr", "level": 2, "status": "DELIVRD"}])
+    assert ledger.events("c").empty
+
+
+# -- sharing and safety -------------------------------------------------------------------------------
+
+
+def _sender(url: str, n: int) -> None:
+    """Child process: send ``n`` rows in batches of 10 (mark submitting, then settle with ids)."""
+    with Ledger(url) as led:
+        for start in range(0, n, 10):
+            keys = [f"k{i:05d}" for i in range(start, start + 10)]
+            led.mark_submitting("c", keys, batch_id=f"b{start}")
+            led.settle("c", keys, state="accepted", message_ids={k: f"m-{k}" for k in keys})
+
+
+def _receiver(url: str, n: int) -> None:
+    """Child process: record level-1 and level-2 reports for ``n`` rows in small groups, newest first."""
+    with Ledger(url) as led:
+        for start in reversed(range(0, n, 5)):
+            keys = [f"k{i:05d}" for i in range(start, start + 5)]
+            led.record_events([dlr(f"m-{k}", lvl, st) for k in keys
+                               for lvl, st in ((2, "DELIVRD"), (1, "ESME_ROK"))])
+
+
+def test_concurrent_sender_and_receiver_processes(url: str) -> None:
+    n = 300
+    with Ledger(url) as led:
+        led.plan("c", frame(n))
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_sender, args=(url, n)), ctx.Process(target=_receiver, args=(url, n))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with Ledger(url) as led:
+        m = led.messages("c")
+        assert (m["state"] == "accepted").all()
+        assert (m["delivery_status"] == "DELIVRD").all() and (m["delivery_level1_status"] == "ESME_ROK").all()
+        assert len(led.events("c")) == 2 * n
+
+
+def test_newer_schema_is_refused(url: str) -> None:
+    with Ledger(url) as led:
+        led.plan("c", frame(1))
+        engine = sa.create_engine(led.url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE plasgate_meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'")
+    engine.dispose()
+    with Ledger(url) as led, pytest.raises(LedgerError, match="newer"):
+        led.summary("c")
+
+
+def test_repr_and_errors_hide_the_password(tmp_path: Path) -> None:
+    led = Ledger("postgresql://alice:pa55-w0rd$x@127.0.0.1:1/db")
+    assert "pa55" not in repr(led) and "***" in repr(led) and "psycopg" in repr(led)
+    with pytest.raises(LedgerError) as info:
+        led.summary("c")
+    assert "pa55" not in str(info.value) and "pa55" not in repr(info.value.__cause__)
+    assert "plasgate_nb.db" in repr(Ledger())
+    assert repr(Ledger(tmp_path / "x.db")) == f"Ledger('sqlite:///{tmp_path / 'x.db'}')"
+    with pytest.raises(LedgerError, match="unsupported"):
+        Ledger("mysql://root@localhost/db")
+
+
+def test_campaign_settings_drop_credentials(ledger: Ledger) -> None:
+    info = ledger.open_campaign("c", settings={"sender": "SMS Info", "secret": "s$3cr3t",
+                                               "gateway": {"private_key": "PK-123", "base_url": "https://x"}})
+    assert info.settings == {"sender": "SMS Info", "gateway": {"base_url": "https://x"}}
+    assert info.token and info.token not in repr(info)
+    assert ledger.campaign_token("c") == info.token
+    assert ledger.campaign_token("other") is None
+    assert ledger.open_campaign("c").token == info.token
+
+
+def test_pickles_as_its_url(ledger: Ledger) -> None:
+    ledger.plan("c", frame(2))
+    copy = pickle.loads(pickle.dumps(ledger))
+    assert copy.url == ledger.url
+    assert copy.summary("c")["planned"] == 2
+    copy.close()
+
+
+def test_large_plan(ledger: Ledger) -> None:
+    n = 100_000
+    result = ledger.plan("big", frame(n))
+    assert (result.added, result.kept) == (n, 0)
+    assert ledger.plan("big", frame(n)).kept == n
+    pending = ledger.pending("big")
+    assert len(pending) == n and pending["message_key"].is_monotonic_increasing
+    m = ledger.messages("big", columns=["state", "segments"])
+    assert list(m.columns) == ["message_key", "state", "segments"] and m["segments"].sum() == n
