@@ -202,16 +202,18 @@ def _classify_text(text: str | None, plan: _Plan) -> Verdict:
     if text is None:
         return _MISSING
     text = text.translate(_digit_table()).strip() if not text.isascii() else text.strip()
-    if _EXCEL_FLOAT.fullmatch(text):
-        text = text[: text.index(".")]
-    elif _SCIENTIFIC.fullmatch(text):
-        return None, None, "invalid", "written in scientific notation (Excel lost digits)"
-    elif _DECIMAL.fullmatch(text):
-        return None, None, "invalid", "a decimal number, not a phone number"
-    text = text.translate(_DELETE_SEPARATORS)
+    if "." in text or "e" in text or "E" in text:  # cheap test before the Excel checks
+        if _EXCEL_FLOAT.fullmatch(text):
+            text = text[: text.index(".")]
+        elif _SCIENTIFIC.fullmatch(text):
+            return None, None, "invalid", "written in scientific notation (Excel lost digits)"
+        elif _DECIMAL.fullmatch(text):
+            return None, None, "invalid", "a decimal number, not a phone number"
+    if not (text.isascii() and text.isdigit()):
+        text = text.translate(_DELETE_SEPARATORS)
     if not text:
         return _MISSING
-    if not _PLAIN.fullmatch(text):
+    if not (text.isascii() and text.isdigit()) and not _PLAIN.fullmatch(text):
         if any(ch.isalpha() for ch in text):
             return None, None, "invalid", "contains letters"
         odd = next((ch for ch in text if not ch.isdigit() and ch != "+"), None)
