@@ -579,3 +579,43 @@ def test_simulator_ambiguous_failures_are_uncertain_and_not_resent(sim: Any, sim
     result = client.send(build_batches(df, sender="SMS Info")[0])
     assert result.outcome == "uncertain" and result.attempts == 1
     assert len(recorded(sim, df["msisdn"])) == 3  # it was accepted exactly once: resending would duplicate
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3])  # while the helper starts, and while the caller waits
+def test_interrupting_run_sync_cancels_the_helper_thread(delay: float) -> None:
+    import signal
+    import time
+
+    class Interrupted(Exception):
+        """Stands in for KeyboardInterrupt."""
+
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    def interrupt_when_started() -> None:
+        started.wait(5)
+        time.sleep(delay)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    async def cell() -> None:
+        run_sync(forever())
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        threading.Thread(target=interrupt_when_started, name="test-interrupter").start()
+        with pytest.raises(Interrupted):
+            asyncio.run(cell())
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert cancelled.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "plasgate-nb-sync"]
