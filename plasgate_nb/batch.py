@@ -19,13 +19,13 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from ._schedule import GATEWAY_TZ, format_schedule_at
 from .errors import AudienceError, ConfigError, TemplateError
 
 __all__ = [
@@ -50,10 +50,8 @@ logger = logging.getLogger("plasgate_nb")
 Path = Literal["batch", "single", "http"]
 DEFAULT_MAX_RECIPIENTS = 1000
 DEFAULT_MAX_BYTES = 512 * 1024
-GATEWAY_TZ = ZoneInfo("Asia/Phnom_Penh")
 GROUP_KEY = "_group"
 SENDER_MAX = 11
-SCHEDULE_FORMAT = "%Y-%m-%d %H:%M:%S"
 _MSISDN = re.compile(r"855\d{8,9}")
 _COLUMNS = ("message_key", "msisdn", "content")
 _SHOWN = 10
@@ -128,35 +126,6 @@ def validate_rows(df: pd.DataFrame, *, sender: str) -> None:
     empty = keys[(content.str.strip() == "").astype(bool)]
     if len(empty):
         raise TemplateError(f"empty content in rows: {_name_rows(empty)}")
-
-
-# ------------------------------------------------------------------------------------------ schedule
-def format_schedule_at(value: datetime | timedelta | str, *, now: datetime | None = None) -> str:
-    """Return ``value`` as gateway-local 'YYYY-MM-DD HH:MM:SS' (Asia/Phnom_Penh), refusing past times.
-
-    A naive datetime (or string in that format) is taken as Phnom Penh time; an aware one is converted;
-    a timedelta counts from ``now`` (default: the current time). Raises ConfigError for a time that is
-    not in the future.
-    """
-    current = (now or datetime.now(UTC)).astimezone(GATEWAY_TZ)
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise ConfigError(f"schedule_at={value!r} is not in the future")
-        when = current + value
-    elif isinstance(value, datetime):
-        when = value.replace(tzinfo=GATEWAY_TZ) if value.tzinfo is None else value.astimezone(GATEWAY_TZ)
-    elif isinstance(value, str):
-        try:
-            when = datetime.strptime(value, SCHEDULE_FORMAT).replace(tzinfo=GATEWAY_TZ)
-        except ValueError as exc:
-            raise ConfigError(f"schedule_at={value!r} is not 'YYYY-MM-DD HH:MM:SS'") from exc
-    else:
-        raise ConfigError(f"schedule_at must be a datetime, timedelta or string, not {type(value).__name__}")
-    when = when.replace(microsecond=0)
-    if when <= current:
-        raise ConfigError(f"schedule_at {when.strftime(SCHEDULE_FORMAT)} (Asia/Phnom_Penh) is in the past; "
-                          f"it is now {current.strftime(SCHEDULE_FORMAT)} there")
-    return when.strftime(SCHEDULE_FORMAT)
 
 
 # ------------------------------------------------------------------------------------------ dlr options
