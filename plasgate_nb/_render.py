@@ -19,7 +19,7 @@ import pandas as pd
 
 from ._masking import REPORT_MASK, S_CLOSE, S_OPEN, SENTINELS, finish, mask_views
 from ._template import CompiledTemplate, Piece, missing, to_template_value, to_text
-from .segments import _DELETE_BASIC, _EXTENSION_CHARS, MASK_MARKER, PART_LIMIT, SINGLE_LIMIT, count_segments
+from .segments import DELETE_GSM_BASIC, GSM_EXTENSION_CHARS, MASK_MARKER, PART_LIMIT, SINGLE_LIMIT, count_segments
 
 __all__ = ["RenderFailure", "Rendered", "render_frame"]
 
@@ -175,16 +175,16 @@ def _measure(texts: list[str]) -> tuple[np.ndarray, ...]:
     if "#" in joined:
         hashy = np.fromiter(("#" in t for t in texts), dtype=bool, count=count)
     blank = (lengths == 0) | np.fromiter(map(str.isspace, texts), dtype=bool, count=count)
-    if not joined.translate(_DELETE_BASIC):  # the common case: plain GSM-7, one septet per character
+    if not joined.translate(DELETE_GSM_BASIC):  # the common case: plain GSM-7, one septet per character
         no = np.zeros(count, dtype=bool)
         return np.ones(count, dtype=bool), lengths, lengths, no, no, blank, hashy
     gsm, gsm_units, ucs_units = np.ones(count, bool), lengths.copy(), lengths.copy()
     ext, astral = np.zeros(count, bool), np.zeros(count, bool)
     for i, text in enumerate(texts):
-        rest = text.translate(_DELETE_BASIC)
+        rest = text.translate(DELETE_GSM_BASIC)
         if not rest:
             continue
-        if all(ch in _EXTENSION_CHARS for ch in rest):
+        if all(ch in GSM_EXTENSION_CHARS for ch in rest):
             gsm_units[i] += len(rest)
             ext[i] = True
         else:

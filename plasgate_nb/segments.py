@@ -12,8 +12,12 @@ from functools import lru_cache
 from typing import Literal
 
 __all__ = [
+    "DELETE_GSM_BASIC",
     "GSM7",
+    "GSM_EXTENSION_CHARS",
     "MASK_MARKER",
+    "PART_LIMIT",
+    "SINGLE_LIMIT",
     "UCS2",
     "SegmentCount",
     "count_segments",
@@ -40,8 +44,9 @@ _EXTENSION = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C
 _BASIC_CODE = {ch: code for code, ch in enumerate(_BASIC) if ch != "\x1b"}
 _CODE_BASIC = {code: ch for ch, code in _BASIC_CODE.items()}
 _CODE_EXTENSION = {code: ch for ch, code in _EXTENSION.items()}
-_DELETE_BASIC = str.maketrans("", "", "".join(_BASIC_CODE))
-_EXTENSION_CHARS = frozenset(_EXTENSION)
+# str.translate table deleting every basic-table character: what remains is extension or non-GSM text
+DELETE_GSM_BASIC = str.maketrans("", "", "".join(_BASIC_CODE))
+GSM_EXTENSION_CHARS = frozenset(_EXTENSION)
 
 SINGLE_LIMIT = {GSM7: 160, UCS2: 70}
 PART_LIMIT = {GSM7: 153, UCS2: 67}
@@ -63,8 +68,8 @@ def strip_markers(text: str) -> str:
 
 def is_gsm7(text: str) -> bool:
     """Tell whether every character of ``text`` is in the GSM 03.38 basic or extension table."""
-    rest = text.translate(_DELETE_BASIC)
-    return not rest or all(ch in _EXTENSION_CHARS for ch in rest)
+    rest = text.translate(DELETE_GSM_BASIC)
+    return not rest or all(ch in GSM_EXTENSION_CHARS for ch in rest)
 
 
 def _utf16_units(text: str) -> int:
@@ -77,7 +82,7 @@ def _utf16_units(text: str) -> int:
 def _unit_costs(text: str, encoding: str) -> list[int]:
     """Return the cost in units of each character (2 for escapes and astral characters)."""
     if encoding == GSM7:
-        return [2 if ch in _EXTENSION_CHARS else 1 for ch in text]
+        return [2 if ch in GSM_EXTENSION_CHARS else 1 for ch in text]
     return [2 if ord(ch) > 0xFFFF else 1 for ch in text]
 
 
@@ -97,10 +102,10 @@ def _greedy_parts(costs: list[int], limit: int) -> list[tuple[int, int]]:
 @lru_cache(maxsize=65536)
 def _count(text: str) -> SegmentCount:
     """Count a marker-free text (cached: campaigns repeat texts a lot)."""
-    rest = text.translate(_DELETE_BASIC)
+    rest = text.translate(DELETE_GSM_BASIC)
     if not rest:
         encoding, units, double = GSM7, len(text), False
-    elif all(ch in _EXTENSION_CHARS for ch in rest):
+    elif all(ch in GSM_EXTENSION_CHARS for ch in rest):
         encoding, units, double = GSM7, len(text) + len(rest), True
     else:
         encoding = UCS2
