@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -119,6 +120,7 @@ class GatewayClient:
         """Create a client for ``gateway`` (default: ``Gateway.from_env()``)."""
         self.gateway = gateway if gateway is not None else Gateway.from_env()
         self._transport = transport
+        self._ssl: ssl.SSLContext | bool | None = None
         self._sleep = sleep
         self.limiters = {path: RateLimiter(limit, clock=clock, sleep=sleep)
                          for path, limit in self.gateway.rate_limits.items()}
@@ -140,8 +142,15 @@ class GatewayClient:
             kwargs["transport"] = self._transport
         else:
             kwargs["limits"] = limits
-            kwargs["verify"] = gw.ssl_context()
+            kwargs["verify"] = self._ssl_context()
         return httpx.AsyncClient(**kwargs)
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        """Build the TLS context once per client: loading a CA bundle costs tens of milliseconds."""
+        if self._ssl is None:
+            verify = self.gateway.ssl_context()
+            self._ssl = httpx.create_ssl_context(verify=True) if verify is True else verify
+        return self._ssl
 
     def _build(self, client: httpx.AsyncClient, request: Batch) -> httpx.Request:
         """Turn a Batch into an httpx request with the credentials of its send path."""

@@ -619,3 +619,25 @@ def test_interrupting_run_sync_cancels_the_helper_thread(delay: float) -> None:
         signal.signal(signal.SIGUSR1, previous)
     assert cancelled.is_set()
     assert not [t for t in threading.enumerate() if t.name == "plasgate-nb-sync"]
+
+
+def test_tls_context_is_built_once_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    import certifi
+
+    calls: list[Any] = []
+    real = httpx.create_ssl_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counting)
+    with BackgroundServer(echo_app, mode="thread") as server:
+        client = GatewayClient(gateway(base_url=server.url))
+        for _ in range(3):
+            assert client.send(build_singles(frame(1), sender="SMS Info")[0]).outcome == "accepted"
+    assert len(calls) == 1
+    assert isinstance(gateway(verify=certifi.where()).ssl_context(), ssl.SSLContext)
+    assert gateway(verify=False).ssl_context() is False
