@@ -176,6 +176,11 @@ class GatewayClient:
         except httpx.TransportError as exc:  # dropped connection, protocol error after sending
             return failure("uncertain", f"connection failed after sending: {type(exc).__name__}: {exc}",
                            request=request)
+        except httpx.RequestError as exc:  # e.g. an answer that cannot be decoded: the request was sent
+            return failure("uncertain", f"unreadable answer: {type(exc).__name__}: {exc}", request=request)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"invalid gateway URL {redact(self.gateway.base_url)!r}: "
+                              f"{redact(str(exc))}") from exc
         return classify(request.path, response.status_code, response.text,
                         retry_after=response.headers.get("Retry-After"), recipients=request.recipients,
                         request=request)

@@ -641,3 +641,16 @@ def test_tls_context_is_built_once_per_client(monkeypatch: pytest.MonkeyPatch) -
     assert len(calls) == 1
     assert isinstance(gateway(verify=certifi.where()).ssl_context(), ssl.SSLContext)
     assert gateway(verify=False).ssl_context() is False
+
+
+def test_undecodable_answer_is_uncertain_and_bad_url_is_a_config_error() -> None:
+    def gzip_lie(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip at all")
+
+    client, _ = client_for(gzip_lie)
+    result = client.send(build_batches(frame(1), sender="SMS Info")[0])
+    assert result.outcome == "uncertain" and "DecodingError" in (result.reason or "")
+    client, _ = client_for(ok, base_url="http://[::1")
+    with pytest.raises(ConfigError, match="invalid gateway URL") as info:
+        client.send(build_batches(frame(1), sender="SMS Info")[0])
+    assert KEY not in str(info.value) and SECRET not in str(info.value)
