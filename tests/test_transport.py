@@ -316,11 +316,17 @@ def test_client_respects_rate_limit_per_endpoint() -> None:
 # ---------------------------------------------------------------------------------- concurrency, hooks
 def test_in_flight_requests_are_bounded_and_concurrent() -> None:
     state = {"now": 0, "peak": 0}
+    full: list[asyncio.Event] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
+        if not full:
+            full.append(asyncio.Event())
         state["now"] += 1
         state["peak"] = max(state["peak"], state["now"])
-        await asyncio.sleep(0.01)
+        if state["now"] == 3:
+            full[0].set()
+        await asyncio.wait_for(full[0].wait(), 5)  # the first three meet here: deterministic overlap
+        await asyncio.sleep(0)
         state["now"] -= 1
         return ok(request)
 
@@ -332,10 +338,15 @@ def test_in_flight_requests_are_bounded_and_concurrent() -> None:
 def test_hooks_order_and_results_in_input_order() -> None:
     events: list[tuple[str, str]] = []
 
+    others_done: list[asyncio.Event] = []
+
     async def handler(request: httpx.Request) -> httpx.Response:
+        if not others_done:
+            others_done.append(asyncio.Event())
         key = json.loads(request.content)["messages"][0]["to"][0]
         events.append(("wire", key))
-        await asyncio.sleep(0.02 if key.endswith("0") else 0)  # the first one answers last
+        if key.endswith("0"):  # the first one answers only once the three others are settled
+            await asyncio.wait_for(others_done[0].wait(), 5)
         return ok(request)
 
     batches = build_batches(frame(4), sender="SMS Info", max_recipients=1)
@@ -347,6 +358,8 @@ def test_hooks_order_and_results_in_input_order() -> None:
 
     async def after(result: Any) -> None:
         done.append(result.request.batch_id)
+        if len(done) == 3:
+            others_done[0].set()
 
     results = client.send_many(batches, before_send=before, on_result=after)
     assert [r.request.batch_id for r in results] == [b.batch_id for b in batches]
