@@ -523,10 +523,14 @@ def sim_client(sim: Any) -> GatewayClient:
     return GatewayClient(gw)
 
 
+_BLOCKS: dict[str, int] = {}
+
+
 def audience(prefix: str, n: int = 3) -> pd.DataFrame:
-    """Rows with fresh numbers, the first two sharing their content."""
+    """Rows with numbers no other test uses (one block per prefix), the first two sharing their content."""
+    block = _BLOCKS.setdefault(prefix, len(_BLOCKS) + 1)
     return pd.DataFrame({"message_key": [f"{prefix}{i}" for i in range(n)],
-                         "msisdn": [f"8551{abs(hash(prefix)) % 1000:03d}{i:04d}" for i in range(n)],
+                         "msisdn": [f"8551{block:03d}{i:04d}" for i in range(n)],
                          "content": ["Same for all" if i < 2 else f"Code #ma#{i:04d}#ma#" for i in range(n)]})
 
 
