@@ -212,7 +212,7 @@ class GatewayClient:
                 await self._sleep(wait)
             await limiter.acquire()
         result = _with(result, attempt, result.retry_after)
-        level = logging.INFO if result.outcome == "accepted" else logging.WARNING
+        level = logging.DEBUG if result.outcome == "accepted" else logging.WARNING
         logger.log(level, "request %s (%s, %d recipient(s)): %s%s", request.batch_id, request.path,
                    request.recipients, result.outcome, f" ({result.reason})" if result.reason else "")
         return result
