@@ -69,6 +69,7 @@ messages = sa.Table(
     sa.Column("done_at", TS, nullable=True),
     sa.Column("error_code", sa.String(40), nullable=True),
     sa.UniqueConstraint("campaign_id", "message_key", name="uq_plasgate_messages_key"),
+    sa.Index("ix_plasgate_messages_campaign", "campaign_id"),  # lets "WHERE campaign ORDER BY id" skip a sort
     sa.Index("ix_plasgate_messages_state", "campaign_id", "state"),
     sa.Index("ix_plasgate_messages_msisdn", "campaign_id", "msisdn"),
     sa.Index("ix_plasgate_messages_message_id", "message_id"),
