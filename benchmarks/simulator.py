@@ -1,10 +1,13 @@
 """Benchmark the simulator: recipients/s accepted through /rest/batch-send, and callbacks/s it throws.
 
 The simulator runs in its own process (rate limits off); the load comes from this process with several
-concurrent httpx clients (1,000 recipients per request). Callbacks go to a minimal receiver in a third
-process. Prints a table; the last line is one JSON object.
+concurrent httpx clients (1,000 recipients per request). Callbacks go to a minimal raw-asyncio receiver
+(answers ``ACK/Jasmin``, counts requests) in a third process, so the simulator is what is measured.
+The callback rate is the receiver's count over the time from its first to its last callback; the mix
+is the demo's: per recipient one batch callback (GET), a level-1 and a level-2 DLR (POST form).
+Prints a table; the last line is one JSON object.
 
-    python benchmarks/simulator.py [--quick]
+    python benchmarks/simulator.py [--quick] [--concurrency 8,32,64]
 """
 
 from __future__ import annotations
@@ -14,30 +17,98 @@ import asyncio
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the child imports benchmarks.simulator
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plasgate_nb.server import BackgroundServer
 from plasgate_nb.simulator import RateLimits, Simulator, SimulatorConfig
 
-
-def receiver_app() -> Starlette:
-    """A receiver answering ACK/Jasmin to everything (served in its own process)."""
-    async def ack(request: object) -> PlainTextResponse:
-        return PlainTextResponse("ACK/Jasmin")
-    return Starlette(routes=[Route("/{p:path}", ack, methods=["GET", "POST"])])
+ACK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nACK/Jasmin"
+STATS = {"count": 0, "first": 0.0, "last": 0.0}  # the receiver process's counters
 
 
-def batch_body(n: int, offset: int, *, callback_url: str | None = None) -> bytes:
+class _Receiver(asyncio.Protocol):
+    """Answer every request with ACK/Jasmin; count them (and serve the counts on /_stats)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport; no Nagle delay."""
+        self.transport = transport
+        self.buf = b""
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        """Answer each complete request in ``data``."""
+        self.buf += data
+        out = []
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = self.buf[:end].lower()
+            length = 0
+            at = head.find(b"\r\ncontent-length:")
+            if at >= 0:
+                length = int(head[at + 17:].split(b"\r\n", 1)[0])
+            if len(self.buf) < end + 4 + length:
+                break
+            self.buf = self.buf[end + 4 + length:]
+            if head.startswith(b"get /_stats"):
+                body = json.dumps(STATS).encode()
+                out.append(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                continue
+            if head.startswith(b"get /_reset"):
+                STATS.update(count=0, first=0.0, last=0.0)
+            else:
+                now = time.perf_counter()
+                if not STATS["count"]:
+                    STATS["first"] = now
+                STATS["count"] += 1
+                STATS["last"] = now
+            out.append(ACK)
+        if out:
+            self.transport.write(b"".join(out))
+
+
+async def _serve_receiver() -> None:
+    """Serve the receiver on a free loopback port; print the port; run until killed."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Receiver, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
+class ReceiverProcess:
+    """The raw receiver in a child process."""
+
+    def __enter__(self) -> ReceiverProcess:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-receiver"], stdout=subprocess.PIPE,
+                                     text=True)
+        port = int(self.proc.stdout.readline())  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def reset(self) -> None:
+        """Zero the counters."""
+        httpx.get(f"{self.url}/_reset", trust_env=False)
+
+    def stats(self) -> dict[str, float]:
+        """Return the counters."""
+        return httpx.get(f"{self.url}/_stats", trust_env=False).json()
+
+
+def batch_body(n: int, offset: int, *, callback_url: str | None = None, dlr_url: str | None = None) -> bytes:
     """A batch of ``n`` distinct recipients with one content."""
     body: dict[str, object] = {"globals": {"sender": "SMS Info"},
                                "messages": [{"to": [f"8551{2 + (i % 7)}{(offset + i) % 10**6:06d}"
@@ -45,6 +116,8 @@ def batch_body(n: int, offset: int, *, callback_url: str | None = None) -> bytes
                                              "content": "Hello from the benchmark, your code is #ma#1234#ma#"}]}
     if callback_url:
         body["batch_config"] = {"callback_url": callback_url}
+    if dlr_url:
+        body["globals"].update(dlr="yes", dlr_url=dlr_url, dlr_level=3, dlr_method="POST")  # type: ignore[union-attr]
     return json.dumps(body).encode()
 
 
@@ -86,25 +159,28 @@ def run_accept(requests: int, size: int, runs: int) -> list[float]:
     return rates
 
 
-def run_callbacks(recipients: int, runs: int) -> list[float]:
-    """Measure batch callbacks/s thrown to a receiver in another process."""
+def run_callbacks(receiver: ReceiverProcess, recipients: int, runs: int, concurrency: int | None) -> list[float]:
+    """Measure callbacks/s (1 batch callback + level 1 + level 2 DLR per recipient) at ``concurrency``."""
     rates = []
-    with BackgroundServer("benchmarks.simulator:receiver_app", mode="process") as receiver:
-        for run in range(runs):
-            config = SimulatorConfig(seed=run, rate_limits=RateLimits.off())
-            with Simulator(config) as sim:
-                creds = sim.credentials
-                start = time.perf_counter()
-                resp = httpx.post(f"{sim.url}/rest/batch-send", params={"private_key": creds.private_key},
-                                  headers={"X-Secret": creds.secret, "Content-Type": "application/json"},
-                                  content=batch_body(recipients, 0, callback_url=f"{receiver.url}/cb"),
-                                  trust_env=False, timeout=60)
-                resp.raise_for_status()
-                state = sim.wait_idle(timeout=300)
-                elapsed = time.perf_counter() - start
-                if state["callbacks"]["acked"] != recipients:
-                    raise RuntimeError(f"callbacks acked {state['callbacks']['acked']} != {recipients}")
-                rates.append(recipients / elapsed)
+    for run in range(runs):
+        extra = {} if concurrency is None else {"callback_concurrency": concurrency}
+        config = SimulatorConfig(seed=run, rate_limits=RateLimits.off(), clock_speed=1e6, **extra)
+        with Simulator(config) as sim:
+            creds = sim.credentials
+            receiver.reset()
+            resp = httpx.post(f"{sim.url}/rest/batch-send", params={"private_key": creds.private_key},
+                              headers={"X-Secret": creds.secret, "Content-Type": "application/json"},
+                              content=batch_body(recipients, 0, callback_url=f"{receiver.url}/cb",
+                                                 dlr_url=f"{receiver.url}/dlr"),
+                              trust_env=False, timeout=60)
+            resp.raise_for_status()
+            state = sim.wait_idle(timeout=600)
+            expected = 3 * recipients - sum(1 for r in sim.records() if r["outcome"] in ("NEVER", "ESME_RINVDSTADR"))
+            stats = receiver.stats()
+            if state["callbacks"]["acked"] != expected or stats["count"] != expected:
+                raise RuntimeError(f"callbacks acked {state['callbacks']['acked']}, received {stats['count']}, "
+                                   f"expected {expected}")
+            rates.append((stats["count"] - 1) / (stats["last"] - stats["first"]))
     return rates
 
 
@@ -112,18 +188,34 @@ def main() -> None:
     """Run both measurements and print the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer runs")
+    parser.add_argument("--concurrency", default="8,16,32,64,128",
+                        help="callback_concurrency values to compare (comma-separated)")
+    parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    requests, runs, cb = (40, 2, 2_000) if args.quick else (200, 3, 10_000)
+    if args.serve_receiver:
+        asyncio.run(_serve_receiver())
+        return
+    requests, runs, recipients = (40, 3, 2_000) if args.quick else (200, 5, 10_000)
     accept = run_accept(requests, 1_000, runs)
-    callbacks = run_callbacks(cb, runs)
+    sweep: dict[int, list[float]] = {}
+    with ReceiverProcess() as receiver:
+        callbacks = run_callbacks(receiver, recipients, runs, None)
+        for value in (int(v) for v in args.concurrency.split(",") if v):
+            sweep[value] = run_callbacks(receiver, recipients, max(1, runs - 2), value)
+    default = SimulatorConfig().callback_concurrency
     figures = {"recipients_per_s": round(statistics.median(accept)),
                "callbacks_per_s": round(statistics.median(callbacks))}
-    print(f"{'measure':<34}{'median':>12}{'runs':>28}")
-    print(f"{'batch-send recipients/s (1000/req)':<34}{figures['recipients_per_s']:>12,}"
-          f"{', '.join(f'{r:,.0f}' for r in accept):>28}")
-    print(f"{'batch callbacks/s':<34}{figures['callbacks_per_s']:>12,}"
-          f"{', '.join(f'{r:,.0f}' for r in callbacks):>28}")
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    print(f"{'measure':<44}{'median':>10}   runs")
+    print(f"{'batch-send recipients/s (1000/req)':<44}{figures['recipients_per_s']:>10,}   "
+          f"{', '.join(f'{r:,.0f}' for r in accept)}")
+    print(f"{f'callbacks/s (concurrency {default}, default)':<44}{figures['callbacks_per_s']:>10,}   "
+          f"{', '.join(f'{r:,.0f}' for r in callbacks)}")
+    for value, rates in sweep.items():
+        print(f"{f'callbacks/s (concurrency {value})':<44}{statistics.median(rates):>10,.0f}   "
+              f"{', '.join(f'{r:,.0f}' for r in rates)}")
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+               "load_avg_1m": round(os.getloadavg()[0], 2),
+               "callback_concurrency_sweep": {str(k): round(statistics.median(v)) for k, v in sweep.items()}}
     print(json.dumps({"benchmark": "simulator", "figures": figures, "ratios": {}, "machine": machine}))
 
 
