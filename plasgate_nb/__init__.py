@@ -1,7 +1,25 @@
-"""plasgate_nb: run Plasgate SMS campaigns from Jupyter notebooks and pandas pipelines, exactly once."""
+"""plasgate_nb: run Plasgate SMS campaigns from Jupyter notebooks and pandas pipelines, exactly once.
+
+The stages, in data-flow order: :func:`prepare_audience` -> :func:`render_messages` ->
+:class:`Campaign` (batching, transport, ledger) -> :class:`CallbackServer` -> :func:`collect` and the
+charts. Importing the package registers the ``df.sms`` accessor.
+"""
 
 from __future__ import annotations
 
+from . import accessor as _accessor  # noqa: F401  (registers df.sms)
+from .audience import normalize_msisdn, prepare_audience
+from .batch import Batch, build_batches, build_requests
+from .callbacks import CallbackServer
+from .campaign import Campaign, SendSummary
+from .compose import (
+    CostEstimate,
+    EmptyMessageWarning,
+    LongMessageWarning,
+    estimate_cost,
+    preview,
+    render_messages,
+)
 from .errors import (
     AudienceError,
     CallbackError,
@@ -13,21 +31,52 @@ from .errors import (
     TemplateError,
     TransportError,
 )
+from .gateway import Gateway, redact
+from .ledger import Ledger
+from .report import collect, delivery_summary, export_report, wait_for_reports
 from .segments import SegmentCount, count_segments, split_parts
+from .simulator import Fault, Simulator, SimulatorConfig
+from .transport import GatewayClient, SendResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AudienceError",
+    "Batch",
     "CallbackError",
+    "CallbackServer",
+    "Campaign",
     "ConfigError",
+    "CostEstimate",
+    "EmptyMessageWarning",
+    "Fault",
+    "Gateway",
+    "GatewayClient",
     "GatewayError",
+    "Ledger",
     "LedgerError",
+    "LongMessageWarning",
     "PlasgateError",
     "Rejected",
     "SegmentCount",
+    "SendResult",
+    "SendSummary",
+    "Simulator",
+    "SimulatorConfig",
     "TemplateError",
     "TransportError",
+    "build_batches",
+    "build_requests",
+    "collect",
     "count_segments",
+    "delivery_summary",
+    "estimate_cost",
+    "export_report",
+    "normalize_msisdn",
+    "prepare_audience",
+    "preview",
+    "redact",
+    "render_messages",
     "split_parts",
+    "wait_for_reports",
 ]

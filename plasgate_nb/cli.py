@@ -8,12 +8,41 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .errors import PlasgateError
+
 __all__ = ["main"]
 
 # subcommand -> (module exposing add_arguments(parser) and run(args) -> int, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("plasgate_nb.commands.demo", "run the demo campaign end to end on the embedded simulator"),
+    "preview": ("plasgate_nb.commands.preview", "show rendered messages, encodings, SMS parts and cost"),
+    "send": ("plasgate_nb.commands.send", "send a campaign from a CSV/Parquet file, exactly once"),
+    "resume": ("plasgate_nb.commands.state", "mark rows an interrupted send left in flight as uncertain"),
+    "status": ("plasgate_nb.commands.state", "show a campaign's messages per state"),
+    "collect": ("plasgate_nb.commands.results", "write the input enriched with send and delivery results"),
+    "report": ("plasgate_nb.commands.results", "write delivery results, a chart and rates by a column"),
     "simulator": ("plasgate_nb.simulator.cli", "run the Plasgate-compatible gateway simulator"),
+    "callbacks": ("plasgate_nb.commands.callbacks", "run the delivery-report receiver for a ledger"),
 }
+
+EPILOG = """\
+a campaign from start to finish:
+  plasgate-nb demo                                  # the whole product on the built-in simulator
+  plasgate-nb simulator --port 8080 &               # a local gateway to rehearse against
+  export PLASGATE_BASE_URL=http://127.0.0.1:8080 PLASGATE_PRIVATE_KEY=... PLASGATE_SECRET='...'
+  plasgate-nb preview customers.csv --template offer.j2 --mask coupon
+  plasgate-nb send customers.csv --template offer.j2 --mask coupon --key customer_id \\
+      --campaign spring --ledger spring.db --dry-run
+  plasgate-nb send ... (the same without --dry-run; run it again: nothing is sent twice)
+  plasgate-nb status --campaign spring --ledger spring.db
+  plasgate-nb report customers.csv --key customer_id --campaign spring --ledger spring.db \\
+      --by carrier --output spring_results.csv
+
+credentials come from the environment only: PLASGATE_PRIVATE_KEY, PLASGATE_SECRET (REST),
+PLASGATE_USERNAME, PLASGATE_PASSWORD (HTTP API), PLASGATE_SENDER, PLASGATE_BASE_URL.
+exit codes: 0 done, 2 bad input or settings, 3 some messages rejected or uncertain, 130 interrupted.
+`plasgate-nb COMMAND --help` explains each command.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plasgate-nb",
         description="Run Plasgate SMS campaigns from the shell: preview, send exactly once, collect reports.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -40,7 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except PlasgateError as exc:
+        print(f"plasgate-nb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"plasgate-nb {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

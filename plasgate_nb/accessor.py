@@ -1,0 +1,103 @@
+"""The ``df.sms`` pandas accessor: stateless, one-line delegates to the library's functions.
+
+Importing ``plasgate_nb`` registers it. Campaign state lives in the ledger, never on the accessor
+(pandas builds a new accessor object on every attribute access) nor in ``df.attrs``.
+
+>>> import pandas as pd
+>>> import plasgate_nb
+>>> df = pd.DataFrame({"name": ["Sokha", "Dara"], "phone": ["012 345 678", "+855 97 123 4567"],
+...                    "code": ["K7", "Q2"]})
+>>> ready = df.sms.prepare().sms.render("Hi {{ name }}, code {{ code }}", mask=["code"])
+>>> ready[["msisdn", "content", "content_report", "segments"]]
+         msisdn                      content        content_report  segments
+0   85512345678  Hi Sokha, code #ma#K7#ma#  Hi Sokha, code ******         1
+1  855971234567   Hi Dara, code #ma#Q2#ma#   Hi Dara, code ******         1
+>>> "content" in df.columns  # the caller's frame is never modified
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from .audience import prepare_audience
+from .campaign import Campaign, SendSummary
+from .compose import CostEstimate, estimate_cost, preview, render_messages
+from .report import collect, delivery_summary
+
+__all__ = ["SmsAccessor"]
+
+PLOTS = ("delivery_rate", "status_breakdown", "time_to_deliver", "funnel")
+
+
+@pd.api.extensions.register_dataframe_accessor("sms")
+class SmsAccessor:
+    """SMS campaign steps on a DataFrame: ``df.sms.prepare()``, ``.render(...)``, ``.send(campaign)``, ..."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self._df = df
+
+    def prepare(self, *, phone: str = "phone", region: str = "KH", suppress: Iterable[Any] | None = None
+                ) -> pd.DataFrame:
+        """Normalize phone numbers and flag unusable rows: :func:`plasgate_nb.prepare_audience`."""
+        return prepare_audience(self._df, phone=phone, region=region, suppress=suppress)
+
+    def render(self, template: str, *, mask: Iterable[str] | str = (), column: str = "content",
+               max_parts: int | None = 5) -> pd.DataFrame:
+        """Render a Jinja template per row, masking columns: :func:`plasgate_nb.render_messages`."""
+        return render_messages(self._df, template, mask=mask, column=column, max_parts=max_parts)
+
+    def preview(self, n: int = 5) -> pd.DataFrame:
+        """Show rendered messages, report views, encodings and parts: :func:`plasgate_nb.preview`.
+
+        >>> frame = pd.DataFrame({"name": ["Dara"]}).sms.render("សួស្តី {{ name }}")
+        >>> frame.sms.preview()[["encoding", "units", "segments"]]
+          encoding  units  segments
+        0    UCS-2     11         1
+        """
+        return preview(self._df, n)
+
+    def estimate(self, *, price_per_segment: float, currency: str = "USD") -> CostEstimate:
+        """Estimate the cost of sending the rendered rows: :func:`plasgate_nb.estimate_cost`.
+
+        >>> frame = pd.DataFrame({"name": ["Dara", "Sokha"]}).sms.render("Hello {{ name }}")
+        >>> frame.sms.estimate(price_per_segment=0.01).total
+        0.02
+        """
+        return estimate_cost(self._df, price_per_segment=price_per_segment, currency=currency)
+
+    def send(self, campaign: Campaign, *, dry_run: bool = False,
+             resend_uncertain: bool | Sequence[str] = False) -> SendSummary:
+        """Send the rendered rows through ``campaign``, exactly once: :meth:`Campaign.send`.
+
+        >>> from plasgate_nb import Campaign, Gateway, Ledger, Simulator
+        >>> with Simulator(mode="thread") as sim:
+        ...     gateway = Gateway(base_url=sim.url, private_key=sim.credentials.private_key,
+        ...                       secret=sim.credentials.secret)
+        ...     campaign = Campaign("doc", gateway=gateway, ledger=Ledger(":memory:"), progress=False)
+        ...     rows = pd.DataFrame({"phone": ["012 345 678"]}).sms.prepare().sms.render("Hi!")
+        ...     first, again = rows.sms.send(campaign), rows.sms.send(campaign)
+        >>> first.accepted, again.recipients, again.already_sent
+        (1, 0, 1)
+        """
+        return campaign.send(self._df, dry_run=dry_run, resend_uncertain=resend_uncertain)
+
+    def collect(self, campaign: Campaign) -> pd.DataFrame:
+        """Add send and delivery results from the ledger to these rows: :func:`plasgate_nb.collect`."""
+        return collect(self._df, campaign)
+
+    def summary(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Delivery counts and rates, overall or per column: :func:`plasgate_nb.delivery_summary`."""
+        return delivery_summary(self._df, by)
+
+    def plot(self, kind: str = "delivery_rate", *, by: str | None = None, ax: Any = None) -> Any:
+        """Chart collected results (``delivery_rate``, ``status_breakdown``, ``time_to_deliver``, ``funnel``)."""
+        from . import charts
+
+        if kind not in PLOTS:
+            raise ValueError(f"kind must be one of {PLOTS}, not {kind!r}")
+        plot = getattr(charts, f"plot_{kind}")
+        return plot(self._df, by, ax=ax) if kind in ("delivery_rate", "status_breakdown") else plot(self._df, ax=ax)

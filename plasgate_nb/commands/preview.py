@@ -1,0 +1,40 @@
+"""``plasgate-nb preview``: prepare and render a campaign and show messages, encodings, parts and cost."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from ..audience import prepare_audience
+from ..compose import estimate_cost, preview, render_messages
+from ._common import emit, read_frame
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the preview options."""
+    parser.add_argument("input", type=Path, help="customers as CSV or Parquet")
+    parser.add_argument("--template", type=Path, required=True, help="Jinja template file")
+    parser.add_argument("--mask", action="append", default=[], metavar="COLUMN", help="column to mask (repeatable)")
+    parser.add_argument("--phone", default="phone", help="phone column (default phone)")
+    parser.add_argument("--suppress", type=Path, help="opt-out file (CSV with a phone column)")
+    parser.add_argument("--rows", type=int, default=5, help="rows to show (default 5)")
+    parser.add_argument("--price", type=float, default=0.012, help="price per SMS part (default 0.012)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the preview table and the cost estimate."""
+    df = read_frame(args.input)
+    suppress = pd.read_csv(args.suppress, dtype="string")["phone"] if args.suppress else None
+    rendered = render_messages(prepare_audience(df, phone=args.phone, suppress=suppress), args.template,
+                               mask=args.mask)
+    ok = rendered[rendered["audience_status"] == "ok"]
+    table = preview(ok, n=args.rows)
+    cost = estimate_cost(rendered, price_per_segment=args.price)
+    statuses = rendered["audience_status"].value_counts().to_dict()
+    emit(args, {"audience": statuses, "cost": cost.__dict__ if hasattr(cost, "__dict__") else str(cost),
+                "preview": table.to_dict(orient="records")},
+         f"audience: {statuses}\n{table.to_string()}\n{cost}")
+    return 0
