@@ -13,4 +13,12 @@ from ._events import FINAL_STATUSES
 from ._schema import SCHEMA_VERSION
 from ._store import INTERRUPTED, STATES, CampaignInfo, Ledger, PlanResult
 
-__all__ = ["FINAL_STATUSES", "INTERRUPTED", "SCHEMA_VERSION", "STATES", "CampaignInfo", "Ledger", "PlanResult"]
+__all__ = [
+    "FINAL_STATUSES",
+    "INTERRUPTED",
+    "SCHEMA_VERSION",
+    "STATES",
+    "CampaignInfo",
+    "Ledger",
+    "PlanResult",
+]

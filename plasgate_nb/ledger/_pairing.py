@@ -93,6 +93,7 @@ def _batch_candidates(conn: sa.Connection, evs: list[Event], cids: dict[str, int
 def _pick(rows: list, e: Event) -> Any:
     """Choose the row a batch callback belongs to, most specific match first."""
     def batch_match(r: Any) -> bool:
+        """The callback's batch id is the row's gateway queue id or our batch key."""
         return e.batch is not None and e.batch in (r.queue_id, r.batch_id)
 
     tests = (

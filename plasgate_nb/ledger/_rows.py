@@ -62,6 +62,7 @@ def plan_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
     n = len(rows)
 
     def column(name: str) -> list[Any]:
+        """The values of column ``name`` with every kind of missing value as None."""
         if name not in rows.columns:
             return [None] * n
         return [None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v
