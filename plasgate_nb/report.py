@@ -273,6 +273,7 @@ def wilson_interval(successes: Any, trials: Any, *, z: float = Z95) -> tuple[np.
         centre = (p + z * z / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    low, high = np.where(k <= 0, 0.0, low), np.where(k >= n, 1.0, high)  # exact at the ends (no rounding)
     empty = n <= 0
     return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
 
