@@ -1,0 +1,11 @@
+"""Notebook widgets: :class:`SendForm`, an ipywidgets form to preview, price and send a campaign.
+
+>>> from plasgate_nb.widgets import SendForm  # doctest: +SKIP
+>>> SendForm(customers, campaign="spring", ledger="campaign.db")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._form import SendForm, transport_options
+
+__all__ = ["SendForm", "transport_options"]

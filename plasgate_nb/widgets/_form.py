@@ -1,0 +1,388 @@
+"""``SendForm``: an ipywidgets face over prepare -> render -> estimate -> Campaign.send -> collect.
+
+The form holds no logic of its own: every figure it shows comes from :mod:`plasgate_nb.audience`,
+:mod:`plasgate_nb.compose`, :mod:`plasgate_nb.campaign` and :mod:`plasgate_nb.report`, and every
+error it shows is the message of the exception they raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+
+from ..audience import prepare_audience
+from ..batch import validate_sender
+from ..campaign import Campaign, SendSummary
+from ..compose import estimate_cost, preview, render_messages
+from ..errors import ConfigError, PlasgateError
+from ..gateway import Gateway
+from ..ledger import Ledger
+from . import _view
+from ._choices import DEFAULT_LEDGER, INDEX, OVERALL, close_tree, default_sender, guess_phone, transport_options
+from ._run import Plan, SendJob
+
+__all__ = ["SendForm", "transport_options"]
+
+logger = logging.getLogger("plasgate_nb")
+
+class SendForm:
+    """An ipywidgets form to preview, price and send a campaign over a DataFrame, exactly once.
+
+    ``campaign`` is the campaign name (or a :class:`~plasgate_nb.campaign.Campaign` whose name,
+    gateway, ledger, receiver, transport and key become the defaults); ``gateway`` a
+    :class:`~plasgate_nb.gateway.Gateway` (default ``Gateway.from_env()`` at send time); ``ledger`` a
+    :class:`~plasgate_nb.ledger.Ledger` or its path/URL (default ``plasgate_nb.db``); ``receiver`` a
+    running :class:`~plasgate_nb.callbacks.CallbackServer` (or its public URL) that turns on delivery
+    reports; ``suppress`` an opt-out list for ``prepare_audience``. Display it as the last expression
+    of a cell, or ``display(form.widget)``.
+
+    Send asks for confirmation with the totals; the confirmed send runs in a background thread
+    (``form.wait()`` joins it) and fills the results area as delivery reports arrive.
+    """
+
+    def __init__(self, df: pd.DataFrame, *, campaign: str | Campaign | None = None, gateway: Gateway | None = None,
+                 ledger: Ledger | str | Path | None = None, receiver: Any = None, price_per_segment: float = 0.012,
+                 currency: str = "USD", suppress: Any = None, template: str = "", report_timeout: float = 300.0,
+                 report_until: float = 1.0, poll: float = 1.0) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise ConfigError(f"SendForm needs a pandas DataFrame, not {type(df).__name__}")
+        if isinstance(campaign, Campaign):
+            gateway = gateway if gateway is not None else campaign.gateway
+            ledger = ledger if ledger is not None else campaign.ledger
+            receiver = receiver if receiver is not None else campaign.receiver
+        self.df = df
+        self.price_per_segment = price_per_segment
+        self.currency = currency
+        self.suppress = suppress
+        self.report_timeout = report_timeout
+        self.report_until = report_until
+        self.poll = poll
+        self._gateway = gateway
+        self._ledger_arg = ledger
+        self._ledger: Ledger | None = ledger if isinstance(ledger, Ledger) else None
+        self._owns_ledger = False
+        self._receiver = receiver
+        self._prepared: dict[str, pd.DataFrame] = {}
+        self._pending: Plan | None = None
+        self._job: SendJob | None = None
+        self.last_summary: SendSummary | None = None
+        self._build(campaign, template)
+
+    # ------------------------------------------------------------------------------------------ layout
+    def _build(self, campaign: str | Campaign | None, template: str) -> None:
+        """Create the widgets and wire their events."""
+        columns = [str(c) for c in self.df.columns]
+        name = campaign.name if isinstance(campaign, Campaign) else (campaign or "")
+        sender = default_sender(self._gateway)
+        wide = w.Layout(width="95%")
+        style = {"description_width": "9em"}
+        self.name = w.Text(value=name, description="campaign", placeholder="a name you keep for re-runs",
+                           style=style)
+        self.phone = w.Dropdown(options=columns, value=guess_phone(columns), description="phone column", style=style)
+        key_default = campaign.key if isinstance(campaign, Campaign) else None
+        self.key = w.Dropdown(options=[(INDEX, None), *[(c, c) for c in columns]], value=key_default,
+                              description="key column", style=style)
+        self.template = w.Textarea(value=template, description="template", layout=w.Layout(width="95%", height="7em"),
+                                   placeholder="Hi {{ first_name }}, use code {{ coupon }}", style=style)
+        self.mask = w.SelectMultiple(options=columns, description="mask columns", rows=min(6, max(len(columns), 1)),
+                                     style=style)
+        self.row = w.BoundedIntText(value=0, min=0, max=max(len(self.df) - 1, 0), description="preview row",
+                                    style=style)
+        self.preview = w.HTML(layout=wide)
+        self.sender = w.Text(value=sender, description="sender", style=style)
+        transports = transport_options()
+        chosen = campaign.transport if isinstance(campaign, Campaign) else transports[0][1]
+        self.transport = w.Dropdown(options=transports, value=chosen, description="transport", style=style)
+        self.schedule = w.Text(description="schedule at", placeholder="YYYY-MM-DD HH:MM:SS Phnom Penh; empty: now",
+                               style=style)
+        self.dlr = w.Checkbox(value=self._receiver is not None, disabled=self._receiver is None,
+                              description="delivery reports" + ("" if self._receiver is not None
+                                                                else " (needs receiver=)"), indent=False)
+        by_options = [(OVERALL, None), *[(c, c) for c in ["carrier", *columns] if c]]
+        self.by = w.Dropdown(options=list(dict.fromkeys(by_options)), value="carrier", description="report by",
+                             style=style)
+        self.dry_run_button = w.Button(description="Dry run", icon="calculator", tooltip="totals; sends nothing")
+        self.send_button = w.Button(description="Send…", button_style="primary", icon="paper-plane")
+        self.confirm_button = w.Button(description="Confirm send", button_style="danger", icon="check")
+        self.cancel_button = w.Button(description="Cancel", icon="times")
+        self.confirm_text = w.HTML()
+        self.confirm_box = w.VBox([self.confirm_text, w.HBox([self.confirm_button, self.cancel_button])],
+                                  layout=w.Layout(display="none", border="1px solid #c62828", padding="4px"))
+        self.error = w.HTML(layout=wide)
+        self.notice = w.HTML(layout=wide)
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="", bar_style="info",
+                                      layout=w.Layout(visibility="hidden"))
+        self.results = w.Output(layout=wide)
+        self.widget = w.VBox([
+            w.HBox([self.name, self.sender]),
+            w.HBox([self.phone, self.key]),
+            self.template, w.HBox([self.mask, w.VBox([self.row])]), self.preview,
+            w.HBox([self.transport, self.schedule]), w.HBox([self.dlr, self.by]),
+            w.HBox([self.dry_run_button, self.send_button]), self.confirm_box, self.error, self.notice,
+            self.progress, self.results,
+        ])
+        for control in (self.template, self.row, self.mask, self.phone):
+            control.observe(self._on_preview_input, names="value")
+        for control in (self.name, self.key, self.sender, self.transport, self.schedule, self.dlr):
+            control.observe(self._on_settings_input, names="value")
+        self.dry_run_button.on_click(self._on_dry_run)
+        self.send_button.on_click(self._on_send)
+        self.confirm_button.on_click(self._on_confirm)
+        self.cancel_button.on_click(self._on_cancel)
+        self.refresh_preview()
+
+    def _ipython_display_(self) -> None:
+        """Show the form in Jupyter."""
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        return f"<SendForm {self.name.value!r}: {len(self.df)} rows, {'sending' if self.running else 'idle'}>"
+
+    # ------------------------------------------------------------------------------------------ messages
+    def _fail(self, exc: BaseException) -> None:
+        """Show an exception in the error area (plasgate errors as they are; others with their type)."""
+        if isinstance(exc, PlasgateError):
+            text = str(exc)
+        else:
+            logger.exception("send form: unexpected error", exc_info=exc)
+            text = f"unexpected {type(exc).__name__}: {exc}"
+        self.error.value = _view.error_html(text)
+
+    def _hide_confirm(self) -> None:
+        """Drop a pending confirmation."""
+        self._pending = None
+        self.confirm_box.layout.display = "none"
+
+    # ------------------------------------------------------------------------------------------ preview
+    def _audience(self) -> pd.DataFrame:
+        """``prepare_audience`` over the whole frame for the chosen phone column (cached per column)."""
+        phone = self.phone.value
+        if phone is None:
+            raise ConfigError("choose the phone column")
+        if phone not in self._prepared:
+            self._prepared = {phone: prepare_audience(self.df, phone=phone, suppress=self.suppress)}
+        return self._prepared[phone]
+
+    def _render(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+        """``render_messages`` with the form's template and mask; warnings returned as notes."""
+        if not self.template.value.strip():
+            raise ConfigError("the template is empty: type the message text")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = render_messages(frame, self.template.value, mask=list(self.mask.value))
+        return out, [str(item.message) for item in caught]
+
+    def _on_preview_input(self, _change: Any) -> None:
+        """Inputs that change the rendered text: refresh the preview and drop any pending confirmation."""
+        self._hide_confirm()
+        self.refresh_preview()
+
+    def _on_settings_input(self, _change: Any) -> None:
+        """Inputs that change what a send would do: drop any pending confirmation."""
+        if self._pending is not None:
+            self._hide_confirm()
+            self.notice.value = _view.notice_html("Settings changed: press Send again to see the new totals.")
+
+    def refresh_preview(self) -> None:
+        """Render the chosen row and show its text, report view, encoding, segments and cost."""
+        if not self.template.value.strip() or len(self.df) == 0:
+            self.preview.value = "<i>Type a template to see the message for the chosen row.</i>"
+            self.error.value = ""
+            return
+        try:
+            position = min(max(int(self.row.value), 0), len(self.df) - 1)
+            one = self._audience().iloc[[position]]
+            rendered, notes = self._render(one)
+            shown = preview(rendered, 1).iloc[0]
+            for column in ("audience_status", "audience_reason"):
+                shown[column] = rendered.iloc[0][column]
+            cost = estimate_cost(rendered, price_per_segment=self.price_per_segment, currency=self.currency)
+        except Exception as exc:
+            self.preview.value = ""
+            self._fail(exc)
+            return
+        self.error.value = ""
+        self.preview.value = _view.preview_html(shown, label=self.df.index[position], cost=cost.total,
+                                                currency=self.currency, notes=notes)
+
+    # ------------------------------------------------------------------------------------------ planning
+    def _ledger_obj(self) -> Ledger:
+        """The ledger (opened on first use when given as a path)."""
+        if self._ledger is None:
+            self._ledger = Ledger(self._ledger_arg if self._ledger_arg is not None else DEFAULT_LEDGER)
+            self._owns_ledger = True
+        return self._ledger
+
+    def _campaign(self) -> Campaign:
+        """A Campaign with the form's settings (errors name the field to fix)."""
+        name = self.name.value.strip()
+        if not name:
+            raise ConfigError("enter a campaign name (keep it to re-run the form without sending twice)")
+        sender = validate_sender(self.sender.value.strip())
+        gateway = (self._gateway if self._gateway is not None else Gateway.from_env()).with_options(sender=sender)
+        gateway.require(self.transport.value)
+        receiver = self._receiver if self.dlr.value else None
+        return Campaign(name, gateway=gateway, ledger=self._ledger_obj(), transport=self.transport.value,
+                        key=self.key.value, receiver=receiver, price_per_segment=self.price_per_segment,
+                        progress=False)
+
+    def plan(self) -> Plan:
+        """Prepare, render and dry-run the whole frame with the form's settings; send nothing."""
+        prepared = self._audience()
+        rendered, notes = self._render(prepared)
+        estimate = estimate_cost(rendered, price_per_segment=self.price_per_segment, currency=self.currency)
+        if estimate.messages == 0:
+            counts = prepared["audience_status"].value_counts()
+            raise ConfigError("no row can be sent: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        campaign = self._campaign()
+        schedule = self.schedule.value.strip() or None
+        summary = campaign.send(rendered, dry_run=True, schedule_at=schedule)
+        return Plan(campaign, rendered, summary, estimate, schedule, notes)
+
+    def _busy(self) -> bool:
+        """Say so when a send is running (and nothing else should start)."""
+        if self.running:
+            self.error.value = _view.error_html("a send is running: wait for it to finish")
+            return True
+        return False
+
+    def _on_dry_run(self, _button: Any = None) -> None:
+        """Show what a send would do: totals, cost and projected duration. Sends nothing."""
+        self._hide_confirm()
+        if self._busy():
+            return
+        self.error.value = self.notice.value = ""
+        try:
+            plan = self.plan()
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self.last_summary = plan.summary
+        self.notice.value = _view.totals_html("Dry run: nothing was sent.", plan.summary, plan.estimate,
+                                              schedule=plan.schedule, notes=plan.notes)
+
+    def _on_send(self, _button: Any = None) -> None:
+        """Compute the totals and ask for confirmation (nothing is sent until Confirm)."""
+        self._hide_confirm()
+        if self._busy():
+            return
+        self.error.value = self.notice.value = ""
+        try:
+            plan = self.plan()
+        except Exception as exc:
+            self._fail(exc)
+            return
+        if plan.summary.recipients == 0:
+            lines = [f"{plan.summary.already_sent} row(s) were already sent and are not sent again."]
+            if plan.summary.changed:
+                lines.append(f"{len(plan.summary.changed)} row(s) changed since planned and are not resent.")
+            self.notice.value = _view.notice_html(f"Nothing new to send for campaign {plan.summary.campaign!r}.",
+                                                  lines)
+            return
+        self._pending = plan
+        self.confirm_text.value = _view.totals_html(f"Send {plan.summary.recipients} message(s)? Please confirm.",
+                                                    plan.summary, plan.estimate, schedule=plan.schedule,
+                                                    notes=plan.notes)
+        self.confirm_box.layout.display = "flex"
+
+    def _on_cancel(self, _button: Any = None) -> None:
+        """Drop the pending send."""
+        self._hide_confirm()
+        self.notice.value = _view.notice_html("Cancelled: nothing was sent.")
+
+    # ------------------------------------------------------------------------------------------ sending
+    def _on_confirm(self, _button: Any = None) -> None:
+        """Start sending the confirmed plan in the background and return at once."""
+        plan = self._pending
+        self._hide_confirm()
+        if self._busy():
+            return
+        if plan is None:
+            self.error.value = _view.error_html("nothing to confirm: press Send first")
+            return
+        self.error.value = ""
+        self.notice.value = _view.notice_html(f"Sending {plan.summary.recipients} message(s)…")
+        self.results.outputs = ()
+        for button in (self.send_button, self.dry_run_button):
+            button.disabled = True
+        self.progress.layout.visibility = "visible"
+        follow = self.dlr.value and self._receiver is not None
+        self._job = SendJob(plan, follow_reports=follow, report_timeout=self.report_timeout,
+                            report_until=self.report_until, poll=self.poll, on_progress=self._show_progress,
+                            on_results=self._show_results, on_done=self._finished).start()
+
+    def _show_progress(self, done: int, total: int, label: str) -> None:
+        """Move the progress bar (called from the send thread)."""
+        self.progress.max = max(total, 1)
+        self.progress.value = min(done, self.progress.max)
+        self.progress.description = f"{label} {done}/{total}"
+
+    def _show_results(self, summary: SendSummary, counts: dict[str, Any] | None) -> None:
+        """Replace the results area: the send summary, the delivery summary table and its chart."""
+        from .. import charts
+        from ..report import collect, delivery_summary
+
+        job = self._job
+        frame = job.plan.frame if job is not None else self.df
+        campaign = job.plan.campaign if job is not None else None
+        outputs = [_view.text_bundle(str(summary))]
+        if counts is not None:
+            outputs.append(_view.text_bundle(
+                f"delivery reports: {counts['final']} of {counts['accepted']} final "
+                f"({counts['delivered']} delivered, {counts['failed']} failed, {counts['pending']} pending)"))
+        if campaign is not None:
+            collected = collect(frame, campaign)
+            by = self.by.value if self.by.value in collected.columns else None
+            outputs.append(_view.table_bundle(delivery_summary(collected, by=by)))
+            if by is None:
+                outputs.append(_view.chart_bundle(lambda ax: charts.plot_funnel(collected, ax=ax), alt="send funnel"))
+            else:
+                outputs.append(_view.chart_bundle(lambda ax: charts.plot_delivery_rate(collected, by, ax=ax),
+                                                  alt=f"delivered rate by {by}"))
+        self.results.outputs = tuple(outputs)
+
+    def _finished(self, summary: SendSummary | None, error: BaseException | None) -> None:
+        """End of the send thread: say what happened and enable the buttons again."""
+        for button in (self.send_button, self.dry_run_button):
+            button.disabled = False
+        self.last_summary = summary
+        if error is not None:
+            self._fail(error)
+            self.progress.bar_style = "danger"
+        if summary is not None:
+            self.progress.bar_style = "success" if not (summary.rejected or summary.uncertain) else "warning"
+            self.notice.value = _view.notice_html(
+                f"Sent campaign {summary.campaign!r}: accepted {summary.accepted}, rejected {summary.rejected}, "
+                f"uncertain {summary.uncertain}, to retry {summary.retry_later}.")
+
+    # ------------------------------------------------------------------------------------------ control
+    @property
+    def running(self) -> bool:
+        """Whether a send (or the wait for its reports) is in progress."""
+        return self._job is not None and self._job.running
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background send (and its report follow-up) to finish; True when it has."""
+        return True if self._job is None else self._job.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop following delivery reports (the requests of a running send still complete)."""
+        if self._job is not None:
+            self._job.stop()
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop, wait for the thread, close a ledger the form opened, and close the widgets."""
+        self.stop()
+        self.wait(timeout)
+        if self._owns_ledger and self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+        close_tree(self.widget)
+

@@ -1,0 +1,113 @@
+"""What the send form shows: small HTML fragments and Jupyter output bundles built from library results.
+
+Nothing here decides anything: each function formats a value the library computed (a preview frame, a
+:class:`~plasgate_nb.campaign.SendSummary`, a :class:`~plasgate_nb.compose.CostEstimate`, a summary
+table, a chart) for an ``ipywidgets.HTML`` value or an ``Output.outputs`` entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..gateway import redact
+
+__all__ = ["chart_bundle", "error_html", "notice_html", "preview_html", "table_bundle", "text_bundle",
+           "totals_html"]
+
+_PRE = "white-space: pre-wrap; font-family: monospace; margin: 0"
+
+
+def _esc(value: Any) -> str:
+    """Text made safe for HTML (missing values as an empty string)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return html.escape(str(value), quote=False)
+
+
+def error_html(message: str) -> str:
+    """A red error line (secrets redacted, HTML escaped); empty text clears the area."""
+    if not message:
+        return ""
+    return f'<div style="color: #b00020; {_PRE}"><b>Error:</b> {_esc(redact(message))}</div>'
+
+
+def notice_html(title: str, lines: Sequence[str] = ()) -> str:
+    """A bold title followed by plain lines (escaped)."""
+    body = "".join(f"<br>{_esc(line)}" for line in lines)
+    return f'<div style="{_PRE}"><b>{_esc(title)}</b>{body}</div>'
+
+
+def _rows(pairs: Sequence[tuple[str, Any]]) -> str:
+    """A two-column table of label / value pairs."""
+    cells = "".join(f'<tr><th style="text-align:left; padding-right:1em">{_esc(k)}</th>'
+                    f'<td style="text-align:left; {_PRE}">{_esc(v)}</td></tr>' for k, v in pairs)
+    return f"<table>{cells}</table>"
+
+
+def preview_html(row: pd.Series, *, label: Any, cost: float, currency: str,
+                 notes: Sequence[str] = ()) -> str:
+    """One rendered row (a row of ``compose.preview`` plus audience columns) as a table."""
+    status = row.get("audience_status")
+    reason = row.get("audience_reason")
+    audience = "" if status is None else (str(status) if status == "ok" else f"{status}: {_esc(reason)}")
+    pairs = [("row", label), ("to", row.get("msisdn")), ("audience", audience), ("message", row.get("content")),
+             ("report view", row.get("content_report")), ("encoding", row.get("encoding")),
+             ("characters", row.get("units")), ("segments", row.get("segments")),
+             ("cost", f"{cost:.4f} {currency}")]
+    warn = "".join(f'<div style="color: #8a6d00">{_esc(n)}</div>' for n in notes)
+    return _rows(pairs) + warn
+
+
+def _duration(seconds: float | None) -> str:
+    """Seconds as a short human duration."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def totals_html(title: str, summary: Any, estimate: Any, *, schedule: str | None, notes: Sequence[str] = ()) -> str:
+    """The totals of a dry run (what a send would do): recipients, segments, cost, projected duration."""
+    cost = f"{summary.cost:.4f} {estimate.currency}" if summary.cost is not None else "unknown"
+    encodings = ", ".join(f"{enc}: {v['messages']} msg / {v['segments']} parts"
+                          for enc, v in estimate.by_encoding.items())
+    pairs = [("campaign", summary.campaign), ("recipients", summary.recipients), ("segments", summary.segments),
+             ("cost", cost), ("requests", summary.requests),
+             ("projected duration", _duration(summary.projected_seconds)),
+             ("already sent (not resent)", summary.already_sent),
+             ("skipped by audience", ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) or "0"),
+             ("encodings", encodings or "-"), ("scheduled for", schedule or "now")]
+    if summary.changed:
+        pairs.append(("changed since planned (not resent)", len(summary.changed)))
+    warn = "".join(f'<div style="color: #8a6d00">{_esc(n)}</div>' for n in notes)
+    return f"<b>{_esc(title)}</b>" + _rows(pairs) + warn
+
+
+def text_bundle(text: str) -> dict[str, Any]:
+    """A stdout stream entry for ``Output.outputs`` (what ``Output.append_stdout`` appends)."""
+    return {"output_type": "stream", "name": "stdout", "text": text if text.endswith("\n") else text + "\n"}
+
+
+def table_bundle(frame: pd.DataFrame) -> dict[str, Any]:
+    """A display_data entry showing a DataFrame as HTML and text (what ``append_display_data`` appends)."""
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"text/plain": frame.to_string(), "text/html": frame.to_html(float_format=lambda v: f"{v:.3f}")}}
+
+
+def chart_bundle(draw: Callable[[Any], Any], *, alt: str, dpi: int = 96) -> dict[str, Any]:
+    """Draw on a fresh matplotlib Figure (no pyplot: safe off the main thread) and wrap it as a PNG entry."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    draw(fig.subplots())
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return {"output_type": "display_data", "metadata": {}, "data": {"image/png": data, "text/plain": alt}}
