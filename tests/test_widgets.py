@@ -1,0 +1,292 @@
+"""SendForm driven as a person would (set ``.value``, ``.click()``) against the simulator over real sockets."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import ipywidgets as w
+import pandas as pd
+import pytest
+
+from plasgate_nb.callbacks import CallbackServer
+from plasgate_nb.campaign import Campaign
+from plasgate_nb.gateway import Gateway
+from plasgate_nb.ledger import Ledger
+from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
+from plasgate_nb.widgets import SendForm, transport_options
+
+PRICE = 0.012
+TEMPLATE = "Hi {{ first_name }}, your code is {{ coupon }}"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    # clock_speed: delivery reports come 100x faster than real time
+    config = SimulatorConfig(seed=1, rate_limits=RateLimits.off(), clock_speed=100.0, callback_retry_delay=0.05)
+    with Simulator(config, mode="thread") as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def gateway(sim: Simulator) -> Gateway:
+    creds = sim.credentials
+    sim.clear_faults()
+    return Gateway(base_url=sim.url, private_key=creds.private_key, secret=creds.secret, username=creds.username,
+                   password=creds.password, sender=creds.sender, read_timeout=5.0,
+                   rate_limits={"batch": None, "single": None, "http": None})
+
+
+_blocks = iter(range(100, 1000, 10))
+
+
+def customers() -> pd.DataFrame:
+    """Six customers with their own number block: four sendable, one invalid, one duplicate."""
+    block = next(_blocks)
+    phones = [f"012 {block:03d} 01{i}" for i in range(4)]
+    return pd.DataFrame({
+        "phone": [*phones, "12345", phones[0]],
+        "first_name": ["Dara", "Sophea", "Vichet", "ចិន្តា", "Lida", "Dara"],
+        "coupon": ["K7Q2", "M9X4", "Z1Z1", "P0P0", "A1A1", "K7Q2"],
+        "city": ["Phnom Penh", "Siem Reap", "Battambang", "Kampot", "Kep", "Phnom Penh"],
+    }, index=pd.Index([f"c{block}-{i}" for i in range(6)], name="customer"))
+
+
+def ok_numbers(df: pd.DataFrame) -> Counter[str]:
+    """The Plasgate form of the four sendable numbers of ``customers()``."""
+    return Counter("855" + p.replace(" ", "")[1:] for p in df["phone"].iloc[:4])
+
+
+@pytest.fixture
+def form(gateway: Gateway, tmp_path: Path) -> Iterator[SendForm]:
+    f = SendForm(customers(), campaign="spring", gateway=gateway, ledger=tmp_path / "ledger.db",
+                 price_per_segment=PRICE, template=TEMPLATE)
+    yield f
+    f.close()
+
+
+def cells(fragment: str) -> dict[str, str]:
+    """The label -> value cells of a form HTML table, as plain text."""
+    pairs = re.findall(r"<th[^>]*>(.*?)</th><td[^>]*>(.*?)</td>", fragment, re.S)
+    return {html.unescape(k): html.unescape(v) for k, v in pairs}
+
+
+def text(fragment: str) -> str:
+    """An HTML fragment as plain text."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", fragment))
+
+
+def outputs_text(output: w.Output) -> str:
+    """Everything in an Output widget as text (streams and text/plain of displays)."""
+    parts = [o.get("text") or o.get("data", {}).get("text/plain", "") for o in output.outputs]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- preview
+def test_preview_follows_the_template_and_the_row(form: SendForm) -> None:
+    shown = cells(form.preview.value)
+    assert shown["message"] == "Hi Dara, your code is K7Q2"
+    assert (shown["encoding"], shown["segments"], shown["cost"]) == ("GSM-7", "1", f"{PRICE:.4f} USD")
+    form.row.value = 1
+    assert cells(form.preview.value)["message"] == "Hi Sophea, your code is M9X4"
+    form.template.value = "Bonjour {{ first_name }} from {{ city }}"
+    shown = cells(form.preview.value)
+    assert shown["message"] == "Bonjour Sophea from Siem Reap"
+    assert shown["to"] == ok_numbers(form.df).most_common()[1][0]
+    form.row.value = 3  # a Khmer name: UCS-2
+    shown = cells(form.preview.value)
+    assert shown["message"] == "Bonjour ចិន្តា from Kampot"
+    assert shown["encoding"] == "UCS-2"
+    form.template.value = "x" * 161  # two GSM-7 parts cost twice
+    assert (cells(form.preview.value)["segments"], cells(form.preview.value)["cost"]) == ("2", f"{2 * PRICE:.4f} USD")
+    form.row.value = 4  # the invalid number is shown as such and costs nothing
+    shown = cells(form.preview.value)
+    assert shown["audience"].startswith("invalid") and shown["cost"] == "0.0000 USD"
+    assert form.error.value == ""
+
+
+def test_masked_column_shows_stars_in_the_report_view(form: SendForm) -> None:
+    assert cells(form.preview.value)["report view"] == "Hi Dara, your code is K7Q2"
+    form.mask.value = ("coupon",)
+    shown = cells(form.preview.value)
+    assert shown["report view"] == "Hi Dara, your code is ******"
+    assert shown["message"] == "Hi Dara, your code is #ma#K7Q2#ma#"
+    form.template.value = "Code {{ coupon|lower }} for {{ first_name }}"  # masking survives filters
+    assert cells(form.preview.value)["report view"] == "Code ****** for Dara"
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("template", "Hi {{ first_name", "template"),
+    ("template", "Hi {{ nickname }}", "'nickname'"),
+    ("template", "   ", "template is empty"),
+    ("sender", "", "sender is empty"),
+    ("sender", "A very long sender", "at most"),
+    ("name", "", "campaign name"),
+    ("phone", "city", "no row can be sent"),
+    ("schedule", "2001-01-01 09:00:00", "in the past"),
+    ("schedule", "tomorrow", "YYYY-MM-DD HH:MM:SS"),
+])
+def test_invalid_input_shows_an_error_and_sends_nothing(form: SendForm, sim: Simulator, field: str, value: str,
+                                                        expected: str) -> None:
+    before = len(sim.records())
+    getattr(form, field).value = value
+    for button in (form.dry_run_button, form.send_button):
+        button.click()
+        assert expected in text(form.error.value)
+        assert form.confirm_box.layout.display == "none"
+    form.confirm_button.click()
+    assert "nothing to confirm" in text(form.error.value)
+    assert not form.running
+    assert len(sim.records()) == before
+
+
+def test_missing_credentials_name_the_environment_variable(sim: Simulator, tmp_path: Path) -> None:
+    no_secret = Gateway(base_url=sim.url, private_key="k", sender="SMS Info")
+    f = SendForm(customers(), campaign="c", gateway=no_secret, ledger=tmp_path / "l.db", template=TEMPLATE)
+    try:
+        f.send_button.click()
+        assert "PLASGATE_SECRET" in text(f.error.value)
+        assert f.confirm_box.layout.display == "none"
+    finally:
+        f.close()
+
+
+# ---------------------------------------------------------------------------------------------- dry run and send
+def test_dry_run_shows_totals_and_sends_nothing(form: SendForm, sim: Simulator) -> None:
+    before = len(sim.records())
+    form.template.value = TEMPLATE + " " + "y" * 140  # ~167 characters: 2 GSM-7 parts, 3 UCS-2 parts (Khmer name)
+    form.dry_run_button.click()
+    totals = cells(form.notice.value)
+    assert "Dry run: nothing was sent." in text(form.notice.value)
+    assert (totals["recipients"], totals["segments"], totals["cost"]) == ("4", "9", f"{9 * PRICE:.4f} USD")
+    assert totals["encodings"] == "GSM-7: 3 msg / 6 parts, UCS-2: 1 msg / 3 parts"
+    assert "invalid 1" in totals["skipped by audience"] and "duplicate 1" in totals["skipped by audience"]
+    assert totals["projected duration"].endswith("s")
+    assert form.error.value == ""
+    assert len(sim.records()) == before
+    assert len(form._ledger_obj().messages("spring")) == 0  # a dry run plans nothing
+
+
+def test_send_asks_to_confirm_then_sends_the_ok_rows_exactly_once(form: SendForm, sim: Simulator) -> None:
+    df_before = form.df.copy()
+    before = len(sim.records())
+    form.mask.value = ("coupon",)
+    form.send_button.click()
+    assert form.confirm_box.layout.display == "flex"
+    totals = cells(form.confirm_text.value)
+    assert "Send 4 message(s)?" in text(form.confirm_text.value)
+    assert (totals["recipients"], totals["segments"], totals["cost"]) == ("4", "4", f"{4 * PRICE:.4f} USD")
+    assert len(sim.records()) == before  # nothing leaves before Confirm
+    form.confirm_button.click()
+    assert form.wait(20)
+    assert form.error.value == ""
+    records = sim.records(offset=before)
+    assert Counter(r["to"] for r in records) == ok_numbers(form.df)
+    assert {r["content_report"] for r in records} == {f"Hi {n}, your code is ******"
+                                                      for n in form.df["first_name"].iloc[:4]}
+    assert {r["delivered_text"] for r in records} == {f"Hi {n}, your code is {c}"
+                                                      for n, c in form.df[["first_name", "coupon"]].iloc[:4].values}
+    assert {r["attempt"] for r in records} == {1}
+    assert "accepted 4" in text(form.notice.value)
+    assert (form.progress.value, form.progress.max) == (4, 4)
+    results = outputs_text(form.results)
+    assert "sent 4 message(s)" in results and "accepted 4, rejected 0, uncertain 0" in results
+    assert any("image/png" in o.get("data", {}) for o in form.results.outputs)
+    # clicking Send again sends nothing new, and says so
+    form.send_button.click()
+    assert form.confirm_box.layout.display == "none"
+    assert "Nothing new to send" in text(form.notice.value) and "4 row(s) were already sent" in text(form.notice.value)
+    form.confirm_button.click()
+    assert len(sim.records()) == before + 4
+    pd.testing.assert_frame_equal(form.df, df_before)  # the caller's frame is untouched
+
+
+def test_cancel_and_changed_settings_drop_the_confirmation(form: SendForm, sim: Simulator) -> None:
+    before = len(sim.records())
+    form.send_button.click()
+    form.cancel_button.click()
+    assert form.confirm_box.layout.display == "none" and "Cancelled" in text(form.notice.value)
+    form.send_button.click()
+    form.sender.value = "Other"  # what was confirmed is no longer what would be sent
+    assert form.confirm_box.layout.display == "none" and "press Send again" in text(form.notice.value)
+    form.confirm_button.click()
+    assert "nothing to confirm" in text(form.error.value)
+    assert not form.running and len(sim.records()) == before
+
+
+@pytest.mark.parametrize("transport", [value for _, value in transport_options()])
+def test_each_transport_of_the_dropdown_sends(sim: Simulator, gateway: Gateway, tmp_path: Path,
+                                              transport: str) -> None:
+    df = customers()
+    before = len(sim.records())
+    f = SendForm(df, campaign=f"via-{transport}", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
+    try:
+        f.transport.value = transport
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20)
+        assert f.error.value == ""
+        assert Counter(r["to"] for r in sim.records(offset=before)) == ok_numbers(df)
+    finally:
+        f.close()
+
+
+def test_sending_runs_in_the_background(form: SendForm, sim: Simulator) -> None:
+    sim.set_faults(Fault("delay_after", route="batch", count=1, delay=0.8))  # the answer comes 0.8 s late
+    before = len(sim.records())
+    form.send_button.click()
+    started = time.monotonic()
+    form.confirm_button.click()
+    assert time.monotonic() - started < 0.5 and form.running
+    assert form.send_button.disabled
+    form.send_button.click()  # a second send cannot start meanwhile
+    assert "a send is running" in text(form.error.value)
+    form.row.value = 2  # the kernel stays free: the preview still follows
+    assert cells(form.preview.value)["message"].startswith("Hi Vichet")
+    assert form.wait(20) and not form.running and not form.send_button.disabled
+    assert Counter(r["to"] for r in sim.records(offset=before)) == ok_numbers(form.df)
+    assert "accepted 4" in text(form.notice.value)
+
+
+def test_results_fill_in_as_delivery_reports_arrive(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    df = customers()
+    with CallbackServer(ledger, mode="thread") as receiver:
+        f = SendForm(df, campaign="dlr", gateway=gateway, ledger=ledger, receiver=receiver, template=TEMPLATE,
+                     report_timeout=20, poll=0.2)
+        try:
+            assert f.dlr.value and not f.dlr.disabled
+            f.by.value = "city"
+            f.send_button.click()
+            f.confirm_button.click()
+            assert f.wait(30)
+            results = outputs_text(f.results)
+            assert "delivery reports: 4 of 4 final" in results
+            table = [o for o in f.results.outputs if "text/html" in o.get("data", {})]
+            assert len(table) == 1 and "Siem Reap" in table[0]["data"]["text/html"]
+            assert any("image/png" in o.get("data", {}) for o in f.results.outputs)
+            assert f.progress.description == "reports 4/4"
+        finally:
+            f.close()
+    ledger.close()
+
+
+def test_a_campaign_object_gives_the_defaults(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    campaign = Campaign("autumn", gateway=gateway, ledger=ledger, transport="http", key="coupon", progress=False)
+    f = SendForm(customers().drop_duplicates("coupon"), campaign=campaign, template=TEMPLATE)
+    try:
+        assert (f.name.value, f.transport.value, f.key.value, f.sender.value) == ("autumn", "http", "coupon",
+                                                                                gateway.sender)
+        assert not f.dlr.value and f.dlr.disabled  # no receiver: no delivery reports
+        assert isinstance(f.widget, w.VBox) and f.template in f.widget.children
+        f.dry_run_button.click()
+        assert cells(f.notice.value)["recipients"] == "4"
+    finally:
+        f.close()
+    ledger.close()
