@@ -1,10 +1,11 @@
 """The callback receiver: a real HTTP server that durably records DLRs and batch callbacks.
 
-Routes (``{campaign}`` and ``{key}`` URL-quoted, ``token`` the campaign's secret token):
+Routes (``{campaign}`` and ``{key}`` URL-quoted, ``{token}`` the campaign's secret token, carried in
+the path so that a gateway appending ``?id=...`` to the URL cannot lose it):
 
-- ``GET|POST /dlr/{campaign}/{key}?token=T`` a delivery report for one personalized message (the key
-  ``_group`` or no key at all: grouped content, paired with its row by message id);
-- ``GET /batch/{campaign}?token=T`` and ``GET /errback/{campaign}?token=T`` batch callbacks;
+- ``GET|POST /dlr/{campaign}/{token}/{key}`` a delivery report for one personalized message (the key
+  ``_group``: grouped content, paired with its row by message id);
+- ``GET /batch/{campaign}/{token}`` and ``GET /errback/{campaign}/{token}`` batch callbacks;
 - ``GET /health``.
 
 Every accepted report is committed to the ledger before the answer ``200 ACK/Jasmin``; reports are
@@ -20,7 +21,6 @@ import contextlib
 import hmac
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -36,7 +36,7 @@ from .batch import GROUP_KEY
 from .errors import CallbackError, LedgerError
 from .server import BackgroundServer, Mode
 
-__all__ = ["ACK", "CallbackServer", "EventSink", "callback_urls", "create_app", "new_token"]
+__all__ = ["ACK", "CallbackServer", "EventSink", "callback_urls", "create_app"]
 
 logger = logging.getLogger("plasgate_nb")
 
@@ -57,19 +57,14 @@ class EventSink(Protocol):
         ...
 
 
-def new_token() -> str:
-    """Return a fresh random callback token for a campaign."""
-    return secrets.token_urlsafe(18)
-
-
 def callback_urls(public_url: str, campaign: str, token: str) -> dict[str, str]:
     """Return the URLs the gateway is told: ``dlr_url`` (with a ``{key}`` slot), batch and errback."""
     base = public_url.rstrip("/")
     name = quote(campaign, safe="")
     return {
-        "dlr_url": f"{base}/dlr/{name}/{{key}}?token={token}",
-        "callback_url": f"{base}/batch/{name}?token={token}",
-        "errback_url": f"{base}/errback/{name}?token={token}",
+        "dlr_url": f"{base}/dlr/{name}/{token}/{{key}}",
+        "callback_url": f"{base}/batch/{name}/{token}",
+        "errback_url": f"{base}/errback/{name}/{token}",
     }
 
 
@@ -142,7 +137,7 @@ class _GroupWriter:
 
 async def _fields(request: Request) -> dict[str, str]:
     """Read the callback's fields from the query string, a form body or a JSON body (bounded)."""
-    fields = {k: v for k, v in request.query_params.multi_items() if k != "token"}
+    fields = dict(request.query_params.multi_items())
     if request.method == "GET":
         return fields
     declared = request.headers.get("content-length")
@@ -184,7 +179,7 @@ def create_app_from(sink: EventSink) -> Starlette:
         if campaign not in tokens or tokens[campaign] is None:
             tokens[campaign] = sink.campaign_token(campaign)
         expected = tokens[campaign]
-        given = request.query_params.get("token", "")
+        given = request.path_params.get("token", "")
         return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
     def handler(parse: Callable[[Mapping[str, str], str, Request], dict[str, Any]]) -> Callable[..., Any]:
@@ -230,10 +225,9 @@ def create_app_from(sink: EventSink) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/dlr/{campaign}/{key}", handler(dlr), methods=["GET", "POST"]),
-            Route("/dlr/{campaign}", handler(dlr), methods=["GET", "POST"]),
-            Route("/batch/{campaign}", handler(batch), methods=["GET"]),
-            Route("/errback/{campaign}", handler(errback), methods=["GET"]),
+            Route("/dlr/{campaign}/{token}/{key}", handler(dlr), methods=["GET", "POST"]),
+            Route("/batch/{campaign}/{token}", handler(batch), methods=["GET"]),
+            Route("/errback/{campaign}/{token}", handler(errback), methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],
         lifespan=lifespan,

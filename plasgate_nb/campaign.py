@@ -299,3 +299,9 @@ class Campaign:
     def to_frame(self) -> pd.DataFrame:
         """The ledger's view of this campaign, one row per message."""
         return self.ledger.messages(self.name)
+
+    def collect(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Return ``df`` (not mutated) with this campaign's send and delivery results joined on."""
+        from .report import collect  # report imports campaign: keep this import local
+
+        return collect(df, self)

@@ -101,6 +101,7 @@ def run_demo(output: Path | str = "demo_output", *, data: Path | None = None, wa
             counts = wait_for_reports(campaign, timeout=wait, until=0.95)
             say(f"delivery reports: {counts}")
     collected = collect(rendered, campaign)
+    collected["carrier"] = collected["carrier"].fillna("(no valid number)")
     delivery = delivery_summary(collected, by="carrier")
     say("delivery by carrier:\n" + delivery.to_string())
     exported = export_report(collected, output / "demo_results.csv", by="carrier")

@@ -65,7 +65,7 @@ def _config(app: Any, host: str, port: int, *, log_level: str) -> uvicorn.Config
                           lifespan="auto", timeout_graceful_shutdown=3, backlog=2048)
 
 
-def _serve_child() -> None:  # pragma: no cover - runs in the child process
+def serve_child() -> None:  # pragma: no cover - runs in the child process
     """Child entry point: read the job from stdin, serve, print the port, stop when stdin closes."""
     job = pickle.loads(base64.b64decode(sys.stdin.readline()))
     try:
@@ -159,7 +159,7 @@ class BackgroundServer:
             waited += 0.005
 
     def _start_process(self) -> None:
-        """Run ``python -m plasgate_nb.server`` with the job on stdin, and wait for its port.
+        """Run ``python -m plasgate_nb._child`` with the job on stdin, and wait for its port.
 
         A plain child process (not multiprocessing) so that scripts without a ``__main__`` guard work;
         it stops when its stdin closes, so it never outlives this process.
@@ -168,7 +168,7 @@ class BackgroundServer:
                "log_level": self.log_level}
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
-        self._process = subprocess.Popen([sys.executable, "-m", "plasgate_nb.server"], stdin=subprocess.PIPE,
+        self._process = subprocess.Popen([sys.executable, "-m", "plasgate_nb._child"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, env=env, text=True)
         stdin, stdout = self._process.stdin, self._process.stdout
         if stdin is None or stdout is None:  # pragma: no cover - both are pipes
@@ -217,7 +217,3 @@ class BackgroundServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<BackgroundServer {self.url} {self.mode} {state}>"
-
-
-if __name__ == "__main__":  # pragma: no cover - the child process of process mode
-    _serve_child()
