@@ -128,6 +128,7 @@ def test_masked_column_shows_stars_in_the_report_view(form: SendForm) -> None:
     ("sender", "A very long sender", "at most"),
     ("name", "", "campaign name"),
     ("phone", "city", "no row can be sent"),
+    ("key", "first_name", "duplicate values"),
     ("schedule", "2001-01-01 09:00:00", "in the past"),
     ("schedule", "tomorrow", "YYYY-MM-DD HH:MM:SS"),
 ])
@@ -154,6 +155,24 @@ def test_missing_credentials_name_the_environment_variable(sim: Simulator, tmp_p
         assert f.confirm_box.layout.display == "none"
     finally:
         f.close()
+
+
+def test_a_refusing_gateway_is_reported_in_the_form(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    before = len(sim.records())
+    f = SendForm(customers(), campaign="refused", gateway=gateway.with_options(secret="not-the-secret"),
+                 ledger=tmp_path / "l.db", template=TEMPLATE)
+    try:
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20)
+        shown = text(f.notice.value) + text(f.error.value)
+        assert "rejected 4" in shown and "accepted 0" in shown
+        assert f.progress.bar_style == "warning" and not f.send_button.disabled
+        assert "4 x " in outputs_text(f.results) and "401" in outputs_text(f.results)  # why, from the ledger
+        assert "not-the-secret" not in shown + outputs_text(f.results)
+    finally:
+        f.close()
+    assert len(sim.records()) == before
 
 
 # ---------------------------------------------------------------------------------------------- dry run and send

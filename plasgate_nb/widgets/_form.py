@@ -341,6 +341,11 @@ class SendForm:
             collected = collect(frame, campaign)
             by = self.by.value if self.by.value in collected.columns else None
             outputs.append(_view.table_bundle(delivery_summary(collected, by=by)))
+            refused = collected["send_state"].isin(["rejected", "uncertain"])
+            if refused.any():
+                reasons = collected.loc[refused, "reason"].fillna("no reason recorded").value_counts()
+                outputs.append(_view.text_bundle("not accepted, why:\n" + "\n".join(
+                    f"  {n} x {reason}" for reason, n in reasons.items())))
             if by is None:
                 outputs.append(_view.chart_bundle(lambda ax: charts.plot_funnel(collected, ax=ax), alt="send funnel"))
             else:
@@ -360,7 +365,9 @@ class SendForm:
             self.progress.bar_style = "success" if not (summary.rejected or summary.uncertain) else "warning"
             self.notice.value = _view.notice_html(
                 f"Sent campaign {summary.campaign!r}: accepted {summary.accepted}, rejected {summary.rejected}, "
-                f"uncertain {summary.uncertain}, to retry {summary.retry_later}.")
+                f"uncertain {summary.uncertain}, to retry {summary.retry_later}.",
+                ["Why some were not accepted is listed in the results below."]
+                if summary.rejected or summary.uncertain else [])
 
     # ------------------------------------------------------------------------------------------ control
     @property
