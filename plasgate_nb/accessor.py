@@ -73,11 +73,14 @@ class SmsAccessor:
              resend_uncertain: bool | Sequence[str] = False) -> SendSummary:
         """Send the rendered rows through ``campaign``, exactly once: :meth:`Campaign.send`.
 
+        >>> import tempfile
+        >>> from pathlib import Path
         >>> from plasgate_nb import Campaign, Gateway, Ledger, Simulator
+        >>> ledger = Ledger(Path(tempfile.mkdtemp()) / "doc.db")
         >>> with Simulator(mode="thread") as sim:
         ...     gateway = Gateway(base_url=sim.url, private_key=sim.credentials.private_key,
         ...                       secret=sim.credentials.secret)
-        ...     campaign = Campaign("doc", gateway=gateway, ledger=Ledger(":memory:"), progress=False)
+        ...     campaign = Campaign("doc", gateway=gateway, ledger=ledger, progress=False)
         ...     rows = pd.DataFrame({"phone": ["012 345 678"]}).sms.prepare().sms.render("Hi!")
         ...     first, again = rows.sms.send(campaign), rows.sms.send(campaign)
         >>> first.accepted, again.recipients, again.already_sent
