@@ -7,7 +7,10 @@ The callback rate is the receiver's count over the time from its first to its la
 is the demo's: per recipient one batch callback (GET), a level-1 and a level-2 DLR (POST form).
 Prints a table; the last line is one JSON object.
 
-    python benchmarks/simulator.py [--quick] [--concurrency 8,32,64]
+    python benchmarks/simulator.py [--quick] [--concurrency 8,32,64] [--slow-ms 5]
+
+It also compares ``callback_concurrency`` settings against the fast receiver and against one that
+answers after ``--slow-ms`` (as a receiver committing each callback to a database would).
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ STATS = {"count": 0, "first": 0.0, "last": 0.0}  # the receiver process's counte
 
 
 class _Receiver(asyncio.Protocol):
-    """Answer every request with ACK/Jasmin; count them (and serve the counts on /_stats)."""
+    """Answer every request with ACK/Jasmin (after ``DELAY`` s, as a receiver committing to a database
+    would); count them (and serve the counts on /_stats)."""
+
+    delay = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport; no Nagle delay."""
@@ -73,12 +79,15 @@ class _Receiver(asyncio.Protocol):
                 STATS["count"] += 1
                 STATS["last"] = now
             out.append(ACK)
-        if out:
+        if out and self.delay:
+            asyncio.get_running_loop().call_later(self.delay, self.transport.write, b"".join(out))
+        elif out:
             self.transport.write(b"".join(out))
 
 
-async def _serve_receiver() -> None:
+async def _serve_receiver(delay_ms: float) -> None:
     """Serve the receiver on a free loopback port; print the port; run until killed."""
+    _Receiver.delay = delay_ms / 1000
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_Receiver, "127.0.0.1", 0, backlog=1024)
     print(server.sockets[0].getsockname()[1], flush=True)
@@ -86,11 +95,14 @@ async def _serve_receiver() -> None:
 
 
 class ReceiverProcess:
-    """The raw receiver in a child process."""
+    """The raw receiver in a child process (answering after ``delay_ms``)."""
+
+    def __init__(self, delay_ms: float = 0.0) -> None:
+        self.delay_ms = delay_ms
 
     def __enter__(self) -> ReceiverProcess:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-receiver"], stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-receiver", "--delay-ms", str(self.delay_ms)],
+                                     stdout=subprocess.PIPE, text=True)
         port = int(self.proc.stdout.readline())  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
         return self
@@ -190,18 +202,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer runs")
     parser.add_argument("--concurrency", default="8,16,32,64,128",
                         help="callback_concurrency values to compare (comma-separated)")
+    parser.add_argument("--slow-ms", type=float, default=5.0,
+                        help="the second sweep's receiver answers after this many milliseconds")
     parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_receiver:
-        asyncio.run(_serve_receiver())
+        asyncio.run(_serve_receiver(args.delay_ms))
         return
     requests, runs, recipients = (40, 3, 2_000) if args.quick else (200, 5, 10_000)
+    values = [int(v) for v in args.concurrency.split(",") if v]
     accept = run_accept(requests, 1_000, runs)
     sweep: dict[int, list[float]] = {}
+    slow: dict[int, list[float]] = {}
     with ReceiverProcess() as receiver:
         callbacks = run_callbacks(receiver, recipients, runs, None)
-        for value in (int(v) for v in args.concurrency.split(",") if v):
-            sweep[value] = run_callbacks(receiver, recipients, max(1, runs - 2), value)
+        for value in values:
+            sweep[value] = run_callbacks(receiver, recipients, 3, value)
+    with ReceiverProcess(args.slow_ms) as receiver:
+        for value in values:
+            slow[value] = run_callbacks(receiver, 1_000, 1 if args.quick else 3, value)
     default = SimulatorConfig().callback_concurrency
     figures = {"recipients_per_s": round(statistics.median(accept)),
                "callbacks_per_s": round(statistics.median(callbacks))}
@@ -210,12 +230,15 @@ def main() -> None:
           f"{', '.join(f'{r:,.0f}' for r in accept)}")
     print(f"{f'callbacks/s (concurrency {default}, default)':<44}{figures['callbacks_per_s']:>10,}   "
           f"{', '.join(f'{r:,.0f}' for r in callbacks)}")
-    for value, rates in sweep.items():
-        print(f"{f'callbacks/s (concurrency {value})':<44}{statistics.median(rates):>10,.0f}   "
-              f"{', '.join(f'{r:,.0f}' for r in rates)}")
+    for label, table in (("", sweep), (f", receiver {args.slow_ms:g} ms", slow)):
+        for value, rates in table.items():
+            print(f"{f'callbacks/s (concurrency {value}{label})':<44}{statistics.median(rates):>10,.0f}   "
+                  f"{', '.join(f'{r:,.0f}' for r in rates)}")
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-               "load_avg_1m": round(os.getloadavg()[0], 2),
-               "callback_concurrency_sweep": {str(k): round(statistics.median(v)) for k, v in sweep.items()}}
+               "load_avg_1m": round(os.getloadavg()[0], 2), "callback_concurrency": default,
+               "callbacks_per_s_by_concurrency": {str(k): round(statistics.median(v)) for k, v in sweep.items()},
+               f"callbacks_per_s_by_concurrency_receiver_{args.slow_ms:g}ms":
+                   {str(k): round(statistics.median(v)) for k, v in slow.items()}}
     print(json.dumps({"benchmark": "simulator", "figures": figures, "ratios": {}, "machine": machine}))
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from ._wire import WireClient, WireError, encode_headers
 from .model import BATCH_CALLBACK, ERRBACK, Event, Gateway
@@ -30,6 +31,7 @@ ACK = "ACK/Jasmin"
 _ACK = ACK.encode()
 _DLR_BLOCK = encode_headers(DLR_HEADERS)
 _BATCH_BLOCK = encode_headers(BATCH_HEADERS)
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what quote_plus leaves as it is
 
 
 class Dispatcher:
@@ -167,7 +169,7 @@ class Dispatcher:
         if self._client is None or not url:
             return False
         self.stats["attempts"] += 1
-        body = urlencode(fields)
+        body = form_encode(fields)
         try:
             if kind in (BATCH_CALLBACK, ERRBACK):
                 resp = await self._client.request("GET", url, query=body, headers=_BATCH_BLOCK)
@@ -181,3 +183,8 @@ class Dispatcher:
             return False
         return resp.status == 200 and resp.body == _ACK
 
+
+def form_encode(fields: dict[str, str]) -> str:
+    """Return ``urlencode(fields)`` (quote_plus), skipping the quoting of values that need none."""
+    return "&".join(f"{k if _PLAIN(k) else quote_plus(k)}={v if _PLAIN(v) else quote_plus(v)}"
+                    for k, v in fields.items())
