@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
-__all__ = ["WireClient", "WireClosed", "WireError", "WireResponse", "WireTimeout", "encode_headers"]
+__all__ = ["WireClient", "WireClosed", "WireError", "WireResponse", "WireTimeout", "encode_headers", "split_url"]
 
 _SAFE = "!#$%&'()*+,/:;=?@[]~"  # kept as given in a request target; spaces, CR/LF, non-ASCII are escaped
 _UNSAFE = re.compile(r"[^\x21-\x7e]")  # what may not appear raw in a request line
@@ -135,7 +135,6 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[WireResponse] | None = None
         self.closed = False
         self.keep_alive = True
-        self.used = 0
         self.got_bytes = False
         self._head: tuple[int, tuple[tuple[str, str], ...], str, int] | None = None  # status, headers, mode, n
 
@@ -177,7 +176,6 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes) -> asyncio.Future[WireResponse]:
         """Write one request; return the future of its answer."""
         self.waiter = self.loop.create_future()
-        self.used += 1
         self.buf.clear()
         self.got_bytes = False
         self._head = None
