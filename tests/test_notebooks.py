@@ -1,0 +1,74 @@
+"""The notebooks run top to bottom against the simulator, and are committed without outputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# jupyter_client announces its platformdirs migration with a DeprecationWarning; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_there_are_the_three_notebooks() -> None:
+    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_send_form.ipynb", "03_pipeline.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path: Path) -> None:
+    book = nbformat.read(path, as_version=4)
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has outputs"
+
+
+def execute(path: Path, tmp_path: Path) -> nbformat.NotebookNode:
+    """Run a notebook in a fresh kernel of this interpreter, from the repository root."""
+    os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+    book = nbformat.read(path, as_version=4)
+    client = NotebookClient(book, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    client.execute()
+    return book
+
+
+def outputs_text(book: nbformat.NotebookNode) -> str:
+    chunks = []
+    for cell in book.cells:
+        for out in cell.get("outputs", []):
+            chunks.append(out.get("text", "") + str(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(chunks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS[:2], ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
+    book = execute(path, tmp_path)
+    errors = [out for cell in book.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors
+    text = outputs_text(book)
+    assert "accepted" in text
+    if path.stem == "01_quickstart":
+        images = [out for cell in book.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+        assert images, "the charts cell drew nothing"
+        assert "sent 0 message(s)" in text  # the re-run cell sent nothing twice
+
+
+@pytest.mark.slow
+def test_pipeline_notebook_runs_with_papermill_parameters(tmp_path: Path) -> None:
+    import papermill
+
+    out = tmp_path / "run.ipynb"
+    params = {"campaign_name": "nightly", "output_dir": str(tmp_path / "out"), "mask": "coupon"}
+    for run in range(2):
+        papermill.execute_notebook(str(ROOT / "notebooks" / "03_pipeline.ipynb"), str(out), parameters=params,
+                                   cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+        text = outputs_text(nbformat.read(out, as_version=4))
+        assert "campaign 'nightly'" in text
+        assert ("sent 0 message(s)" in text) == (run == 1)
+    results = (tmp_path / "out" / "nightly_results.csv").read_text()
+    assert "accepted" in results
