@@ -40,6 +40,16 @@ from .transport import GatewayClient, SendResult
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """Import the ipywidgets form only when it is asked for (``plasgate_nb.SendForm``)."""
+    if name == "SendForm":
+        from .widgets import SendForm
+
+        return SendForm
+    raise AttributeError(f"module 'plasgate_nb' has no attribute {name!r}")
+
+
 __all__ = [
     "AudienceError",
     "Batch",
@@ -59,6 +69,7 @@ __all__ = [
     "PlasgateError",
     "Rejected",
     "SegmentCount",
+    "SendForm",
     "SendResult",
     "SendSummary",
     "Simulator",
