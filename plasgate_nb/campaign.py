@@ -9,6 +9,7 @@ the same campaign sends nothing that was already submitted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -238,8 +239,11 @@ class Campaign:
             self.ledger.requeue_uncertain(self.name, keys)
         planned = self.ledger.plan(self.name, rows)
         summary.changed = planned.changed
-        pending = set(self.ledger.pending(self.name)["message_key"]) - set(planned.changed)
-        todo = rows[rows["message_key"].isin(pending)]
+        if planned.added == len(rows):  # all new: every row is planned, no need to read them back
+            todo = rows
+        else:
+            pending = set(self.ledger.pending(self.name)["message_key"]) - set(planned.changed)
+            todo = rows[rows["message_key"].isin(pending)]
         summary.already_sent = len(rows) - len(todo) - len(planned.changed)
         if len(todo) == 0:
             logger.info("campaign %r: nothing new to send", self.name)
@@ -263,15 +267,20 @@ class Campaign:
         """Send the requests, marking each batch ``submitting`` before it leaves and settling it after."""
         bar = tqdm(total=summary.recipients, desc=f"sending {self.name}", unit="msg", disable=not self.progress)
 
-        def before_send(request: Batch) -> None:
-            self.ledger.mark_submitting(self.name, request.keys, batch_id=request.batch_id)
+        # The ledger writes run in a worker thread: while one commit waits for the disk, the event loop
+        # keeps reading the answers of the other requests in flight. The transport still awaits each
+        # hook (one at a time), so a batch is committed ``submitting`` before its request leaves.
+        async def before_send(request: Batch) -> None:
+            await asyncio.to_thread(self.ledger.mark_submitting, self.name, request.keys,
+                                    batch_id=request.batch_id)
 
-        def on_result(result: SendResult) -> None:
+        async def on_result(result: SendResult) -> None:
             request: Batch = result.request
             state = _SETTLE[result.outcome]
             ids = {request.keys[0]: result.gateway_id} if request.path != "batch" and result.gateway_id else None
-            self.ledger.settle(self.name, request.keys, state=state, queue_id=result.queue_id, message_ids=ids,
-                               status=result.status, body=result.body, reason=result.reason)
+            await asyncio.to_thread(self.ledger.settle, self.name, request.keys, state=state,
+                                    queue_id=result.queue_id, message_ids=ids, status=result.status,
+                                    body=result.body, reason=result.reason)
             counted = {"accepted": "accepted", "rejected": "rejected", "uncertain": "uncertain",
                        "planned": "retry_later"}[state]
             setattr(summary, counted, getattr(summary, counted) + request.recipients)

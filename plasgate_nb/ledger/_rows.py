@@ -48,16 +48,22 @@ def keys_of(keys: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(str(k) for k in keys))
 
 
-def plan_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Validate the rows to plan and turn them into insert parameters (content hashed, not kept)."""
+PLAN_COLUMNS = ("message_key", "msisdn", "content_hash", "content_report", "encoding", "segments")
+
+
+def plan_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
+    """Validate the rows to plan and return their stored columns (content hashed, not kept), column-wise.
+
+    The result maps each name of :data:`PLAN_COLUMNS` to one list of values in row order.
+    """
     if not isinstance(rows, pd.DataFrame):
         raise LedgerError("plan() needs a DataFrame")
     missing = [c for c in ("message_key", "msisdn", "content") if c not in rows.columns]
     if missing:
         raise LedgerError(f"plan() rows lack columns {missing}")
     keys = [str(k) for k in rows["message_key"].tolist()]
-    dupes = pd.Series(keys).loc[lambda s: s.duplicated()].unique().tolist()
-    if dupes:
+    if len(set(keys)) != len(keys):
+        dupes = pd.Series(keys).loc[lambda s: s.duplicated()].unique().tolist()
         raise LedgerError(f"duplicate message keys: {dupes[:10]}")
     n = len(rows)
 
@@ -65,15 +71,22 @@ def plan_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
         """The values of column ``name`` with every kind of missing value as None."""
         if name not in rows.columns:
             return [None] * n
+        values = rows[name]
+        if not values.hasnans:
+            return values.tolist()
         return [None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v
-                for v in rows[name].tolist()]
+                for v in values.tolist()]
 
     msisdns, contents = column("msisdn"), column("content")
     bad = [k for k, m, c in zip(keys, msisdns, contents, strict=True) if m is None or not isinstance(c, str)]
     if bad:
         raise LedgerError(f"rows without a number or text content: {bad[:10]}")
-    segments = [None if s is None else int(s) for s in column("segments")]
-    return [{"message_key": k, "msisdn": str(m), "content_hash": hashlib.sha256(c.encode("utf-8")).hexdigest(),
-             "content_report": r, "encoding": e, "segments": s}
-            for k, m, c, r, e, s in zip(keys, msisdns, contents, column("content_report"),
-                                         column("encoding"), segments, strict=True)]
+    sha256 = hashlib.sha256
+    return {
+        "message_key": keys,
+        "msisdn": [m if isinstance(m, str) else str(m) for m in msisdns],
+        "content_hash": [sha256(c.encode("utf-8")).hexdigest() for c in contents],
+        "content_report": column("content_report"),
+        "encoding": column("encoding"),
+        "segments": [None if s is None else int(s) for s in column("segments")],
+    }

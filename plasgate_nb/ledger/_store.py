@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,17 @@ import sqlalchemy as sa
 from ..errors import LedgerError
 from . import _pairing
 from ._events import normalize
-from ._frames import EVENT_COLUMNS, MESSAGE_COLUMNS, bind_value, bulk_insert, read_frame
-from ._rows import as_utc, describe, keys_of, plan_rows, scrub
+from ._frames import (
+    EVENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    bind_value,
+    bulk_insert,
+    fetch_rows,
+    read_frame,
+    rows_by_key,
+    update_rows,
+)
+from ._rows import PLAN_COLUMNS, as_utc, describe, keys_of, plan_rows, scrub
 from ._schema import (
     WRITE_OPTION,
     campaigns,
@@ -201,26 +211,41 @@ class Ledger:
         differs is reported in ``changed`` and neither overwritten nor resent.
         """
         new = plan_rows(rows)
+        keys = new["message_key"]
         with self._write("plan") as conn:
             cid = self._cid(conn, campaign, create=True)
-            known = {r.message_key: (r.msisdn, r.content_hash) for r in conn.execute(
-                sa.select(messages.c.message_key, messages.c.msisdn, messages.c.content_hash)
-                .where(messages.c.campaign_id == cid))}
+            known = self._known(conn, cid)
             now = bind_value(conn, messages.c.created_at, _now())
-            fresh, changed = [], []
-            for row in new:
-                seen = known.get(row["message_key"])
-                if seen is None:
-                    row.update(campaign_id=cid, state="planned", attempts=0, created_at=now, updated_at=now)
-                    fresh.append(row)
-                elif seen != (row["msisdn"], row["content_hash"]):
-                    changed.append(row["message_key"])
-            bulk_insert(conn, messages, fresh)
+            if not known:
+                fresh = range(len(keys))
+                changed: list[str] = []
+            else:
+                fresh, changed = [], []
+                for i, (key, msisdn, digest) in enumerate(zip(keys, new["msisdn"], new["content_hash"],
+                                                              strict=True)):
+                    seen = known.get(key)
+                    if seen is None:
+                        fresh.append(i)
+                    elif seen != (msisdn, digest):
+                        changed.append(key)
+            columns = [new[name] for name in PLAN_COLUMNS]
+            if len(fresh) != len(keys):
+                columns = [[column[i] for i in fresh] for column in columns]
+            count = len(fresh)
+            constants = [repeat(value, count) for value in (cid, "planned", 0, now, now)]
+            bulk_insert(conn, messages, (*PLAN_COLUMNS, "campaign_id", "state", "attempts", "created_at",
+                                         "updated_at"), list(zip(*columns, *constants, strict=True)))
         if changed:
             logger.warning("campaign %r: %d planned rows changed since they were planned; not replanned",
                            campaign, len(changed))
-        return PlanResult(campaign, added=len(fresh), kept=len(new) - len(fresh) - len(changed),
+        return PlanResult(campaign, added=len(fresh), kept=len(keys) - len(fresh) - len(changed),
                           changed=tuple(changed))
+
+    def _known(self, conn: sa.Connection, cid: int) -> dict[str, tuple[str, str]]:
+        """Map each planned key of campaign ``cid`` to its (msisdn, content hash); empty for a new campaign."""
+        stmt = (sa.select(messages.c.message_key, messages.c.msisdn, messages.c.content_hash)
+                .where(messages.c.campaign_id == cid))
+        return {key: (msisdn, digest) for key, msisdn, digest in fetch_rows(conn, stmt)}
 
     def mark_submitting(self, campaign: str, keys: Iterable[Any], *, batch_id: str) -> int:
         """Mark ``planned`` rows ``submitting`` under ``batch_id`` (commit this before the request leaves).
@@ -229,19 +254,19 @@ class Ledger:
         sender got there first, or the rows were already sent).
         """
         wanted = keys_of(keys)
-        now = _now()
         with self._write("mark submitting") as conn:
             cid = self._need(conn, campaign)
+            current = rows_by_key(conn, cid, wanted)
+            ids = [current[k][0] for k in wanted if k in current and current[k][1] == "planned"]
             done = 0
-            for part in _pairing.chunks(wanted):
-                done += conn.execute(messages.update().where(
-                    messages.c.campaign_id == cid, messages.c.state == "planned",
-                    messages.c.message_key.in_(part)).values(
-                    state="submitting", batch_id=batch_id, attempts=messages.c.attempts + 1,
-                    submitted_at=now, updated_at=now, reason=None)).rowcount
+            if len(ids) == len(wanted):
+                now = bind_value(conn, messages.c.updated_at, _now())
+                done = update_rows(conn, ids, "state = 'submitting', batch_id = ?, attempts = attempts + 1, "
+                                   "submitted_at = ?, updated_at = ?, reason = NULL", (batch_id, now, now),
+                                   states=("planned",))
             if done != len(wanted):
-                raise LedgerError(f"campaign {campaign!r}: {len(wanted) - done} of these rows are not "
-                                  f"planned: {self._not_in(conn, cid, wanted, 'planned')}")
+                raise LedgerError(f"campaign {campaign!r}: {len(wanted) - len(ids)} of these rows are not "
+                                  f"planned: {self._not_in(current, wanted, 'planned')}")
         return done
 
     def settle(self, campaign: str, keys: Iterable[Any], *, state: str, queue_id: str | None = None,
@@ -264,9 +289,9 @@ class Ledger:
             response["response_body"] = str(body)[:MAX_BODY]
         with self._write("settle") as conn:
             cid = self._need(conn, campaign)
-            current = self._current(conn, cid, wanted)
+            current = rows_by_key(conn, cid, wanted)
             if len(current) != len(wanted) or any(s == "planned" for _, s in current.values()):
-                bad = self._not_in(conn, cid, wanted, "submitting", "uncertain", "accepted", "rejected")
+                bad = self._not_in(current, wanted, "submitting", "uncertain", "accepted", "rejected")
                 raise LedgerError(f"campaign {campaign!r}: can only settle rows being submitted: {bad}")
             moving = [k for k in wanted if current[k][1] in _pairing.IN_FLIGHT or current[k][1] == state]
             moved = set(moving)
@@ -274,10 +299,12 @@ class Ledger:
             if staying:
                 logger.info("campaign %r: %d rows already settled by callbacks keep their state",
                             campaign, len(staying))
-            for group, values in ((moving, {**response, "state": state, "reason": reason}), (staying, response)):
-                for part in _pairing.chunks(group):
-                    conn.execute(messages.update().where(messages.c.campaign_id == cid,
-                                                         messages.c.message_key.in_(part)).values(values))
+            names = list(response)
+            values = [bind_value(conn, messages.c[name], response[name]) for name in names]
+            assign = ", ".join(f"{name} = ?" for name in names)
+            update_rows(conn, [current[k][0] for k in moving], f"{assign}, state = ?, reason = ?",
+                        (*values, state, reason))
+            update_rows(conn, [current[k][0] for k in staying], assign, values)
             self._pair(conn, cid, {k: v for k, v in ids.items() if k in current}, current, now)
         return len(moving)
 
@@ -292,18 +319,9 @@ class Ledger:
         touched = _pairing.attach_orphans(conn, {mid: (current[k][0], cid) for k, mid in ids.items()})
         _pairing.apply(conn, touched, now=now)
 
-    def _current(self, conn: sa.Connection, cid: int, keys: list[str]) -> dict[str, tuple[int, str]]:
-        """Map each existing key to (row id, state)."""
-        out: dict[str, tuple[int, str]] = {}
-        for part in _pairing.chunks(keys):
-            for row in conn.execute(sa.select(messages.c.message_key, messages.c.id, messages.c.state)
-                                    .where(messages.c.campaign_id == cid, messages.c.message_key.in_(part))):
-                out[row.message_key] = (row.id, row.state)
-        return out
-
-    def _not_in(self, conn: sa.Connection, cid: int, keys: list[str], *states: str) -> str:
-        """Describe (at most 10) keys that are missing or not in ``states``."""
-        current = self._current(conn, cid, keys)
+    @staticmethod
+    def _not_in(current: Mapping[str, tuple[int, str]], keys: list[str], *states: str) -> str:
+        """Describe (at most 10) keys that are missing from ``current`` or not in ``states``."""
         bad = [f"{k} ({current[k][1] if k in current else 'unknown'})"
                for k in keys if k not in current or current[k][1] not in states]
         return ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
