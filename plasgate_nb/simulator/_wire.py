@@ -179,7 +179,10 @@ class _Connection(asyncio.Protocol):
         self.buf.clear()
         self.got_bytes = False
         self._head = None
-        self.transport.write(data)  # type: ignore[union-attr]
+        if self.transport is None or self.closed:
+            self.waiter.set_exception(WireClosed("connection closed before the request was written"))
+        else:
+            self.transport.write(data)
         return self.waiter
 
     def abort(self) -> None:
