@@ -27,6 +27,7 @@ from .dlr import Dispatcher
 from .faults import FaultBook, FaultMiddleware, fault_from_dict
 from .model import Gateway, InsufficientBalance, MessageSpec, new_ids
 from .parse import MSISDN, Invalid, check_content, check_dlr, check_sender, parse_batch, parse_single
+from .smpp_server import GatewayBackend, SmppServer
 
 __all__ = ["ADMIN_HEADER", "create_app"]
 
@@ -56,6 +57,10 @@ class SimApp:
                                      retry_delay=config.callback_retry_delay)
         self.faults = FaultBook(config.faults, rng=random.Random(None if config.seed is None
                                                                  else config.seed + 2))
+        self.smpp: SmppServer | None = None
+        if config.smpp:
+            self.smpp = SmppServer(GatewayBackend(self.gateway), port=config.smpp_port, book=self.faults,
+                                   enquire_link_interval=config.smpp_enquire_link_interval)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _rest_account(self, request: Request) -> Account | None:
@@ -221,7 +226,9 @@ class SimApp:
                 "records": len(self.gateway.ids), "requests": self.gateway.request_seq,
                 "scheduled": self.gateway.scheduled, "in_flight": self.dispatcher.in_flight,
                 "idle": self.dispatcher.idle, "callbacks": self.dispatcher.stats,
-                "faults": self.faults.describe()}
+                "faults": self.faults.describe(),
+                "smpp_port": self.smpp.port if self.smpp is not None else None,
+                "smpp": dict(self.smpp.stats) if self.smpp is not None else None}
 
     async def admin_control(self, request: Request) -> Response:
         """POST /_sim/control: {"faults": [...]} | {"advance": s} | {"speed": x} | {"balance": {u: x}}."""
@@ -258,11 +265,15 @@ class SimApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        """Run the receipt dispatcher for the server's lifetime."""
+        """Run the receipt dispatcher (and the SMPP server, when configured) for the server's lifetime."""
         await self.dispatcher.start()
         try:
+            if self.smpp is not None:
+                await self.smpp.start_async()
             yield
         finally:
+            if self.smpp is not None:
+                await self.smpp.stop_async()
             await self.dispatcher.stop()
 
 

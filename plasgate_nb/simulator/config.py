@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_CARRIERS",
     "FAULT_KINDS",
     "ROUTES",
+    "SMPP_ROUTE",
     "SPECIAL_NUMBERS",
     "Account",
     "Carrier",
@@ -24,6 +25,7 @@ __all__ = [
 
 Route = Literal["rest", "batch", "api"]
 ROUTES: tuple[str, ...] = ("rest", "batch", "api")
+SMPP_ROUTE = "smpp"  # faults only: the SMPP server applies throttle, error_*, delay_after, drop_after
 
 # request-level faults (applied by the fault middleware) and callback-level faults (by the model)
 FAULT_KINDS: tuple[str, ...] = (
@@ -123,7 +125,12 @@ class RateLimits:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One injected fault: ``kind`` (see FAULT_KINDS) on ``route`` ('rest'|'batch'|'api'|'*').
+    """One injected fault: ``kind`` (see FAULT_KINDS) on ``route`` ('rest'|'batch'|'api'|'smpp'|'*').
+
+    On ``smpp`` (submit_sm PDUs): ``throttle`` answers ESME_RTHROTTLED, ``error_before`` ESME_RSYSERR,
+    both without accepting; ``drop_after`` accepts and closes the connection unanswered;
+    ``delay_after`` accepts and answers ``delay`` s later (no response in time); ``error_after``
+    accepts and answers ESME_RSYSERR.
 
     Applies to the next ``count`` matching requests, or to each with ``probability`` (seeded); with
     neither, to every matching request. ``status`` is the 5xx to answer; ``delay`` the hold in seconds.
@@ -150,7 +157,10 @@ class SimulatorConfig:
     faster than real time. Callbacks are retried ``callback_retries`` times, ``callback_retry_delay``
     simulated seconds apart, until the receiver answers 200 ``ACK/Jasmin``. ``batch_invalid_numbers``:
     ``"errback"`` (Jasmin: the batch is accepted, bad numbers go to errback_url) or ``"reject"`` (400).
-    ``max_parts`` truncates longer messages as Jasmin does (None = never).
+    ``max_parts`` truncates longer messages as Jasmin does (None = never). ``smpp=True`` also serves
+    SMPP v3.4 on ``smpp_port`` (0: any free port; ``Simulator.smpp_port`` tells which), in the same
+    process and loop as the HTTP routes, binding with the HTTP API username/password;
+    ``smpp_enquire_link_interval`` is how long a link may stay silent before the server probes it.
     """
 
     accounts: tuple[Account, ...] = (Account(),)
@@ -162,7 +172,10 @@ class SimulatorConfig:
     callback_retries: int = 3
     callback_retry_delay: float = 1.0
     callback_timeout: float = 5.0
-    callback_concurrency: int = 8
+    callback_concurrency: int = 64
     faults: tuple[Fault, ...] = ()
     batch_invalid_numbers: Literal["errback", "reject"] = "errback"
     max_parts: int | None = None
+    smpp: bool = False
+    smpp_port: int = 0
+    smpp_enquire_link_interval: float = 30.0

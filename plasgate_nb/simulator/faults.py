@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import replace
 from typing import Any
 
-from .config import FAULT_KINDS, ROUTES, Fault
+from .config import FAULT_KINDS, ROUTES, SMPP_ROUTE, Fault
 
 __all__ = ["PATH_ROUTES", "FaultBook", "FaultMiddleware", "fault_from_dict", "parse_fault"]
 
@@ -36,8 +36,8 @@ def fault_from_dict(data: dict[str, Any]) -> Fault:
     fault = Fault(**{k: v for k, v in data.items() if v is not None or k in ("probability", "count")})
     if fault.kind not in FAULT_KINDS:
         raise ValueError(f"unknown fault kind {fault.kind!r}; choose from {', '.join(FAULT_KINDS)}")
-    if fault.route not in (*ROUTES, "*"):
-        raise ValueError(f"unknown route {fault.route!r}; choose from rest, batch, api or *")
+    if fault.route not in (*ROUTES, SMPP_ROUTE, "*"):
+        raise ValueError(f"unknown route {fault.route!r}; choose from rest, batch, api, smpp or *")
     return fault
 
 

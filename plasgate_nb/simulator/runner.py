@@ -63,6 +63,7 @@ class Simulator:
         self._server = BackgroundServer(FACTORY, kwargs={"config": self.config, "admin_token": self._token},
                                         host=host, port=port, mode=mode)
         self._client: httpx.Client | None = None
+        self._smpp_port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> Simulator:
@@ -70,6 +71,8 @@ class Simulator:
         self._server.start()
         self._client = httpx.Client(base_url=self.url, headers={ADMIN_HEADER: self._token}, timeout=30.0,
                                     trust_env=False)
+        if self.config.smpp:
+            self._smpp_port = self.state()["smpp_port"]
         return self
 
     def stop(self) -> None:
@@ -94,6 +97,18 @@ class Simulator:
     def url(self) -> str:
         """The base URL (``http://127.0.0.1:PORT``): REST at /rest/..., HTTP API at /api/send."""
         return self._server.url
+
+    @property
+    def smpp_port(self) -> int:
+        """The SMPP v3.4 port (needs ``SimulatorConfig(smpp=True)``); bind with the HTTP API login."""
+        if self._smpp_port is None:
+            raise PlasgateError("the simulator serves no SMPP: start it with SimulatorConfig(smpp=True)")
+        return self._smpp_port
+
+    @property
+    def smpp_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the SMPP server."""
+        return self._server.host, self.smpp_port
 
     @property
     def credentials(self) -> Credentials:

@@ -28,10 +28,13 @@ from ..server import bind_socket
 from ..smpp import pdu as _pdu
 from ..smpp.message import decode_short_message
 
-__all__ = ["GatewayBackend", "SimpleBackend", "SmppBackend", "SmppFaults", "SmppServer", "receipt_pdu"]
+__all__ = ["GatewayBackend", "SimpleBackend", "SmppBackend", "SmppFaults", "SmppServer", "SubmitRefused",
+           "receipt_pdu"]
 
 logger = logging.getLogger("plasgate_nb")
 THREAD_NAME = "plasgate-nb-smpp-server"
+ESME_RINVSRCADR = 0x0A
+ESME_RSUBMITFAIL = 0x45
 GATEWAY_TZ = timezone(timedelta(hours=7))
 Notify = Callable[[str, str, str, float, float], None]  # (message_id, stat, err, submitted, done)
 _BIND_MODES = {"bind_transceiver": "trx", "bind_transmitter": "tx", "bind_receiver": "rx"}
@@ -85,13 +88,27 @@ class SimpleBackend:
         return message_id
 
 
+class SubmitRefused(Exception):
+    """A backend refuses a message; the server answers submit_sm_resp with ``status``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        """Carry the command_status to answer and a reason for the log."""
+        super().__init__(reason)
+        self.status = status
+
+
 class GatewayBackend:
     """Adapter to the HTTP simulator's ``model.Gateway``: HTTP API username/password bind SMPP, and
-    messages are charged, recorded and given fates by the same model; its dispatcher calls us back."""
+    messages are checked (sender approval, balance), charged, recorded (route ``smpp``) and given fates
+    by the same model; its dispatcher hands each level-2 receipt to us instead of a DLR URL."""
 
     def __init__(self, gateway: Any) -> None:
         """Wrap a ``plasgate_nb.simulator.model.Gateway``."""
         self.gateway = gateway
+
+    def __repr__(self) -> str:
+        """Name the accounts, never their passwords."""
+        return f"<GatewayBackend accounts={sorted(self.gateway.accounts)}>"
 
     def authenticate(self, system_id: str, password: str) -> bool:
         """Check the credentials against the gateway's HTTP API accounts."""
@@ -99,20 +116,30 @@ class GatewayBackend:
 
     def accept(self, *, system_id: str, sender: str, to: str, text: str, parts: int,
                registered_delivery: int, notify: Notify) -> str:
-        """Submit through the gateway model (route ``smpp``) with a sink turning DLR fields to receipts."""
-        from .model import MessageSpec
+        """Submit through the gateway model (route ``smpp``) with a sink turning DLR fields to receipts.
 
-        account = self.gateway.authenticate_api(system_id, self.gateway.accounts[system_id].password)
+        Raise SubmitRefused: ESME_RINVSRCADR for a sender not approved for the account,
+        ESME_RSUBMITFAIL when the balance cannot pay.
+        """
+        from .model import InsufficientBalance, MessageSpec
+
+        gateway = self.gateway
+        account = gateway.accounts[system_id]
+        if account.senders and sender not in account.senders:
+            raise SubmitRefused(ESME_RINVSRCADR, f"sender {sender!r} not approved for {system_id}")
         wanted = registered_delivery & 0x03
 
-        def sink(_submission: Any, fields: dict[str, str]) -> None:
+        def sink(sub: Any, fields: dict[str, str]) -> None:
             status = fields.get("message_status", "UNKNOWN")
             if fields.get("level") != "2" or (wanted == 2 and status == "DELIVRD"):
                 return
-            notify(fields["id"], status, fields.get("err", "000"), time.time(), time.time())
+            notify(fields["id"], status, fields.get("err", "000"), sub.due_at, gateway.clock.now())
 
         spec = MessageSpec(to=[to], content=text, sender=sender, dlr_level=2)
-        ids, _ = self.gateway.submit(account, "smpp", [spec], sink=sink if wanted else None)
+        try:
+            ids, _ = gateway.submit(account, "smpp", [spec], sink=sink if wanted else None)
+        except InsufficientBalance as exc:
+            raise SubmitRefused(ESME_RSUBMITFAIL, str(exc)) from exc
         return ids[0][0]
 
 
@@ -218,26 +245,47 @@ class _Connection(asyncio.Protocol):
 
     def submit(self, message: _pdu.Pdu) -> None:
         """Accept a submit_sm (reassembling parts), or answer the status a fault or the bind state asks."""
-        seq, faults = message.sequence, self.server.faults
+        seq, server = message.sequence, self.server
+        faults = server.faults
         if self.mode not in ("tx", "trx") or self.system_id is None:
             self.send("submit_sm_resp", seq, status=_pdu.ESME_RINVBNDSTS)
             return
-        if faults.throttle_next > 0:
-            faults.throttle_next -= 1
+        hit = server.pick_faults()
+        if faults.throttle_next > 0 or "throttle" in hit:
+            if "throttle" not in hit:
+                faults.throttle_next -= 1
             self.send("submit_sm_resp", seq, status=faults.throttle_status)
             return
+        if "error_before" in hit:
+            self.send("submit_sm_resp", seq, status=_pdu.ESME_RSYSERR)
+            return
         decoded = decode_short_message(message)
-        to, sender = message.get("destination_addr", ""), message.get("source_addr", "")
-        rd = message.get("registered_delivery", 0)
-        message_id = self._accept(decoded.text, decoded.concat, to, sender, rd,
-                                  message.get("source_addr_ton", 0), message.get("source_addr_npi", 0))
-        if faults.drop_next > 0:
-            faults.drop_next -= 1
+        fields = message.fields
+        to, sender = fields.get("destination_addr", ""), fields.get("source_addr", "")
+        try:
+            message_id = self._accept(decoded.text, decoded.concat, to, sender,
+                                      fields.get("registered_delivery", 0), fields.get("source_addr_ton", 0),
+                                      fields.get("source_addr_npi", 0))
+        except SubmitRefused as exc:
+            logger.info("smpp server: submit_sm refused: %s", exc)
+            self.send("submit_sm_resp", seq, status=exc.status)
+            return
+        if faults.drop_next > 0 or "drop_after" in hit:
+            if "drop_after" not in hit:
+                faults.drop_next -= 1
             if self.transport is not None:
                 self.transport.abort()
             return
         if faults.silent_next > 0:
             faults.silent_next -= 1
+            return
+        if "delay_after" in hit:
+            loop = asyncio.get_running_loop()
+            loop.call_later(hit["delay_after"].delay, lambda: self.send("submit_sm_resp", seq,
+                                                                        message_id=message_id))
+            return
+        if "error_after" in hit:
+            self.send("submit_sm_resp", seq, status=_pdu.ESME_RSYSERR)
             return
         self.send("submit_sm_resp", seq, message_id=message_id)
 
@@ -259,9 +307,10 @@ class _Connection(asyncio.Protocol):
         def notify(message_id: str, stat: str, err: str, submitted: float, done: float) -> None:
             server._notify(system_id, message_id, stat, err, to, sender, ton, npi, submitted, done)
 
+        message_id = server.backend.accept(system_id=system_id, sender=sender, to=to, text=text, parts=parts,
+                                           registered_delivery=rd, notify=notify)
         server.stats["accepted"] = server.stats.get("accepted", 0) + 1
-        return server.backend.accept(system_id=system_id, sender=sender, to=to, text=text, parts=parts,
-                                     registered_delivery=rd, notify=notify)
+        return message_id
 
 
 @dataclass
@@ -269,6 +318,8 @@ class SmppServer:
     """The SMPP server: ``with SmppServer() as s: ... s.port`` runs it on its own loop in a thread.
 
     ``enquire_link_interval`` is how long a link may stay silent before the server probes it.
+    ``faults`` are counters set directly; ``book`` (a ``faults.FaultBook``, as the Simulator shares with
+    its HTTP routes) adds the faults of route ``smpp`` (or ``*``).
     """
 
     backend: SmppBackend = field(default_factory=SimpleBackend)
@@ -278,6 +329,7 @@ class SmppServer:
     faults: SmppFaults = field(default_factory=SmppFaults)
     stats: dict[str, int] = field(default_factory=dict)
     receipts_sent: list[dict[str, str]] = field(default_factory=list)
+    book: Any = None
 
     def __post_init__(self) -> None:
         """Prepare state; nothing listens until ``start()`` or ``start_async()``."""
@@ -336,6 +388,12 @@ class SmppServer:
         thread.join(10)
         loop.close()
         self._loop = None
+
+    def pick_faults(self) -> dict[str, Any]:
+        """Return the book's faults hitting this submit_sm, by kind (consuming their counts)."""
+        if self.book is None:
+            return {}
+        return {f.kind: f for f in self.book.pick("smpp")}
 
     def call(self, func: Callable[[], Any]) -> Any:
         """Run ``func`` on the server's loop (thread-safe) and return its result."""

@@ -357,7 +357,11 @@ class SmppSession:
                         registered_delivery=part.registered_delivery, data_coding=part.data_coding,
                         short_message=part.short_message)
                 except ConnectionLost:
-                    continue  # never written: wait for the reconnection and send it then
+                    # never written: wait for the reconnection and send it then. The transport is
+                    # closing but connection_lost has not run yet: clear the flag so that
+                    # _wait_bound yields to the loop instead of spinning here.
+                    self._bound.clear()
+                    continue
                 self.stats["submitted"] += 1
                 try:
                     resp = await fut
