@@ -1,0 +1,239 @@
+"""Benchmark the callback receiver: sustained DLR ingestion with durable commits, against its ceiling.
+
+Setup (not timed): an SQLite ledger file with one campaign whose messages are ``accepted`` (half
+grouped content sent by batch, half personalized). The receiver runs in its own process
+(``CallbackServer`` process mode) and ``wrk`` (Debian package ``wrk``) loads it with 50 keep-alive
+connections from a Lua script that gives every request its own report: for a grouped message a batch
+callback (GET), a level-1 DLR (GET) and a level-2 DLR (POST form) to the ``_group`` URL, in whatever
+order the connections deliver them; for a personalized message a level-1 GET and two level-2 POSTs
+(ACCEPTD then a final status) to its own ``dlr_url``. Each run sends ``--reports`` distinct reports;
+the script counts the ``ACK/Jasmin`` answers and the benchmark checks that the ledger then holds
+exactly that many events. The ceiling is the same app stack (routes, parsing, group writer) over a
+no-op sink that stores nothing, also in its own process. Medians of several runs.
+
+``collect_1m_s`` (merging a 1,000,000-row campaign into a frame) is measured by ``benchmarks/collect.py``
+and left null here.
+
+    python benchmarks/callbacks.py [--quick] [--runs N] [--reports N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from plasgate_nb.callbacks import CallbackServer, create_app_from
+from plasgate_nb.ledger import Ledger
+from plasgate_nb.server import BackgroundServer
+
+CAMPAIGN = "bench"
+QUEUE_ID = "q-bench"
+CONNECTIONS = 50
+THREADS = 2
+TOKEN = "bench-token-not-secret"
+
+LUA = r"""
+local token, quota, per_thread = "%(token)s", %(quota)d, %(per_thread)d
+local signal_dir = "%(signal_dir)s"
+local base = "/dlr/bench/" .. token .. "/"
+local batch = "/batch/bench/" .. token
+local form = {["Content-Type"] = "application/x-www-form-urlencoded"}
+local threads = {}
+tid, sent, answered, acked, other, checked = 0, 0, 0, 0, 0, false
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+local function level2(id, status)
+  return "id=" .. id .. "&message_status=" .. status .. "&level=2&connector=smsc&id_smsc=5E8F" ..
+         "&sub=001&dlvrd=001&subdate=2611250932&donedate=2611250933&err=000&text=Your+code+is"
+end
+
+function request()
+  if tid == 0 and not checked then  -- wrk calls thread 0's request() once to check it, and never sends it
+    checked = true
+    return wrk.format("GET", "/health")
+  end
+  local n = sent
+  sent = sent + 1
+  if n >= quota then return wrk.format("GET", "/health") end
+  local m = tid * per_thread + math.floor(n / 3)
+  local j = n %% 3
+  local id = "gw-" .. m
+  local final = (m %% 20 == 7) and "UNDELIV" or "DELIVRD"
+  if m %% 2 == 0 then
+    if j == 0 then
+      return wrk.format("GET", batch .. "?batchId=%(queue)s&to=8551" .. (2000000 + m) ..
+                        "&status=1&statusText=Success%%20%%22" .. id .. "%%22")
+    elseif j == 1 then
+      return wrk.format("GET", base .. "_group?id=" .. id .. "&message_status=ESME_ROK&level=1&connector=smsc")
+    end
+    return wrk.format("POST", base .. "_group", form, level2(id, final))
+  end
+  local key = base .. "k" .. m
+  if j == 0 then
+    return wrk.format("GET", key .. "?id=" .. id .. "&message_status=ESME_ROK&level=1&connector=smsc")
+  elseif j == 1 then
+    return wrk.format("POST", key, form, level2(id, "ACCEPTD"))
+  end
+  return wrk.format("POST", key, form, level2(id, final))
+end
+
+function response(status, headers, body)
+  if body == "ok" then return end
+  answered = answered + 1
+  if status == 200 and body == "ACK/Jasmin" then acked = acked + 1 else other = other + 1 end
+  if answered == quota then
+    io.open(signal_dir .. "/done-" .. tid, "w"):close()
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    io.write(string.format("THREAD %%d %%d %%d\n", t:get("tid"), t:get("acked"), t:get("other")))
+  end
+end
+"""
+
+
+class NullSink:
+    """An EventSink that knows the bench token and stores nothing (the ceiling)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def campaign_token(self, campaign: str) -> str | None:
+        """Every campaign has the bench token."""
+        return self.token
+
+    def record_events(self, events: list[dict[str, Any]]) -> int:
+        """Store nothing."""
+        return len(events)
+
+
+def null_app(token: str) -> Any:
+    """The receiver app over a no-op sink (the factory the ceiling's child process calls)."""
+    return create_app_from(NullSink(token))
+
+
+def build_ledger(path: Path, messages: int) -> tuple[Ledger, str]:
+    """An SQLite ledger whose ``messages`` rows were accepted by the gateway; returns it and the token."""
+    ledger = Ledger(path)
+    token = ledger.open_campaign(CAMPAIGN).token
+    keys = [f"k{m}" for m in range(messages)]
+    ledger.plan(CAMPAIGN, pd.DataFrame({"message_key": keys,
+                                        "msisdn": [f"8551{2_000_000 + m}" for m in range(messages)],
+                                        "content": "Your code is #ma#1234#ma#"}))
+    ledger.mark_submitting(CAMPAIGN, keys, batch_id="b-bench")
+    ledger.settle(CAMPAIGN, keys, state="accepted", queue_id=QUEUE_ID, status=200)
+    ledger.close()
+    return ledger, token
+
+
+def count_events(path: Path) -> int:
+    """The number of events stored in the ledger file."""
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM plasgate_events").fetchone()[0])
+
+
+def run_wrk(url: str, token: str, reports: int, workdir: Path, *, timeout: float = 600.0) -> dict[str, float]:
+    """Send ``reports`` distinct reports with wrk; return reports/s, ACKs and other answers."""
+    quota = reports // THREADS
+    signal_dir = workdir / f"signals-{time.monotonic_ns()}"
+    signal_dir.mkdir()
+    script = workdir / "reports.lua"
+    script.write_text(LUA % {"token": token, "quota": quota, "per_thread": (quota + 2) // 3,
+                             "signal_dir": signal_dir, "queue": QUEUE_ID})
+    command = ["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{int(timeout)}s", "--timeout", "30s",
+               "-s", str(script), url]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    elapsed = timeout
+    while time.perf_counter() - started < timeout and process.poll() is None:
+        if len(list(signal_dir.iterdir())) == THREADS:
+            elapsed = time.perf_counter() - started
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    if elapsed >= timeout:
+        raise RuntimeError(f"wrk did not finish in {timeout:.0f} s:\n{output}")
+    counts = [tuple(int(v) for v in line.split()[2:]) for line in output.splitlines() if line.startswith("THREAD")]
+    if len(counts) != THREADS:
+        raise RuntimeError(f"wrk did not report its counts:\n{output}")
+    acked = sum(c[0] for c in counts)
+    errors = re.search(r"Socket errors: .*", output)
+    return {"reports": quota * THREADS, "acked": acked, "other": sum(c[1] for c in counts),
+            "seconds": elapsed, "per_s": acked / elapsed, "socket_errors": errors.group(0) if errors else ""}
+
+
+def rates(results: list[dict[str, Any]]) -> str:
+    """Each run's reports/s, comma-separated."""
+    return ", ".join(f"{r['per_s']:,.0f}" for r in results)
+
+
+def main() -> None:
+    """Run the stored and the ceiling measurements and print the table and the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10,000 reports, 2 runs")
+    parser.add_argument("--reports", type=int, default=None, help="reports per run (default 50,000)")
+    parser.add_argument("--runs", type=int, default=None, help="runs of each measurement (default 5)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("this benchmark needs wrk (Debian/Ubuntu: apt-get install wrk)")
+    reports = args.reports or (10_000 if args.quick else 50_000)
+    runs = args.runs or (2 if args.quick else 5)
+    stored: list[dict[str, float]] = []
+    ceiling: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for run in range(runs):
+            path = work / f"ledger-{run}.db"
+            ledger, token = build_ledger(path, (reports + 2) // 3 + THREADS)
+            with CallbackServer(ledger) as server:
+                result = run_wrk(server.url, token, reports, work)
+            result["stored"] = count_events(path)
+            stored.append(result)
+            path.unlink()
+            with BackgroundServer("benchmarks.callbacks:null_app", kwargs={"token": TOKEN},
+                                  mode="process") as server:
+                ceiling.append(run_wrk(server.url, TOKEN, reports, work))
+    for result in stored:
+        if result["stored"] != result["acked"] or result["other"]:
+            sys.exit(f"ledger check failed: {result}")
+    per_s = statistics.median(r["per_s"] for r in stored)
+    top = statistics.median(r["per_s"] for r in ceiling)
+    print(f"callbacks benchmark: {reports:,} reports per run, {CONNECTIONS} connections, {runs} runs, "
+          f"receiver in its own process over an SQLite ledger file (synchronous=FULL)")
+    print(f"{'measure':<36}{'median/s':>10}   runs")
+    print(f"{'stored (ACK after commit)':<36}{per_s:>10,.0f}   {rates(stored)}")
+    print(f"{'ceiling (no-op sink)':<36}{top:>10,.0f}   {rates(ceiling)}")
+    print(f"{'ledger events == ACKs':<36}{'yes':>10}   {', '.join(str(r['stored']) for r in stored)}")
+    figures = {"reports": reports, "reports_per_s": round(per_s), "ceiling_per_s": round(top),
+               "collect_1m_s": None, "runs": runs, "connections": CONNECTIONS}
+    ratios = {"vs_ceiling": round(per_s / top, 3)}
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+               "load_avg_1m": round(os.getloadavg()[0], 2), "collect_1m_s": "see benchmarks/collect.py"}
+    print(json.dumps({"benchmark": "callbacks", "figures": figures, "ratios": ratios, "machine": machine}))
+
+
+if __name__ == "__main__":
+    main()
