@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from . import pdu as _pdu
@@ -23,9 +24,11 @@ __all__ = [
     "mo_event",
     "parse_deliver_sm",
     "parse_receipt_text",
+    "receipt_date",
     "receipt_event",
 ]
 
+GATEWAY_TZ = timezone(timedelta(hours=7))
 ESM_RECEIPT_MASK = 0x3C
 ESM_SMSC_RECEIPT = 0x04
 FINAL_STATES = frozenset({"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED", "UNKNOWN"})
@@ -106,19 +109,36 @@ def parse_deliver_sm(message: _pdu.Pdu) -> Receipt | MobileOriginated:
                    sender=message.get("destination_addr", ""), raw=raw)
 
 
+def receipt_date(value: str | None) -> datetime | None:
+    """Read a receipt date (``YYMMDDhhmm`` or ``YYMMDDhhmmss``, gateway local time, UTC+7) as aware UTC."""
+    if not value or not value.isdigit() or len(value) not in (10, 12):
+        return None
+    try:
+        local = datetime.strptime(value, "%y%m%d%H%M%S" if len(value) == 12 else "%y%m%d%H%M")
+    except ValueError:
+        return None
+    return local.replace(tzinfo=GATEWAY_TZ).astimezone(UTC)
+
+
 def receipt_event(receipt: Receipt) -> dict[str, Any]:
-    """Convert a receipt into a ledger delivery event (same shape as an HTTP level-2 DLR)."""
+    """Convert a receipt into a ledger delivery event (same shape as an HTTP level-2 DLR).
+
+    ``raw`` holds the receipt's fields as Jasmin's DLR would name them, ``done_at`` the done date.
+    """
+    raw = {"id": receipt.message_id, "message_status": receipt.stat, "level": "2", "to": receipt.recipient,
+           "subdate": receipt.submit_date, "donedate": receipt.done_date, "err": receipt.err,
+           "sub": receipt.sub, "dlvrd": receipt.dlvrd, "text": receipt.text, "message_state": receipt.message_state}
     return {"message_id": receipt.message_id, "level": 2, "status": receipt.stat, "err": receipt.err,
-            "raw": receipt.raw, "source": "smpp", "to": receipt.recipient,
-            "submit_date": receipt.submit_date, "done_date": receipt.done_date}
+            "raw": {k: v for k, v in raw.items() if v is not None}, "source": "smpp",
+            "done_at": receipt_date(receipt.done_date)}
 
 
 def mo_event(mo: MobileOriginated) -> dict[str, Any]:
-    """Convert a mobile-originated message into a ledger event dict (``kind="mo"``)."""
-    return {"message_id": None, "level": None, "status": "MO", "err": None, "raw": mo.text,
-            "source": "smpp", "kind": "mo", "from": mo.sender, "to": mo.destination}
+    """Convert a mobile-originated message into a reply dict (``kind="mo"``; not a ledger event)."""
+    return {"kind": "mo", "source": "smpp", "msisdn": mo.sender, "to": mo.destination, "text": mo.text,
+            "data_coding": mo.data_coding}
 
 
 def event_from_deliver(item: Receipt | MobileOriginated) -> dict[str, Any]:
-    """Convert whatever a deliver_sm carried into a ledger event dict."""
+    """Convert a receipt into a ledger event dict, or an MO message into a reply dict (``kind="mo"``)."""
     return receipt_event(item) if isinstance(item, Receipt) else mo_event(item)
