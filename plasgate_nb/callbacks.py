@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -73,58 +74,67 @@ def _is_refusal(exc: LedgerError) -> bool:
     return exc.__cause__ is None
 
 
+Outcome = tuple[str, str]  # ("ok" | "refused" | "failed", reason)
+
+
+def _record(sink: EventSink, events: list[dict[str, Any]]) -> Outcome:
+    """Record ``events`` through ``sink`` and describe the outcome (never raises)."""
+    try:
+        sink.record_events(events)
+    except LedgerError as exc:
+        return ("refused" if _is_refusal(exc) else "failed", str(exc))
+    except Exception as exc:  # never crash the receiver; the gateway retries on 503
+        return "failed", type(exc).__name__
+    return "ok", ""
+
+
 class _GroupWriter:
-    """Collect events from concurrent requests and commit them together, releasing each after commit."""
+    """Collect events from concurrent requests and commit them together, releasing each after commit.
+
+    Commits run one at a time in a writer thread: while one group is written, the next one gathers.
+    """
 
     def __init__(self, sink: EventSink, *, max_group: int = 2000) -> None:
-        self.sink = sink
         self.max_group = max_group
         self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-ledger")
+        self.write = functools.partial(_record, sink)
         self.task: asyncio.Task[None] | None = None
 
     async def submit(self, event: dict[str, Any]) -> None:
         """Queue ``event`` and return once it is committed (raises if the commit failed)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.queue.put((event, future))
+        self.queue.put_nowait((event, future))
         await future
+
+    async def _commit(self, events: list[dict[str, Any]]) -> Outcome:
+        """Run one commit in the writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.write, events)
 
     async def run(self) -> None:
         """Write queued events group by group until cancelled."""
-        loop = asyncio.get_running_loop()
         while True:
             group = [await self.queue.get()]
             while len(group) < self.max_group and not self.queue.empty():
                 group.append(self.queue.get_nowait())
-            try:
-                await loop.run_in_executor(self.executor, self.sink.record_events, [e for e, _ in group])
-            except Exception as exc:  # one bad event must not fail its neighbours: write one by one
-                logger.warning("group of %d callbacks failed (%s); writing them one by one",
-                               len(group), type(exc).__name__)
-                for event, future in group:
-                    await self._write_one(loop, event, future)
-            else:
+            outcome, reason = await self._commit([e for e, _ in group])
+            if outcome == "ok":
                 for _, future in group:
                     if not future.done():
                         future.set_result(None)
-
-    async def _write_one(self, loop: asyncio.AbstractEventLoop, event: dict[str, Any],
-                         future: asyncio.Future[None]) -> None:
-        """Write one event alone; a refused event is a 400, a storage failure a 503 (the gateway retries)."""
-        try:
-            await loop.run_in_executor(self.executor, self.sink.record_events, [event])
-        except LedgerError as exc:
-            error: Exception = CallbackError(f"refused: {exc}") if _is_refusal(exc) else exc
-            logger.error("could not store a callback: %s", error)
-            if not future.done():
-                future.set_exception(error)
-        except Exception as exc:  # never crash the receiver
-            logger.error("could not store a callback: %s", type(exc).__name__)
-            if not future.done():
-                future.set_exception(exc)
-        else:
-            if not future.done():
-                future.set_result(None)
+                continue
+            # one bad event must not fail its neighbours: write them one by one
+            logger.warning("group of %d callbacks failed (%s); writing them one by one", len(group), outcome)
+            for event, future in group:
+                outcome, reason = await self._commit([event]) if len(group) > 1 else (outcome, reason)
+                if future.done():
+                    continue
+                if outcome == "ok":
+                    future.set_result(None)
+                else:
+                    logger.error("could not store a callback: %s", reason)
+                    error = CallbackError(f"refused: {reason}") if outcome == "refused" else LedgerError(reason)
+                    future.set_exception(error)
 
     async def close(self) -> None:
         """Stop the writer task and its thread."""
@@ -172,20 +182,28 @@ async def _fields(request: Request) -> dict[str, str]:
 
 def create_app_from(sink: EventSink) -> Starlette:
     """Build the receiver app over ``sink`` (a Ledger, or anything with the EventSink methods)."""
-    tokens: dict[str, str | None] = {}
+    tokens: dict[str, str] = {}
     writer = _GroupWriter(sink)
 
     def token_ok(request: Request, campaign: str) -> bool:
-        if campaign not in tokens or tokens[campaign] is None:
-            tokens[campaign] = sink.campaign_token(campaign)
-        expected = tokens[campaign]
+        """Whether the path carries the campaign's token (known tokens are cached; unknown names are not)."""
+        expected = tokens.get(campaign)
+        if expected is None:
+            expected = sink.campaign_token(campaign)
+            if expected is not None:
+                tokens[campaign] = expected
         given = request.path_params.get("token", "")
         return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
     def handler(parse: Callable[[Mapping[str, str], str, Request], dict[str, Any]]) -> Callable[..., Any]:
         async def endpoint(request: Request) -> Response:
             campaign = request.path_params["campaign"]
-            if not token_ok(request, campaign):
+            try:
+                allowed = token_ok(request, campaign)
+            except Exception as exc:  # the ledger cannot be read: the gateway retries later
+                logger.error("could not check a callback token: %s", type(exc).__name__)
+                return PlainTextResponse("storage unavailable, retry later", status_code=503)
+            if not allowed:
                 return PlainTextResponse("forbidden", status_code=403)
             try:
                 event = parse(await _fields(request), campaign, request)
