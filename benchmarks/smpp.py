@@ -1,45 +1,34 @@
-"""Benchmark: submit_sm/s over one transceiver, windowed vs stop-and-wait, against the simulator's
-SMPP server running in its own process. Prints a table; the last line is one JSON object."""
+"""Benchmark: submit_sm/s over one transceiver, windowed vs stop-and-wait, against the simulator's SMPP
+port (``SimulatorConfig(smpp=True)``: the full gateway model records and charges every message) served
+in its own process. Prints a table; the last line is one JSON object."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import platform
 import statistics
 import time
-from typing import Any
 
-from plasgate_nb.simulator.smpp_server import SimpleBackend, SmppServer
+from plasgate_nb.simulator import RateLimits, Simulator, SimulatorConfig
 from plasgate_nb.smpp import SmppConfig, SmppSession
 
 
-def _serve(conn: Any, stop: Any) -> None:
-    """Child process: run the SMPP server until told to stop."""
-    server = SmppServer(SimpleBackend(latency=0.0))
-    server.start()
-    conn.send(server.port)
-    stop.wait()
-    server.stop()
-
-
-async def _rate(port: int, *, window: int, count: int) -> float:
-    """Bind one transceiver and return submit_sm/s for ``count`` one-part messages."""
-    cfg = SmppConfig(port=port, system_id="demo", password="demopass", window=window,
-                     registered_delivery=0)
+async def _rate(port: int, user: str, password: str, *, window: int, count: int) -> tuple[float, float]:
+    """Bind one transceiver; return (submit_sm/s, client CPU µs per message) for ``count`` messages."""
+    cfg = SmppConfig(port=port, system_id=user, password=password, window=window, registered_delivery=0)
     messages = [{"to": f"8551234{i % 100000:05d}", "text": f"Hello {i}", "sender": "SMS Info"}
                 for i in range(count)]
     async with SmppSession(cfg) as session:
         await session.submit_many(messages[: min(200, count)])  # warm up
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         results = await session.submit_many(messages)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if any(r.outcome != "accepted" for r in results):
         raise RuntimeError("some submit_sm were not accepted")
-    return count / elapsed
+    return count / elapsed, cpu / count * 1e6
 
 
 def main() -> None:
@@ -47,32 +36,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     count = 4000 if args.quick else 20000
-    runs = 3
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    stop = ctx.Event()
-    proc = ctx.Process(target=_serve, args=(child, stop), name="smpp-bench-server")
-    proc.start()
-    try:
-        port = parent.recv()
-        windowed = [asyncio.run(_rate(port, window=args.window, count=count)) for _ in range(runs)]
-        stop_and_wait = [asyncio.run(_rate(port, window=1, count=count // 5)) for _ in range(runs)]
-    finally:
-        stop.set()
-        proc.join(10)
-    w, s = statistics.median(windowed), statistics.median(stop_and_wait)
-    print(f"{'client':<22}{'messages':>10}{'submit_sm/s (median of 3)':>28}")
-    print(f"{'window=' + str(args.window):<22}{count:>10}{w:>28,.0f}")
-    print(f"{'stop-and-wait':<22}{count // 5:>10}{s:>28,.0f}")
+    runs = 3 if args.quick else args.runs
+    config = SimulatorConfig(smpp=True, rate_limits=RateLimits.off())
+    with Simulator(config, mode="process") as sim:
+        creds = sim.credentials
+        windowed, waited = [], []
+        for _ in range(runs):  # interleaved, so a burst of load elsewhere hits both alike
+            windowed.append(asyncio.run(_rate(sim.smpp_port, creds.username, creds.password,
+                                              window=args.window, count=count)))
+            waited.append(asyncio.run(_rate(sim.smpp_port, creds.username, creds.password,
+                                            window=1, count=count // 5)))
+    w = statistics.median(r for r, _ in windowed)
+    s = statistics.median(r for r, _ in waited)
+    w_cpu = statistics.median(c for _, c in windowed)
+    s_cpu = statistics.median(c for _, c in waited)
+    print(f"{'client':<16}{'messages':>10}{'submit_sm/s (median of ' + str(runs) + ')':>28}{'client CPU µs/msg':>20}")
+    print(f"{'window=' + str(args.window):<16}{count:>10}{w:>28,.0f}{w_cpu:>20.1f}")
+    print(f"{'stop-and-wait':<16}{count // 5:>10}{s:>28,.0f}{s_cpu:>20.1f}")
+    print(f"runs windowed: {[round(r) for r, _ in windowed]}  stop-and-wait: {[round(r) for r, _ in waited]}")
     print(f"ratio {w / s:.1f}x")
     print(json.dumps({"benchmark": "smpp",
                       "figures": {"submit_per_s": round(w), "stop_and_wait_per_s": round(s),
-                                  "messages": count, "window": args.window},
+                                  "messages": count, "window": args.window, "runs": runs},
                       "ratios": {"vs_stop_and_wait": round(w / s, 2)},
                       "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                  "platform": platform.platform()}}))
+                                  "platform": platform.platform(),
+                                  "load_avg_1m": round(os.getloadavg()[0], 2)}}))
 
 
 if __name__ == "__main__":

@@ -183,6 +183,7 @@ class _Connection(asyncio.Protocol):
         self.seq = itertools.count(1)
         self.last_rx = time.monotonic()
         self.parts: dict[tuple[str, str, int], dict[int, str]] = {}
+        self.out: list[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register the connection."""
@@ -194,13 +195,27 @@ class _Connection(asyncio.Protocol):
         self.server._connections.discard(self)
 
     def send(self, command: str, seq: int, *, status: int = 0, **values: Any) -> None:
-        """Write one PDU unless closing."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(_pdu.encode(command, seq, status=status, **values))
+        """Write one PDU unless closing (inside ``data_received``: queued, all sent in one write)."""
+        self.write(_pdu.encode(command, seq, status=status, **values))
+
+    def write(self, data: bytes) -> None:
+        """Write encoded PDUs, or queue them while a received chunk is being handled."""
+        if self.out is not None:
+            self.out.append(data)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Write the answers queued so far (before closing the connection)."""
+        if self.out:
+            out, self.out = self.out, []
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
-        """Handle every complete PDU."""
+        """Handle every complete PDU; the answers to one received chunk leave in one write."""
         self.last_rx = time.monotonic()
+        self.out = []
         try:
             for raw in self.reader.feed(data):
                 self.handle(_pdu.decode(raw))
@@ -208,6 +223,10 @@ class _Connection(asyncio.Protocol):
             logger.warning("smpp server: %s", exc)
             if self.transport is not None:
                 self.transport.close()
+        finally:
+            out, self.out = self.out, None
+            if out and self.transport is not None and not self.transport.is_closing():
+                self.transport.write(b"".join(out))
 
     def handle(self, message: _pdu.Pdu) -> None:
         """Answer one PDU."""
@@ -222,6 +241,7 @@ class _Connection(asyncio.Protocol):
         elif name == "unbind":
             self.send("unbind_resp", seq)
             self.system_id = self.mode = None
+            self.flush()
             if self.transport is not None:
                 self.transport.close()
         elif message.is_response:
@@ -273,6 +293,7 @@ class _Connection(asyncio.Protocol):
         if faults.drop_next > 0 or "drop_after" in hit:
             if "drop_after" not in hit:
                 faults.drop_next -= 1
+            self.flush()
             if self.transport is not None:
                 self.transport.abort()
             return
@@ -442,7 +463,7 @@ class SmppServer:
         _, message_id, stat, err, to, sender, ton, npi, submitted, done = receipt
         if conn.transport is None:
             return
-        conn.transport.write(receipt_pdu(next(conn.seq), message_id=message_id, stat=stat, err=err,
+        conn.write(receipt_pdu(next(conn.seq), message_id=message_id, stat=stat, err=err,
                                          recipient=to, sender=sender, submitted=submitted, done=done,
                                          sender_ton=ton, sender_npi=npi))
         self.stats["deliver_sm_sent"] = self.stats.get("deliver_sm_sent", 0) + 1

@@ -13,12 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..segments import GSM7, count_segments, encode_gsm7, split_parts
+from ..segments import (
+    DELETE_GSM_BASIC,
+    GSM7,
+    count_segments,
+    decode_gsm7,
+    encode_gsm7,
+    split_parts,
+    strip_markers,
+)
 from . import pdu as _pdu
 
-__all__ = ["Concat", "Part", "build_parts", "decode_short_message"]
+__all__ = ["Concat", "Part", "build_parts", "decode_short_message", "fast_decode_gsm7", "fast_encode_gsm7"]
 
 Concat = Literal["udh", "sar"]
+# one-character tables of the GSM 03.38 basic set, taken from segments' codec (0x1B: the escape)
+_SEPTET_CHAR = {code: decode_gsm7(bytes((code,))) for code in range(128) if code != 0x1B}
+_TO_SEPTET = {ord(ch): code for code, ch in _SEPTET_CHAR.items()}
+_FROM_SEPTET = {code: ord(ch) for code, ch in _SEPTET_CHAR.items()}
 ESM_UDHI = 0x40
 DC_GSM7 = 0
 DC_UCS2 = 8
@@ -35,6 +47,20 @@ class Part:
     registered_delivery: int
 
 
+def fast_encode_gsm7(text: str) -> bytes:
+    """``encode_gsm7`` with a C-speed path for texts of basic-table characters only."""
+    if not text.translate(DELETE_GSM_BASIC):
+        return text.translate(_TO_SEPTET).encode("latin-1")
+    return encode_gsm7(text)
+
+
+def fast_decode_gsm7(data: bytes) -> str:
+    """``decode_gsm7`` with a C-speed path for septets without escapes."""
+    if 0x1B not in data and max(data, default=0) < 0x80:
+        return data.decode("latin-1").translate(_FROM_SEPTET)
+    return decode_gsm7(data)
+
+
 def build_parts(text: str, *, concat: Concat = "udh", reference: int = 0,
                 registered_delivery: int = 1) -> list[Part]:
     """Split ``text`` (markers removed) into submit_sm parts sharing ``reference``.
@@ -45,10 +71,11 @@ def build_parts(text: str, *, concat: Concat = "udh", reference: int = 0,
     """
     if concat not in ("udh", "sar"):
         raise ValueError(f"concat must be 'udh' or 'sar', not {concat!r}")
-    gsm = count_segments(text).encoding == GSM7
+    count = count_segments(text)
+    gsm = count.encoding == GSM7
     data_coding = DC_GSM7 if gsm else DC_UCS2
-    chunks = split_parts(text)
-    payloads = [encode_gsm7(c) if gsm else c.encode("utf-16-be") for c in chunks]
+    chunks = [strip_markers(text)] if count.segments == 1 else split_parts(text)
+    payloads = [fast_encode_gsm7(c) if gsm else c.encode("utf-16-be") for c in chunks]
     total = len(payloads)
     if total == 1:
         return [Part(payloads[0], 0, data_coding, b"", registered_delivery)]
@@ -78,8 +105,6 @@ class Decoded:
 
 def decode_short_message(message: _pdu.Pdu) -> Decoded:
     """Decode the text of a submit_sm / deliver_sm, stripping a UDH and reading UDH or sar_ TLVs."""
-    from ..segments import decode_gsm7
-
     data: bytes = message.get("short_message", b"")
     if not data and _pdu.TAG_MESSAGE_PAYLOAD in message.tlvs:
         data = message.tlvs[_pdu.TAG_MESSAGE_PAYLOAD]
@@ -104,7 +129,7 @@ def decode_short_message(message: _pdu.Pdu) -> Decoded:
     if coding == DC_UCS2:
         text = data.decode("utf-16-be", errors="replace")
     elif coding == DC_GSM7:
-        text = decode_gsm7(data)
+        text = fast_decode_gsm7(data)
     else:
         text = data.decode("latin-1")
     return Decoded(text, concat)

@@ -33,7 +33,9 @@ __all__ = [
     "command_name",
     "decode",
     "encode",
+    "encode_submit_sm",
     "status_name",
+    "submit_sm_prefix",
 ]
 
 HEADER = struct.Struct(">LLLL")
@@ -201,6 +203,28 @@ def encode(command: str | int, sequence: int, *, status: int = 0, tlvs: bytes = 
                 body += value
         body += tlvs
     return HEADER.pack(16 + len(body), command_id, status, sequence) + body
+
+
+def submit_sm_prefix(*, source_addr_ton: int, source_addr_npi: int, source_addr: str, dest_addr_ton: int,
+                     dest_addr_npi: int, service_type: str = "") -> bytes:
+    """Encode the submit_sm fields from service_type to dest_addr_npi, shared by a session's messages."""
+    return (_cstring(service_type) + bytes((source_addr_ton, source_addr_npi)) + _cstring(source_addr)
+            + bytes((dest_addr_ton, dest_addr_npi)))
+
+
+def encode_submit_sm(sequence: int, prefix: bytes, destination_addr: str, *, esm_class: int,
+                     registered_delivery: int, data_coding: int, short_message: bytes, tlvs: bytes = b"") -> bytes:
+    """Encode a submit_sm from a ``submit_sm_prefix`` (the fast path of windowed sending).
+
+    The bytes equal ``encode("submit_sm", ...)`` with the same values and the other fields at 0/empty.
+    """
+    size = len(short_message)
+    if size > 254:
+        raise ValueError("short_message longer than 254 octets; use message_payload")
+    dest = destination_addr.encode("latin-1")
+    tail = bytes((0, esm_class, 0, 0, 0, 0, registered_delivery, 0, data_coding, 0, size))
+    length = 16 + len(prefix) + len(dest) + 11 + size + len(tlvs)
+    return b"".join((HEADER.pack(length, 0x00000004, 0, sequence), prefix, dest, tail, short_message, tlvs))
 
 
 def decode(data: bytes) -> Pdu:

@@ -127,6 +127,8 @@ class SmppSession:
         self._reconnector: asyncio.Task[None] | None = None
         self._lost: asyncio.Event = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._out: list[bytes] = []  # PDUs written this loop iteration, sent in one write by _flush
+        self._prefixes: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         """Show where and how the session binds, never the credentials."""
@@ -165,6 +167,7 @@ class SmppSession:
         except (OSError, TimeoutError) as exc:
             raise TransportError(f"cannot connect to SMPP server {cfg.host}:{cfg.port}: {exc}") from exc
         self._protocol = protocol
+        self._out = []
         self._lost = asyncio.Event()
         self._last_rx = time.monotonic()
         command = _BIND_COMMANDS[cfg.bind]
@@ -200,7 +203,8 @@ class SmppSession:
             await asyncio.wait_for(self._lost.wait(), 2.0)
 
     def _close_transport(self) -> None:
-        """Close the TCP connection if open."""
+        """Send what is queued, then close the TCP connection if open."""
+        self._flush()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
@@ -253,8 +257,21 @@ class SmppSession:
             await self._bound.wait()
 
     # -- PDUs -------------------------------------------------------------------------------------
-    def _request(self, command: str, *, tlvs: bytes = b"", **values: Any) -> asyncio.Future[_pdu.Pdu]:
-        """Write a request; return the future of its response (deadline checked by the timer)."""
+    def _write(self, data: bytes) -> None:
+        """Queue one PDU; every PDU queued in this loop iteration leaves in one write (one syscall)."""
+        out = self._out
+        out.append(data)
+        if len(out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write the queued PDUs (dropped if the connection is gone: their futures fail with it)."""
+        out, self._out = self._out, []
+        if out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(out))
+
+    def _expect(self) -> tuple[int, asyncio.Future[_pdu.Pdu]]:
+        """Take the next sequence number and register the future of its response."""
         if self._transport is None or self._transport.is_closing():
             raise ConnectionLost("not connected")
         seq = next(self._seq)
@@ -263,13 +280,33 @@ class SmppSession:
             seq = 1
         fut: asyncio.Future[_pdu.Pdu] = asyncio.get_running_loop().create_future()
         self._pending[seq] = (fut, time.monotonic() + self.config.response_timeout)
-        self._transport.write(_pdu.encode(command, seq, tlvs=tlvs, **values))
+        return seq, fut
+
+    def _request(self, command: str, *, tlvs: bytes = b"", **values: Any) -> asyncio.Future[_pdu.Pdu]:
+        """Write a request; return the future of its response (deadline checked by the timer)."""
+        seq, fut = self._expect()
+        self._write(_pdu.encode(command, seq, tlvs=tlvs, **values))
+        return fut
+
+    def _request_submit(self, message: SmppMessage, part: Part) -> asyncio.Future[_pdu.Pdu]:
+        """Write one submit_sm part (fast path: the fields shared by the session are pre-encoded)."""
+        prefix = self._prefixes.get(message.sender)
+        if prefix is None:
+            cfg = self.config
+            prefix = self._prefixes[message.sender] = _pdu.submit_sm_prefix(
+                source_addr_ton=cfg.source_addr_ton, source_addr_npi=cfg.source_addr_npi,
+                source_addr=message.sender, dest_addr_ton=cfg.dest_addr_ton, dest_addr_npi=cfg.dest_addr_npi)
+        seq, fut = self._expect()
+        self._write(_pdu.encode_submit_sm(seq, prefix, message.to, esm_class=part.esm_class,
+                                          registered_delivery=part.registered_delivery,
+                                          data_coding=part.data_coding, short_message=part.short_message,
+                                          tlvs=part.tlvs))
         return fut
 
     def _send(self, command: str, seq: int, *, status: int = 0, **values: Any) -> None:
         """Write a response (ignored once the connection is closing)."""
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(_pdu.encode(command, seq, status=status, **values))
+            self._write(_pdu.encode(command, seq, status=status, **values))
 
     def _on_pdu(self, message: _pdu.Pdu) -> None:
         """Dispatch one received PDU."""
@@ -349,13 +386,7 @@ class SmppSession:
                 if not self._bound.is_set():
                     continue
                 try:
-                    fut = self._request(
-                        "submit_sm", tlvs=part.tlvs, source_addr_ton=cfg.source_addr_ton,
-                        source_addr_npi=cfg.source_addr_npi, source_addr=message.sender,
-                        dest_addr_ton=cfg.dest_addr_ton, dest_addr_npi=cfg.dest_addr_npi,
-                        destination_addr=message.to, esm_class=part.esm_class,
-                        registered_delivery=part.registered_delivery, data_coding=part.data_coding,
-                        short_message=part.short_message)
+                    fut = self._request_submit(message, part)
                 except ConnectionLost:
                     # never written: wait for the reconnection and send it then. The transport is
                     # closing but connection_lost has not run yet: clear the flag so that
