@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -154,10 +154,13 @@ async def _fields(request: Request) -> dict[str, str]:
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         raise CallbackError("body too large")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise CallbackError("body too large")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise CallbackError("body too large")
+    except ClientDisconnect as exc:
+        raise CallbackError("the client closed the connection before the body ended") from exc
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
