@@ -65,93 +65,9 @@ def _source(campaign: Any) -> tuple[Ledger, str, str | None, float | None]:
     return ledger, name, key, price
 
 
-_SEP = "\x1f"  # ASCII unit separator: joins text values in the SQLite fast path
-_TEXT = ("message_id", "delivery_status", "error_code", "reason")
-_INTS = ("segments", "attempts")
-_TIMES = ("submitted_at", "delivered_at", "done_at")
-_STATE_CODES = {"p": "planned", "s": "submitting", "a": "accepted", "r": "rejected", "u": "uncertain"}
-
-
-def _fast_sql() -> str:
-    """One aggregate query returning each column of a campaign as a single joined string."""
-    parts = ["count(*)", "group_concat(message_key, char(31))", "group_concat(substr(state, 1, 1), '')"]
-    parts += [f"group_concat(coalesce({c}, ''), char(31))" for c in _TEXT]
-    # SQLAlchemy stores SQLite datetimes as 26 characters (UTC): fixed width, parsed by NumPy in C
-    parts += [f"group_concat(coalesce({c}, '{_NO_TIME}'), '')" for c in _TIMES]
-    parts += [f"group_concat(coalesce({c}, -1), ',')" for c in _INTS]
-    return f"SELECT {', '.join(parts)} FROM plasgate_messages WHERE campaign_id = ?"
-
-
-_NO_TIME = "0001-01-01 00:00:00.000000"  # stands for NULL in the fixed-width time columns
-_TIME_LAYOUT = np.frombuffer(b"0000-00-00 00:00:00.000000", dtype=np.uint8)
-
-
-def _parse_times(joined: str, n: int) -> np.ndarray | None:
-    """Parse ``n`` concatenated ``YYYY-MM-DD HH:MM:SS.ffffff`` stamps (None if any is malformed)."""
-    if len(joined) != 26 * n or not joined.isascii():
-        return None
-    raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(n, 26)
-    digit = np.equal(_TIME_LAYOUT, ord("0"))
-    if not (np.all((raw[:, digit] >= ord("0")) & (raw[:, digit] <= ord("9")))
-            and np.all(raw[:, ~digit] == _TIME_LAYOUT[~digit])):
-        return None  # checked first: NumPy's parser must only ever see well-formed stamps
-    stamps = raw.view("S26").reshape(n).astype("datetime64[us]")
-    stamps[stamps == np.datetime64(_NO_TIME.replace(" ", "T"), "us")] = np.datetime64("NaT", "us")
-    return stamps
-
-
-def _split(joined: str | None, n: int, sep: str = _SEP) -> list[str] | None:
-    """Split a joined column back into ``n`` values (None when a value held the separator)."""
-    if n == 0:
-        return []
-    values = (joined or "").split(sep)
-    return values if len(values) == n else None
-
-
-def _read_sqlite(ledger: Ledger, name: str) -> pd.DataFrame | None:
-    """Read the collect columns of a campaign from an SQLite ledger in one pass, or None to fall back.
-
-    Fetching a million rows as Python tuples costs seconds; SQLite's ``group_concat`` returns each
-    column as one string that Python splits and NumPy parses in C (about 4x faster, measured in
-    ``benchmarks/collect.py``). Row order is irrelevant: rows are matched on their key.
-    """
-    # the ledger has no public raw-connection API yet: use its read transaction and campaign lookup
-    with ledger._read("collect") as conn:
-        if conn.dialect.name != "sqlite":
-            return None
-        cid = ledger._cid(conn, name)
-        row = conn.exec_driver_sql(_fast_sql(), (cid if cid is not None else -1,)).fetchone()
-    n = int(row[0])
-    keys = _split(row[1], n)
-    states = row[2] or ""
-    texts = [_split(v, n) for v in row[3:3 + len(_TEXT)]]
-    times = [v or "" for v in row[3 + len(_TEXT):3 + len(_TEXT) + len(_TIMES)]]
-    ints = [_split(v, n, ",") for v in row[3 + len(_TEXT) + len(_TIMES):]]
-    if keys is None or len(states) != n or any(v is None for v in (*texts, *ints)):
-        return None
-    frame = {"message_key": keys,
-             "state": pd.Series(list(states), dtype=object).map(_STATE_CODES).astype("string")}
-    for column, values in zip(_TEXT, texts, strict=True):
-        frame[column] = pd.Series(values, dtype="string").replace("", pd.NA)
-    for column, joined in zip(_TIMES, times, strict=True):
-        stamps = _parse_times(joined, n)
-        if stamps is None:
-            return None
-        frame[column] = pd.Series(stamps).dt.tz_localize("UTC")
-    for column, values in zip(_INTS, ints, strict=True):
-        try:
-            numbers = np.array(values).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
-        except ValueError:
-            return None
-        frame[column] = pd.array(numbers, dtype="Int64", copy=False)
-        frame[column][numbers < 0] = pd.NA
-    return pd.DataFrame(frame)
-
-
 def _read(ledger: Ledger, name: str) -> pd.DataFrame:
-    """The collect columns of campaign ``name`` (fast path on SQLite, the ledger's reader otherwise)."""
-    fast = _read_sqlite(ledger, name)
-    return fast if fast is not None else ledger.messages(name, columns=_LEDGER_COLUMNS)
+    """The collect columns of campaign ``name`` (the ledger's fastest reader)."""
+    return ledger.read_columns(name, _LEDGER_COLUMNS)
 
 
 def _take(values: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:

@@ -7,6 +7,7 @@ import os
 import pickle
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -382,3 +383,60 @@ def test_large_plan(ledger: Ledger) -> None:
     assert len(pending) == n and pending["message_key"].is_monotonic_increasing
     m = ledger.messages("big", columns=["state", "segments"])
     assert list(m.columns) == ["message_key", "state", "segments"] and m["segments"].sum() == n
+
+
+# -- fast paths --------------------------------------------------------------------------------------
+
+READ = ["state", "message_id", "delivery_status", "delivered_at", "error_code", "segments", "attempts", "reason",
+        "submitted_at", "done_at", "response_status", "batch_id"]
+
+
+def _same(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
+    """Assert two reads hold the same values, column by column (times compared as instants)."""
+    assert list(fast.columns) == list(slow.columns)
+    assert fast["message_key"].tolist() == slow["message_key"].tolist()
+    for column in fast.columns[1:]:
+        left, right = fast[column], slow[column]
+        assert left.dtype == right.dtype or pd.api.types.is_string_dtype(left), column
+        assert left.astype(object).where(left.notna(), None).tolist() == \
+            right.astype(object).where(right.notna(), None).tolist(), column
+
+
+def test_read_columns_matches_messages(ledger: Ledger) -> None:
+    ledger.plan("c", frame(6))
+    sent(ledger, "c", ["k00000", "k00001", "k00002"], ids={"k00000": "m0", "k00001": "m1"})
+    ledger.mark_submitting("c", ["k00003"], batch_id="b2")
+    ledger.settle("c", ["k00003"], state="rejected", status=400, reason="HTTP 400: bad number")
+    ledger.record_events([dlr("m0", 2, "DELIVRD", done_at=datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC)),
+                          dlr("m1", 2, "UNDELIV", err="001")])
+    fast = ledger.read_columns("c", READ)
+    _same(fast, ledger.messages("c", columns=READ))
+    assert fast["state"].tolist() == ["accepted"] * 3 + ["rejected", "planned", "planned"]
+    assert fast["delivered_at"].iloc[0] == pd.Timestamp("2026-01-05 02:00:07.123456", tz="UTC")
+    assert ledger.read_columns("unknown", READ).empty
+    with pytest.raises(LedgerError, match="unknown message columns"):
+        ledger.read_columns("c", ["nope"])
+
+
+def test_read_columns_falls_back_for_values_it_cannot_carry(ledger: Ledger) -> None:
+    rows = frame(3)
+    rows.loc[1, "content_report"] = "a\x1fb"  # the fast reader's separator inside a text
+    rows.loc[2, "segments"] = 70_000  # beyond the one-character encoding of counts
+    ledger.plan("c", rows)
+    fast = ledger.read_columns("c", ["content_report", "segments"])
+    assert fast["content_report"].tolist()[1] == "a\x1fb" and fast["segments"].tolist() == [1, 1, 70_000]
+    _same(fast, ledger.messages("c", columns=["content_report", "segments"]))
+
+
+def test_mark_and_settle_large_batches_touch_only_their_rows(ledger: Ledger) -> None:
+    ledger.plan("c", frame(5000))
+    keys = [f"k{i:05d}" for i in range(1000, 3000)]
+    assert ledger.mark_submitting("c", keys, batch_id="big") == len(keys)
+    assert ledger.settle("c", keys[:1500], state="accepted", queue_id="q", status=200) == 1500
+    assert ledger.settle("c", keys[1500:], state="uncertain", reason="read timeout") == 500
+    counts = ledger.summary("c")
+    assert (counts["planned"], counts["accepted"], counts["uncertain"], counts["submitting"]) == (3000, 1500, 500, 0)
+    m = ledger.messages("c", columns=["state", "batch_id", "attempts", "queue_id"]).set_index("message_key")
+    assert (m.loc[keys, "batch_id"] == "big").all() and (m.loc[keys, "attempts"] == 1).all()
+    assert m.drop(index=keys)["batch_id"].isna().all() and (m.drop(index=keys)["attempts"] == 0).all()
+    assert m.loc[keys[:1500], "queue_id"].eq("q").all() and m.loc[keys[1500:], "queue_id"].isna().all()
