@@ -113,7 +113,8 @@ def main() -> None:
                     "projected_1m_per_message_s": round(projected_single),
                     "runs": args.repeat},
         "ratios": {"vs_per_message": round(rate / per_rate, 1)},
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2)},
     }))
 
 
