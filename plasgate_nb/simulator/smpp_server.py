@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from ..server import bind_socket
 from ..smpp import pdu as _pdu
 from ..smpp.message import decode_short_message
+from .model import InsufficientBalance, MessageSpec
 
 __all__ = ["GatewayBackend", "SimpleBackend", "SmppBackend", "SmppFaults", "SmppServer", "SubmitRefused",
            "receipt_pdu"]
@@ -121,8 +122,6 @@ class GatewayBackend:
         Raise SubmitRefused: ESME_RINVSRCADR for a sender not approved for the account,
         ESME_RSUBMITFAIL when the balance cannot pay.
         """
-        from .model import InsufficientBalance, MessageSpec
-
         gateway = self.gateway
         account = gateway.accounts[system_id]
         if account.senders and sender not in account.senders:

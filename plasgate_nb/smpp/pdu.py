@@ -237,8 +237,13 @@ def decode(data: bytes) -> Pdu:
     pdu = Pdu(command_id, status, sequence)
     pos, end = 16, len(data)
     fields = pdu.fields
+    if command_id in _SM_IDS:
+        fast = _sm_fields(data, end)
+        if fast is not None:
+            pdu.fields, pos = fast
+            fields = pdu.fields
     try:
-        for name, kind in _FIELDS.get(command_id, ()):
+        for name, kind in _FIELDS.get(command_id, ()) if pos == 16 else ():
             if pos >= end:
                 break
             if kind == "b":
@@ -259,6 +264,41 @@ def decode(data: bytes) -> Pdu:
     except (ValueError, IndexError, struct.error) as exc:
         raise ProtocolError(f"malformed {command_name(command_id)} body") from exc
     return pdu
+
+
+_SM_IDS = frozenset({COMMANDS["submit_sm"], COMMANDS["deliver_sm"]})
+
+
+def _sm_fields(data: bytes, end: int) -> tuple[dict[str, Any], int] | None:
+    """Read a whole submit_sm / deliver_sm body in straight-line code (the hot path of both ends).
+
+    Return (fields, position of the TLVs), or None when the body is short or malformed: the generic
+    loop then reads what is there, or raises ProtocolError.
+    """
+    try:
+        a = data.index(0, 16)
+        b = data.index(0, a + 3)
+        c = data.index(0, b + 3)
+        d = data.index(0, c + 4)
+        e = data.index(0, d + 1)
+    except ValueError:
+        return None
+    size_at = e + 5
+    if size_at >= end:
+        return None
+    size = data[size_at]
+    pos = size_at + 1 + size
+    if pos > end:
+        return None
+    return ({"service_type": data[16:a].decode("latin-1"), "source_addr_ton": data[a + 1],
+             "source_addr_npi": data[a + 2], "source_addr": data[a + 3:b].decode("latin-1"),
+             "dest_addr_ton": data[b + 1], "dest_addr_npi": data[b + 2],
+             "destination_addr": data[b + 3:c].decode("latin-1"), "esm_class": data[c + 1],
+             "protocol_id": data[c + 2], "priority_flag": data[c + 3],
+             "schedule_delivery_time": data[c + 4:d].decode("latin-1"),
+             "validity_period": data[d + 1:e].decode("latin-1"), "registered_delivery": data[e + 1],
+             "replace_if_present_flag": data[e + 2], "data_coding": data[e + 3],
+             "sm_default_msg_id": data[e + 4], "short_message": data[size_at + 1:pos]}, pos)
 
 
 class PduReader:
