@@ -1,11 +1,13 @@
 """SMPP v3.4 transport: an asyncio ESME (bind, windowed submit_sm, receipts) and a blocking client.
 
 Layers as in python-smpplib: ``pdu`` (codec) -> ``message`` (parts) -> ``session`` (asyncio ESME)
--> ``client`` (blocking wrapper); ``receipts`` reads deliver_sm.
+-> ``client`` (blocking wrapper); ``receipts`` reads deliver_sm; ``campaign.send_smpp`` sends a
+campaign's rows with the ledger's exactly-once protocol.
 """
 
 from __future__ import annotations
 
+from .campaign import send_smpp
 from .client import SmppClient
 from .config import SmppConfig, SmppMessage, SubmitResult
 from .message import build_parts
@@ -24,6 +26,7 @@ __all__ = [
     "event_from_deliver",
     "parse_receipt_text",
     "receipt_event",
+    "send_smpp",
     "submit_many",
 ]
 
