@@ -24,6 +24,37 @@ _T = TypeVar("_T")
 IN_FLIGHT = ("submitting", "uncertain")
 
 
+# statements built once (IN lists as expanding parameters): building and cache-keying them per call
+# cost about a fifth of a small group's write
+_IDS = sa.bindparam("b_ids", expanding=True)
+_ORPHANS = sa.select(events.c.message_id).where(events.c.message_id.in_(_IDS), events.c.message_row.is_(None))
+_ATTACH = (events.update()
+           .where(events.c.message_id == sa.bindparam("b_mid"), events.c.message_row.is_(None))
+           .values(message_row=sa.bindparam("b_row"), campaign_id=sa.bindparam("b_cid")))
+_SET_IDS = (messages.update().where(messages.c.id == sa.bindparam("b_row"))
+            .values(message_id=sa.bindparam("b_mid"),
+                    queue_id=sa.func.coalesce(messages.c.queue_id, sa.bindparam("b_queue"))))
+_BY_KEY = sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_key, messages.c.message_id).where(
+    messages.c.campaign_id == sa.bindparam("b_cid"), messages.c.message_key.in_(_IDS))
+_CANDIDATES = (sa.select(messages.c.id, messages.c.campaign_id, messages.c.msisdn, messages.c.batch_id,
+                         messages.c.queue_id, messages.c.message_id, messages.c.state)
+               .where(messages.c.campaign_id == sa.bindparam("b_cid"), messages.c.msisdn.in_(_IDS))
+               .order_by(messages.c.id))
+_BY_ID = (sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_id)
+          .where(messages.c.message_id.in_(_IDS)).order_by(messages.c.id))
+_STATES = sa.select(messages.c.id, messages.c.state).where(messages.c.id.in_(_IDS))
+_EVENTS_OF = (sa.select(events.c.message_row, events.c.source, events.c.level, events.c.status, events.c.err,
+                        events.c.done_at, events.c.received_at, events.c.raw)
+              .where(events.c.message_row.in_(_IDS)).order_by(events.c.id))
+_DELIVERY_COLUMNS = ("delivery_status", "delivery_level1_status", "done_at", "delivered_at", "error_code")
+_DELIVERY = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
+    {c: sa.bindparam(f"b_{c}") for c in _DELIVERY_COLUMNS})
+_SETTLE = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
+    state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_now"))
+_INSERT = {name: insert(events).on_conflict_do_nothing(index_elements=["dedupe_key"])
+           for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+
+
 def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
     """Yield ``items`` in slices of at most ``size`` (bounded IN lists and parameter counts)."""
     for start in range(0, len(items), size):
@@ -37,24 +68,17 @@ def attach_orphans(conn: sa.Connection, pairs: dict[str, tuple[int, int]]) -> se
     ids = list(pairs)
     orphaned: set[str] = set()
     for part in chunks(ids):
-        orphaned.update(conn.execute(sa.select(events.c.message_id).where(
-            events.c.message_id.in_(part), events.c.message_row.is_(None))).scalars())
+        orphaned.update(conn.execute(_ORPHANS, {"b_ids": list(part)}).scalars())
     if not orphaned:
         return set()
-    stmt = (events.update()
-            .where(events.c.message_id == sa.bindparam("b_mid"), events.c.message_row.is_(None))
-            .values(message_row=sa.bindparam("b_row"), campaign_id=sa.bindparam("b_cid")))
-    conn.execute(stmt, [{"b_mid": mid, "b_row": pairs[mid][0], "b_cid": pairs[mid][1]} for mid in orphaned])
+    conn.execute(_ATTACH, [{"b_mid": mid, "b_row": pairs[mid][0], "b_cid": pairs[mid][1]} for mid in orphaned])
     return {pairs[mid][0] for mid in orphaned}
 
 
 def _set_ids(conn: sa.Connection, updates: list[dict[str, Any]]) -> None:
     """Write newly learnt gateway message ids (and batch ids) onto their rows."""
     if updates:
-        stmt = (messages.update().where(messages.c.id == sa.bindparam("b_row"))
-                .values(message_id=sa.bindparam("b_mid"),
-                        queue_id=sa.func.coalesce(messages.c.queue_id, sa.bindparam("b_queue"))))
-        conn.execute(stmt, updates)
+        conn.execute(_SET_IDS, updates)
 
 
 def _by_key(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> dict[tuple[int, str], Any]:
@@ -64,11 +88,9 @@ def _by_key(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> dict
         if e.message_key and e.campaign in cids:
             wanted[cids[e.campaign]].add(e.message_key)
     found: dict[tuple[int, str], Any] = {}
-    cols = (messages.c.id, messages.c.campaign_id, messages.c.message_key, messages.c.message_id)
     for cid, keys in wanted.items():
         for part in chunks(sorted(keys)):
-            for row in conn.execute(sa.select(*cols).where(messages.c.campaign_id == cid,
-                                                           messages.c.message_key.in_(part))):
+            for row in conn.execute(_BY_KEY, {"b_cid": cid, "b_ids": list(part)}):
                 found[(cid, row.message_key)] = row
     return found
 
@@ -80,12 +102,9 @@ def _batch_candidates(conn: sa.Connection, evs: list[Event], cids: dict[str, int
         if e.source in ("batch", "errback") and e.campaign in cids and e.msisdn:
             wanted[cids[e.campaign]].add(e.msisdn)
     found: dict[tuple[int, str], list] = defaultdict(list)
-    cols = (messages.c.id, messages.c.campaign_id, messages.c.msisdn, messages.c.batch_id,
-            messages.c.queue_id, messages.c.message_id, messages.c.state)
     for cid, numbers in wanted.items():
         for part in chunks(sorted(numbers)):
-            stmt = sa.select(*cols).where(messages.c.campaign_id == cid, messages.c.msisdn.in_(part))
-            for row in conn.execute(stmt.order_by(messages.c.id)):
+            for row in conn.execute(_CANDIDATES, {"b_cid": cid, "b_ids": list(part)}):
                 found[(cid, row.msisdn)].append(row)
     return found
 
@@ -136,9 +155,7 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
                       if rid is None and e.message_id and e.message_id not in pairs})
     by_id: dict[str, list[Any]] = defaultdict(list)
     for part in chunks(unknown):
-        stmt = sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_id).where(
-            messages.c.message_id.in_(part))
-        for row in conn.execute(stmt.order_by(messages.c.id)):
+        for row in conn.execute(_BY_ID, {"b_ids": list(part)}):
             by_id[row.message_id].append(row)
     for i, (e, (rid, cid)) in enumerate(zip(evs, placed, strict=True)):
         if rid is None and e.message_id:
@@ -153,8 +170,7 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
 
 def insert_events(conn: sa.Connection, evs: list[Event], placed: list[Placement]) -> None:
     """Insert new events; a dedupe key already stored is silently skipped (ON CONFLICT DO NOTHING)."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(events).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    stmt = _INSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     params = [{"dedupe_key": e.dedupe_key, "campaign_id": cid, "message_row": rid,
                "message_id": e.message_id, "source": e.source, "level": e.level, "status": e.status,
                "err": e.err, "done_at": e.done_at, "received_at": e.received_at, "raw": e.raw}
@@ -164,16 +180,12 @@ def insert_events(conn: sa.Connection, evs: list[Event], placed: list[Placement]
 
 def apply(conn: sa.Connection, row_ids: Iterable[int], *, now: datetime) -> None:
     """Re-derive the delivery columns (and settle in-flight states) of ``row_ids`` from their events."""
-    ev_cols = (events.c.message_row, events.c.source, events.c.level, events.c.status, events.c.err,
-               events.c.done_at, events.c.received_at, events.c.raw)
     delivery: list[dict[str, Any]] = []
     settled: list[dict[str, Any]] = []
     for part in chunks(sorted(set(row_ids))):
-        states = {rid: state for rid, state in conn.execute(
-            sa.select(messages.c.id, messages.c.state).where(messages.c.id.in_(part)))}
+        states = {rid: state for rid, state in conn.execute(_STATES, {"b_ids": list(part)})}
         grouped: dict[int, list[Any]] = defaultdict(list)
-        for row in conn.execute(sa.select(*ev_cols).where(events.c.message_row.in_(part))
-                                .order_by(events.c.id)):
+        for row in conn.execute(_EVENTS_OF, {"b_ids": list(part)}):
             grouped[row.message_row].append(row)
         for rid, state in states.items():
             out = derive(grouped.get(rid, []), state=state)
@@ -183,11 +195,6 @@ def apply(conn: sa.Connection, row_ids: Iterable[int], *, now: datetime) -> None
                                 "b_now": now})
             delivery.append({f"b_{k}" if k != "b_row" else k: v for k, v in out.items()})
     if delivery:
-        cols = ("delivery_status", "delivery_level1_status", "done_at", "delivered_at", "error_code")
-        stmt = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
-            {c: sa.bindparam(f"b_{c}") for c in cols})
-        conn.execute(stmt, delivery)
+        conn.execute(_DELIVERY, delivery)
     if settled:
-        stmt = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
-            state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_now"))
-        conn.execute(stmt, settled)
+        conn.execute(_SETTLE, settled)
