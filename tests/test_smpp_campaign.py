@@ -156,6 +156,22 @@ def test_lost_session_leaves_rows_planned_and_resume_sends_each_once(tmp_path: P
         assert set(ledger.messages("r").query("state == 'accepted'")["msisdn"]) <= set(times)
 
 
+def test_replies_reach_on_event_and_are_counted(sim: Simulator, tmp_path: Path) -> None:
+    """A handset's reply (deliver_sm without the receipt flag) is handed to on_event, not the ledger."""
+    sim.clear_faults()
+    sim.reply("85512777001", "STOP please")  # held by the simulator until the session binds
+    frame = rows(6, 3000)
+    ledger = Ledger(tmp_path / "l.db")
+    ledger.plan("m", frame)
+    seen: list[dict[str, Any]] = []
+    counts = send_smpp(ledger, "m", frame, config=smpp_config(sim), sender=sim.credentials.sender,
+                       on_event=seen.append, receipt_timeout=10)
+    replies = [e for e in seen if e.get("kind") == "mo"]
+    assert counts["replies"] == 1 and len(replies) == 1
+    assert (replies[0]["msisdn"], replies[0]["text"], replies[0]["to"]) == ("85512777001", "STOP please", "SMS Info")
+    assert counts["accepted"] == 6 and ledger.summary("m")["accepted"] == 6
+
+
 def test_smpplib_client_binds_submits_and_gets_the_receipt(sim: Simulator) -> None:
     """python-smpplib's own client against the integrated SMPP port: bind, submit_sm, receipt.
 

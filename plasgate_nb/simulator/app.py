@@ -231,7 +231,8 @@ class SimApp:
                 "smpp": dict(self.smpp.stats) if self.smpp is not None else None}
 
     async def admin_control(self, request: Request) -> Response:
-        """POST /_sim/control: {"faults": [...]} | {"advance": s} | {"speed": x} | {"balance": {u: x}}."""
+        """POST /_sim/control: {"faults": [...]} | {"advance": s} | {"speed": x} | {"balance": {u: x}}
+        | {"mo": {"account", "from", "to", "text"}} (an SMPP reply from a handset)."""
         if not self._admin(request):
             return _json(403, {"message": "admin token required"})
         try:
@@ -242,6 +243,12 @@ class SimApp:
                 self.clock.set_speed(float(body["speed"]))
             if "advance" in body:
                 self.clock.advance(float(body["advance"]))
+            if "mo" in body:  # {"mo": {"account", "from", "to", "text"}}: a handset replies over SMPP
+                if self.smpp is None:
+                    raise ValueError("the simulator serves no SMPP (smpp=True)")
+                mo = body["mo"]
+                self.smpp.send_mo(str(mo["account"]), sender=str(mo["from"]), destination=str(mo["to"]),
+                                  text=str(mo["text"]))
             for username, amount in (body.get("balance") or {}).items():
                 if username not in self.gateway.balances:
                     raise ValueError(f"no account {username!r}")

@@ -185,6 +185,16 @@ class Simulator:
         name = account or self.config.accounts[0].username
         self._admin("POST", "/_sim/control", json={"balance": {name: amount}})
 
+    def reply(self, msisdn: str, text: str, *, to: str | None = None, account: str | None = None) -> None:
+        """Make handset ``msisdn`` reply ``text`` over SMPP (to the account's bound receiver/transceiver).
+
+        ``to`` is the address replied to (default: the account's first sender).
+        """
+        name = account or self.config.accounts[0].username
+        target = to or self.credentials_for(name).sender
+        self._admin("POST", "/_sim/control", json={"mo": {"account": name, "from": msisdn, "to": target,
+                                                          "text": text}})
+
     def wait_idle(self, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until no receipt is scheduled or in flight; return the state (raise on timeout)."""
         deadline = time.monotonic() + timeout

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from ..segments import GSM7, count_segments
 from ..server import bind_socket
 from ..smpp import pdu as _pdu
-from ..smpp.message import decode_short_message
+from ..smpp.message import decode_short_message, fast_encode_gsm7
 from .model import InsufficientBalance, MessageSpec
 
 __all__ = ["GatewayBackend", "SimpleBackend", "SmppBackend", "SmppFaults", "SmppServer", "SubmitRefused",
@@ -459,14 +460,28 @@ class SmppServer:
             self._queued.setdefault(system_id, []).append(receipt)
             return
         conn = targets[self.stats.get("deliver_sm_sent", 0) % len(targets)]
-        _, message_id, stat, err, to, sender, ton, npi, submitted, done = receipt
         if conn.transport is None:
             return
+        if receipt[1] is None:  # a mobile-originated message: (system_id, None, sender, destination, text)
+            _, _, sender, destination, text = receipt
+            gsm = count_segments(text).encoding == GSM7
+            conn.write(_pdu.encode("deliver_sm", next(conn.seq), source_addr_ton=1, source_addr_npi=1,
+                                   source_addr=sender, dest_addr_ton=5, destination_addr=destination,
+                                   data_coding=0 if gsm else 8,
+                                   short_message=fast_encode_gsm7(text) if gsm else text.encode("utf-16-be")))
+            self.stats["mo_sent"] = self.stats.get("mo_sent", 0) + 1
+            return
+        _, message_id, stat, err, to, sender, ton, npi, submitted, done = receipt
         conn.write(receipt_pdu(next(conn.seq), message_id=message_id, stat=stat, err=err,
-                                         recipient=to, sender=sender, submitted=submitted, done=done,
-                                         sender_ton=ton, sender_npi=npi))
+                               recipient=to, sender=sender, submitted=submitted, done=done,
+                               sender_ton=ton, sender_npi=npi))
         self.stats["deliver_sm_sent"] = self.stats.get("deliver_sm_sent", 0) + 1
         self.receipts_sent.append({"message_id": message_id, "stat": stat, "err": err, "to": to})
+
+    def send_mo(self, system_id: str, *, sender: str, destination: str, text: str) -> None:
+        """Send a mobile-originated message (a handset's reply, at most one part) to the account's
+        bound receiver or transceiver, or hold it until one binds; callable from any thread."""
+        self._notify(system_id, None, sender, destination, text)
 
     def _flush(self, system_id: str) -> None:
         """Send the receipts queued while no receiver was bound."""

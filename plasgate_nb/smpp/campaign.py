@@ -55,7 +55,8 @@ class _Run:
         """Buffer a receipt for the ledger (or count a reply) and tell ``on_event``."""
         event = event_from_deliver(item)
         if isinstance(item, Receipt):
-            event["campaign"] = self.campaign
+            # no campaign stamp: a receipt is placed by its message id (the account's receipts for
+            # earlier sends can arrive on this session too, and belong where their id is)
             self.events.append(event)
             self.counts["receipts"] += 1
             if item.final:
