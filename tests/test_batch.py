@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plasgate_nb.batch import (
     GROUP_KEY,
@@ -228,3 +230,14 @@ def test_single_and_http_bodies() -> None:
     assert list(iter_recipients(http[1])) == [("k1", "85512000001")]
     with pytest.raises(ConfigError, match="only apply"):
         build_requests(df, sender="SMS Info", path="single", max_bytes=10)
+
+
+@given(content=st.text(), numbers=st.lists(st.from_regex(r"855[0-9]{8,9}", fullmatch=True), min_size=1, max_size=5),
+       url=st.one_of(st.none(), st.text()))
+def test_fast_entry_encoding_is_byte_identical_to_json(content: str, numbers: list[str], url: str | None) -> None:
+    from plasgate_nb.batch import _encode_entry, dumps
+
+    entry: dict[str, object] = {"to": numbers, "content": content}
+    if url is not None:
+        entry["dlr_url"] = url
+    assert _encode_entry(entry) == dumps(entry)
