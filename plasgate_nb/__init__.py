@@ -36,6 +36,7 @@ from .ledger import Ledger
 from .report import collect, delivery_summary, export_report, wait_for_reports
 from .segments import SegmentCount, count_segments, split_parts
 from .simulator import Fault, Simulator, SimulatorConfig
+from .smpp import SmppClient, SmppConfig, SmppSession, send_smpp
 from .transport import GatewayClient, SendResult
 
 __version__ = "0.1.0"
@@ -74,6 +75,9 @@ __all__ = [
     "SendSummary",
     "Simulator",
     "SimulatorConfig",
+    "SmppClient",
+    "SmppConfig",
+    "SmppSession",
     "TemplateError",
     "TransportError",
     "build_batches",
@@ -88,6 +92,7 @@ __all__ = [
     "preview",
     "redact",
     "render_messages",
+    "send_smpp",
     "split_parts",
     "wait_for_reports",
 ]

@@ -32,7 +32,7 @@ __all__ = ["Campaign", "SendSummary", "message_keys"]
 
 logger = logging.getLogger("plasgate_nb")
 
-TransportName = Literal["batch", "single", "http"]
+TransportName = Literal["batch", "single", "http", "smpp"]
 _MASKED = re.compile(r"#ma#.*?#ma#", re.S)
 _SETTLE = {"accepted": "accepted", "rejected": "rejected", "uncertain": "uncertain", "retry": "planned"}
 _SHOWN = 10
@@ -123,9 +123,13 @@ class Campaign:
                  transport: TransportName = "batch", key: str | None = None, receiver: Any = None,
                  dlr_level: int = 3, dlr_method: str = "POST", max_recipients: int = 1000,
                  price_per_segment: float | None = None, progress: bool = True,
-                 client: GatewayClient | None = None) -> None:
-        if transport not in ("batch", "single", "http"):
-            raise ConfigError(f"transport must be 'batch', 'single' or 'http', not {transport!r}")
+                 client: GatewayClient | None = None, smpp: Any = None, receipt_timeout: float = 0.0) -> None:
+        if transport not in ("batch", "single", "http", "smpp"):
+            raise ConfigError(f"transport must be 'batch', 'single', 'http' or 'smpp', not {transport!r}")
+        if transport == "smpp" and smpp is None:
+            raise ConfigError("transport='smpp' needs smpp=SmppConfig(...)")
+        self.smpp = smpp
+        self.receipt_timeout = receipt_timeout
         self.name = name
         self.gateway = gateway if gateway is not None else (client.gateway if client else Gateway.from_env())
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
@@ -210,8 +214,9 @@ class Campaign:
                 options["schedule_at"] = schedule_at
         elif schedule_at is not None:
             raise ConfigError("schedule_at is only supported with transport='batch'")
+        path = "single" if self.transport == "smpp" else self.transport  # smpp: validate as single sends
         return build_requests(rows[["message_key", "msisdn", "content"]], sender=self.gateway.sender,
-                              path=self.transport, **options)
+                              path=path, **options)
 
     def send(self, df: pd.DataFrame, *, dry_run: bool = False, resend_uncertain: bool | Sequence[str] = False,
              schedule_at: datetime | timedelta | str | None = None) -> SendSummary:
@@ -250,7 +255,10 @@ class Campaign:
             return self._totals(summary, todo, [])
         requests = requests if len(todo) == len(rows) else self._build(todo, schedule_at=schedule_at)
         self._totals(summary, todo, requests)
-        self._send(requests, summary)
+        if self.transport == "smpp":
+            self._send_smpp(todo, summary)
+        else:
+            self._send(requests, summary)
         return summary
 
     def _totals(self, summary: SendSummary, rows: pd.DataFrame, requests: list[Batch]) -> SendSummary:
@@ -260,7 +268,10 @@ class Campaign:
         summary.segments = int(pd.to_numeric(rows["segments"]).sum()) if len(rows) else 0
         if self.price_per_segment is not None:
             summary.cost = summary.segments * self.price_per_segment
-        summary.projected_seconds = self.client.projected_seconds(len(requests), self.transport)
+        if self.transport == "smpp":  # paced by SmppConfig.rate; unpaced: as fast as the window allows
+            summary.projected_seconds = len(rows) / self.smpp.rate if self.smpp.rate else None
+        else:
+            summary.projected_seconds = self.client.projected_seconds(len(requests), self.transport)
         return summary
 
     def _send(self, requests: list[Batch], summary: SendSummary) -> None:
@@ -290,6 +301,28 @@ class Campaign:
             self.client.send_many(requests, before_send=before_send, on_result=on_result)
         finally:
             bar.close()
+        logger.info("%s", summary)
+
+    def _send_smpp(self, rows: pd.DataFrame, summary: SendSummary) -> None:
+        """Send ``rows`` over one SMPP session with the same ledger protocol (plasgate_nb.smpp.campaign)."""
+        from .smpp.campaign import send_smpp
+
+        masked = int(rows["content"].str.contains("#ma#", regex=False).sum())
+        if masked:
+            logger.warning("campaign %r: %d message(s) have masked areas; SMPP carries the handset text, so the "
+                           "gateway's transaction report will show those values (use a REST or HTTP transport "
+                           "to keep them masked)", self.name, masked)
+        bar = tqdm(total=len(rows), desc=f"sending {self.name}", unit="msg", disable=not self.progress)
+        try:
+            counts = send_smpp(self.ledger, self.name, rows[["message_key", "msisdn", "content"]],
+                               config=self.smpp, sender=self.gateway.sender, progress_bar=bar,
+                               receipt_timeout=self.receipt_timeout)
+        finally:
+            bar.close()
+        summary.accepted += counts["accepted"]
+        summary.rejected += counts["rejected"]
+        summary.uncertain += counts["uncertain"]
+        summary.retry_later += counts["planned"]
         logger.info("%s", summary)
 
     # ---------------------------------------------------------------------------------------- state

@@ -208,3 +208,39 @@ def test_smpplib_client_binds_submits_and_gets_the_receipt(sim: Simulator) -> No
     assert got["message_id"] in got["receipt"] and "stat:" in got["receipt"]
     record = [r for r in sim.records() if r["message_id"] == got["message_id"]]
     assert len(record) == 1 and record[0]["route"] == "smpp" and record[0]["content"] == "Hello from smpplib"
+
+
+def test_campaign_with_smpp_transport_sends_once_and_collects_receipts(sim: Simulator, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    from plasgate_nb.campaign import Campaign
+    from plasgate_nb.gateway import Gateway
+
+    frame = rows(12, 7000).set_index("message_key")
+    frame.loc["k7003", "content"] = "Your code #ma#SECRET7003#ma# is ready"
+    gateway = Gateway(base_url=sim.url, sender=sim.credentials.sender)
+    ledger = Ledger(tmp_path / "campaign.db")
+    campaign = Campaign("smpp-campaign", gateway=gateway, ledger=ledger, transport="smpp",
+                        smpp=smpp_config(sim), receipt_timeout=5.0, progress=False)
+    before = len(sim.records())
+    summary = campaign.send(frame)
+    assert (summary.accepted, summary.rejected, summary.uncertain) == (12, 0, 0)
+    assert sent(sim, before) == Counter(frame["msisdn"])
+    assert campaign.send(frame).recipients == 0
+    assert sent(sim, before) == Counter(frame["msisdn"])
+    results = campaign.collect(frame)
+    assert results["send_state"].eq("accepted").all()
+    assert results["delivery_status"].notna().sum() >= 10
+    masked = next(r for r in sim.records(offset=before) if r["to"] == frame.loc["k7003", "msisdn"])
+    assert masked["delivered_text"] == "Your code SECRET7003 is ready"  # markers never reach the handset
+    assert "SMPP carries the handset text" in caplog.text  # and the user is told masking does not apply
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("campaign.db*"))
+    assert b"SECRET7003" not in stored
+
+
+def test_campaign_refuses_smpp_without_a_session_config(tmp_path: Path) -> None:
+    from plasgate_nb.campaign import Campaign
+    from plasgate_nb.errors import ConfigError
+    from plasgate_nb.gateway import Gateway
+
+    with pytest.raises(ConfigError, match="SmppConfig"):
+        Campaign("x", gateway=Gateway(private_key="k", secret="s"), ledger=tmp_path / "l.db", transport="smpp")

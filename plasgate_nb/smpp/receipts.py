@@ -123,11 +123,13 @@ def receipt_date(value: str | None) -> datetime | None:
 def receipt_event(receipt: Receipt) -> dict[str, Any]:
     """Convert a receipt into a ledger delivery event (same shape as an HTTP level-2 DLR).
 
-    ``raw`` holds the receipt's fields as Jasmin's DLR would name them, ``done_at`` the done date.
+    ``raw`` holds the receipt's fields as Jasmin's DLR would name them, ``done_at`` the done date. The
+    receipt's ``text`` (the message's first characters) is left out: it can hold masked values, and the
+    ledger never stores those.
     """
     raw = {"id": receipt.message_id, "message_status": receipt.stat, "level": "2", "to": receipt.recipient,
            "subdate": receipt.submit_date, "donedate": receipt.done_date, "err": receipt.err,
-           "sub": receipt.sub, "dlvrd": receipt.dlvrd, "text": receipt.text, "message_state": receipt.message_state}
+           "sub": receipt.sub, "dlvrd": receipt.dlvrd, "message_state": receipt.message_state}
     return {"message_id": receipt.message_id, "level": 2, "status": receipt.stat, "err": receipt.err,
             "raw": {k: v for k, v in raw.items() if v is not None}, "source": "smpp",
             "done_at": receipt_date(receipt.done_date)}
