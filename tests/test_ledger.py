@@ -440,3 +440,75 @@ def test_mark_and_settle_large_batches_touch_only_their_rows(ledger: Ledger) -> 
     assert (m.loc[keys, "batch_id"] == "big").all() and (m.loc[keys, "attempts"] == 1).all()
     assert m.drop(index=keys)["batch_id"].isna().all() and (m.drop(index=keys)["attempts"] == 0).all()
     assert m.loc[keys[:1500], "queue_id"].eq("q").all() and m.loc[keys[1500:], "queue_id"].isna().all()
+
+
+def test_replies_are_stored_and_read_back(ledger: Ledger) -> None:
+    """Replies filed under a campaign or none; long texts cut to 1600 characters; Khmer kept as is."""
+    ledger.plan("c", frame(2))
+    ledger.plan("other", frame(1, start=50))
+    when = datetime(2026, 1, 5, 3, 4, 5, tzinfo=UTC)
+    khmer = "សូមអរគុណ! បាទ ខ្ញុំចង់បាន"
+    stored = ledger.record_replies("c", [
+        {"msisdn": "85512000001", "to": "SMS Info", "text": "STOP", "data_coding": 0, "received_at": when},
+        {"msisdn": "85512000002", "to": "SMS Info", "text": khmer, "data_coding": 8},
+        {"msisdn": "85512000001", "to": "SMS Info", "text": "STOP"},  # the same text again is another reply
+        {"msisdn": "85512000003", "to": "1234", "text": "x" * 2000},
+    ])
+    assert stored == 4
+    assert ledger.record_replies(None, [{"msisdn": "85599000000", "to": "SMS Info", "text": "who is this?"}]) == 1
+    assert ledger.record_replies("other", []) == 0
+    got = ledger.replies("c")
+    assert list(got.columns) == ["campaign", "msisdn", "destination", "text", "data_coding", "received_at"]
+    assert got["msisdn"].tolist() == ["85512000001", "85512000002", "85512000001", "85512000003"]
+    assert got["text"].tolist()[:3] == ["STOP", khmer, "STOP"] and got["text"].iloc[3] == "x" * 1600
+    assert got["data_coding"].tolist()[:2] == [0, 8] and pd.isna(got["data_coding"].iloc[2])
+    assert (got["campaign"] == "c").all() and got["destination"].iloc[3] == "1234"
+    assert got["received_at"].iloc[0] == pd.Timestamp(when)
+    assert (got["received_at"].iloc[1:] > pd.Timestamp(when)).all()
+    assert ledger.replies("other").empty and ledger.replies("nobody").empty
+    every = ledger.replies()
+    assert len(every) == 5 and pd.isna(every["campaign"].iloc[4]) and every["text"].iloc[4] == "who is this?"
+
+
+def test_bad_replies_are_refused_whole(ledger: Ledger) -> None:
+    ledger.plan("c", frame(1))
+    good = {"msisdn": "85512000001", "to": "SMS Info", "text": "yes"}
+    with pytest.raises(LedgerError, match="unknown campaign"):
+        ledger.record_replies("nope", [good])
+    for bad in ({"to": "SMS Info", "text": "no number"}, {"msisdn": "85512000001", "text": None},
+                {"msisdn": "8" * 40, "text": "long number"}, {**good, "data_coding": 300},
+                {**good, "received_at": "yesterday"}):
+        with pytest.raises(LedgerError):
+            ledger.record_replies("c", [good, bad])
+    assert ledger.replies().empty
+
+
+def test_version_1_ledger_is_upgraded_on_open(url: str) -> None:
+    """A ledger written before replies existed (schema 1) gains the table on open and keeps its rows."""
+    assert SCHEMA_VERSION == 2
+    with Ledger(url) as led:
+        led.plan("c", frame(3))
+        engine = sa.create_engine(led.url)
+    with engine.begin() as conn:  # make it look like a version 1 ledger
+        conn.exec_driver_sql("DROP TABLE plasgate_replies")
+        conn.exec_driver_sql("UPDATE plasgate_meta SET value = '1' WHERE key = 'schema_version'")
+    assert "plasgate_replies" not in sa.inspect(engine).get_table_names()
+    with Ledger(url) as led:
+        assert led.summary("c")["planned"] == 3
+        assert led.record_replies("c", [{"msisdn": "85512000001", "to": "SMS Info", "text": "ok"}]) == 1
+        assert led.replies("c")["text"].tolist() == ["ok"]
+    with engine.connect() as conn:
+        version = conn.exec_driver_sql("SELECT value FROM plasgate_meta WHERE key = 'schema_version'").scalar()
+    assert version == "2" and "plasgate_replies" in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_version_without_an_upgrade_path_is_refused(url: str) -> None:
+    with Ledger(url) as led:
+        led.plan("c", frame(1))
+        engine = sa.create_engine(led.url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE plasgate_meta SET value = '0' WHERE key = 'schema_version'")
+    engine.dispose()
+    with Ledger(url) as led, pytest.raises(LedgerError, match="cannot upgrade"):
+        led.summary("c")

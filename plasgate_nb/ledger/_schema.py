@@ -18,7 +18,7 @@ from ..errors import LedgerError
 
 logger = logging.getLogger("plasgate_nb")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: campaigns, messages, events; 2: + replies
 DEFAULT_PATH = "plasgate_nb.db"
 BUSY_TIMEOUT_S = 60.0
 WRITE_OPTION = "plasgate_write"
@@ -95,6 +95,21 @@ events = sa.Table(
 )
 
 
+REPLY_TEXT_MAX = 1600  # characters kept of a reply (ten concatenated SMS parts and more)
+
+replies = sa.Table(
+    "plasgate_replies", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("plasgate_campaigns.id"), nullable=True),
+    sa.Column("msisdn", sa.String(32), nullable=False),
+    sa.Column("destination", sa.String(32), nullable=False),
+    sa.Column("text", sa.String(REPLY_TEXT_MAX), nullable=False),
+    sa.Column("data_coding", sa.Integer, nullable=True),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Index("ix_plasgate_replies_campaign", "campaign_id"),
+)
+
+
 def resolve_url(url: str | Path | None) -> URL:
     """Turn ``None``, a path or a database URL into a SQLAlchemy URL (psycopg 3 for PostgreSQL)."""
     if url is None:
@@ -163,10 +178,14 @@ def lock_writers(conn: sa.Connection) -> None:
 
 
 def create_schema(conn: sa.Connection) -> None:
-    """Create the tables if missing and check the schema version (inside a write transaction)."""
-    metadata.create_all(conn, checkfirst=True)
+    """Create a new ledger's tables, or check an existing one's schema version and upgrade an older one.
+
+    Runs inside a write transaction: concurrent openers take turns, and a failed upgrade changes nothing.
+    """
+    meta.create(conn, checkfirst=True)
     row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
     if row is None:
+        metadata.create_all(conn, checkfirst=True)
         conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
         logger.info("created plasgate_nb ledger schema version %d", SCHEMA_VERSION)
         return
@@ -177,3 +196,24 @@ def create_schema(conn: sa.Connection) -> None:
     if found > SCHEMA_VERSION:
         raise LedgerError(f"the ledger has schema version {found}, newer than this plasgate_nb supports "
                           f"({SCHEMA_VERSION}); upgrade plasgate_nb")
+    if found < SCHEMA_VERSION:
+        _migrate(conn, found)
+
+
+def _add_replies(conn: sa.Connection) -> None:
+    """Version 1 -> 2: the ``plasgate_replies`` table (mobile-originated messages)."""
+    replies.create(conn, checkfirst=True)
+
+
+_MIGRATIONS = {1: _add_replies}  # from version N to N + 1
+
+
+def _migrate(conn: sa.Connection, found: int) -> None:
+    """Bring a ledger of schema version ``found`` up to SCHEMA_VERSION, one step at a time, in this transaction."""
+    for version in range(found, SCHEMA_VERSION):
+        step = _MIGRATIONS.get(version)
+        if step is None:
+            raise LedgerError(f"the ledger has schema version {found}, which this plasgate_nb cannot upgrade")
+        step(conn)
+    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+    logger.info("upgraded the plasgate_nb ledger schema from version %d to %d", found, SCHEMA_VERSION)

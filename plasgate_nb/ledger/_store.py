@@ -29,8 +29,10 @@ from ._frames import (
     rows_by_key,
     update_rows,
 )
+from ._replies import reply_frame, reply_rows
 from ._rows import PLAN_COLUMNS, as_utc, describe, keys_of, plan_rows, scrub
 from ._schema import (
+    REPLY_TEXT_MAX,
     WRITE_OPTION,
     campaigns,
     create_schema,
@@ -41,6 +43,7 @@ from ._schema import (
     redacted,
     resolve_url,
 )
+from ._schema import replies as reply_table
 
 logger = logging.getLogger("plasgate_nb")
 
@@ -385,6 +388,41 @@ class Ledger:
         return len(evs)
 
     record_callbacks = record_events  # the name the callback receiver's EventSink uses
+
+    # -- replies -----------------------------------------------------------------------------------
+
+    def record_replies(self, campaign: str | None, items: Iterable[Mapping[str, Any]]) -> int:
+        """Store mobile-originated messages (replies) in one transaction; return how many were stored.
+
+        Each item has ``msisdn`` (the handset), ``to`` (the address it replied to), ``text`` (kept up to
+        1600 characters) and optionally ``data_coding`` and ``received_at`` (default: now) -- the reply
+        dicts ``send_smpp`` hands to ``on_event``. ``campaign`` names an existing campaign they are filed
+        under, or None. Nothing is deduplicated: a reply carries no id, and the same text twice is two replies.
+        """
+        items = list(items)
+        if not items:
+            return 0
+        with self._write("record replies") as conn:
+            cid = None if campaign is None else self._need(conn, campaign)
+            rows = reply_rows(items, campaign_id=cid, now=_now(), text_max=REPLY_TEXT_MAX)
+            conn.execute(reply_table.insert(), rows)
+        return len(rows)
+
+    def replies(self, campaign: str | None = None) -> pd.DataFrame:
+        """Replies filed under ``campaign`` (every reply when None) in arrival order.
+
+        Columns: ``campaign, msisdn, destination, text, data_coding, received_at`` (UTC).
+        """
+        with self._read("read replies") as conn:
+            cols = reply_table.c
+            stmt = (sa.select(campaigns.c.name, cols.msisdn, cols.destination, cols.text, cols.data_coding,
+                              cols.received_at)
+                    .select_from(reply_table.outerjoin(campaigns, cols.campaign_id == campaigns.c.id))
+                    .order_by(cols.id))
+            if campaign is not None:
+                cid = self._cid(conn, campaign)
+                stmt = stmt.where(cols.campaign_id == (cid if cid is not None else -1))
+            return reply_frame([tuple(r) for r in conn.execute(stmt)])
 
     # -- reading -----------------------------------------------------------------------------------
 
