@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from plasgate_nb.callbacks import CallbackServer, create_app_from
+from plasgate_nb.callbacks import create_app_from
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.server import BackgroundServer
 
@@ -195,6 +195,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 reports, 2 runs")
     parser.add_argument("--reports", type=int, default=None, help="reports per run (default 50,000)")
+    parser.add_argument("--writer", choices=("process", "thread"), default="process",
+                        help="where the receiver commits: its writer process (default) or a thread")
     parser.add_argument("--runs", type=int, default=None, help="runs of each measurement (default 5)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -208,7 +210,8 @@ def main() -> None:
         for run in range(runs):
             path = work / f"ledger-{run}.db"
             ledger, token = build_ledger(path, (reports + 2) // 3 + THREADS)
-            with CallbackServer(ledger) as server:
+            with BackgroundServer("plasgate_nb.callbacks:create_app", mode="process",
+                                  kwargs={"ledger_url": ledger.url, "writer": args.writer}) as server:
                 result = run_wrk(server.url, token, reports, work)
             result["stored"] = count_events(path)
             stored.append(result)
@@ -222,7 +225,7 @@ def main() -> None:
     per_s = statistics.median(r["per_s"] for r in stored)
     top = statistics.median(r["per_s"] for r in ceiling)
     print(f"callbacks benchmark: {reports:,} reports per run, {CONNECTIONS} connections, {runs} runs, "
-          f"receiver in its own process over an SQLite ledger file (synchronous=FULL)")
+          f"receiver in its own process over an SQLite ledger file (synchronous=FULL), {args.writer} writer")
     print(f"{'measure':<36}{'median/s':>10}   runs")
     print(f"{'stored (ACK after commit)':<36}{per_s:>10,.0f}   {rates(stored)}")
     print(f"{'ceiling (no-op sink)':<36}{top:>10,.0f}   {rates(ceiling)}")
@@ -231,7 +234,8 @@ def main() -> None:
                "collect_1m_s": None, "runs": runs, "connections": CONNECTIONS}
     ratios = {"vs_ceiling": round(per_s / top, 3)}
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-               "load_avg_1m": round(os.getloadavg()[0], 2), "collect_1m_s": "see benchmarks/collect.py"}
+               "load_avg_1m": round(os.getloadavg()[0], 2),
+               "writer": args.writer, "collect_1m_s": "see benchmarks/collect.py"}
     print(json.dumps({"benchmark": "callbacks", "figures": figures, "ratios": ratios, "machine": machine}))
 
 

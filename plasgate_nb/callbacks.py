@@ -22,8 +22,9 @@ import functools
 import hmac
 import json
 import logging
+import multiprocessing
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote
 
@@ -88,18 +89,54 @@ def _record(sink: EventSink, events: list[dict[str, Any]]) -> Outcome:
     return "ok", ""
 
 
+_WORKER_SINK: list[EventSink] = []  # the ledger a writer process opened
+
+
+def _open_worker(ledger_url: str) -> None:
+    """Writer process initializer: open the ledger once."""
+    from .ledger import Ledger
+
+    _WORKER_SINK.append(Ledger(ledger_url))
+
+
+def _warm_worker() -> bool:
+    """Writer process task: open the ledger's connection now rather than on the first report."""
+    _WORKER_SINK[0].campaign_token("")
+    return True
+
+
+def _record_in_worker(events: list[dict[str, Any]]) -> Outcome:
+    """Writer process task: record ``events`` in the ledger opened by ``_open_worker``."""
+    return _record(_WORKER_SINK[0], events)
+
+
 class _GroupWriter:
     """Collect events from concurrent requests and commit them together, releasing each after commit.
 
-    Commits run one at a time in a writer thread: while one group is written, the next one gathers.
+    Commits run one at a time, in a writer thread or (``ledger_url`` given) a writer process, which
+    lets the ledger's Python work run on another core than the HTTP handling: while one group is
+    written, the next one is received and parsed.
     """
 
-    def __init__(self, sink: EventSink, *, max_group: int = 2000) -> None:
+    def __init__(self, sink: EventSink, *, ledger_url: str | None = None, max_group: int = 2000) -> None:
         self.max_group = max_group
         self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-ledger")
-        self.write = functools.partial(_record, sink)
+        self.executor: Executor
+        self.write: Callable[[list[dict[str, Any]]], Outcome]
+        if ledger_url is None:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-ledger")
+            self.write = functools.partial(_record, sink)
+        else:
+            self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_open_worker, initargs=(ledger_url,))
+            self.write = _record_in_worker
         self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the writer task; a writer process is started and its ledger opened before this returns."""
+        if isinstance(self.executor, ProcessPoolExecutor):
+            await asyncio.get_running_loop().run_in_executor(self.executor, _warm_worker)
+        self.task = asyncio.create_task(self.run())
 
     async def submit(self, event: dict[str, Any]) -> None:
         """Queue ``event`` and return once it is committed (raises if the commit failed)."""
@@ -108,8 +145,11 @@ class _GroupWriter:
         await future
 
     async def _commit(self, events: list[dict[str, Any]]) -> Outcome:
-        """Run one commit in the writer thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.write, events)
+        """Run one commit in the writer; a broken writer is a storage failure (503: the gateway retries)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self.write, events)
+        except Exception as exc:  # e.g. the writer process died
+            return "failed", type(exc).__name__
 
     async def run(self) -> None:
         """Write queued events group by group until cancelled."""
@@ -137,7 +177,7 @@ class _GroupWriter:
                     future.set_exception(error)
 
     async def close(self) -> None:
-        """Stop the writer task and its thread."""
+        """Stop the writer task and its thread or process."""
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,10 +223,13 @@ async def _fields(request: Request) -> dict[str, str]:
     return fields
 
 
-def create_app_from(sink: EventSink) -> Starlette:
-    """Build the receiver app over ``sink`` (a Ledger, or anything with the EventSink methods)."""
+def create_app_from(sink: EventSink, *, ledger_url: str | None = None) -> Starlette:
+    """Build the receiver app over ``sink`` (a Ledger, or anything with the EventSink methods).
+
+    With ``ledger_url``, commits run in a writer process that opens that ledger.
+    """
     tokens: dict[str, str] = {}
-    writer = _GroupWriter(sink)
+    writer = _GroupWriter(sink, ledger_url=ledger_url)
 
     def token_ok(request: Request, campaign: str) -> bool:
         """Whether the path carries the campaign's token (known tokens are cached; unknown names are not)."""
@@ -238,7 +281,7 @@ def create_app_from(sink: EventSink) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        writer.task = asyncio.create_task(writer.run())
+        await writer.start()
         try:
             yield
         finally:
@@ -255,11 +298,17 @@ def create_app_from(sink: EventSink) -> Starlette:
     )
 
 
-def create_app(ledger_url: str) -> Starlette:
-    """Build the receiver app over the ledger at ``ledger_url`` (the factory used in a child process)."""
+def create_app(ledger_url: str, *, writer: str = "process") -> Starlette:
+    """Build the receiver app over the ledger at ``ledger_url`` (the factory used in a child process).
+
+    ``writer="process"`` commits in a writer process beside the server (HTTP and ledger work on two
+    cores), ``"thread"`` in a thread of the server's process.
+    """
     from .ledger import Ledger
 
-    return create_app_from(Ledger(ledger_url))
+    if writer not in ("process", "thread"):
+        raise CallbackError(f"writer must be 'process' or 'thread', not {writer!r}")
+    return create_app_from(Ledger(ledger_url), ledger_url=ledger_url if writer == "process" else None)
 
 
 class CallbackServer:

@@ -221,3 +221,19 @@ def test_process_mode_shares_the_ledger_file(ledger: Ledger) -> None:
         url = callback_urls(srv.public_url, CAMPAIGN, ledger.campaign_token(CAMPAIGN) or "")["dlr_url"]
         assert httpx.post(url.format(key="k1"), data=level2("m-k1")).text == ACK
     assert row(ledger, "k1")["delivery_status"] == "DELIVRD"
+
+
+def test_process_mode_commits_concurrent_reports_in_its_writer_process(ledger: Ledger) -> None:
+    import asyncio
+
+    with CallbackServer(ledger) as srv:
+        url = callback_urls(srv.public_url, CAMPAIGN, ledger.campaign_token(CAMPAIGN) or "")["dlr_url"]
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=20)) as client:
+                return await asyncio.gather(*(client.get(url.format(key="_group"), params=level2(f"p-{i}"))
+                                              for i in range(100)))
+
+        answers = asyncio.run(burst())
+    assert [a.text for a in answers] == [ACK] * 100
+    assert sorted(ledger.events(CAMPAIGN)["message_id"]) == sorted(f"p-{i}" for i in range(100))
