@@ -109,6 +109,20 @@ def _report_view(content: pd.Series) -> pd.Series:
     return content.str.replace(_MASKED, "******", regex=True)
 
 
+class _SmppProgress:
+    """Advance the campaign's progress bar and, when given, a counter of sent messages."""
+
+    def __init__(self, bar: Any, count: Any) -> None:
+        """Wrap ``bar`` (anything with ``update(n)``) and ``count`` (a callable taking n, or None)."""
+        self.bar, self.count = bar, count
+
+    def update(self, n: int) -> None:
+        """Count ``n`` settled messages."""
+        self.bar.update(n)
+        if self.count is not None:
+            self.count(n)
+
+
 class Campaign:
     """One named campaign: plan a rendered frame, send it exactly once, resume, report.
 
@@ -313,9 +327,11 @@ class Campaign:
                            "gateway's transaction report will show those values (use a REST or HTTP transport "
                            "to keep them masked)", self.name, masked)
         bar = tqdm(total=len(rows), desc=f"sending {self.name}", unit="msg", disable=not self.progress)
+        # a client that counts progress (the send form's) hears SMPP progress too: no request goes through it
         try:
             counts = send_smpp(self.ledger, self.name, rows[["message_key", "msisdn", "content"]],
-                               config=self.smpp, sender=self.gateway.sender, progress_bar=bar,
+                               config=self.smpp, sender=self.gateway.sender,
+                               progress_bar=_SmppProgress(bar, getattr(self.client, "count_sent", None)),
                                receipt_timeout=self.receipt_timeout)
         finally:
             bar.close()
@@ -337,6 +353,16 @@ class Campaign:
     def status(self) -> dict[str, int]:
         """Counts of messages per state."""
         return self.ledger.summary(self.name)
+
+    def replies(self) -> pd.DataFrame:
+        """Replies from handsets (SMPP mobile-originated messages) received while this campaign was sending.
+
+        One row per reply in arrival order: ``campaign, msisdn, destination, text, data_coding,
+        received_at``. Replies reach us only over a bound SMPP session (``transport="smpp"``, kept bound
+        ``receipt_timeout`` seconds after the last answer); a reply is filed under the campaign whose
+        session received it.
+        """
+        return self.ledger.replies(self.name)
 
     def to_frame(self) -> pd.DataFrame:
         """The ledger's view of this campaign, one row per message."""

@@ -156,8 +156,8 @@ def test_lost_session_leaves_rows_planned_and_resume_sends_each_once(tmp_path: P
         assert set(ledger.messages("r").query("state == 'accepted'")["msisdn"]) <= set(times)
 
 
-def test_replies_reach_on_event_and_are_counted(sim: Simulator, tmp_path: Path) -> None:
-    """A handset's reply (deliver_sm without the receipt flag) is handed to on_event, not the ledger."""
+def test_replies_reach_on_event_and_the_ledger(sim: Simulator, tmp_path: Path) -> None:
+    """A handset's reply (deliver_sm without the receipt flag) is handed to on_event and stored."""
     sim.clear_faults()
     sim.reply("85512777001", "STOP please")  # held by the simulator until the session binds
     frame = rows(6, 3000)
@@ -170,6 +170,9 @@ def test_replies_reach_on_event_and_are_counted(sim: Simulator, tmp_path: Path) 
     assert counts["replies"] == 1 and len(replies) == 1
     assert (replies[0]["msisdn"], replies[0]["text"], replies[0]["to"]) == ("85512777001", "STOP please", "SMS Info")
     assert counts["accepted"] == 6 and ledger.summary("m")["accepted"] == 6
+    stored = ledger.replies("m")
+    assert stored[["msisdn", "destination", "text"]].values.tolist() == [["85512777001", "SMS Info", "STOP please"]]
+    assert ledger.events("m")["source"].eq("smpp").all()  # a reply is not a delivery event
 
 
 def test_smpplib_client_binds_submits_and_gets_the_receipt(sim: Simulator) -> None:
@@ -244,3 +247,45 @@ def test_campaign_refuses_smpp_without_a_session_config(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="SmppConfig"):
         Campaign("x", gateway=Gateway(private_key="k", secret="s"), ledger=tmp_path / "l.db", transport="smpp")
+
+
+def test_campaign_stores_a_recipients_reply_sent_while_bound(sim: Simulator, tmp_path: Path) -> None:
+    """Campaign over SMPP: a recipient replies while the session waits for receipts; campaign.replies()
+    shows it (Khmer intact), and the reply is filed once even though the session sends nothing more."""
+    import threading
+
+    from plasgate_nb.campaign import Campaign
+    from plasgate_nb.gateway import Gateway
+
+    sim.clear_faults()
+    frame = rows(8, 8000).set_index("message_key")
+    frame.loc["k8007", "msisdn"] = "85510000004"  # never a final receipt: the session stays bound
+    answer = "បាទ/ចាស, I want the offer"
+    gateway = Gateway(base_url=sim.url, sender=sim.credentials.sender)
+    campaign = Campaign("smpp-replies", gateway=gateway, ledger=Ledger(tmp_path / "r.db"), transport="smpp",
+                        smpp=smpp_config(sim), receipt_timeout=3.0, progress=False)
+    before = len(sim.records())
+    replied = threading.Event()
+
+    def reply_once_sent() -> None:
+        """Wait until the simulator has accepted all 8 messages, then make the first recipient answer."""
+        for _ in range(500):
+            if len(sent(sim, before)) == 8:
+                sim.reply(str(frame["msisdn"].iloc[0]), answer)
+                replied.set()
+                return
+            threading.Event().wait(0.01)
+
+    helper = threading.Thread(target=reply_once_sent, name="test-replier")
+    helper.start()
+    try:
+        summary = campaign.send(frame)
+    finally:
+        helper.join(10)
+    assert replied.is_set() and summary.accepted == 8
+    got = campaign.replies()
+    assert len(got) == 1
+    assert (got["msisdn"].iloc[0], got["text"].iloc[0], got["destination"].iloc[0]) == (
+        frame["msisdn"].iloc[0], answer, sim.credentials.sender)
+    assert got["data_coding"].iloc[0] == 8 and got["campaign"].iloc[0] == "smpp-replies"
+    assert campaign.ledger.replies("smpp-campaign").empty  # filed under the campaign that was sending

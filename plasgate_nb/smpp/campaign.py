@@ -6,8 +6,9 @@ then settled from the submit_sm_resp answers: ``accepted`` (with the message id 
 ``rejected`` (command_status and its name as the reason) or ``uncertain`` (a submit_sm written whose
 answer never came: never resent unless the user asks). Rows of a group the session never got to
 write (it gave up reconnecting) go back to ``planned``. Receipts (deliver_sm) become ledger events
-(source ``smpp``), recorded as they come, so ``collect`` and the charts work as with HTTP DLRs;
-mobile-originated replies are handed to ``on_event`` and counted.
+(source ``smpp``), recorded as they come, so ``collect`` and the charts work as with HTTP DLRs.
+Mobile-originated replies arriving on the session are filed in the ledger under the campaign being sent
+(``Ledger.replies``), flushed with the receipts, and handed to ``on_event`` too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -38,7 +40,7 @@ FLUSH_EVERY = 0.2  # seconds between ledger writes of buffered receipts
 
 
 class _Run:
-    """The state of one SMPP send: ledger, counters, buffered receipts."""
+    """The state of one SMPP send: ledger, counters, buffered receipts and replies."""
 
     def __init__(self, ledger: Any, campaign: str, *, progress_bar: Any,
                  on_event: Callable[[dict[str, Any]], Any] | None) -> None:
@@ -47,12 +49,13 @@ class _Run:
         self.progress_bar, self.on_event = progress_bar, on_event
         self.counts = {"accepted": 0, "rejected": 0, "uncertain": 0, "planned": 0, "receipts": 0, "replies": 0}
         self.events: list[dict[str, Any]] = []
+        self.replies: list[dict[str, Any]] = []
         self.waiting: set[str] = set()  # accepted message ids without a final receipt yet
         self.finals: set[str] = set()
         self.last_flush = time.monotonic()
 
     def deliver(self, item: Receipt | MobileOriginated) -> None:
-        """Buffer a receipt for the ledger (or count a reply) and tell ``on_event``."""
+        """Buffer a receipt or a reply for the ledger and tell ``on_event``."""
         event = event_from_deliver(item)
         if isinstance(item, Receipt):
             # no campaign stamp: a receipt is placed by its message id (the account's receipts for
@@ -63,7 +66,10 @@ class _Run:
                 self.finals.add(item.message_id)
                 self.waiting.discard(item.message_id)
         else:
+            # an MO has no campaign of its own: it is filed under the campaign whose session received it
             event["campaign"] = self.campaign
+            event["received_at"] = datetime.now(UTC)
+            self.replies.append(event)
             self.counts["replies"] += 1
         if self.on_event is not None:
             self.on_event(event)
@@ -71,11 +77,14 @@ class _Run:
             self.flush()
 
     def flush(self) -> None:
-        """Record the buffered receipts in one ledger transaction."""
+        """Record the buffered receipts (one ledger transaction) and replies (another)."""
         self.last_flush = time.monotonic()
         if self.events:
             events, self.events = self.events, []
             self.ledger.record_events(events)
+        if self.replies:
+            replies, self.replies = self.replies, []
+            self.ledger.record_replies(self.campaign, replies)
 
     def settle(self, keys: list[str], parts: dict[str, int], results: list[SubmitResult]) -> None:
         """Settle one group: accepted / rejected (by status) / uncertain; unattempted rows back to planned."""
@@ -161,9 +170,10 @@ def send_smpp(ledger: Any, campaign_name: str, requests_rows: pd.DataFrame, *, c
     over one SMPP session and record everything in ``ledger``; return counts by outcome.
 
     ``progress_bar`` (anything with ``update(n)``) advances as groups settle; ``on_event`` receives
-    every receipt event and reply dict. The session stays bound up to ``receipt_timeout`` seconds after
-    the last answer for the final receipts of the accepted messages. Raises TransportError (after
-    settling what was answered) when the session cannot be kept or re-established.
+    every receipt event and reply dict; replies are also stored (``ledger.replies(campaign_name)``).
+    The session stays bound up to ``receipt_timeout`` seconds after the last answer for the final
+    receipts of the accepted messages (and any replies). Raises TransportError (after settling what
+    was answered) when the session cannot be kept or re-established.
     """
     size = group_size or max(config.window * 2, 100)
     run = _Run(ledger, campaign_name, progress_bar=progress_bar, on_event=on_event)
