@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import uvicorn
 
@@ -28,22 +32,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--balance", type=float, default=None, help="starting balance of the demo account")
     parser.add_argument("--retry-delay", type=float, default=30.0,
                         help="seconds between DLR retries until ACK/Jasmin (default 30, as Jasmin)")
+    parser.add_argument("--smpp-port", type=int, default=None, metavar="N",
+                        help="also serve SMPP v3.4 on port N (0 = any free port; Plasgate's is 2775); "
+                             "bind with the HTTP API username and password printed at start")
     parser.add_argument("--fault", action="append", default=[], metavar="KIND[:ROUTE][:p=P|n=N]",
                         help="inject a fault, e.g. drop_after:batch:n=1 or error_before:*:p=0.1 (repeatable)")
 
 
+def _banner(url: str, account: Any, token: str, smpp: tuple[str, int] | None) -> str:
+    """What the simulator prints once it answers: where to send and the demo account to use."""
+    # the simulator's own demo account: showing its secret here is the point
+    lines = [f"Plasgate simulator listening on {url}",
+             f"  REST:      POST {url}/rest/send?private_key={account.private_key}  "
+             f"(header X-Secret: {account.secret})",
+             f"             POST {url}/rest/batch-send?private_key=...   GET {url}/report?private_key=...",
+             f"  HTTP API:  POST {url}/api/send  username={account.username} password={account.password}"]
+    if smpp is not None:
+        lines.append(f"  SMPP:      {smpp[0]}:{smpp[1]}  system_id={account.username} "
+                     f"password={account.password}  (v3.4; bind transceiver, transmitter or receiver)")
+    lines += [f"  sender:    {account.senders[0]}",
+              f"  admin:     GET {url}/_sim/records  (header {ADMIN_HEADER}: {token})",
+              "Press Ctrl-C to stop."]
+    return "\n".join(lines)
+
+
+async def _serve(server: uvicorn.Server, sock: Any, on_started: Callable[[], None]) -> bool:
+    """Serve on ``sock``; call ``on_started`` once the app (and its SMPP port) is up; False if it never was."""
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        on_started()
+    await task
+    return server.started
+
+
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted; print the URL and the demo credentials first."""
+    """Serve until interrupted; print the URL and the demo credentials once it answers."""
     try:
         faults = tuple(parse_fault(text) for text in args.fault)
     except (ValueError, TypeError) as exc:
         print(f"plasgate-nb simulator: bad --fault: {exc}", file=sys.stderr)
         return 2
+    if args.smpp_port is not None and not 0 <= args.smpp_port <= 65535:
+        print(f"plasgate-nb simulator: --smpp-port must be 0-65535, not {args.smpp_port}", file=sys.stderr)
+        return 2
     config = SimulatorConfig(seed=args.seed, clock_speed=args.clock_speed, faults=faults,
                              callback_retry_delay=args.retry_delay,
-                             rate_limits=RateLimits.off() if args.no_rate_limits else RateLimits())
+                             rate_limits=RateLimits.off() if args.no_rate_limits else RateLimits(),
+                             smpp=args.smpp_port is not None, smpp_port=args.smpp_port or 0)
     if args.balance is not None:
-        from dataclasses import replace
         config = replace(config, accounts=(replace(config.accounts[0], balance=args.balance),))
     token = secrets.token_urlsafe(18)
     try:
@@ -51,25 +89,30 @@ def run(args: argparse.Namespace) -> int:
     except PlasgateError as exc:
         print(f"plasgate-nb simulator: {exc}", file=sys.stderr)
         return 1
-    port = sock.getsockname()[1]
-    account = config.accounts[0]
-    url = f"http://{args.host}:{port}"
-    # the simulator's own demo account: showing its secret here is the point
-    print(f"Plasgate simulator listening on {url}\n"
-          f"  REST:      POST {url}/rest/send?private_key={account.private_key}  "
-          f"(header X-Secret: {account.secret})\n"
-          f"             POST {url}/rest/batch-send?private_key=...   GET {url}/report?private_key=...\n"
-          f"  HTTP API:  POST {url}/api/send  username={account.username} password={account.password}\n"
-          f"  sender:    {account.senders[0]}\n"
-          f"  admin:     GET {url}/_sim/records  (header {ADMIN_HEADER}: {token})\n"
-          "Press Ctrl-C to stop.", flush=True)
-    server = uvicorn.Server(uvicorn.Config(create_app(config, token), log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=3))
+    url = f"http://{args.host}:{sock.getsockname()[1]}"
+    app = create_app(config, token)
+    sim = app.sim  # type: ignore[attr-defined]
+    if sim.smpp is not None:
+        sim.smpp.host = args.host  # SMPP listens where HTTP does
+
+    def announce() -> None:
+        """Print the banner (the SMPP port is known only once the app has started)."""
+        smpp = (sim.smpp.host, sim.smpp.port) if sim.smpp is not None else None
+        print(_banner(url, config.accounts[0], token, smpp), flush=True)
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
+    started = False
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # pragma: no cover - uvicorn normally handles SIGINT itself
-        pass
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            started = runner.run(_serve(server, sock, announce))
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it handled once it has shut down
+        started = started or server.started
+    except SystemExit:  # uvicorn exits when the app's startup (binding the SMPP port) failed
+        started = False
     finally:
         sock.close()
+    if not started:
+        print("plasgate-nb simulator: the server did not start (is the SMPP port free?)", file=sys.stderr)
+        return 1
     print("Plasgate simulator stopped.", flush=True)
     return 0
