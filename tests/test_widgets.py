@@ -12,12 +12,15 @@ from pathlib import Path
 import ipywidgets as w
 import pandas as pd
 import pytest
+import traitlets
 
 from plasgate_nb.callbacks import CallbackServer
 from plasgate_nb.campaign import Campaign
+from plasgate_nb.errors import ConfigError
 from plasgate_nb.gateway import Gateway
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
+from plasgate_nb.smpp import SmppConfig
 from plasgate_nb.widgets import SendForm, transport_options
 
 PRICE = 0.012
@@ -309,3 +312,93 @@ def test_a_campaign_object_gives_the_defaults(sim: Simulator, gateway: Gateway, 
     finally:
         f.close()
     ledger.close()
+
+
+# ---------------------------------------------------------------------------------------------- SMPP
+@pytest.fixture(scope="module")
+def smpp_sim() -> Iterator[Simulator]:
+    """A thread-mode simulator that also serves SMPP (receipts 100x faster than real time)."""
+    config = SimulatorConfig(seed=5, smpp=True, rate_limits=RateLimits.off(), clock_speed=100.0)
+    with Simulator(config, mode="thread") as simulator:
+        yield simulator
+
+
+def smpp_settings(sim: Simulator) -> SmppConfig:
+    """A session login for the simulator's default account."""
+    creds = sim.credentials
+    return SmppConfig(port=sim.smpp_port, system_id=creds.username, password=creds.password, window=10,
+                      response_timeout=2.0)
+
+
+def test_smpp_is_offered_only_with_a_session_config(smpp_sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    assert "smpp" not in [v for _, v in transport_options()]
+    assert ("SMPP", "smpp") in transport_options(smpp=True)
+    plain = SendForm(customers(), campaign="no-smpp", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
+    with_smpp = SendForm(customers(), campaign="smpp", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE,
+                         smpp=smpp_settings(smpp_sim))
+    campaign = Campaign("from-campaign", gateway=gateway, ledger=tmp_path / "c.db", transport="smpp",
+                        smpp=smpp_settings(smpp_sim), receipt_timeout=7.0, progress=False)
+    from_campaign = SendForm(customers(), campaign=campaign, template=TEMPLATE)
+    try:
+        assert "smpp" not in [v for _, v in plain.transport.options]
+        with pytest.raises(traitlets.TraitError):
+            plain.transport.value = "smpp"
+        assert "smpp" in [v for _, v in with_smpp.transport.options] and with_smpp.transport.value == "batch"
+        assert from_campaign.transport.value == "smpp" and from_campaign.receipt_timeout == 7.0
+        with pytest.raises(ConfigError, match="SmppConfig"):
+            SendForm(customers(), smpp={"port": 2775})  # type: ignore[arg-type]
+    finally:
+        for f in (plain, with_smpp, from_campaign):
+            f.close()
+    campaign.ledger.close()
+
+
+def test_send_through_the_form_over_smpp(smpp_sim: Simulator, tmp_path: Path) -> None:
+    """Confirm sends the ok rows once over SMPP; receipts fill the results; a reply shows up; re-send sends nothing."""
+    creds = smpp_sim.credentials
+    gateway = Gateway(base_url=smpp_sim.url, sender=creds.sender)  # no REST keys: SMPP needs none of them
+    df = customers()
+    ok = ok_numbers(df)
+    first = next(iter(ok))
+    smpp_sim.reply(first, "Thanks! STOP")  # held by the simulator until the form's session binds
+    before = len(smpp_sim.records())
+    f = SendForm(df, campaign="via-smpp", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE,
+                 smpp=smpp_settings(smpp_sim), receipt_timeout=10.0, price_per_segment=PRICE)
+    try:
+        f.transport.value = "smpp"
+        f.send_button.click()
+        assert f.error.value == "" and f.confirm_box.layout.display == "flex"
+        assert cells(f.confirm_text.value)["recipients"] == "4"
+        assert len(smpp_sim.records()) == before
+        f.confirm_button.click()
+        assert f.wait(30)
+        assert f.error.value == ""
+        records = smpp_sim.records(offset=before)
+        assert {r["route"] for r in records} == {"smpp"} and Counter(r["to"] for r in records) == ok
+        assert "accepted 4" in text(f.notice.value) and (f.progress.value, f.progress.max) == (4, 4)
+        results = outputs_text(f.results)
+        assert "accepted 4, rejected 0, uncertain 0" in results
+        assert "replies received: 1" in results and "Thanks! STOP" in results
+        messages = f._ledger_obj().messages("via-smpp")
+        assert messages["delivery_status"].notna().all()  # every receipt came over the session
+        assert f._ledger_obj().replies("via-smpp")["msisdn"].tolist() == [first]
+        f.send_button.click()
+        assert "Nothing new to send" in text(f.notice.value)
+        assert len(smpp_sim.records()) == before + 4
+    finally:
+        f.close()
+
+
+def test_smpp_with_a_schedule_is_refused_in_the_form(smpp_sim: Simulator, tmp_path: Path) -> None:
+    before = len(smpp_sim.records())
+    gateway = Gateway(base_url=smpp_sim.url, sender=smpp_sim.credentials.sender)
+    f = SendForm(customers(), campaign="smpp-later", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE,
+                 smpp=smpp_settings(smpp_sim))
+    try:
+        f.transport.value = "smpp"
+        f.schedule.value = "2099-01-01 09:00:00"
+        f.send_button.click()
+        assert "schedule_at is only supported" in text(f.error.value) and f.confirm_box.layout.display == "none"
+        assert len(smpp_sim.records()) == before
+    finally:
+        f.close()

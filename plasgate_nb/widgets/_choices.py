@@ -19,15 +19,15 @@ OVERALL = "(overall)"
 DEFAULT_LEDGER = "plasgate_nb.db"
 
 
-def transport_options() -> list[tuple[str, str]]:
+def transport_options(*, smpp: bool = False) -> list[tuple[str, str]]:
     """The send paths ``Campaign`` accepts, labelled for the transport dropdown.
 
-    SMPP HOOK: :mod:`plasgate_nb.smpp` has an ESME client, but ``Campaign`` cannot send through it
-    yet. The options are read from ``campaign.TransportName``: when it gains ``"smpp"`` (and Campaign
-    accepts ``transport="smpp"``), the SMPP option appears here with no change to the form.
+    The options are read from ``campaign.TransportName``; SMPP is offered only when ``smpp`` is true
+    (the form was given an :class:`~plasgate_nb.smpp.SmppConfig`: a session needs its own address and
+    login, which the REST/HTTP gateway settings do not hold).
     """
     names = typing.get_args(campaign_module.TransportName)
-    return [(_TRANSPORT_LABELS.get(name, name), name) for name in names]
+    return [(_TRANSPORT_LABELS.get(name, name), name) for name in names if smpp or name != "smpp"]
 
 
 def guess_phone(columns: list[str]) -> str | None:

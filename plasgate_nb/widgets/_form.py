@@ -22,6 +22,7 @@ from ..compose import estimate_cost, preview, render_messages
 from ..errors import ConfigError, PlasgateError
 from ..gateway import Gateway
 from ..ledger import Ledger
+from ..smpp import SmppConfig
 from . import _view
 from ._choices import DEFAULT_LEDGER, INDEX, OVERALL, close_tree, default_sender, guess_phone, transport_options
 from ._run import Plan, SendJob
@@ -29,6 +30,7 @@ from ._run import Plan, SendJob
 __all__ = ["SendForm", "transport_options"]
 
 logger = logging.getLogger("plasgate_nb")
+SMPP_RECEIPT_WAIT = 30.0  # seconds an SMPP send stays bound for receipts, unless told otherwise
 
 class SendForm:
     """An ipywidgets form to preview, price and send a campaign over a DataFrame, exactly once.
@@ -38,7 +40,9 @@ class SendForm:
     :class:`~plasgate_nb.gateway.Gateway` (default ``Gateway.from_env()`` at send time); ``ledger`` a
     :class:`~plasgate_nb.ledger.Ledger` or its path/URL (default ``plasgate_nb.db``); ``receiver`` a
     running :class:`~plasgate_nb.callbacks.CallbackServer` (or its public URL) that turns on delivery
-    reports; ``suppress`` an opt-out list for ``prepare_audience``. Display it as the last expression
+    reports; ``smpp`` a :class:`~plasgate_nb.smpp.SmppConfig` that adds the SMPP transport (receipts
+    and replies then come over the session, which stays bound ``receipt_timeout`` seconds after the
+    last answer); ``suppress`` an opt-out list for ``prepare_audience``. Display it as the last expression
     of a cell, or ``display(form.widget)``.
 
     Send asks for confirmation with the totals; the confirmed send runs in a background thread
@@ -48,13 +52,20 @@ class SendForm:
     def __init__(self, df: pd.DataFrame, *, campaign: str | Campaign | None = None, gateway: Gateway | None = None,
                  ledger: Ledger | str | Path | None = None, receiver: Any = None, price_per_segment: float = 0.012,
                  currency: str = "USD", suppress: Any = None, template: str = "", report_timeout: float = 300.0,
-                 report_until: float = 1.0, poll: float = 1.0) -> None:
+                 report_until: float = 1.0, poll: float = 1.0, smpp: SmppConfig | None = None,
+                 receipt_timeout: float | None = None) -> None:
         if not isinstance(df, pd.DataFrame):
             raise ConfigError(f"SendForm needs a pandas DataFrame, not {type(df).__name__}")
         if isinstance(campaign, Campaign):
             gateway = gateway if gateway is not None else campaign.gateway
             ledger = ledger if ledger is not None else campaign.ledger
             receiver = receiver if receiver is not None else campaign.receiver
+            smpp = smpp if smpp is not None else campaign.smpp
+            receipt_timeout = receipt_timeout if receipt_timeout is not None else campaign.receipt_timeout
+        if smpp is not None and not isinstance(smpp, SmppConfig):
+            raise ConfigError(f"smpp must be an SmppConfig, not {type(smpp).__name__}")
+        self._smpp = smpp
+        self.receipt_timeout = SMPP_RECEIPT_WAIT if receipt_timeout is None else receipt_timeout
         self.df = df
         self.price_per_segment = price_per_segment
         self.currency = currency
@@ -95,7 +106,7 @@ class SendForm:
                                     style=style)
         self.preview = w.HTML(layout=wide)
         self.sender = w.Text(value=sender, description="sender", style=style)
-        transports = transport_options()
+        transports = transport_options(smpp=self._smpp is not None)
         chosen = campaign.transport if isinstance(campaign, Campaign) else transports[0][1]
         self.transport = w.Dropdown(options=transports, value=chosen, description="transport", style=style)
         self.schedule = w.Text(description="schedule at", placeholder="YYYY-MM-DD HH:MM:SS Phnom Penh; empty: now",
@@ -227,6 +238,10 @@ class SendForm:
             raise ConfigError("enter a campaign name (keep it to re-run the form without sending twice)")
         sender = validate_sender(self.sender.value.strip())
         gateway = (self._gateway if self._gateway is not None else Gateway.from_env()).with_options(sender=sender)
+        if self.transport.value == "smpp":  # receipts come over the session, not to the receiver
+            return Campaign(name, gateway=gateway, ledger=self._ledger_obj(), transport="smpp", key=self.key.value,
+                            price_per_segment=self.price_per_segment, progress=False, smpp=self._smpp,
+                            receipt_timeout=self.receipt_timeout)
         gateway.require(self.transport.value)
         receiver = self._receiver if self.dlr.value else None
         return Campaign(name, gateway=gateway, ledger=self._ledger_obj(), transport=self.transport.value,
@@ -313,7 +328,7 @@ class SendForm:
         for button in (self.send_button, self.dry_run_button):
             button.disabled = True
         self.progress.layout.visibility = "visible"
-        follow = self.dlr.value and self._receiver is not None
+        follow = self.dlr.value and self._receiver is not None and plan.campaign.transport != "smpp"
         self._job = SendJob(plan, follow_reports=follow, report_timeout=self.report_timeout,
                             report_until=self.report_until, poll=self.poll, on_progress=self._show_progress,
                             on_results=self._show_results, on_done=self._finished).start()
@@ -346,6 +361,11 @@ class SendForm:
                 reasons = collected.loc[refused, "reason"].fillna("no reason recorded").value_counts()
                 outputs.append(_view.text_bundle("not accepted, why:\n" + "\n".join(
                     f"  {n} x {reason}" for reason, n in reasons.items())))
+            if campaign.transport == "smpp":
+                replies = campaign.replies()
+                if len(replies):
+                    outputs.append(_view.text_bundle(f"replies received: {len(replies)}"))
+                    outputs.append(_view.table_bundle(replies[["msisdn", "text", "received_at"]]))
             if by is None:
                 outputs.append(_view.chart_bundle(lambda ax: charts.plot_funnel(collected, ax=ax), alt="send funnel"))
             else:

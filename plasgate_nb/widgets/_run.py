@@ -40,7 +40,8 @@ class Plan:
 class ProgressClient(GatewayClient):
     """A GatewayClient that also reports each answered request's recipients to ``on_sent``.
 
-    Campaign takes ``client=`` as its seam; this is how the form counts progress without polling.
+    Campaign takes ``client=`` as its seam; this is how the form counts progress without polling. An
+    SMPP send goes through no request: Campaign calls :meth:`count_sent` as its groups settle.
     """
 
     def __init__(self, gateway: Any, *, on_sent: Callable[[int], None]) -> None:
@@ -54,10 +55,14 @@ class ProgressClient(GatewayClient):
         def counted(result: SendResult) -> Any:
             """Run the campaign's hook, then report progress."""
             value = on_result(result) if on_result is not None else None
-            self._on_sent(result.request.recipients)
+            self.count_sent(result.request.recipients)
             return value
 
         return super().send_many(requests, before_send=before_send, on_result=counted)
+
+    def count_sent(self, n: int) -> None:
+        """Report ``n`` more messages settled."""
+        self._on_sent(n)
 
 
 class SendJob:
