@@ -128,3 +128,19 @@ def test_help_lists_every_command_and_a_shell_pipeline_works(sim: Simulator, env
                            f"[\"accepted\"])'", shell=True, capture_output=True, text=True, cwd=ROOT, env=environ)
     assert piped.stdout.strip() == "2"
     assert env["PLASGATE_SECRET"] not in sent.stdout + sent.stderr
+
+
+def test_send_over_smpp(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    config = SimulatorConfig(seed=5, smpp=True, clock_speed=500, rate_limits=RateLimits.off())
+    with Simulator(config, mode="thread") as smpp_sim:
+        creds = smpp_sim.credentials
+        monkeypatch.setenv("PLASGATE_BASE_URL", smpp_sim.url)
+        monkeypatch.setenv("PLASGATE_SMPP_SYSTEM_ID", creds.username)
+        monkeypatch.setenv("PLASGATE_SMPP_PASSWORD", creds.password)
+        args = [*send_args(files), "--transport", "smpp", "--receipt-wait", "5"]
+        assert main(args) == 2
+        assert "--smpp HOST:PORT" in capsys.readouterr().err
+        assert main([*args, "--smpp", f"127.0.0.1:{smpp_sim.smpp_port}"]) == 0
+        assert last_json(capsys.readouterr().out)["accepted"] == 2
+        assert sorted(r["to"] for r in smpp_sim.records() if r["route"] == "smpp") == ["85512345678", "855971234567"]

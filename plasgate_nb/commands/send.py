@@ -14,8 +14,10 @@ import pandas as pd
 from ..audience import prepare_audience
 from ..campaign import Campaign
 from ..compose import render_messages
+from ..errors import ConfigError
 from ..gateway import Gateway
 from ..ledger import Ledger
+from ..smpp import SmppConfig
 from ._common import add_campaign_options, emit, read_frame
 
 
@@ -30,12 +32,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", default=None, help="unique id column (default: row number)")
     parser.add_argument("--suppress", type=Path, help="opt-out file (CSV with a phone column)")
     parser.add_argument("--gateway", default=None, metavar="URL", help="gateway base URL (else PLASGATE_BASE_URL)")
-    parser.add_argument("--transport", choices=["batch", "single", "http"], default="batch")
+    parser.add_argument("--transport", choices=["batch", "single", "http", "smpp"], default="batch",
+                        help="batch (REST batch-send, default), single (REST send), http (HTTP API) or smpp")
+    parser.add_argument("--smpp", default=None, metavar="HOST:PORT",
+                        help="SMPP server for --transport smpp (login from PLASGATE_SMPP_SYSTEM_ID and "
+                             "PLASGATE_SMPP_PASSWORD)")
+    parser.add_argument("--receipt-wait", type=float, default=30.0,
+                        help="smpp: seconds to stay bound for delivery receipts (default 30)")
     parser.add_argument("--callback-url", default=None,
                         help="public URL of a running `plasgate-nb callbacks` receiver: asks for delivery reports")
     parser.add_argument("--price", type=float, default=None, help="price per SMS part, for the cost estimate")
     parser.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
     parser.add_argument("--resend-uncertain", action="store_true", help="also resend rows left uncertain")
+
+
+def _smpp_config(args: argparse.Namespace) -> SmppConfig | None:
+    """The SMPP session settings for ``--transport smpp`` (None for the HTTP transports)."""
+    if args.transport != "smpp":
+        return None
+    host, _, port = (args.smpp or "").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError("--transport smpp needs --smpp HOST:PORT (e.g. --smpp smpp.example.com:2775)")
+    return SmppConfig(host=host, port=int(port))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     gateway = Gateway.from_env(base_url=args.gateway)
     campaign = Campaign(args.campaign, gateway=gateway, ledger=Ledger(args.ledger), transport=args.transport,
                         key=args.key, receiver=args.callback_url, price_per_segment=args.price,
-                        progress=not args.json)
+                        progress=not args.json, smpp=_smpp_config(args), receipt_timeout=args.receipt_wait)
     summary = campaign.send(rendered, dry_run=args.dry_run, resend_uncertain=args.resend_uncertain)
     emit(args, summary.to_dict(), str(summary))
     return 0 if args.dry_run or (summary.rejected == 0 and summary.uncertain == 0) else 3
