@@ -45,6 +45,7 @@ logger = logging.getLogger("plasgate_nb")
 ACK = "ACK/Jasmin"
 MAX_BODY = 16 * 1024
 MAX_FIELDS = 40
+GATHER_TURNS = 8  # event-loop turns the writer waits for more reports while more keep arriving
 
 
 class EventSink(Protocol):
@@ -155,6 +156,11 @@ class _GroupWriter:
         """Write queued events group by group until cancelled."""
         while True:
             group = [await self.queue.get()]
+            for _ in range(GATHER_TURNS):  # let requests already received join (fewer, larger commits)
+                size = self.queue.qsize()
+                await asyncio.sleep(0)
+                if self.queue.qsize() == size:
+                    break
             while len(group) < self.max_group and not self.queue.empty():
                 group.append(self.queue.get_nowait())
             outcome, reason = await self._commit([e for e, _ in group])
