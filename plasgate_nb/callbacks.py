@@ -24,7 +24,7 @@ import json
 import logging
 import multiprocessing
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote
 
@@ -111,6 +111,12 @@ def _record_in_worker(events: list[dict[str, Any]]) -> Outcome:
     return _record(_WORKER_SINK[0], events)
 
 
+def _writer_process(ledger_url: str) -> ProcessPoolExecutor:
+    """A one-process pool (spawned: safe beside the server's threads) that writes to ``ledger_url``."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_open_worker, initargs=(ledger_url,))
+
+
 class _GroupWriter:
     """Collect events from concurrent requests and commit them together, releasing each after commit.
 
@@ -128,9 +134,9 @@ class _GroupWriter:
             self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-ledger")
             self.write = functools.partial(_record, sink)
         else:
-            self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_open_worker, initargs=(ledger_url,))
+            self.executor = _writer_process(ledger_url)
             self.write = _record_in_worker
+        self.ledger_url = ledger_url
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -149,7 +155,11 @@ class _GroupWriter:
         """Run one commit in the writer; a broken writer is a storage failure (503: the gateway retries)."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, self.write, events)
-        except Exception as exc:  # e.g. the writer process died
+        except BrokenExecutor as exc:  # the writer process died: answer 503 (the gateway retries), start anew
+            logger.error("the callback writer process stopped (%s); starting a new one", type(exc).__name__)
+            if self.ledger_url is not None:
+                self.executor.shutdown(wait=False)
+                self.executor = _writer_process(self.ledger_url)
             return "failed", type(exc).__name__
 
     async def run(self) -> None:

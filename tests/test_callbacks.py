@@ -237,3 +237,34 @@ def test_process_mode_commits_concurrent_reports_in_its_writer_process(ledger: L
         answers = asyncio.run(burst())
     assert [a.text for a in answers] == [ACK] * 100
     assert sorted(ledger.events(CAMPAIGN)["message_id"]) == sorted(f"p-{i}" for i in range(100))
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_dead_writer_process_means_503_then_a_new_writer(ledger: Ledger) -> None:
+    import os
+    import signal
+
+    with CallbackServer(ledger) as srv:
+        url = callback_urls(srv.public_url, CAMPAIGN, ledger.campaign_token(CAMPAIGN) or "")["dlr_url"]
+        server_pid = srv._server._process.pid  # type: ignore[union-attr]
+        writers = [pid for pid in _children(server_pid)  # not multiprocessing's resource tracker
+                   if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(writers) == 1
+        os.kill(writers[0], signal.SIGKILL)
+        answer = httpx.post(url.format(key="k1"), data=level2("m-k1"), timeout=30)
+        assert answer.status_code == 503 and ACK not in answer.text
+        assert httpx.post(url.format(key="k1"), data=level2("m-k1"), timeout=30).text == ACK  # the retry lands
+    assert row(ledger, "k1")["delivery_status"] == "DELIVRD"
