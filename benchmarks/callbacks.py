@@ -9,12 +9,13 @@ order the connections deliver them; for a personalized message a level-1 GET and
 (ACCEPTD then a final status) to its own ``dlr_url``. Each run sends ``--reports`` distinct reports;
 the script counts the ``ACK/Jasmin`` answers and the benchmark checks that the ledger then holds
 exactly that many events. The ceiling is the same app stack (routes, parsing, group writer) over a
-no-op sink that stores nothing, also in its own process. Medians of several runs.
+no-op sink that stores nothing, also in its own process. Medians of several runs. ``--writer thread``
+commits in a thread of the receiver's process instead of its writer process (for comparison).
 
 ``collect_1m_s`` (merging a 1,000,000-row campaign into a frame) is measured by ``benchmarks/collect.py``
 and left null here.
 
-    python benchmarks/callbacks.py [--quick] [--runs N] [--reports N]
+    python benchmarks/callbacks.py [--quick] [--runs N] [--reports N] [--writer process|thread]
 """
 
 from __future__ import annotations
