@@ -268,16 +268,22 @@ class SendForm:
             return True
         return False
 
-    def _on_dry_run(self, _button: Any = None) -> None:
-        """Show what a send would do: totals, cost and projected duration. Sends nothing."""
+    def _fresh_plan(self) -> Plan | None:
+        """Clear the messages and compute a plan, or show why not (None when busy or invalid)."""
         self._hide_confirm()
         if self._busy():
-            return
+            return None
         self.error.value = self.notice.value = ""
         try:
-            plan = self.plan()
+            return self.plan()
         except Exception as exc:
             self._fail(exc)
+            return None
+
+    def _on_dry_run(self, _button: Any = None) -> None:
+        """Show what a send would do: totals, cost and projected duration. Sends nothing."""
+        plan = self._fresh_plan()
+        if plan is None:
             return
         self.last_summary = plan.summary
         self.notice.value = _view.totals_html("Dry run: nothing was sent.", plan.summary, plan.estimate,
@@ -285,14 +291,8 @@ class SendForm:
 
     def _on_send(self, _button: Any = None) -> None:
         """Compute the totals and ask for confirmation (nothing is sent until Confirm)."""
-        self._hide_confirm()
-        if self._busy():
-            return
-        self.error.value = self.notice.value = ""
-        try:
-            plan = self.plan()
-        except Exception as exc:
-            self._fail(exc)
+        plan = self._fresh_plan()
+        if plan is None:
             return
         if plan.summary.recipients == 0:
             lines = [f"{plan.summary.already_sent} row(s) were already sent and are not sent again."]
