@@ -162,3 +162,41 @@ def derive(rows: Iterable[Any], *, state: str) -> dict[str, Any]:
         text = str((refusal.raw or {}).get("statusText") or "refused by the gateway (batch errback)")
         out["state"], out["reason"] = "rejected", text[:MAX_TEXT]
     return out
+
+
+DELIVERY_COLUMNS = ("delivery_status", "delivery_level1_status", "done_at", "delivered_at", "error_code")
+
+
+def advance(current: Mapping[str, Any], rows: Iterable[Any], *, state: str) -> dict[str, Any] | None:
+    """Apply events arriving after those already applied to a row's stored delivery columns.
+
+    Gives the same result as ``derive`` over all the row's events (old then ``rows``, in arrival order)
+    without reading the old ones: the first level-1 status and the first final level-2 status stay, a
+    later non-final level-2 status replaces a non-final one. Returns None when ``rows`` hold an errback
+    (whose effect depends on the older events): the caller then derives from all events.
+    """
+    level1 = current.get("delivery_level1_status")
+    status = current.get("delivery_status")
+    chosen = None
+    accepted = False
+    for row in rows:
+        if row.source == "errback":
+            return None
+        accepted = True
+        if row.source == "batch":
+            continue
+        if row.level == 1:
+            level1 = level1 if level1 is not None else row.status
+        elif status not in FINAL_STATUSES:
+            status, chosen = row.status, row
+    out = {c: current.get(c) for c in DELIVERY_COLUMNS}
+    out["delivery_level1_status"] = level1
+    if chosen is not None:
+        out["delivery_status"], out["done_at"] = chosen.status, chosen.done_at
+        out["delivered_at"] = (chosen.done_at or chosen.received_at) if chosen.status == "DELIVRD" else None
+        out["error_code"] = chosen.err if chosen.err and chosen.err.strip("0") else None
+    elif status is None:
+        out["error_code"] = level1 if level1 is not None and level1 != "ESME_ROK" else None
+    if accepted and state != "accepted":
+        out["state"], out["reason"] = "accepted", None
+    return out

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ._events import Event, derive
+from ._events import DELIVERY_COLUMNS, Event, advance, derive
 from ._schema import events, messages
 
 CHUNK = 5000
@@ -42,16 +42,16 @@ _CANDIDATES = (sa.select(messages.c.id, messages.c.campaign_id, messages.c.msisd
                .order_by(messages.c.id))
 _BY_ID = (sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_id)
           .where(messages.c.message_id.in_(_IDS)).order_by(messages.c.id))
-_STATES = sa.select(messages.c.id, messages.c.state).where(messages.c.id.in_(_IDS))
+_STATES = sa.select(messages.c.id, messages.c.state,
+                    *(messages.c[c] for c in DELIVERY_COLUMNS)).where(messages.c.id.in_(_IDS))
 _EVENTS_OF = (sa.select(events.c.message_row, events.c.source, events.c.level, events.c.status, events.c.err,
                         events.c.done_at, events.c.received_at, events.c.raw)
               .where(events.c.message_row.in_(_IDS)).order_by(events.c.id))
-_DELIVERY_COLUMNS = ("delivery_status", "delivery_level1_status", "done_at", "delivered_at", "error_code")
 _DELIVERY = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
-    {c: sa.bindparam(f"b_{c}") for c in _DELIVERY_COLUMNS})
+    {c: sa.bindparam(f"b_{c}") for c in DELIVERY_COLUMNS})
 _SETTLE = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
     state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_now"))
-_INSERT = {name: insert(events).on_conflict_do_nothing(index_elements=["dedupe_key"])
+_INSERT = {name: insert(events).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(events.c.dedupe_key)
            for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
 
 
@@ -168,32 +168,51 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
     return placed, attach_orphans(conn, pairs)
 
 
-def insert_events(conn: sa.Connection, evs: list[Event], placed: list[Placement]) -> None:
-    """Insert new events; a dedupe key already stored is silently skipped (ON CONFLICT DO NOTHING)."""
+def insert_events(conn: sa.Connection, evs: list[Event], placed: list[Placement]) -> set[str]:
+    """Insert events whose dedupe key is not stored yet (ON CONFLICT DO NOTHING); return the keys inserted."""
     stmt = _INSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     params = [{"dedupe_key": e.dedupe_key, "campaign_id": cid, "message_row": rid,
                "message_id": e.message_id, "source": e.source, "level": e.level, "status": e.status,
                "err": e.err, "done_at": e.done_at, "received_at": e.received_at, "raw": e.raw}
               for e, (rid, cid) in zip(evs, placed, strict=True)]
-    conn.execute(stmt, params)
+    return set(conn.execute(stmt, params).scalars())
 
 
-def apply(conn: sa.Connection, row_ids: Iterable[int], *, now: datetime) -> None:
-    """Re-derive the delivery columns (and settle in-flight states) of ``row_ids`` from their events."""
+def apply(conn: sa.Connection, row_ids: Iterable[int], *, now: datetime,
+          fresh: dict[int, list[Event]] | None = None) -> None:
+    """Bring the delivery columns (and in-flight states) of rows up to date with their events.
+
+    Rows in ``fresh`` (row id -> events just inserted, in arrival order, no older event newly attached)
+    advance from their stored columns; the others (``row_ids``), and fresh rows with an errback, are
+    re-derived from all their events.
+    """
+    fresh = fresh or {}
+    full = set(row_ids)
+    wanted = sorted(full | set(fresh))
     delivery: list[dict[str, Any]] = []
     settled: list[dict[str, Any]] = []
-    for part in chunks(sorted(set(row_ids))):
-        states = {rid: state for rid, state in conn.execute(_STATES, {"b_ids": list(part)})}
+    for part in chunks(wanted):
+        current = {row.id: row for row in conn.execute(_STATES, {"b_ids": list(part)})}
+        outs: dict[int, dict[str, Any]] = {}
+        for rid, row in current.items():
+            if rid in fresh and rid not in full:
+                out = advance(row._mapping, fresh[rid], state=row.state)
+                if out is not None:
+                    outs[rid] = out
+        rederive = [rid for rid in current if rid not in outs]
         grouped: dict[int, list[Any]] = defaultdict(list)
-        for row in conn.execute(_EVENTS_OF, {"b_ids": list(part)}):
-            grouped[row.message_row].append(row)
-        for rid, state in states.items():
-            out = derive(grouped.get(rid, []), state=state)
-            out["b_row"] = rid
+        if rederive:
+            for row in conn.execute(_EVENTS_OF, {"b_ids": rederive}):
+                grouped[row.message_row].append(row)
+        for rid in rederive:
+            outs[rid] = derive(grouped.get(rid, []), state=current[rid].state)
+        for rid, out in outs.items():
             if "state" in out:
                 settled.append({"b_row": rid, "b_state": out.pop("state"), "b_reason": out.pop("reason"),
                                 "b_now": now})
-            delivery.append({f"b_{k}" if k != "b_row" else k: v for k, v in out.items()})
+            if rid in fresh and rid not in full and all(out[c] == current[rid]._mapping[c] for c in DELIVERY_COLUMNS):
+                continue  # nothing changed (a level-1 report after the first, a late non-final one)
+            delivery.append({"b_row": rid, **{f"b_{k}": v for k, v in out.items()}})
     if delivery:
         conn.execute(_DELIVERY, delivery)
     if settled:

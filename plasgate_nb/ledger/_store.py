@@ -372,20 +372,16 @@ class Ledger:
         if not evs:
             return 0
         with self._write("record events") as conn:
-            stored: set[str] = set()
-            for part in _pairing.chunks(sorted(seen)):
-                stored.update(conn.execute(sa.select(events.c.dedupe_key)
-                                           .where(events.c.dedupe_key.in_(part))).scalars())
-            evs = [e for e in evs if e.dedupe_key not in stored]
-            if not evs:
-                return 0
             cids = {n: c for n in {e.campaign for e in evs if e.campaign}
                     if (c := self._cid(conn, n)) is not None}
-            placed, touched = _pairing.locate(conn, evs, cids)
-            _pairing.insert_events(conn, evs, placed)
-            touched.update(rid for rid, _ in placed if rid is not None)
-            _pairing.apply(conn, touched, now=now)
-        return len(evs)
+            placed, attached = _pairing.locate(conn, evs, cids)
+            inserted = _pairing.insert_events(conn, evs, placed)
+            fresh: dict[int, list[Any]] = {}
+            for e, (rid, _) in zip(evs, placed, strict=True):
+                if rid is not None and e.dedupe_key in inserted:
+                    fresh.setdefault(rid, []).append(e)
+            _pairing.apply(conn, attached, now=now, fresh=fresh)
+        return len(inserted)
 
     record_callbacks = record_events  # the name the callback receiver's EventSink uses
 
