@@ -85,8 +85,17 @@ class SendSummary:
 
 def message_keys(df: pd.DataFrame, key: str | None = None) -> pd.Series:
     """Return each row's message key as text: the frame's index, or column ``key``; must be unique."""
+    return pd.Series(key_index(df, key), index=df.index, name=key)
+
+
+def key_index(df: pd.DataFrame, key: str | None = None) -> pd.Index:
+    """Each row's message key as a text :class:`pandas.Index` (its hash table built), checked unique.
+
+    The errors of :func:`message_keys`; lookups on the returned index reuse the table built to check
+    uniqueness.
+    """
     if key is None:
-        keys = pd.Series(df.index.astype(str), index=df.index)
+        keys = df.index.astype(str)
         where = "the frame's index"
     else:
         if key not in df.columns:
@@ -94,10 +103,12 @@ def message_keys(df: pd.DataFrame, key: str | None = None) -> pd.Series:
         if df[key].isna().any():
             rows = df.index[df[key].isna()].tolist()[:_SHOWN]
             raise AudienceError(f"key column {key!r} is empty in rows {rows}")
-        keys = df[key].astype(str)
+        keys = pd.Index(df[key].astype(str))
         where = f"key column {key!r}"
-    dup = keys[keys.duplicated(keep=False)]
-    if len(dup):
+    keys = keys.rename(None)
+    if not keys.is_unique:
+        series = pd.Series(keys, index=df.index)
+        dup = series[series.duplicated(keep=False)]
         shown = sorted(set(dup.tolist()))[:_SHOWN]
         raise AudienceError(f"{where} has duplicate values {shown} (rows {dup.index.tolist()[:_SHOWN]}); "
                             "message keys must be unique: pick a unique column with key=")

@@ -75,17 +75,28 @@ def _take(values: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Serie
     return pd.Series(values.array.take(positions, allow_fill=True), index=index, name=values.name)
 
 
+def _positions(keys: pd.Index, stored: pd.Series) -> np.ndarray:
+    """For each of ``keys`` (unique, hash table built) the position of the same key in ``stored``, or -1."""
+    found = keys.get_indexer(pd.Index(stored.to_numpy(dtype=object), dtype=keys.dtype))
+    hit = found >= 0
+    positions = np.full(len(keys), -1, dtype=np.intp)
+    positions[found[hit]] = np.flatnonzero(hit)
+    return positions
+
+
 def _not_sent_reasons(df: pd.DataFrame, index: pd.Index) -> pd.Series:
     """Why each row would not be sent by the audience stage (missing where it would be sent)."""
     reasons = pd.Series(pd.NA, index=index, dtype="string")
     if "audience_status" not in df.columns:
         return reasons
-    status = df["audience_status"].astype("string")
-    skipped = status.ne("ok").fillna(True)
-    text = status.fillna("not checked")
+    status = df["audience_status"]
+    skipped = status.to_numpy(dtype=object) != "ok"  # missing counts as skipped
+    if not skipped.any():
+        return reasons
+    text = status[skipped].astype("string").fillna("not checked")
     if "audience_reason" in df.columns:
-        text = df["audience_reason"].astype("string").fillna(text)
-    reasons[skipped] = ("skipped by audience: " + text[skipped]).to_numpy()
+        text = df["audience_reason"][skipped].astype("string").fillna(text)
+    reasons[skipped] = ("skipped by audience: " + text).to_numpy()
     return reasons
 
 
@@ -121,16 +132,16 @@ def collect(df: pd.DataFrame, campaign: Any, *, key: str | None = None,
     missing without a price), ``attempts``, ``reason`` (why a row was not sent or was refused),
     ``submitted_at`` and ``done_at``.
     """
-    from .campaign import message_keys  # here, not at the top: Campaign.collect delegates to this module
+    from .campaign import key_index  # here, not at the top: Campaign.collect delegates to this module
 
     if not isinstance(df, pd.DataFrame):
         raise ConfigError("collect() needs a pandas DataFrame")
     ledger, name, default_key, default_price = _source(campaign)
     key = key if key is not None else default_key
     price = price_per_segment if price_per_segment is not None else default_price
-    keys = message_keys(df, key)
+    keys = key_index(df, key)
     stored = _read(ledger, name)
-    positions = pd.Index(stored["message_key"]).get_indexer(keys.to_numpy())
+    positions = _positions(keys, stored["message_key"])
     index = df.index
     cols = {c: _take(stored[c], positions, index) for c in _LEDGER_COLUMNS}
     state = cols.pop("state").astype("string")
@@ -139,7 +150,7 @@ def collect(df: pd.DataFrame, campaign: Any, *, key: str | None = None,
     audience = _not_sent_reasons(df, index)
     planned = state.eq("planned").fillna(False)
     blocked = planned & audience.notna()
-    changed = _changed(df, ledger, name, keys, planned & ~blocked)
+    changed = _changed(df, ledger, name, pd.Series(keys, index=index), planned & ~blocked)
     reason = reason.mask(~in_ledger, audience.fillna(NOT_PLANNED))
     reason = reason.mask(blocked, audience).mask(changed, CHANGED)
     state = state.mask(~in_ledger | blocked | changed, NOT_SENT)
