@@ -24,7 +24,8 @@ import json
 import logging
 import multiprocessing
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote
 
@@ -90,31 +91,64 @@ def _record(sink: EventSink, events: list[dict[str, Any]]) -> Outcome:
     return "ok", ""
 
 
-_WORKER_SINK: list[EventSink] = []  # the ledger a writer process opened
-
-
-def _open_worker(ledger_url: str) -> None:
-    """Writer process initializer: open the ledger once."""
+def _writer_main(ledger_url: str, conn: Connection) -> None:
+    """Writer process: open the ledger, say ready, then record each group received and answer its outcome."""
     from .ledger import Ledger
 
-    _WORKER_SINK.append(Ledger(ledger_url))
+    sink = Ledger(ledger_url)
+    sink.campaign_token("")  # open the connection now rather than on the first report
+    conn.send(True)
+    while True:
+        try:
+            events = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(_record(sink, events))
 
 
-def _warm_worker() -> bool:
-    """Writer process task: open the ledger's connection now rather than on the first report."""
-    _WORKER_SINK[0].campaign_token("")
-    return True
+class _WriterProcess:
+    """A writer process fed through a pipe; the event loop waits on the pipe itself (no helper threads).
 
+    A process pool's helper threads compete with the event loop for the GIL and add latency to every
+    group; here the request and the answer each are one pickle over the pipe.
+    """
 
-def _record_in_worker(events: list[dict[str, Any]]) -> Outcome:
-    """Writer process task: record ``events`` in the ledger opened by ``_open_worker``."""
-    return _record(_WORKER_SINK[0], events)
+    def __init__(self, ledger_url: str) -> None:
+        context = multiprocessing.get_context("spawn")  # safe beside the server's threads
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_writer_main, args=(ledger_url, child), daemon=True,
+                                       name="plasgate-nb-writer")
+        self.process.start()
+        child.close()
 
+    async def _reply(self) -> Any:
+        """Wait (without blocking the loop) for the writer's next answer."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = self.conn.fileno()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+        return self.conn.recv()
 
-def _writer_process(ledger_url: str) -> ProcessPoolExecutor:
-    """A one-process pool (spawned: safe beside the server's threads) that writes to ``ledger_url``."""
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_open_worker, initargs=(ledger_url,))
+    async def started(self) -> None:
+        """Return once the writer has opened its ledger."""
+        await self._reply()
+
+    async def record(self, events: list[dict[str, Any]]) -> Outcome:
+        """Record ``events`` in the writer; EOFError/OSError when the writer is gone."""
+        self.conn.send(events)
+        return await self._reply()
+
+    def close(self) -> None:
+        """Stop the writer (it ends when the pipe closes) and wait for it."""
+        self.conn.close()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
 
 
 class _GroupWriter:
@@ -128,21 +162,19 @@ class _GroupWriter:
     def __init__(self, sink: EventSink, *, ledger_url: str | None = None, max_group: int = 2000) -> None:
         self.max_group = max_group
         self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
-        self.executor: Executor
-        self.write: Callable[[list[dict[str, Any]]], Outcome]
+        self.sink = sink
+        self.ledger_url = ledger_url
+        self.executor: ThreadPoolExecutor | None = None
+        self.process: _WriterProcess | None = None
         if ledger_url is None:
             self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-ledger")
-            self.write = functools.partial(_record, sink)
-        else:
-            self.executor = _writer_process(ledger_url)
-            self.write = _record_in_worker
-        self.ledger_url = ledger_url
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the writer task; a writer process is started and its ledger opened before this returns."""
-        if isinstance(self.executor, ProcessPoolExecutor):
-            await asyncio.get_running_loop().run_in_executor(self.executor, _warm_worker)
+        if self.ledger_url is not None:
+            self.process = _WriterProcess(self.ledger_url)
+            await self.process.started()
         self.task = asyncio.create_task(self.run())
 
     async def submit(self, event: dict[str, Any]) -> None:
@@ -152,14 +184,19 @@ class _GroupWriter:
         await future
 
     async def _commit(self, events: list[dict[str, Any]]) -> Outcome:
-        """Run one commit in the writer; a broken writer is a storage failure (503: the gateway retries)."""
+        """Run one commit in the writer; a dead writer is a storage failure (503: the gateway retries)."""
+        if self.executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.executor, functools.partial(_record, self.sink, events))
+        if self.process is None or self.ledger_url is None:
+            return "failed", "the writer process is not started"
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, self.write, events)
-        except BrokenExecutor as exc:  # the writer process died: answer 503 (the gateway retries), start anew
+            return await self.process.record(events)
+        except (EOFError, OSError) as exc:  # the writer process died: answer 503, start a new one
             logger.error("the callback writer process stopped (%s); starting a new one", type(exc).__name__)
-            if self.ledger_url is not None:
-                self.executor.shutdown(wait=False)
-                self.executor = _writer_process(self.ledger_url)
+            self.process.close()
+            self.process = _WriterProcess(self.ledger_url)
+            await self.process.started()
             return "failed", type(exc).__name__
 
     async def run(self) -> None:
@@ -198,7 +235,10 @@ class _GroupWriter:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        self.executor.shutdown(wait=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+        if self.process is not None:
+            self.process.close()
 
 
 async def _fields(request: Request) -> dict[str, str]:
