@@ -75,9 +75,20 @@ def _take(values: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Serie
     return pd.Series(values.array.take(positions, allow_fill=True), index=index, name=values.name)
 
 
-def _positions(keys: pd.Index, stored: pd.Series) -> np.ndarray:
-    """For each of ``keys`` (unique, hash table built) the position of the same key in ``stored``, or -1."""
-    found = keys.get_indexer(pd.Index(stored.to_numpy(dtype=object), dtype=keys.dtype))
+def _positions(keys: pd.Index, stored: pd.Series, planned: np.ndarray) -> np.ndarray:
+    """For each of ``keys`` (unique, hash table built) the position of the same key in ``stored``, or -1.
+
+    The common case needs no hashing: the ledger holds the frame's rows (``planned``: those the audience
+    stage passed, or all) in frame order, as sending plans them; checked element by element.
+    """
+    stored_keys = stored.to_numpy(dtype=object)
+    mine = keys.to_numpy(dtype=object)
+    for rows in (np.flatnonzero(planned), np.arange(len(mine))):
+        if len(rows) == len(stored_keys) and np.array_equal(mine[rows], stored_keys):
+            positions = np.full(len(keys), -1, dtype=np.intp)
+            positions[rows] = np.arange(len(rows))
+            return positions
+    found = keys.get_indexer(pd.Index(stored_keys, dtype=keys.dtype))
     hit = found >= 0
     positions = np.full(len(keys), -1, dtype=np.intp)
     positions[found[hit]] = np.flatnonzero(hit)
@@ -141,13 +152,13 @@ def collect(df: pd.DataFrame, campaign: Any, *, key: str | None = None,
     price = price_per_segment if price_per_segment is not None else default_price
     keys = key_index(df, key)
     stored = _read(ledger, name)
-    positions = _positions(keys, stored["message_key"])
     index = df.index
+    audience = _not_sent_reasons(df, index)
+    positions = _positions(keys, stored["message_key"], audience.isna().to_numpy())
     cols = {c: _take(stored[c], positions, index) for c in _LEDGER_COLUMNS}
     state = cols.pop("state").astype("string")
     reason = cols.pop("reason").astype("string")
     in_ledger = pd.Series(positions >= 0, index=index)
-    audience = _not_sent_reasons(df, index)
     planned = state.eq("planned").fillna(False)
     blocked = planned & audience.notna()
     changed = _changed(df, ledger, name, pd.Series(keys, index=index), planned & ~blocked)

@@ -235,3 +235,54 @@ def test_export_parquet_without_pyarrow_says_what_to_install(sent: tuple[pd.Data
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
     with pytest.raises(ConfigError, match="pyarrow"):
         export_report(out, tmp_path / "report.parquet")
+
+
+ODD_KEYS = ["0042", "a,b", "quote'\"", "ស្វាគមន៍", " spaced ", "tab\there", "new\nline", "x" * 300, "42", "🙂"]
+
+
+@pytest.mark.parametrize("parallel_rows", [1_000_000, 2])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_fast_and_general_paths_agree_on_odd_keys_missing_values_and_all_states(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel_rows: int, shuffled: bool) -> None:
+    import plasgate_nb.ledger._columns as columns
+    import plasgate_nb.report as report
+
+    monkeypatch.setattr(columns, "PARALLEL_ROWS", parallel_rows)  # 2: read as two halves on two threads
+    df = pd.DataFrame({
+        "msisdn": [f"8551200{i:04d}" for i in range(len(ODD_KEYS) + 1)],
+        "content": [f"hi {i}" for i in range(len(ODD_KEYS) + 1)],
+        "audience_status": ["ok"] * len(ODD_KEYS) + [None],
+        "audience_reason": [None] * (len(ODD_KEYS) + 1),
+    }, index=pd.Index([*ODD_KEYS, "never planned"], name="who"))
+    ledger = Ledger(tmp_path / "ledger.db")
+    plan = df.iloc[:-1]
+    ledger.plan(NAME, pd.DataFrame({"message_key": plan.index, "msisdn": plan["msisdn"], "content": plan["content"],
+                                    "segments": [1, 12, 2, 1, 1, 3, 1, 1, 10, 1]}))
+    k = ODD_KEYS
+    ledger.mark_submitting(NAME, k[:7], batch_id="b1")  # k[6] stays submitting
+    ledger.settle(NAME, k[:4], state="accepted", message_ids={k[0]: "gw-0", k[1]: "gw,1", k[2]: "gw-ស"})
+    ledger.settle(NAME, [k[4]], state="rejected", status=400, reason="HTTP 400: bad\nnumber ☹")
+    ledger.settle(NAME, [k[5]], state="uncertain", reason="read timeout")
+    ledger.record_events([dlr(k[0], "DELIVRD", done=datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC)),
+                          {**dlr(k[1], "UNDELIV", err="001"), "message_id": "gw,1"}])
+    frame_in = df.sample(frac=1.0, random_state=3) if shuffled else df
+    general_reader = Ledger.messages
+
+    def no_fallback(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the fast reader fell back to the general one")
+
+    monkeypatch.setattr(Ledger, "messages", no_fallback)
+    fast = collect(frame_in, (ledger, NAME), price_per_segment=0.5)
+    monkeypatch.setattr(Ledger, "messages", general_reader)
+    monkeypatch.setattr(report, "_read", lambda led, name: led.messages(name, columns=report._LEDGER_COLUMNS))
+    general = collect(frame_in, (ledger, NAME), price_per_segment=0.5)
+    ledger.close()
+    pd.testing.assert_frame_equal(fast, general)
+    states = fast["send_state"].tolist()
+    assert {"accepted", "rejected", "uncertain", "submitting", "planned", "not_sent"} <= set(states)
+    by_key = fast.loc[list(k)]
+    assert by_key["segments"].tolist() == [1, 12, 2, 1, 1, 3, 1, 1, 10, 1]
+    assert by_key["message_id"].iloc[1] == "gw,1" and by_key["message_id"].iloc[2] == "gw-ស"
+    assert by_key["delivered_at"].iloc[0] == pd.Timestamp("2026-01-05 02:00:07.123456", tz="UTC")
+    assert by_key["delivered_at"].iloc[1:].isna().all() and by_key["error_code"].iloc[1] == "001"
+    assert fast.loc["never planned", "send_state"] == "not_sent"

@@ -11,6 +11,7 @@ not a small non-negative integer) makes the reader return None: the caller then 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,12 +44,12 @@ def _expression(column: str) -> str:
 
 
 def sql(columns: Sequence[str]) -> str:
-    """One aggregate query over a campaign's rows with ids in a range: keys, then ``columns``.
+    """One aggregate query over a campaign's rows with ids in a range: count, keys, then ``columns``.
 
     The separator is a literal in the statement: measured, a bound parameter (or ``char(31)``) as
     ``group_concat``'s separator is evaluated per row and makes the query take half again as long.
     """
-    parts = [f"group_concat(message_key, '{_SEP}')", *(_expression(c) for c in columns)]
+    parts = ["count(*)", f"group_concat(message_key, '{_SEP}')", *(_expression(c) for c in columns)]
     return (f"SELECT {', '.join(parts)} FROM plasgate_messages "
             "WHERE campaign_id = ? AND id >= ? AND id <= ?")
 
@@ -111,13 +112,14 @@ def _ints(joined: str | None, n: int) -> pd.api.extensions.ExtensionArray | None
     return pd.arrays.IntegerArray(np.rint(values).astype(np.int64), lengths == 0)
 
 
-def _decode(row: Sequence[Any], columns: Sequence[str], n: int) -> dict[str, Any] | None:
-    """Turn one aggregate row of ``n`` messages into column arrays (None when a value could not be carried)."""
-    keys = _split(row[0], n)
+def _decode(row: Sequence[Any], columns: Sequence[str]) -> dict[str, Any] | None:
+    """Turn one aggregate row into column arrays (None when a value could not be carried)."""
+    n = int(row[0])
+    keys = _split(row[1], n)
     if keys is None:
         return None
     out: dict[str, Any] = {"message_key": np.array(keys, dtype=object)}
-    for column, joined in zip(columns, row[1:], strict=True):
+    for column, joined in zip(columns, row[2:], strict=True):
         value: Any
         if column in TIME_COLUMNS:
             value = _times(joined or "", n)
@@ -131,18 +133,80 @@ def _decode(row: Sequence[Any], columns: Sequence[str], n: int) -> dict[str, Any
     return out
 
 
-def read(query: Callable[[str, tuple[Any, ...]], Sequence[Any]], cid: int, bounds: tuple[Any, Any, Any],
+PARALLEL_ROWS = 200_000  # from this many rows the id range is read as two halves at the same time
+
+
+def ranges(bounds: tuple[Any, Any, Any]) -> list[tuple[int, int]]:
+    """The id ranges to read: the campaign's whole range, or two halves for a large campaign."""
+    low, high, count = int(bounds[0]), int(bounds[1]), int(bounds[2])
+    if count < PARALLEL_ROWS:
+        return [(low, high)]
+    middle = low + (high - low) // 2
+    return [(low, middle), (middle + 1, high)]
+
+
+def _merge(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> tuple[Any, ...]:
+    """Join the aggregate rows of consecutive id ranges into the row of their union."""
+    rows = [r for r in rows if int(r[0])]
+    if len(rows) <= 1:
+        return tuple(rows[0]) if rows else (0, *([None] * (len(columns) + 1)))
+    merged: list[Any] = [sum(int(r[0]) for r in rows)]
+    for i, column in enumerate(["message_key", *columns], start=1):
+        glue = "" if column in TIME_COLUMNS else _SEP
+        merged.append(glue.join(r[i] or "" for r in rows))
+    return tuple(merged)
+
+
+def run_parallel(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` at the same time (the first here, the others on threads); their results in order.
+
+    SQLite releases the GIL while it runs a statement, so two halves of a scan use two cores. The
+    first exception raised by any call is raised here, once every thread has finished.
+    """
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        """Run call ``i`` and keep its result or its exception."""
+        try:
+            results[i] = calls[i]()
+        except BaseException as exc:  # handed to the caller's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"plasgate-nb-read-{i}", daemon=True)
+               for i in range(1, len(calls))]
+    for thread in threads:
+        thread.start()
+    try:
+        work(0)
+    finally:
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+Query = Callable[[str, tuple[Any, ...]], Sequence[Any]]
+
+
+def read(here: Query, elsewhere: Query, cid: int, bounds: tuple[Any, Any, Any],
          columns: Sequence[str]) -> pd.DataFrame | None:
     """Read ``message_key`` and ``columns`` of campaign ``cid`` (in id order), or None to fall back.
 
-    ``query(sql, params)`` runs one statement and returns its single row; ``bounds`` is the campaign's
-    (min id, max id, row count), read in the same snapshot.
+    ``here(sql, params)`` runs one statement on the caller's connection and returns its single row;
+    ``elsewhere`` does the same on a connection of its own (called from another thread, for the second
+    half of a large campaign). ``bounds`` is the campaign's (min id, max id, row count).
     """
-    low, high, count = bounds
+    low, _, count = bounds
     names = ["message_key", *columns]
-    if not count or any(c not in FAST_COLUMNS for c in columns):
+    if not count or low is None or any(c not in FAST_COLUMNS for c in columns):
         return None
-    decoded = _decode(query(sql(columns), (cid, int(low), int(high))), columns, int(count))
+    statement = sql(columns)
+    parts = [(cid, first, last) for first, last in ranges(bounds)]
+    calls = [lambda p=p, run=(here if i == 0 else elsewhere): run(statement, p) for i, p in enumerate(parts)]
+    rows = run_parallel(calls)
+    decoded = _decode(_merge(rows, columns), columns)
     return None if decoded is None else _frame(decoded, names)
 
 

@@ -440,8 +440,9 @@ class Ledger:
     def read_columns(self, campaign: str, columns: Iterable[str]) -> pd.DataFrame:
         """``message_key`` and ``columns`` of every message of ``campaign``: the fastest read of many rows.
 
-        Same values as :meth:`messages` (texts as pandas' ``string`` dtype), in one snapshot. On SQLite
-        each column is read as one string (see ``benchmarks/collect.py``); on PostgreSQL, or for values
+        Same values as :meth:`messages` (texts as pandas' ``string`` dtype). On SQLite each column is read
+        as one string (see ``benchmarks/collect.py``), a large campaign as two halves of its id range
+        read at the same time on two connections (each half one snapshot); on PostgreSQL, or for values
         that encoding cannot carry, this is :meth:`messages`.
         """
         names = [c for c in dict.fromkeys(columns) if c != "message_key"]
@@ -457,10 +458,15 @@ class Ledger:
                 fast = None
                 if cid is not None:
                     fast = _columns.read(lambda sql, params: conn.exec_driver_sql(sql, params).fetchone(),
-                                         cid, tuple(bounds), names)
+                                         self._first_row, cid, tuple(bounds), names)
             if fast is not None:
                 return fast
         return self.messages(campaign, columns=names)
+
+    def _first_row(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """The first row of ``sql`` with ``params``, read on a connection of its own (any thread)."""
+        with self._read("read columns") as conn:
+            return conn.exec_driver_sql(sql, params).fetchone()
 
     def pending(self, campaign: str) -> pd.DataFrame:
         """The ``planned`` rows still to send, in plan order."""
