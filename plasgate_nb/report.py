@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -111,12 +112,15 @@ def _not_sent_reasons(df: pd.DataFrame, index: pd.Index) -> pd.Series:
     return reasons
 
 
-def _changed(df: pd.DataFrame, ledger: Ledger, name: str, keys: pd.Series, planned: pd.Series) -> pd.Series:
-    """Which still-planned rows differ (number or text hash) from what the ledger planned for them."""
+def _changed(df: pd.DataFrame, pending: pd.DataFrame | None, keys: pd.Series, planned: pd.Series) -> pd.Series:
+    """Which still-planned rows differ (number or text hash) from what the ledger planned for them.
+
+    ``pending`` is the ledger's still-planned rows (None when ``df`` has no number and text to compare).
+    """
     changed = pd.Series(False, index=df.index)
-    if not planned.any() or not {"msisdn", "content"} <= set(df.columns):
+    if not planned.any() or pending is None:
         return changed
-    stored = ledger.pending(name).set_index("message_key")
+    stored = pending.set_index("message_key")
     mine = df.loc[planned]
     pos = stored.index.get_indexer(keys[planned].to_numpy())
     found = pos >= 0
@@ -151,7 +155,13 @@ def collect(df: pd.DataFrame, campaign: Any, *, key: str | None = None,
     key = key if key is not None else default_key
     price = price_per_segment if price_per_segment is not None else default_price
     keys = key_index(df, key)
-    stored = _read(ledger, name)
+    if {"msisdn", "content"} <= set(df.columns):  # the planned rows, read while the main read is decoded
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-collect") as pool:
+            waiting = pool.submit(ledger.pending, name)
+            stored = _read(ledger, name)
+            pending: pd.DataFrame | None = waiting.result()
+    else:
+        stored, pending = _read(ledger, name), None
     index = df.index
     audience = _not_sent_reasons(df, index)
     positions = _positions(keys, stored["message_key"], audience.isna().to_numpy())
@@ -161,7 +171,7 @@ def collect(df: pd.DataFrame, campaign: Any, *, key: str | None = None,
     in_ledger = pd.Series(positions >= 0, index=index)
     planned = state.eq("planned").fillna(False)
     blocked = planned & audience.notna()
-    changed = _changed(df, ledger, name, pd.Series(keys, index=index), planned & ~blocked)
+    changed = _changed(df, pending, pd.Series(keys, index=index), planned & ~blocked)
     reason = reason.mask(~in_ledger, audience.fillna(NOT_PLANNED))
     reason = reason.mask(blocked, audience).mask(changed, CHANGED)
     state = state.mask(~in_ledger | blocked | changed, NOT_SENT)

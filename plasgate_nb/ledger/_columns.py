@@ -11,8 +11,8 @@ not a small non-negative integer) makes the reader return None: the caller then 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -133,58 +133,29 @@ def _decode(row: Sequence[Any], columns: Sequence[str]) -> dict[str, Any] | None
     return out
 
 
-PARALLEL_ROWS = 200_000  # from this many rows the id range is read as two halves at the same time
+PARALLEL_ROWS = 200_000  # from this many rows the id range is read in pieces, two at a time
+PIECES = 4  # pieces of a large campaign: two are read by SQLite while the previous one is decoded
 
 
 def ranges(bounds: tuple[Any, Any, Any]) -> list[tuple[int, int]]:
-    """The id ranges to read: the campaign's whole range, or two halves for a large campaign."""
+    """The id ranges to read: the campaign's whole range, or ``PIECES`` consecutive ones when large."""
     low, high, count = int(bounds[0]), int(bounds[1]), int(bounds[2])
     if count < PARALLEL_ROWS:
         return [(low, high)]
-    middle = low + (high - low) // 2
-    return [(low, middle), (middle + 1, high)]
+    cuts = [low + (high - low + 1) * i // PIECES for i in range(PIECES + 1)]
+    return [(cuts[i], cuts[i + 1] - 1) for i in range(PIECES) if cuts[i + 1] > cuts[i]]
 
 
-def _merge(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> tuple[Any, ...]:
-    """Join the aggregate rows of consecutive id ranges into the row of their union."""
-    rows = [r for r in rows if int(r[0])]
-    if len(rows) <= 1:
-        return tuple(rows[0]) if rows else (0, *([None] * (len(columns) + 1)))
-    merged: list[Any] = [sum(int(r[0]) for r in rows)]
-    for i, column in enumerate(["message_key", *columns], start=1):
-        glue = "" if column in TIME_COLUMNS else _SEP
-        merged.append(glue.join(r[i] or "" for r in rows))
-    return tuple(merged)
-
-
-def run_parallel(calls: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Run ``calls`` at the same time (the first here, the others on threads); their results in order.
-
-    SQLite releases the GIL while it runs a statement, so two halves of a scan use two cores. The
-    first exception raised by any call is raised here, once every thread has finished.
-    """
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        """Run call ``i`` and keep its result or its exception."""
-        try:
-            results[i] = calls[i]()
-        except BaseException as exc:  # handed to the caller's thread below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,), name=f"plasgate-nb-read-{i}", daemon=True)
-               for i in range(1, len(calls))]
-    for thread in threads:
-        thread.start()
-    try:
-        work(0)
-    finally:
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
-    return results
+def _join(parts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Concatenate the decoded columns of consecutive pieces."""
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, Any] = {}
+    for name in names:
+        values = [p[name] for p in parts]
+        out[name] = np.concatenate(values) if isinstance(values[0], np.ndarray) else \
+            type(values[0])._concat_same_type(values)
+    return out
 
 
 Query = Callable[[str, tuple[Any, ...]], Sequence[Any]]
@@ -195,19 +166,38 @@ def read(here: Query, elsewhere: Query, cid: int, bounds: tuple[Any, Any, Any],
     """Read ``message_key`` and ``columns`` of campaign ``cid`` (in id order), or None to fall back.
 
     ``here(sql, params)`` runs one statement on the caller's connection and returns its single row;
-    ``elsewhere`` does the same on a connection of its own (called from another thread, for the second
-    half of a large campaign). ``bounds`` is the campaign's (min id, max id, row count).
+    ``elsewhere`` does the same on a connection of its own and may be called from other threads: a
+    large campaign is read in pieces, two at a time on two threads (SQLite releases the GIL while it
+    runs a statement) while this thread decodes the pieces already read. ``bounds`` is the campaign's
+    (min id, max id, row count).
     """
     low, _, count = bounds
     names = ["message_key", *columns]
     if not count or low is None or any(c not in FAST_COLUMNS for c in columns):
         return None
     statement = sql(columns)
-    parts = [(cid, first, last) for first, last in ranges(bounds)]
-    calls = [lambda p=p, run=(here if i == 0 else elsewhere): run(statement, p) for i, p in enumerate(parts)]
-    rows = run_parallel(calls)
-    decoded = _decode(_merge(rows, columns), columns)
-    return None if decoded is None else _frame(decoded, names)
+    pieces = ranges(bounds)
+    if len(pieces) == 1:
+        decoded = _decode(here(statement, (cid, *pieces[0])), columns)
+        return None if decoded is None else _frame(decoded, names)
+    parts: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="plasgate-nb-read") as pool:
+        futures = [pool.submit(elsewhere, statement, (cid, first, last)) for first, last in pieces]
+        try:
+            for future in futures:
+                row = future.result()
+                if not int(row[0]):
+                    continue
+                part = _decode(row, columns)
+                if part is None:
+                    return None
+                parts.append(part)
+        finally:
+            for future in futures:
+                future.cancel()
+    if sum(len(p["message_key"]) for p in parts) != int(count):
+        return None  # rows came or went between the pieces' snapshots: the general reader decides
+    return _frame(_join(parts, names), names) if parts else None
 
 
 def _frame(columns: dict[str, Any], names: list[str]) -> pd.DataFrame:
