@@ -247,7 +247,7 @@ def test_fast_and_general_paths_agree_on_odd_keys_missing_values_and_all_states(
     import plasgate_nb.ledger._columns as columns
     import plasgate_nb.report as report
 
-    monkeypatch.setattr(columns, "PARALLEL_ROWS", parallel_rows)  # 2: read as two halves on two threads
+    monkeypatch.setattr(columns, "PARALLEL_ROWS", parallel_rows)  # 2: read in pieces on a reader thread
     df = pd.DataFrame({
         "msisdn": [f"8551200{i:04d}" for i in range(len(ODD_KEYS) + 1)],
         "content": [f"hi {i}" for i in range(len(ODD_KEYS) + 1)],

@@ -441,9 +441,9 @@ class Ledger:
         """``message_key`` and ``columns`` of every message of ``campaign``: the fastest read of many rows.
 
         Same values as :meth:`messages` (texts as pandas' ``string`` dtype). On SQLite each column is read
-        as one string (see ``benchmarks/collect.py``), a large campaign as two halves of its id range
-        read at the same time on two connections (each half one snapshot); on PostgreSQL, or for values
-        that encoding cannot carry, this is :meth:`messages`.
+        as one string (see ``benchmarks/collect.py``), a large campaign in pieces of its id range read on
+        a second connection while the pieces already read are decoded (each piece one snapshot); on
+        PostgreSQL, or for values that encoding cannot carry, this is :meth:`messages`.
         """
         names = [c for c in dict.fromkeys(columns) if c != "message_key"]
         unknown = [c for c in names if c not in MESSAGE_COLUMNS]
