@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from plasgate_nb.gateway import Gateway
 from plasgate_nb.server import live_servers
+from plasgate_nb.simulator import Simulator
 
 SERVER_THREAD_PREFIX = "plasgate-nb"
 
@@ -33,3 +36,12 @@ def leak_guard() -> Iterator[None]:
         left = [name for name in _leftovers() if name not in before]
     if left:
         pytest.fail(f"test left servers running: {left}")
+
+
+def gateway_for(sim: Simulator, **overrides: Any) -> Gateway:
+    """A Gateway for the simulator's demo account with the client rate limits off (tests override the rest)."""
+    creds = sim.credentials
+    settings: dict[str, Any] = {"base_url": sim.url, "private_key": creds.private_key, "secret": creds.secret,
+                                "username": creds.username, "password": creds.password, "sender": creds.sender,
+                                "rate_limits": {"batch": None, "single": None, "http": None}}
+    return Gateway(**{**settings, **overrides})

@@ -23,6 +23,7 @@ from plasgate_nb.ledger import Ledger
 from plasgate_nb.report import collect
 from plasgate_nb.simulator import Fault, Simulator, SimulatorConfig
 from plasgate_nb.simulator.config import RateLimits
+from tests.conftest import gateway_for
 
 FINAL = {"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED"}
 # what the ledger must show at level 2 for each simulated outcome (None: no final report comes)
@@ -42,10 +43,7 @@ def sim() -> Iterator[Simulator]:
 def gateway(sim: Simulator) -> Gateway:
     sim.clear_faults()
     sim.set_clock_speed(1.0)
-    creds = sim.credentials
-    return Gateway(base_url=sim.url, private_key=creds.private_key, secret=creds.secret, sender=creds.sender,
-                   read_timeout=2.0, max_retry_wait=1.0, default_retry_after=0.2,
-                   rate_limits={"batch": None, "single": None, "http": None})
+    return gateway_for(sim, read_timeout=2.0, max_retry_wait=1.0, default_retry_after=0.2)
 
 
 @pytest.fixture

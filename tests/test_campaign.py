@@ -16,6 +16,7 @@ from plasgate_nb.errors import AudienceError, ConfigError, TemplateError
 from plasgate_nb.gateway import Gateway
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
+from tests.conftest import gateway_for
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,8 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def gateway(sim: Simulator) -> Gateway:
-    creds = sim.credentials
     sim.clear_faults()
-    return Gateway(base_url=sim.url, private_key=creds.private_key, secret=creds.secret,
-                   username=creds.username, password=creds.password, sender=creds.sender,
-                   read_timeout=2.0, max_retry_wait=1.0, default_retry_after=0.2,
-                   rate_limits={"batch": None, "single": None, "http": None})
+    return gateway_for(sim, read_timeout=2.0, max_retry_wait=1.0, default_retry_after=0.2)
 
 
 def frame(n: int, *, start: int = 0, grouped: bool = False) -> pd.DataFrame:

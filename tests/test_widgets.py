@@ -22,6 +22,7 @@ from plasgate_nb.ledger import Ledger
 from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
 from plasgate_nb.smpp import SmppConfig
 from plasgate_nb.widgets import SendForm, transport_options
+from tests.conftest import gateway_for
 
 PRICE = 0.012
 TEMPLATE = "Hi {{ first_name }}, your code is {{ coupon }}"
@@ -37,11 +38,8 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def gateway(sim: Simulator) -> Gateway:
-    creds = sim.credentials
     sim.clear_faults()
-    return Gateway(base_url=sim.url, private_key=creds.private_key, secret=creds.secret, username=creds.username,
-                   password=creds.password, sender=creds.sender, read_timeout=5.0,
-                   rate_limits={"batch": None, "single": None, "http": None})
+    return gateway_for(sim, read_timeout=5.0)
 
 
 _blocks = iter(range(100, 1000, 10))
