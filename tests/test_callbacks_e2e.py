@@ -8,6 +8,7 @@ settled by its batch callback.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,14 @@ def test_reports_sent_while_the_receiver_was_down_land_after_it_restarts(sim: Si
         receiver.stop()  # down before the gateway sends anything back
         assert campaign.send(df).accepted == len(df)
         sim.advance(60)  # receipts and batch callbacks fall due and fail: connection refused
+        # the failed attempts are rescheduled asynchronously: wait until every one has been tried and queued
+        deadline = time.monotonic() + 20
+        state = sim.state()
+        while (state["in_flight"] or not state["callbacks"]["retried"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            state = sim.state()
+        assert state["callbacks"]["retried"] > 0 and state["scheduled"] > 0  # retries pending
         assert ledger.events(campaign.name).empty
-        assert sim.state()["scheduled"] > 0  # retries pending
         with CallbackServer(ledger, port=port, mode="thread") as again:
             assert again.url == receiver.url  # the same URL the gateway was told
             sim.advance(1)  # the retries fire
