@@ -206,3 +206,10 @@ def test_reprs_hide_secrets() -> None:
         for text in (repr(sim), repr(sim.config), repr(sim.credentials), str(sim.credentials)):
             assert account.secret not in text and account.password not in text
             assert account.private_key not in text
+
+
+def test_429_names_the_configured_limit() -> None:
+    with Simulator(SimulatorConfig(rate_limits=RateLimits(rest=1, batch=1, api=1, window=60)), mode="thread") as sim:
+        rest(sim, "/rest/send", single())
+        resp = rest(sim, "/rest/send", single())
+        assert resp.status_code == 429 and resp.json()["message"] == "Too many requests: 1 per minute."

@@ -73,6 +73,13 @@ class SimApp:
         wait = self.gateway.check_rate(account, route)
         return None if wait is None else str(max(1, math.ceil(wait)))
 
+    def _too_many(self, route: str, retry: str) -> Response:
+        """The REST 429 answer, naming the limit actually configured for ``route``."""
+        limits = self.config.rate_limits
+        per = "minute" if limits.window == 60 else f"{limits.window:g} s"
+        return _json(429, {"message": f"Too many requests: {getattr(limits, route)} per {per}."},
+                     **{"Retry-After": retry})
+
     async def _flush(self, request: Request, events: list[Any]) -> None:
         """Throw the request's callbacks before answering when the fault asks for it."""
         if events:
@@ -98,7 +105,7 @@ class SimApp:
         if account is None:
             return _json(401, {"message": "Invalid private key or secret."})
         if (retry := self._limited(account, "rest")) is not None:
-            return _json(429, {"message": "Too many requests: 200 per minute."}, **{"Retry-After": retry})
+            return self._too_many("rest", retry)
         try:
             spec = parse_single(await self._body(request), account)
             ids, events = self.gateway.submit(account, "rest", [spec], flags=self._flags(request))
@@ -115,7 +122,7 @@ class SimApp:
         if account is None:
             return _json(401, {"message": "Invalid private key or secret."})
         if (retry := self._limited(account, "batch")) is not None:
-            return _json(429, {"message": "Too many requests: 100 per minute."}, **{"Retry-After": retry})
+            return self._too_many("batch", retry)
         try:
             specs, config = parse_batch(await self._body(request), account,
                                         reject_invalid=self.config.batch_invalid_numbers == "reject")
