@@ -21,6 +21,7 @@ from typing import Any, Literal
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._masking import REPORT_MASK
 from .batch import Batch, build_requests
 from .errors import AudienceError, ConfigError
 from .gateway import Gateway
@@ -117,7 +118,7 @@ def key_index(df: pd.DataFrame, key: str | None = None) -> pd.Index:
 
 def _report_view(content: pd.Series) -> pd.Series:
     """Masked areas shown as ``******`` (used when the frame has no ``content_report`` column)."""
-    return content.str.replace(_MASKED, "******", regex=True)
+    return content.str.replace(_MASKED, REPORT_MASK, regex=True)
 
 
 class _SmppProgress:

@@ -383,8 +383,6 @@ class Ledger:
             _pairing.apply(conn, attached, now=now, fresh=fresh)
         return len(inserted)
 
-    record_callbacks = record_events  # the name the callback receiver's EventSink uses
-
     # -- replies -----------------------------------------------------------------------------------
 
     def record_replies(self, campaign: str | None, items: Iterable[Mapping[str, Any]]) -> int:
