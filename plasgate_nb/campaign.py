@@ -261,7 +261,8 @@ class Campaign:
             known = self.ledger.messages(self.name, columns=["state"])
             done = set(known.loc[known["state"] != "planned", "message_key"])
             todo = rows[~rows["message_key"].isin(done)]
-            requests = self._build(todo, schedule_at=schedule_at) if len(todo) else []
+            if len(todo) < len(rows):  # the requests built above already cover every row otherwise
+                requests = self._build(todo, schedule_at=schedule_at) if len(todo) else []
             summary.already_sent = len(rows) - len(todo)
             return self._totals(summary, todo, requests)
         self.ledger.resume(self.name)
