@@ -140,9 +140,16 @@ def build_ledger(path: Path, messages: int) -> tuple[Ledger, str]:
     ledger = Ledger(path)
     token = ledger.open_campaign(CAMPAIGN).token
     keys = [f"k{m}" for m in range(messages)]
-    ledger.plan(CAMPAIGN, pd.DataFrame({"message_key": keys,
-                                        "msisdn": [f"8551{2_000_000 + m}" for m in range(messages)],
-                                        "content": "Your code is #ma#1234#ma#"}))
+    ledger.plan(
+        CAMPAIGN,
+        pd.DataFrame(
+            {
+                "message_key": keys,
+                "msisdn": [f"8551{2_000_000 + m}" for m in range(messages)],
+                "content": "Your code is #ma#1234#ma#",
+            }
+        ),
+    )
     ledger.mark_submitting(CAMPAIGN, keys, batch_id="b-bench")
     ledger.settle(CAMPAIGN, keys, state="accepted", queue_id=QUEUE_ID, status=200)
     ledger.close()
@@ -161,10 +168,24 @@ def run_wrk(url: str, token: str, reports: int, workdir: Path, *, timeout: float
     signal_dir = workdir / f"signals-{time.monotonic_ns()}"
     signal_dir.mkdir()
     script = workdir / "reports.lua"
-    script.write_text(LUA % {"token": token, "quota": quota, "per_thread": (quota + 2) // 3,
-                             "signal_dir": signal_dir, "queue": QUEUE_ID})
-    command = ["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{int(timeout)}s", "--timeout", "30s",
-               "-s", str(script), url]
+    script.write_text(
+        LUA
+        % {"token": token, "quota": quota, "per_thread": (quota + 2) // 3, "signal_dir": signal_dir, "queue": QUEUE_ID}
+    )
+    command = [
+        "wrk",
+        "-t",
+        str(THREADS),
+        "-c",
+        str(CONNECTIONS),
+        "-d",
+        f"{int(timeout)}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     elapsed = timeout
@@ -182,8 +203,14 @@ def run_wrk(url: str, token: str, reports: int, workdir: Path, *, timeout: float
         raise RuntimeError(f"wrk did not report its counts:\n{output}")
     acked = sum(c[0] for c in counts)
     errors = re.search(r"Socket errors: .*", output)
-    return {"reports": quota * THREADS, "acked": acked, "other": sum(c[1] for c in counts),
-            "seconds": elapsed, "per_s": acked / elapsed, "socket_errors": errors.group(0) if errors else ""}
+    return {
+        "reports": quota * THREADS,
+        "acked": acked,
+        "other": sum(c[1] for c in counts),
+        "seconds": elapsed,
+        "per_s": acked / elapsed,
+        "socket_errors": errors.group(0) if errors else "",
+    }
 
 
 def rates(results: list[dict[str, Any]]) -> str:
@@ -196,8 +223,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 reports, 2 runs")
     parser.add_argument("--reports", type=int, default=None, help="reports per run (default 50,000)")
-    parser.add_argument("--writer", choices=("process", "thread"), default="process",
-                        help="where the receiver commits: its writer process (default) or a thread")
+    parser.add_argument(
+        "--writer",
+        choices=("process", "thread"),
+        default="process",
+        help="where the receiver commits: its writer process (default) or a thread",
+    )
     parser.add_argument("--runs", type=int, default=None, help="runs of each measurement (default 5)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -211,32 +242,47 @@ def main() -> None:
         for run in range(runs):
             path = work / f"ledger-{run}.db"
             ledger, token = build_ledger(path, (reports + 2) // 3 + THREADS)
-            with BackgroundServer("plasgate_nb.callbacks:create_app", mode="process",
-                                  kwargs={"ledger_url": ledger.url, "writer": args.writer}) as server:
+            with BackgroundServer(
+                "plasgate_nb.callbacks:create_app",
+                mode="process",
+                kwargs={"ledger_url": ledger.url, "writer": args.writer},
+            ) as server:
                 result = run_wrk(server.url, token, reports, work)
             result["stored"] = count_events(path)
             stored.append(result)
             path.unlink()
-            with BackgroundServer("benchmarks.callbacks:null_app", kwargs={"token": TOKEN},
-                                  mode="process") as server:
+            with BackgroundServer("benchmarks.callbacks:null_app", kwargs={"token": TOKEN}, mode="process") as server:
                 ceiling.append(run_wrk(server.url, TOKEN, reports, work))
     for result in stored:
         if result["stored"] != result["acked"] or result["other"]:
             sys.exit(f"ledger check failed: {result}")
     per_s = statistics.median(r["per_s"] for r in stored)
     top = statistics.median(r["per_s"] for r in ceiling)
-    print(f"callbacks benchmark: {reports:,} reports per run, {CONNECTIONS} connections, {runs} runs, "
-          f"receiver in its own process over an SQLite ledger file (synchronous=FULL), {args.writer} writer")
+    print(
+        f"callbacks benchmark: {reports:,} reports per run, {CONNECTIONS} connections, {runs} runs, "
+        f"receiver in its own process over an SQLite ledger file (synchronous=FULL), {args.writer} writer"
+    )
     print(f"{'measure':<36}{'median/s':>10}   runs")
     print(f"{'stored (ACK after commit)':<36}{per_s:>10,.0f}   {rates(stored)}")
     print(f"{'ceiling (no-op sink)':<36}{top:>10,.0f}   {rates(ceiling)}")
     print(f"{'ledger events == ACKs':<36}{'yes':>10}   {', '.join(str(r['stored']) for r in stored)}")
-    figures = {"reports": reports, "reports_per_s": round(per_s), "ceiling_per_s": round(top),
-               "collect_1m_s": None, "runs": runs, "connections": CONNECTIONS}
+    figures = {
+        "reports": reports,
+        "reports_per_s": round(per_s),
+        "ceiling_per_s": round(top),
+        "collect_1m_s": None,
+        "runs": runs,
+        "connections": CONNECTIONS,
+    }
     ratios = {"vs_ceiling": round(per_s / top, 3)}
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-               "load_avg_1m": round(os.getloadavg()[0], 2),
-               "writer": args.writer, "collect_1m_s": "see benchmarks/collect.py"}
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "writer": args.writer,
+        "collect_1m_s": "see benchmarks/collect.py",
+    }
     print(json.dumps({"benchmark": "callbacks", "figures": figures, "ratios": ratios, "machine": machine}))
 
 

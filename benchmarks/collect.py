@@ -28,8 +28,18 @@ from plasgate_nb.ledger import Ledger
 from plasgate_nb.report import collect, delivery_summary
 
 TARGET_S = 2.0
-COLUMNS = ["state", "message_id", "delivery_status", "delivered_at", "error_code", "segments", "attempts",
-           "reason", "submitted_at", "done_at"]
+COLUMNS = [
+    "state",
+    "message_id",
+    "delivery_status",
+    "delivered_at",
+    "error_code",
+    "segments",
+    "attempts",
+    "reason",
+    "submitted_at",
+    "done_at",
+]
 
 
 def audience(rows: int) -> pd.DataFrame:
@@ -40,22 +50,31 @@ def audience(rows: int) -> pd.DataFrame:
     ids = np.char.add("cust-", np.arange(total).astype(str))
     numbers = np.char.add("8551", (2_000_000 + np.arange(total)).astype(str))
     status = np.where(np.arange(total) < rows, "ok", "invalid")
-    return pd.DataFrame({
-        "id": ids,
-        "msisdn": numbers,
-        "content": "Your code is #ma#1234#ma#, valid 10 minutes",
-        "city": rng.choice(["Phnom Penh", "Siem Reap", "Battambang", "Kampot"], size=total),
-        "carrier": rng.choice(["Smart", "Cellcard", "Metfone"], size=total),
-        "audience_status": status,
-        "audience_reason": np.where(status == "ok", None, "not a mobile number"),
-    })
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "msisdn": numbers,
+            "content": "Your code is #ma#1234#ma#, valid 10 minutes",
+            "city": rng.choice(["Phnom Penh", "Siem Reap", "Battambang", "Kampot"], size=total),
+            "carrier": rng.choice(["Smart", "Cellcard", "Metfone"], size=total),
+            "audience_status": status,
+            "audience_reason": np.where(status == "ok", None, "not a mobile number"),
+        }
+    )
 
 
 def build_ledger(path: Path, frame: pd.DataFrame, rows: int) -> Ledger:
     """Plan the first ``rows`` rows and move them in bulk to a realistic mix of states."""
     ledger = Ledger(path)
-    plan = pd.DataFrame({"message_key": frame["id"][:rows], "msisdn": frame["msisdn"][:rows],
-                         "content": frame["content"][:rows], "encoding": "GSM-7", "segments": 1})
+    plan = pd.DataFrame(
+        {
+            "message_key": frame["id"][:rows],
+            "msisdn": frame["msisdn"][:rows],
+            "content": frame["content"][:rows],
+            "encoding": "GSM-7",
+            "segments": 1,
+        }
+    )
     ledger.plan("bench", plan)
     ledger.close()
     with sqlite3.connect(path) as db:
@@ -114,13 +133,22 @@ def main() -> None:
     print(f"{'collect (read + join + columns)':<34}{collect_s:>10.3f}")
     print(f"{'target':<34}{TARGET_S:>10.3f}")
     print(summary.to_string())
-    figures = {"rows": rows, "frame_rows": len(frame), "collect_s": round(collect_s, 3),
-               "ledger_read_s": round(read_s, 3), "runs": runs,
-               "general_read_s": round(statistics.median(general_times), 3) if general_times else None,
-               "load_avg_1m": round(os.getloadavg()[0], 2)}
+    figures = {
+        "rows": rows,
+        "frame_rows": len(frame),
+        "collect_s": round(collect_s, 3),
+        "ledger_read_s": round(read_s, 3),
+        "runs": runs,
+        "general_read_s": round(statistics.median(general_times), 3) if general_times else None,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
     ratios = {"vs_target": round(collect_s / TARGET_S, 3), "read_share": round(read_s / collect_s, 3)}
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-               "pandas": pd.__version__}
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "pandas": pd.__version__,
+    }
     print(json.dumps({"benchmark": "collect", "figures": figures, "ratios": ratios, "machine": machine}))
 
 

@@ -41,12 +41,14 @@ def audience(rows: int, *, seed: int = 7) -> pd.DataFrame:
     names = np.array([f"{f}{i}" for i in range(2000) for f in FIRST], dtype=object)
     purchase = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, rows), unit="D")
     purchase = purchase.where(rng.random(rows) > 0.1)  # 10 % never bought anything
-    return pd.DataFrame({
-        "first_name": pd.Series(names[rng.integers(0, len(names), rows)], dtype="str"),
-        "city": pd.Series(np.array(CITIES, dtype=object)[rng.integers(0, len(CITIES), rows)], dtype="str"),
-        "coupon": pd.Series([f"C{i:07X}" for i in range(rows)], dtype="str"),
-        "last_purchase": purchase,
-    })
+    return pd.DataFrame(
+        {
+            "first_name": pd.Series(names[rng.integers(0, len(names), rows)], dtype="str"),
+            "city": pd.Series(np.array(CITIES, dtype=object)[rng.integers(0, len(CITIES), rows)], dtype="str"),
+            "coupon": pd.Series([f"C{i:07X}" for i in range(rows)], dtype="str"),
+            "last_purchase": purchase,
+        }
+    )
 
 
 def ours(df: pd.DataFrame) -> pd.DataFrame:
@@ -73,8 +75,7 @@ def floor(df: pd.DataFrame) -> list[str]:
     return [
         f"Hi {a}, thank you for shopping at our {b} store on {d}. Use code #ma#{c}#ma# for 10% off "
         f"this week. Reply STOP to opt out."
-        for a, b, c, d in zip(df["first_name"].tolist(), df["city"].tolist(), df["coupon"].tolist(), last,
-                              strict=True)
+        for a, b, c, d in zip(df["first_name"].tolist(), df["city"].tolist(), df["coupon"].tolist(), last, strict=True)
     ]
 
 
@@ -112,16 +113,31 @@ def main() -> None:
     print(f"{'ours':<10}{t_ours:>10.3f}{ours_rps:>14,.0f}")
     print(f"{'naive':<10}{t_naive:>10.3f}{naive_rps:>14,.0f}   (measured on {naive_rows:,} rows, per row x {rows:,})")
     print(f"{'floor':<10}{t_floor:>10.3f}{floor_rps:>14,.0f}")
-    print(f"vs naive: {ours_rps / naive_rps:.1f}x faster (target >= 10); "
-          f"vs floor: {t_ours / t_floor:.2f}x the floor's time (target <= 5); medians of {args.repeat} runs")
-    print(json.dumps({
-        "benchmark": "compose",
-        "figures": {"rows": rows, "rows_per_s": round(ours_rps), "naive_rows_per_s": round(naive_rps),
-                    "floor_rows_per_s": round(floor_rps), "naive_sample_rows": naive_rows},
-        "ratios": {"vs_naive": round(ours_rps / naive_rps, 2), "vs_floor": round(t_ours / t_floor, 2)},
-        "machine": {"python": platform.python_version(), "pandas": pd.__version__,
-                    "platform": platform.platform(), "cpus": os.cpu_count()},
-    }))
+    print(
+        f"vs naive: {ours_rps / naive_rps:.1f}x faster (target >= 10); "
+        f"vs floor: {t_ours / t_floor:.2f}x the floor's time (target <= 5); medians of {args.repeat} runs"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "compose",
+                "figures": {
+                    "rows": rows,
+                    "rows_per_s": round(ours_rps),
+                    "naive_rows_per_s": round(naive_rps),
+                    "floor_rows_per_s": round(floor_rps),
+                    "naive_sample_rows": naive_rows,
+                },
+                "ratios": {"vs_naive": round(ours_rps / naive_rps, 2), "vs_floor": round(t_ours / t_floor, 2)},
+                "machine": {
+                    "python": platform.python_version(),
+                    "pandas": pd.__version__,
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,17 +32,24 @@ TEMPLATE = "Hi customer {{ n }}, your code is {{ code }}. Reply STOP to opt out.
 def audience(rows: int, offset: int = 0) -> pd.DataFrame:
     """A rendered, personalized frame (``render_messages`` output): every row its own text, code masked."""
     ids = range(offset, offset + rows)
-    people = pd.DataFrame({"msisdn": [f"8551{i % 10_000_000:07d}" for i in ids], "n": list(ids),
-                           "code": [f"K{i:07d}" for i in ids]},
-                          index=[f"c{i}" for i in ids])
+    people = pd.DataFrame(
+        {"msisdn": [f"8551{i % 10_000_000:07d}" for i in ids], "n": list(ids), "code": [f"K{i:07d}" for i in ids]},
+        index=[f"c{i}" for i in ids],
+    )
     return render_messages(people, TEMPLATE, mask=["code"])
 
 
 def batch_run(sim: Simulator, rows: int, ledger: Path) -> tuple[float, int]:
     """Send ``rows`` through REST batch-send via Campaign; return (seconds, requests)."""
     creds = sim.credentials
-    gateway = Gateway(base_url=sim.url, private_key=creds.private_key, secret=creds.secret, sender=creds.sender,
-                      max_in_flight=4, rate_limits={"batch": None})
+    gateway = Gateway(
+        base_url=sim.url,
+        private_key=creds.private_key,
+        secret=creds.secret,
+        sender=creds.sender,
+        max_in_flight=4,
+        rate_limits={"batch": None},
+    )
     df = audience(rows)  # rendering is the compose benchmark's business: not timed here
     start = time.perf_counter()
     campaign = Campaign("bench", gateway=gateway, ledger=ledger, progress=False)
@@ -57,8 +64,9 @@ def per_message_run(sim: Simulator, rows: int) -> float:
     """Send ``rows`` one ``/rest/send`` at a time, sequentially, as the vendor's client does."""
     creds = sim.credentials
     df = audience(rows, offset=5_000_000)
-    with httpx.Client(base_url=sim.url, params={"private_key": creds.private_key},
-                      headers={"X-Secret": creds.secret}) as client:
+    with httpx.Client(
+        base_url=sim.url, params={"private_key": creds.private_key}, headers={"X-Secret": creds.secret}
+    ) as client:
         start = time.perf_counter()
         for to, content in zip(df["msisdn"], df["content"], strict=True):
             answer = client.post("/rest/send", json={"sender": creds.sender, "to": to, "content": content})
@@ -105,17 +113,30 @@ def main() -> None:
     width = max(len(k) for k, _ in table)
     for key, value in table:
         print(f"{key:<{width}}  {value}")
-    print(json.dumps({
-        "benchmark": "send",
-        "figures": {"recipients": rows, "recipients_per_s": round(rate), "requests": requests,
-                    "per_message_recipients_per_s": round(per_rate), "peak_rss_mb": round(peak_mb),
+    print(
+        json.dumps(
+            {
+                "benchmark": "send",
+                "figures": {
+                    "recipients": rows,
+                    "recipients_per_s": round(rate),
+                    "requests": requests,
+                    "per_message_recipients_per_s": round(per_rate),
+                    "peak_rss_mb": round(peak_mb),
                     "projected_1m_batch_s": round(projected_batch),
                     "projected_1m_per_message_s": round(projected_single),
-                    "runs": args.repeat},
-        "ratios": {"vs_per_message": round(rate / per_rate, 1)},
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
-    }))
+                    "runs": args.repeat,
+                },
+                "ratios": {"vs_per_message": round(rate / per_rate, 1)},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": sys.version.split()[0],
+                    "platform": platform.platform(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2),
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

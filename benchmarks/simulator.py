@@ -62,10 +62,10 @@ class _Receiver(asyncio.Protocol):
             length = 0
             at = head.find(b"\r\ncontent-length:")
             if at >= 0:
-                length = int(head[at + 17:].split(b"\r\n", 1)[0])
+                length = int(head[at + 17 :].split(b"\r\n", 1)[0])
             if len(self.buf) < end + 4 + length:
                 break
-            self.buf = self.buf[end + 4 + length:]
+            self.buf = self.buf[end + 4 + length :]
             if head.startswith(b"get /_stats"):
                 body = json.dumps(STATS).encode()
                 out.append(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -101,8 +101,11 @@ class ReceiverProcess:
         self.delay_ms = delay_ms
 
     def __enter__(self) -> ReceiverProcess:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-receiver", "--delay-ms", str(self.delay_ms)],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-receiver", "--delay-ms", str(self.delay_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         port = int(self.proc.stdout.readline())  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
         return self
@@ -122,10 +125,15 @@ class ReceiverProcess:
 
 def batch_body(n: int, offset: int, *, callback_url: str | None = None, dlr_url: str | None = None) -> bytes:
     """A batch of ``n`` distinct recipients with one content."""
-    body: dict[str, object] = {"globals": {"sender": "SMS Info"},
-                               "messages": [{"to": [f"8551{2 + (i % 7)}{(offset + i) % 10**6:06d}"
-                                                    for i in range(n)],
-                                             "content": "Hello from the benchmark, your code is #ma#1234#ma#"}]}
+    body: dict[str, object] = {
+        "globals": {"sender": "SMS Info"},
+        "messages": [
+            {
+                "to": [f"8551{2 + (i % 7)}{(offset + i) % 10**6:06d}" for i in range(n)],
+                "content": "Hello from the benchmark, your code is #ma#1234#ma#",
+            }
+        ],
+    }
     if callback_url:
         body["batch_config"] = {"callback_url": callback_url}
     if dlr_url:
@@ -133,16 +141,16 @@ def batch_body(n: int, offset: int, *, callback_url: str | None = None, dlr_url:
     return json.dumps(body).encode()
 
 
-async def load(url: str, params: dict[str, str], headers: dict[str, str], bodies: list[bytes],
-               concurrency: int) -> float:
+async def load(
+    url: str, params: dict[str, str], headers: dict[str, str], bodies: list[bytes], concurrency: int
+) -> float:
     """Post ``bodies`` with ``concurrency`` clients; return the elapsed seconds."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
 
     async def client() -> None:
-        async with httpx.AsyncClient(base_url=url, params=params, headers=headers, timeout=60,
-                                     trust_env=False) as c:
+        async with httpx.AsyncClient(base_url=url, params=params, headers=headers, timeout=60, trust_env=False) as c:
             while not queue.empty():
                 body = queue.get_nowait()
                 resp = await c.post("/rest/batch-send", content=body)
@@ -162,9 +170,15 @@ def run_accept(requests: int, size: int, runs: int) -> list[float]:
         with Simulator(config) as sim:
             creds = sim.credentials
             bodies = [batch_body(size, i * size) for i in range(requests)]
-            elapsed = asyncio.run(load(sim.url, {"private_key": creds.private_key},
-                                       {"X-Secret": creds.secret, "Content-Type": "application/json"},
-                                       bodies, concurrency=4))
+            elapsed = asyncio.run(
+                load(
+                    sim.url,
+                    {"private_key": creds.private_key},
+                    {"X-Secret": creds.secret, "Content-Type": "application/json"},
+                    bodies,
+                    concurrency=4,
+                )
+            )
             if sim.state()["records"] != requests * size:
                 raise RuntimeError("record count mismatch")
             rates.append(requests * size / elapsed)
@@ -180,18 +194,22 @@ def run_callbacks(receiver: ReceiverProcess, recipients: int, runs: int, concurr
         with Simulator(config) as sim:
             creds = sim.credentials
             receiver.reset()
-            resp = httpx.post(f"{sim.url}/rest/batch-send", params={"private_key": creds.private_key},
-                              headers={"X-Secret": creds.secret, "Content-Type": "application/json"},
-                              content=batch_body(recipients, 0, callback_url=f"{receiver.url}/cb",
-                                                 dlr_url=f"{receiver.url}/dlr"),
-                              trust_env=False, timeout=60)
+            resp = httpx.post(
+                f"{sim.url}/rest/batch-send",
+                params={"private_key": creds.private_key},
+                headers={"X-Secret": creds.secret, "Content-Type": "application/json"},
+                content=batch_body(recipients, 0, callback_url=f"{receiver.url}/cb", dlr_url=f"{receiver.url}/dlr"),
+                trust_env=False,
+                timeout=60,
+            )
             resp.raise_for_status()
             state = sim.wait_idle(timeout=600)
             expected = 3 * recipients - sum(1 for r in sim.records() if r["outcome"] in ("NEVER", "ESME_RINVDSTADR"))
             stats = receiver.stats()
             if state["callbacks"]["acked"] != expected or stats["count"] != expected:
-                raise RuntimeError(f"callbacks acked {state['callbacks']['acked']}, received {stats['count']}, "
-                                   f"expected {expected}")
+                raise RuntimeError(
+                    f"callbacks acked {state['callbacks']['acked']}, received {stats['count']}, expected {expected}"
+                )
             rates.append((stats["count"] - 1) / (stats["last"] - stats["first"]))
     return rates
 
@@ -200,10 +218,12 @@ def main() -> None:
     """Run both measurements and print the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer runs")
-    parser.add_argument("--concurrency", default="8,16,32,64,128",
-                        help="callback_concurrency values to compare (comma-separated)")
-    parser.add_argument("--slow-ms", type=float, default=5.0,
-                        help="the second sweep's receiver answers after this many milliseconds")
+    parser.add_argument(
+        "--concurrency", default="8,16,32,64,128", help="callback_concurrency values to compare (comma-separated)"
+    )
+    parser.add_argument(
+        "--slow-ms", type=float, default=5.0, help="the second sweep's receiver answers after this many milliseconds"
+    )
     parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -223,22 +243,36 @@ def main() -> None:
         for value in values:
             slow[value] = run_callbacks(receiver, 1_000, 1 if args.quick else 3, value)
     default = SimulatorConfig().callback_concurrency
-    figures = {"recipients_per_s": round(statistics.median(accept)),
-               "callbacks_per_s": round(statistics.median(callbacks))}
+    figures = {
+        "recipients_per_s": round(statistics.median(accept)),
+        "callbacks_per_s": round(statistics.median(callbacks)),
+    }
     print(f"{'measure':<44}{'median':>10}   runs")
-    print(f"{'batch-send recipients/s (1000/req)':<44}{figures['recipients_per_s']:>10,}   "
-          f"{', '.join(f'{r:,.0f}' for r in accept)}")
-    print(f"{f'callbacks/s (concurrency {default}, default)':<44}{figures['callbacks_per_s']:>10,}   "
-          f"{', '.join(f'{r:,.0f}' for r in callbacks)}")
+    print(
+        f"{'batch-send recipients/s (1000/req)':<44}{figures['recipients_per_s']:>10,}   "
+        f"{', '.join(f'{r:,.0f}' for r in accept)}"
+    )
+    print(
+        f"{f'callbacks/s (concurrency {default}, default)':<44}{figures['callbacks_per_s']:>10,}   "
+        f"{', '.join(f'{r:,.0f}' for r in callbacks)}"
+    )
     for label, table in (("", sweep), (f", receiver {args.slow_ms:g} ms", slow)):
         for value, rates in table.items():
-            print(f"{f'callbacks/s (concurrency {value}{label})':<44}{statistics.median(rates):>10,.0f}   "
-                  f"{', '.join(f'{r:,.0f}' for r in rates)}")
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-               "load_avg_1m": round(os.getloadavg()[0], 2), "callback_concurrency": default,
-               "callbacks_per_s_by_concurrency": {str(k): round(statistics.median(v)) for k, v in sweep.items()},
-               f"callbacks_per_s_by_concurrency_receiver_{args.slow_ms:g}ms":
-                   {str(k): round(statistics.median(v)) for k, v in slow.items()}}
+            print(
+                f"{f'callbacks/s (concurrency {value}{label})':<44}{statistics.median(rates):>10,.0f}   "
+                f"{', '.join(f'{r:,.0f}' for r in rates)}"
+            )
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "callback_concurrency": default,
+        "callbacks_per_s_by_concurrency": {str(k): round(statistics.median(v)) for k, v in sweep.items()},
+        f"callbacks_per_s_by_concurrency_receiver_{args.slow_ms:g}ms": {
+            str(k): round(statistics.median(v)) for k, v in slow.items()
+        },
+    }
     print(json.dumps({"benchmark": "simulator", "figures": figures, "ratios": {}, "machine": machine}))
 
 

@@ -19,8 +19,7 @@ from plasgate_nb.smpp import SmppConfig, SmppSession
 async def _rate(port: int, user: str, password: str, *, window: int, count: int) -> tuple[float, float]:
     """Bind one transceiver; return (submit_sm/s, client CPU µs per message) for ``count`` messages."""
     cfg = SmppConfig(port=port, system_id=user, password=password, window=window, registered_delivery=0)
-    messages = [{"to": f"8551234{i % 100000:05d}", "text": f"Hello {i}", "sender": "SMS Info"}
-                for i in range(count)]
+    messages = [{"to": f"8551234{i % 100000:05d}", "text": f"Hello {i}", "sender": "SMS Info"} for i in range(count)]
     async with SmppSession(cfg) as session:
         await session.submit_many(messages[: min(200, count)])  # warm up
         cpu, started = time.process_time(), time.perf_counter()
@@ -45,10 +44,10 @@ def main() -> None:
         creds = sim.credentials
         windowed, waited = [], []
         for _ in range(runs):  # interleaved, so a burst of load elsewhere hits both alike
-            windowed.append(asyncio.run(_rate(sim.smpp_port, creds.username, creds.password,
-                                              window=args.window, count=count)))
-            waited.append(asyncio.run(_rate(sim.smpp_port, creds.username, creds.password,
-                                            window=1, count=count // 5)))
+            windowed.append(
+                asyncio.run(_rate(sim.smpp_port, creds.username, creds.password, window=args.window, count=count))
+            )
+            waited.append(asyncio.run(_rate(sim.smpp_port, creds.username, creds.password, window=1, count=count // 5)))
     w = statistics.median(r for r, _ in windowed)
     s = statistics.median(r for r, _ in waited)
     w_cpu = statistics.median(c for _, c in windowed)
@@ -58,13 +57,27 @@ def main() -> None:
     print(f"{'stop-and-wait':<16}{count // 5:>10}{s:>28,.0f}{s_cpu:>20.1f}")
     print(f"runs windowed: {[round(r) for r, _ in windowed]}  stop-and-wait: {[round(r) for r, _ in waited]}")
     print(f"ratio {w / s:.1f}x")
-    print(json.dumps({"benchmark": "smpp",
-                      "figures": {"submit_per_s": round(w), "stop_and_wait_per_s": round(s),
-                                  "messages": count, "window": args.window, "runs": runs},
-                      "ratios": {"vs_stop_and_wait": round(w / s, 2)},
-                      "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                  "platform": platform.platform(),
-                                  "load_avg_1m": round(os.getloadavg()[0], 2)}}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "smpp",
+                "figures": {
+                    "submit_per_s": round(w),
+                    "stop_and_wait_per_s": round(s),
+                    "messages": count,
+                    "window": args.window,
+                    "runs": runs,
+                },
+                "ratios": {"vs_stop_and_wait": round(w / s, 2)},
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2),
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -29,14 +29,16 @@ CITIES = ["ភ្នំពេញ (Phnom Penh)", "សៀមរាប (Siem Reap)"
 def sample_frame(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
     """The analyst's frame: one row per customer, 2% flagged by the audience stage."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "customer": [f"C{i:05d}" for i in range(rows)],
-        "msisdn": [f"8551{2 + i % 7}{100000 + i:06d}" for i in range(rows)],
-        "carrier": rng.choice(list(CARRIERS), size=rows, p=[0.45, 0.3, 0.25]),
-        "city": rng.choice(CITIES, size=rows, p=[0.5, 0.2, 0.2, 0.1]),
-        "variant": rng.choice(["A: short", "B: with name"], size=rows),
-        "audience_status": np.where(rng.random(rows) < 0.02, "invalid", "ok"),
-    })
+    frame = pd.DataFrame(
+        {
+            "customer": [f"C{i:05d}" for i in range(rows)],
+            "msisdn": [f"8551{2 + i % 7}{100000 + i:06d}" for i in range(rows)],
+            "carrier": rng.choice(list(CARRIERS), size=rows, p=[0.45, 0.3, 0.25]),
+            "city": rng.choice(CITIES, size=rows, p=[0.5, 0.2, 0.2, 0.1]),
+            "variant": rng.choice(["A: short", "B: with name"], size=rows),
+            "audience_status": np.where(rng.random(rows) < 0.02, "invalid", "ok"),
+        }
+    )
     frame["audience_reason"] = np.where(frame["audience_status"] == "ok", None, "not a mobile number")
     frame["content"] = "Hello, your coupon is #ma#X1#ma#"
     return frame.set_index("customer")
@@ -46,8 +48,9 @@ def record(ledger: Ledger, frame: pd.DataFrame, seed: int = 5) -> None:
     """Plan, submit, settle and deliver the sample campaign in ``ledger``."""
     rng = np.random.default_rng(seed)
     ok = frame[frame["audience_status"] == "ok"]
-    plan = pd.DataFrame({"message_key": ok.index, "msisdn": ok["msisdn"], "content": ok["content"],
-                         "segments": 1, "encoding": "GSM-7"})
+    plan = pd.DataFrame(
+        {"message_key": ok.index, "msisdn": ok["msisdn"], "content": ok["content"], "segments": 1, "encoding": "GSM-7"}
+    )
     ledger.plan("sample", plan)
     keys = list(ok.index)
     refused = set(rng.choice(keys, size=30, replace=False))
@@ -66,9 +69,18 @@ def record(ledger: Ledger, frame: pd.DataFrame, seed: int = 5) -> None:
         delivered = rng.random() < CARRIERS[str(carrier)] + variant_bonus
         status = "DELIVRD" if delivered else rng.choice(["UNDELIV", "EXPIRED"])
         done = start + timedelta(seconds=float(rng.gamma(2.0, 12.0 if carrier != "Metfone" else 40.0)))
-        events.append({"source": "dlr", "message_id": f"gw-{key}", "level": 2, "status": status,
-                       "err": "000" if delivered else "001", "done_at": done, "campaign": "sample",
-                       "message_key": key})
+        events.append(
+            {
+                "source": "dlr",
+                "message_id": f"gw-{key}",
+                "level": 2,
+                "status": status,
+                "err": "000" if delivered else "001",
+                "done_at": done,
+                "campaign": "sample",
+                "message_key": key,
+            }
+        )
     ledger.record_events(events)
 
 

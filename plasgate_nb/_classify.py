@@ -113,8 +113,15 @@ def _parse(path: str, body: str) -> tuple[str | None, str | None, int | None, st
     return queue_id, None, count, _reason_from_json(data) if queue_id is None else None
 
 
-def classify(path: str, status: int, body: str, *, retry_after: str | None = None,
-             recipients: int | None = None, request: Any = None) -> SendResult:
+def classify(
+    path: str,
+    status: int,
+    body: str,
+    *,
+    retry_after: str | None = None,
+    recipients: int | None = None,
+    request: Any = None,
+) -> SendResult:
     """Classify one HTTP answer for send path ``path`` ('batch', 'single' or 'http')."""
     body = redact(body[:_BODY_KEEP])
     queue_id, message_id, count, reason = _parse(path, body)

@@ -32,8 +32,7 @@ _ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _MSISDN = re.compile(r"^\+?[0-9]{6,20}$")
 _SUCCESS = re.compile(r'^Success "(?P<id>[^"]{1,100})"$')
 # `text` (the first 20 characters of the message) is deliberately not kept: it can hold masked values
-_DLR_FIELDS = ("id", "message_status", "level", "connector", "id_smsc", "sub", "dlvrd", "subdate",
-               "donedate", "err")
+_DLR_FIELDS = ("id", "message_status", "level", "connector", "id_smsc", "sub", "dlvrd", "subdate", "donedate", "err")
 
 
 def _field(fields: Mapping[str, str], name: str, *, required: bool = False) -> str | None:

@@ -26,9 +26,22 @@ logger = logging.getLogger("plasgate_nb")
 
 KHMER = re.compile("[\u1780-\u17ff\u19e0-\u19ff]")
 KNOWN_FAMILIES = (
-    "Noto Sans Khmer", "Noto Serif Khmer", "Noto Sans Khmer UI", "Khmer OS", "Khmer OS System",
-    "Khmer OS Content", "Khmer UI", "Khmer Sangam MN", "Khmer MN", "Hanuman", "Battambang",
-    "Kantumruy Pro", "Kantumruy", "Siemreap", "DaunPenh", "Leelawadee UI",
+    "Noto Sans Khmer",
+    "Noto Serif Khmer",
+    "Noto Sans Khmer UI",
+    "Khmer OS",
+    "Khmer OS System",
+    "Khmer OS Content",
+    "Khmer UI",
+    "Khmer Sangam MN",
+    "Khmer MN",
+    "Hanuman",
+    "Battambang",
+    "Kantumruy Pro",
+    "Kantumruy",
+    "Siemreap",
+    "DaunPenh",
+    "Leelawadee UI",
 )
 _PROBE = 0x1780  # KHMER LETTER KA
 _GLYPH_WARNING = r"Glyph \d+ .*missing from font"
@@ -81,8 +94,10 @@ def khmer_family() -> str | None:
     """The family name of a font with Khmer glyphs (looked up once per process), or None."""
     family = _package_font() or _installed_font()
     if family is None:
-        logger.warning("no font with Khmer glyphs found: Khmer chart labels will show as boxes; "
-                       "`pip install fontpkg-noto-sans-khmer` (or install a Khmer font) to fix")
+        logger.warning(
+            "no font with Khmer glyphs found: Khmer chart labels will show as boxes; "
+            "`pip install fontpkg-noto-sans-khmer` (or install a Khmer font) to fix"
+        )
     else:
         logger.debug("charts use %r for Khmer text", family)
     return family

@@ -21,9 +21,14 @@ __all__ = ["RateLimiter", "projected_seconds"]
 class RateLimiter:
     """Allow at most ``limit`` request starts per ``window`` seconds (``limit=None``: no limit)."""
 
-    def __init__(self, limit: int | None, *, window: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        limit: int | None,
+        *,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         """Create a limiter; ``clock`` returns seconds, ``sleep`` waits that many seconds."""
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1 or None, not {limit}")

@@ -116,9 +116,7 @@ def _combine(columns: _Columns, names: Sequence[str], n: int) -> tuple[np.ndarra
     return combined, first
 
 
-def _evaluate(
-    piece: Piece, columns: _Columns, n: int
-) -> tuple[np.ndarray | None, list[str], RenderFailure | None]:
+def _evaluate(piece: Piece, columns: _Columns, n: int) -> tuple[np.ndarray | None, list[str], RenderFailure | None]:
     """Render a Jinja piece once per distinct combination of the columns it uses."""
     template = piece.template
     if template is None:  # text pieces never get here
@@ -204,7 +202,7 @@ def _joiner(count: int) -> Any:
     """A compiled function building one f-string per row out of ``count`` per-row sequences."""
     args = [f"x{i}" for i in range(count)]
     body = "".join("{" + a + "}" for a in args)
-    source = f"def join(columns):\n    return [f\"{body}\" for {', '.join(args)}, in zip(*columns)]\n"
+    source = f'def join(columns):\n    return [f"{body}" for {", ".join(args)}, in zip(*columns)]\n'
     namespace: dict[str, Any] = {}
     exec(compile(source, "<plasgate_nb join>", "exec"), namespace)  # only generated names, no data
     return namespace["join"]
@@ -229,9 +227,7 @@ def _join(parts: list[list[str]], codes: list[np.ndarray | None], n: int) -> lis
     return _joiner(len(columns))(columns)
 
 
-def render_frame(
-    compiled: CompiledTemplate, df: pd.DataFrame
-) -> tuple[Rendered | None, RenderFailure | None]:
+def render_frame(compiled: CompiledTemplate, df: pd.DataFrame) -> tuple[Rendered | None, RenderFailure | None]:
     """Render every row of ``df``; returns the result, or the first failure by row position."""
     n = len(df)
     columns = _Columns(df)

@@ -36,6 +36,8 @@ def format_schedule_at(value: datetime | timedelta | str, *, now: datetime | Non
         raise ConfigError(f"schedule_at must be a datetime, timedelta or string, not {type(value).__name__}")
     when = when.replace(microsecond=0)
     if when <= current:
-        raise ConfigError(f"schedule_at {when.strftime(SCHEDULE_FORMAT)} (Asia/Phnom_Penh) is in the past; "
-                          f"it is now {current.strftime(SCHEDULE_FORMAT)} there")
+        raise ConfigError(
+            f"schedule_at {when.strftime(SCHEDULE_FORMAT)} (Asia/Phnom_Penh) is in the past; "
+            f"it is now {current.strftime(SCHEDULE_FORMAT)} there"
+        )
     return when.strftime(SCHEDULE_FORMAT)

@@ -215,14 +215,19 @@ def _make_pieces(env: SandboxedEnvironment, ast: nodes.Template, tainted: set[st
     from jinja2 import meta
 
     if not all(isinstance(node, _INDEPENDENT) for node in ast.body):
-        return [Piece("jinja", tuple(sorted(meta.find_undeclared_variables(ast))),
-                      template=_sub_template(env, ast.body), sentinels=True)]
+        return [
+            Piece(
+                "jinja",
+                tuple(sorted(meta.find_undeclared_variables(ast))),
+                template=_sub_template(env, ast.body),
+                sentinels=True,
+            )
+        ]
     pieces: list[Piece] = []
     for node in ast.body:
         if not isinstance(node, nodes.Output):
             used = meta.find_undeclared_variables(nodes.Template([node], lineno=1).set_environment(env))
-            pieces.append(Piece("jinja", tuple(sorted(used)), template=_sub_template(env, [node]),
-                                sentinels=True))
+            pieces.append(Piece("jinja", tuple(sorted(used)), template=_sub_template(env, [node]), sentinels=True))
             continue
         for child in node.nodes:
             if isinstance(child, nodes.TemplateData):
@@ -237,9 +242,7 @@ def _make_pieces(env: SandboxedEnvironment, ast: nodes.Template, tainted: set[st
             used = _names(child) - {MASK_FILTER}
             template = _sub_template(env, [nodes.Output([child], lineno=child.lineno)])
             kind = "column" if isinstance(inner, nodes.Name) else "jinja"
-            pieces.append(
-                Piece(kind, tuple(sorted(used)), masked=masked, template=template, sentinels=masked)
-            )
+            pieces.append(Piece(kind, tuple(sorted(used)), masked=masked, template=template, sentinels=masked))
     return pieces
 
 

@@ -40,13 +40,15 @@ class SmsAccessor:
     def __init__(self, df: pd.DataFrame) -> None:
         self._df = df
 
-    def prepare(self, *, phone: str = "phone", region: str = "KH", suppress: Iterable[Any] | None = None
-                ) -> pd.DataFrame:
+    def prepare(
+        self, *, phone: str = "phone", region: str = "KH", suppress: Iterable[Any] | None = None
+    ) -> pd.DataFrame:
         """Normalize phone numbers and flag unusable rows: :func:`plasgate_nb.prepare_audience`."""
         return prepare_audience(self._df, phone=phone, region=region, suppress=suppress)
 
-    def render(self, template: str, *, mask: Iterable[str] | str = (), column: str = "content",
-               max_parts: int | None = 5) -> pd.DataFrame:
+    def render(
+        self, template: str, *, mask: Iterable[str] | str = (), column: str = "content", max_parts: int | None = 5
+    ) -> pd.DataFrame:
         """Render a Jinja template per row, masking columns: :func:`plasgate_nb.render_messages`."""
         return render_messages(self._df, template, mask=mask, column=column, max_parts=max_parts)
 
@@ -69,8 +71,9 @@ class SmsAccessor:
         """
         return estimate_cost(self._df, price_per_segment=price_per_segment, currency=currency)
 
-    def send(self, campaign: Campaign, *, dry_run: bool = False,
-             resend_uncertain: bool | Sequence[str] = False) -> SendSummary:
+    def send(
+        self, campaign: Campaign, *, dry_run: bool = False, resend_uncertain: bool | Sequence[str] = False
+    ) -> SendSummary:
         """Send the rendered rows through ``campaign``, exactly once: :meth:`Campaign.send`.
 
         >>> import tempfile

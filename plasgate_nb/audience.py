@@ -67,8 +67,11 @@ _OTHER_TYPES = (
 @cache
 def _digit_table() -> dict[int, str]:
     """Map every Unicode decimal digit (Khmer, Arabic-Indic, full-width...) and full-width plus to ASCII."""
-    table = {cp: str(unicodedata.decimal(chr(cp))) for cp in range(sys.maxunicode + 1)
-             if unicodedata.category(chr(cp)) == "Nd" and not 0x30 <= cp <= 0x39}
+    table = {
+        cp: str(unicodedata.decimal(chr(cp)))
+        for cp in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(cp)) == "Nd" and not 0x30 <= cp <= 0x39
+    }
     table[0xFF0B] = "+"
     return table
 
@@ -225,17 +228,17 @@ def _classify_text(text: str | None, plan: _Plan) -> Verdict:
     if text[0] == "+":
         if not text.startswith(cc, 1):
             return None, None, "invalid", f"not a {label} number (country code is not +{cc})"
-        rest = text[1 + len(cc):]
+        rest = text[1 + len(cc) :]
     elif (found := plan.international.fullmatch(text)) is not None:
         rest = found.group(1)
     elif text.startswith("00"):
         return None, None, "invalid", f"not a {label} number (country code is not +{cc})"
     elif text.startswith(cc) and len(text) >= len(cc) + plan.min_len:
-        rest = text[len(cc):]
+        rest = text[len(cc) :]
     else:
         rest = text
     if plan.trunk and rest.startswith(plan.trunk):
-        rest = rest[len(plan.trunk):]
+        rest = rest[len(plan.trunk) :]
     return _classify_national(rest, plan)
 
 
@@ -280,7 +283,8 @@ def _suppressed_numbers(suppress: Any, plan: _Plan) -> set[str]:
     if isinstance(suppress, str | bytes | pd.DataFrame):
         raise AudienceError(
             "suppress must be a list or Series of phone numbers, e.g. suppress=opt_out['phone'], "
-            f"not a {type(suppress).__name__}")
+            f"not a {type(suppress).__name__}"
+        )
     if not isinstance(suppress, Iterable):
         raise AudienceError(f"suppress must be an iterable of phone numbers, not {type(suppress).__name__}")
     if not isinstance(suppress, pd.Series | pd.Index):
@@ -289,8 +293,7 @@ def _suppressed_numbers(suppress: Any, plan: _Plan) -> set[str]:
     numbers = {v[0] for v in found if v[0] is not None}
     unusable = sum(1 for v in found[:-1] if v[0] is None)
     if unusable:
-        log.warning("opt-out list: %d distinct entries are not %s numbers and were ignored",
-                    unusable, plan.label)
+        log.warning("opt-out list: %d distinct entries are not %s numbers and were ignored", unusable, plan.label)
     return numbers
 
 
@@ -340,8 +343,11 @@ def prepare_audience(
         status[rows] = "duplicate"
         reason[rows] = [f"same number as row {label}" for label in labels]
 
-    log.debug("prepared audience of %d rows: %s", len(df),
-              dict(zip(*np.unique(status.astype(str), return_counts=True), strict=True)))
+    log.debug(
+        "prepared audience of %d rows: %s",
+        len(df),
+        dict(zip(*np.unique(status.astype(str), return_counts=True), strict=True)),
+    )
     return df.assign(
         msisdn=pd.Series(msisdn, index=df.index, dtype="str"),
         carrier=pd.Series(carrier, index=df.index, dtype="str"),

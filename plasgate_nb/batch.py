@@ -100,8 +100,7 @@ def validate_sender(sender: str) -> str:
     if not isinstance(sender, str) or not sender.strip():
         raise ConfigError("sender is empty: set sender= (e.g. 'SMS Info') or PLASGATE_SENDER")
     if len(sender) > SENDER_MAX:
-        raise ConfigError(f"sender {sender!r} has {len(sender)} characters; the gateway allows at most "
-                          f"{SENDER_MAX}")
+        raise ConfigError(f"sender {sender!r} has {len(sender)} characters; the gateway allows at most {SENDER_MAX}")
     return sender
 
 
@@ -124,8 +123,7 @@ def validate_rows(df: pd.DataFrame, *, sender: str) -> None:
     msisdn = df["msisdn"].astype("string").fillna("")
     bad = keys[~msisdn.str.fullmatch(_MSISDN.pattern).fillna(False).astype(bool)]
     if len(bad):
-        raise AudienceError(f"invalid msisdn (expected 855 followed by 8-9 digits) in rows: "
-                            f"{_name_rows(bad)}")
+        raise AudienceError(f"invalid msisdn (expected 855 followed by 8-9 digits) in rows: {_name_rows(bad)}")
     content = df["content"].astype("string").fillna("")
     empty = keys[(content.str.strip() == "").astype(bool)]
     if len(empty):
@@ -169,8 +167,7 @@ class _Dlr:
         """Return the dlr fields of a body ({} when delivery reports are off)."""
         if not self.enabled:
             return {}
-        return {"dlr": "yes", "dlr_url": self.url_for(key), "dlr_level": self.level,
-                "dlr_method": self.method}
+        return {"dlr": "yes", "dlr_url": self.url_for(key), "dlr_level": self.level, "dlr_method": self.method}
 
 
 # ------------------------------------------------------------------------------------------ batches
@@ -246,8 +243,7 @@ def _size(obj: Any) -> int:
 class _Packer:
     """Fill batch payloads entry by entry within the recipient and byte limits."""
 
-    def __init__(self, base: dict[str, Any], *, max_recipients: int, max_bytes: int,
-                 campaign: str | None) -> None:
+    def __init__(self, base: dict[str, Any], *, max_recipients: int, max_bytes: int, campaign: str | None) -> None:
         self.base = base
         self.max_recipients = max_recipients
         self.max_bytes = max_bytes
@@ -289,8 +285,17 @@ class _Packer:
             return
         payload = {**self.base, "messages": self.entries}
         body = self.prefix + b",".join(self.parts) + self.suffix
-        self.batches.append(Batch(_batch_id("b", self.keys, self.campaign), payload, tuple(self.keys),
-                                  self.recipients, len(body), "batch", body))
+        self.batches.append(
+            Batch(
+                _batch_id("b", self.keys, self.campaign),
+                payload,
+                tuple(self.keys),
+                self.recipients,
+                len(body),
+                "batch",
+                body,
+            )
+        )
         self._reset()
 
 
@@ -303,35 +308,44 @@ def _pack_group(packer: _Packer, content: str, keys: list[str], numbers: list[st
             packer.flush()
             continue
         # shrink until the slice fits in the bytes left (binary search on the slice length)
-        entry = _entry(content, keys[start:start + take], numbers[start:start + take], dlr)
+        entry = _entry(content, keys[start : start + take], numbers[start : start + take], dlr)
         encoded = _encode_entry(entry)
         if not packer.fits(len(encoded)):
             lo, hi = 0, take
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if packer.fits(_size(_entry(content, keys[start:start + mid], numbers[start:start + mid],
-                                            dlr))):
+                if packer.fits(_size(_entry(content, keys[start : start + mid], numbers[start : start + mid], dlr))):
                     lo = mid
                 else:
                     hi = mid - 1
             if lo == 0:
                 if not packer.entries:
-                    raise ConfigError(f"row {keys[start]!r} alone is larger than max_bytes="
-                                      f"{packer.max_bytes}")
+                    raise ConfigError(f"row {keys[start]!r} alone is larger than max_bytes={packer.max_bytes}")
                 packer.flush()
                 continue
             take = lo
-            entry = _entry(content, keys[start:start + take], numbers[start:start + take], dlr)
+            entry = _entry(content, keys[start : start + take], numbers[start : start + take], dlr)
             encoded = _encode_entry(entry)
-        packer.add(entry, keys[start:start + take], encoded)
+        packer.add(entry, keys[start : start + take], encoded)
         start += take
 
 
-def build_batches(df: pd.DataFrame, *, sender: str, max_recipients: int = DEFAULT_MAX_RECIPIENTS,
-                  max_bytes: int = DEFAULT_MAX_BYTES, dlr: bool = False, dlr_url: str | None = None,
-                  dlr_level: int = 3, dlr_method: str = "POST", callback_url: str | None = None,
-                  errback_url: str | None = None, schedule_at: datetime | timedelta | str | None = None,
-                  campaign: str | None = None, now: datetime | None = None) -> list[Batch]:
+def build_batches(
+    df: pd.DataFrame,
+    *,
+    sender: str,
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    dlr: bool = False,
+    dlr_url: str | None = None,
+    dlr_level: int = 3,
+    dlr_method: str = "POST",
+    callback_url: str | None = None,
+    errback_url: str | None = None,
+    schedule_at: datetime | timedelta | str | None = None,
+    campaign: str | None = None,
+    now: datetime | None = None,
+) -> list[Batch]:
     """Chunk rows into ``/rest/batch-send`` payloads, grouping identical content into one ``to`` list.
 
     ``dlr_url`` may contain ``{key}``: single-recipient entries get the row's URL-quoted message key
@@ -363,24 +377,40 @@ def build_batches(df: pd.DataFrame, *, sender: str, max_recipients: int = DEFAUL
             _pack_group(packer, content, keys, numbers, options)
         packer.flush()
     if grouped and options.enabled and not callback_url:
-        logger.warning("%d content group(s) share one dlr_url; without callback_url their delivery reports "
-                       "cannot be tied to rows", grouped)
+        logger.warning(
+            "%d content group(s) share one dlr_url; without callback_url their delivery reports cannot be tied to rows",
+            grouped,
+        )
     return packer.batches
 
 
 # ------------------------------------------------------------------------------------------ singles
-def _single(path: Path, key: str, msisdn: str, content: str, sender: str, options: _Dlr,
-            campaign: str | None) -> Batch:
+def _single(path: Path, key: str, msisdn: str, content: str, sender: str, options: _Dlr, campaign: str | None) -> Batch:
     """Return the body of one per-message request (no credentials: the transport adds them)."""
     body: dict[str, Any] = {"sender": sender, "to": msisdn, "content": content, **options.fields(key)}
     encoded = dumps(body)
-    return Batch(_batch_id("s" if path == "single" else "h", [key], campaign), body, (key,), 1, len(encoded),
-                 path, encoded if path == "single" else None)
+    return Batch(
+        _batch_id("s" if path == "single" else "h", [key], campaign),
+        body,
+        (key,),
+        1,
+        len(encoded),
+        path,
+        encoded if path == "single" else None,
+    )
 
 
-def build_singles(df: pd.DataFrame, *, sender: str, path: Path = "single", dlr: bool = False,
-                  dlr_url: str | None = None, dlr_level: int = 3, dlr_method: str = "POST",
-                  campaign: str | None = None) -> list[Batch]:
+def build_singles(
+    df: pd.DataFrame,
+    *,
+    sender: str,
+    path: Path = "single",
+    dlr: bool = False,
+    dlr_url: str | None = None,
+    dlr_level: int = 3,
+    dlr_method: str = "POST",
+    campaign: str | None = None,
+) -> list[Batch]:
     """Build one request per row for ``/rest/send`` (``path='single'``) or ``/api/send`` (``'http'``).
 
     Each body carries ``sender``, ``to``, ``content`` and, with ``dlr=True``, ``dlr``, ``dlr_url`` (with
@@ -391,8 +421,7 @@ def build_singles(df: pd.DataFrame, *, sender: str, path: Path = "single", dlr: 
         raise ConfigError(f"build_singles path must be 'single' or 'http', not {path!r}")
     validate_rows(df, sender=sender)
     options = _Dlr.make(dlr, dlr_url, dlr_level, dlr_method)
-    return [_single(path, key, msisdn, content, sender, options, campaign)
-            for key, msisdn, content in _rows(df)]
+    return [_single(path, key, msisdn, content, sender, options, campaign) for key, msisdn, content in _rows(df)]
 
 
 def build_requests(df: pd.DataFrame, *, sender: str, path: Path = "batch", **options: Any) -> list[Batch]:

@@ -116,8 +116,9 @@ class _WriterProcess:
     def __init__(self, ledger_url: str) -> None:
         context = multiprocessing.get_context("spawn")  # safe beside the server's threads
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_writer_main, args=(ledger_url, child), daemon=True,
-                                       name="plasgate-nb-writer")
+        self.process = context.Process(
+            target=_writer_main, args=(ledger_url, child), daemon=True, name="plasgate-nb-writer"
+        )
         self.process.start()
         child.close()
 
@@ -187,7 +188,8 @@ class _GroupWriter:
         """Run one commit in the writer; a dead writer is a storage failure (503: the gateway retries)."""
         if self.executor is not None:
             return await asyncio.get_running_loop().run_in_executor(
-                self.executor, functools.partial(_record, self.sink, events))
+                self.executor, functools.partial(_record, self.sink, events)
+            )
         if self.process is None or self.ledger_url is None:
             return "failed", "the writer process is not started"
         try:
@@ -272,8 +274,7 @@ async def _fields(request: Request) -> dict[str, str]:
         fields.update({str(k): str(v) for k, v in data.items() if isinstance(v, str | int)})
     elif text:
         try:
-            fields.update(parse_qsl(text, keep_blank_values=True, strict_parsing=True,
-                                    max_num_fields=MAX_FIELDS))
+            fields.update(parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=MAX_FIELDS))
         except ValueError as exc:
             raise CallbackError("body is not a valid form") from exc
     return fields
@@ -374,13 +375,25 @@ class CallbackServer:
     by default the local URL.
     """
 
-    def __init__(self, ledger: Any, *, host: str = "127.0.0.1", port: int = 0, public_url: str | None = None,
-                 mode: Mode = "process") -> None:
+    def __init__(
+        self,
+        ledger: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_url: str | None = None,
+        mode: Mode = "process",
+    ) -> None:
         self.ledger = ledger
         self.public_url_setting = public_url
         if mode == "process":
-            self._server = BackgroundServer("plasgate_nb.callbacks:create_app", kwargs={"ledger_url": ledger.url},
-                                            host=host, port=port, mode="process")
+            self._server = BackgroundServer(
+                "plasgate_nb.callbacks:create_app",
+                kwargs={"ledger_url": ledger.url},
+                host=host,
+                port=port,
+                mode="process",
+            )
         else:
             self._server = BackgroundServer(create_app_from, kwargs={"sink": ledger}, host=host, port=port)
 

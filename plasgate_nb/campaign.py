@@ -61,16 +61,23 @@ class SendSummary:
 
     def __str__(self) -> str:
         verb = "would send" if self.dry_run else "sent"
-        lines = [f"campaign {self.campaign!r}: {verb} {self.recipients} message(s), {self.segments} SMS part(s) "
-                 f"in {self.requests} request(s)"]
+        lines = [
+            f"campaign {self.campaign!r}: {verb} {self.recipients} message(s), {self.segments} SMS part(s) "
+            f"in {self.requests} request(s)"
+        ]
         if not self.dry_run:
-            lines.append(f"  accepted {self.accepted}, rejected {self.rejected}, uncertain {self.uncertain}, "
-                         f"to retry {self.retry_later}")
-        lines.append(f"  already sent before (not resent) {self.already_sent}, skipped {self.skipped}"
-                     + (f" {self.skipped_reasons}" if self.skipped_reasons else ""))
+            lines.append(
+                f"  accepted {self.accepted}, rejected {self.rejected}, uncertain {self.uncertain}, "
+                f"to retry {self.retry_later}"
+            )
+        lines.append(
+            f"  already sent before (not resent) {self.already_sent}, skipped {self.skipped}"
+            + (f" {self.skipped_reasons}" if self.skipped_reasons else "")
+        )
         if self.changed:
-            lines.append(f"  changed since planned (not resent) {len(self.changed)}: "
-                         f"{', '.join(self.changed[:_SHOWN])}")
+            lines.append(
+                f"  changed since planned (not resent) {len(self.changed)}: {', '.join(self.changed[:_SHOWN])}"
+            )
         if self.cost is not None:
             lines.append(f"  estimated cost {self.cost:.4f}")
         if self.projected_seconds is not None:
@@ -111,8 +118,10 @@ def key_index(df: pd.DataFrame, key: str | None = None) -> pd.Index:
         series = pd.Series(keys, index=df.index)
         dup = series[series.duplicated(keep=False)]
         shown = sorted(set(dup.tolist()))[:_SHOWN]
-        raise AudienceError(f"{where} has duplicate values {shown} (rows {dup.index.tolist()[:_SHOWN]}); "
-                            "message keys must be unique: pick a unique column with key=")
+        raise AudienceError(
+            f"{where} has duplicate values {shown} (rows {dup.index.tolist()[:_SHOWN]}); "
+            "message keys must be unique: pick a unique column with key="
+        )
     return keys
 
 
@@ -145,11 +154,24 @@ class Campaign:
     :class:`~plasgate_nb.callbacks.CallbackServer` or its public URL) turns on delivery reports.
     """
 
-    def __init__(self, name: str, *, gateway: Gateway | None = None, ledger: Ledger | str | Path | None = None,
-                 transport: TransportName = "batch", key: str | None = None, receiver: Any = None,
-                 dlr_level: int = 3, dlr_method: str = "POST", max_recipients: int = 1000,
-                 price_per_segment: float | None = None, progress: bool = True,
-                 client: GatewayClient | None = None, smpp: Any = None, receipt_timeout: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        gateway: Gateway | None = None,
+        ledger: Ledger | str | Path | None = None,
+        transport: TransportName = "batch",
+        key: str | None = None,
+        receiver: Any = None,
+        dlr_level: int = 3,
+        dlr_method: str = "POST",
+        max_recipients: int = 1000,
+        price_per_segment: float | None = None,
+        progress: bool = True,
+        client: GatewayClient | None = None,
+        smpp: Any = None,
+        receipt_timeout: float = 0.0,
+    ) -> None:
         if transport not in ("batch", "single", "http", "smpp"):
             raise ConfigError(f"transport must be 'batch', 'single', 'http' or 'smpp', not {transport!r}")
         if transport == "smpp" and smpp is None:
@@ -168,8 +190,9 @@ class Campaign:
         self.price_per_segment = price_per_segment
         self.progress = progress
         self.client = client or GatewayClient(self.gateway)
-        self.info = self.ledger.open_campaign(name, settings={"transport": transport, "id_column": key,
-                                                              "sender": self.gateway.sender})
+        self.info = self.ledger.open_campaign(
+            name, settings={"transport": transport, "id_column": key, "sender": self.gateway.sender}
+        )
 
     def __repr__(self) -> str:
         return f"<Campaign {self.name!r} via {self.transport} to {self.gateway.base_url} ledger={self.ledger!r}>"
@@ -178,8 +201,10 @@ class Campaign:
     def _rows(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
         """Return the sendable rows as ledger rows, and counts of rows skipped by the audience stage."""
         if "content" not in df.columns or "msisdn" not in df.columns:
-            raise AudienceError("the frame needs 'msisdn' (from prepare_audience) and 'content' (from "
-                                f"render_messages) columns; it has {list(df.columns)}")
+            raise AudienceError(
+                "the frame needs 'msisdn' (from prepare_audience) and 'content' (from "
+                f"render_messages) columns; it has {list(df.columns)}"
+            )
         keys = message_keys(df, self.key)
         skipped: dict[str, int] = {}
         keep = pd.Series(True, index=df.index)
@@ -188,11 +213,13 @@ class Campaign:
             skipped = {str(k): int(v) for k, v in df.loc[~keep, "audience_status"].value_counts().items()}
         frame = df.loc[keep]
         content = frame["content"].astype("string").fillna("")
-        rows = pd.DataFrame({
-            "message_key": keys[keep].to_numpy(),
-            "msisdn": frame["msisdn"].astype("string").to_numpy(),
-            "content": content.to_numpy(),
-        })
+        rows = pd.DataFrame(
+            {
+                "message_key": keys[keep].to_numpy(),
+                "msisdn": frame["msisdn"].astype("string").to_numpy(),
+                "content": content.to_numpy(),
+            }
+        )
         if "content_report" in frame.columns:
             rows["content_report"] = frame["content_report"].astype("string").to_numpy()
         else:
@@ -211,8 +238,9 @@ class Campaign:
         rows, skipped = self._rows(df)
         self._build(rows)  # validates numbers, content and sender before anything is stored
         result = self.ledger.plan(self.name, rows)
-        return SendSummary(self.name, dry_run=True, skipped=sum(skipped.values()), skipped_reasons=skipped,
-                           changed=result.changed)
+        return SendSummary(
+            self.name, dry_run=True, skipped=sum(skipped.values()), skipped_reasons=skipped, changed=result.changed
+        )
 
     # ---------------------------------------------------------------------------------------- sending
     def _options(self) -> dict[str, Any]:
@@ -223,11 +251,17 @@ class Campaign:
 
         public = self.receiver if isinstance(self.receiver, str) else self.receiver.public_url
         urls = callback_urls(public, self.name, self.info.token)
-        options: dict[str, Any] = {"dlr": True, "dlr_url": urls["dlr_url"], "dlr_level": self.dlr_level,
-                                   "dlr_method": self.dlr_method, "campaign": self.name}
+        options: dict[str, Any] = {
+            "dlr": True,
+            "dlr_url": urls["dlr_url"],
+            "dlr_level": self.dlr_level,
+            "dlr_method": self.dlr_method,
+            "campaign": self.name,
+        }
         if self.transport == "batch":
-            options.update(callback_url=urls["callback_url"], errback_url=urls["errback_url"],
-                           max_recipients=self.max_recipients)
+            options.update(
+                callback_url=urls["callback_url"], errback_url=urls["errback_url"], max_recipients=self.max_recipients
+            )
         return options
 
     def _build(self, rows: pd.DataFrame, *, schedule_at: datetime | timedelta | str | None = None) -> list[Batch]:
@@ -241,11 +275,18 @@ class Campaign:
         elif schedule_at is not None:
             raise ConfigError("schedule_at is only supported with transport='batch'")
         path = "single" if self.transport == "smpp" else self.transport  # smpp: validate as single sends
-        return build_requests(rows[["message_key", "msisdn", "content"]], sender=self.gateway.sender,
-                              path=path, **options)
+        return build_requests(
+            rows[["message_key", "msisdn", "content"]], sender=self.gateway.sender, path=path, **options
+        )
 
-    def send(self, df: pd.DataFrame, *, dry_run: bool = False, resend_uncertain: bool | Sequence[str] = False,
-             schedule_at: datetime | timedelta | str | None = None) -> SendSummary:
+    def send(
+        self,
+        df: pd.DataFrame,
+        *,
+        dry_run: bool = False,
+        resend_uncertain: bool | Sequence[str] = False,
+        schedule_at: datetime | timedelta | str | None = None,
+    ) -> SendSummary:
         """Plan ``df`` and send every row not yet submitted; return a summary.
 
         Rows already sent (in any state but ``planned``) are never sent again; rows whose number or
@@ -309,18 +350,29 @@ class Campaign:
         # keeps reading the answers of the other requests in flight. The transport still awaits each
         # hook (one at a time), so a batch is committed ``submitting`` before its request leaves.
         async def before_send(request: Batch) -> None:
-            await asyncio.to_thread(self.ledger.mark_submitting, self.name, request.keys,
-                                    batch_id=request.batch_id)
+            await asyncio.to_thread(self.ledger.mark_submitting, self.name, request.keys, batch_id=request.batch_id)
 
         async def on_result(result: SendResult) -> None:
             request: Batch = result.request
             state = _SETTLE[result.outcome]
             ids = {request.keys[0]: result.gateway_id} if request.path != "batch" and result.gateway_id else None
-            await asyncio.to_thread(self.ledger.settle, self.name, request.keys, state=state,
-                                    queue_id=result.queue_id, message_ids=ids, status=result.status,
-                                    body=result.body, reason=result.reason)
-            counted = {"accepted": "accepted", "rejected": "rejected", "uncertain": "uncertain",
-                       "planned": "retry_later"}[state]
+            await asyncio.to_thread(
+                self.ledger.settle,
+                self.name,
+                request.keys,
+                state=state,
+                queue_id=result.queue_id,
+                message_ids=ids,
+                status=result.status,
+                body=result.body,
+                reason=result.reason,
+            )
+            counted = {
+                "accepted": "accepted",
+                "rejected": "rejected",
+                "uncertain": "uncertain",
+                "planned": "retry_later",
+            }[state]
             setattr(summary, counted, getattr(summary, counted) + request.recipients)
             bar.update(request.recipients)
 
@@ -336,16 +388,25 @@ class Campaign:
 
         masked = int(rows["content"].str.contains("#ma#", regex=False).sum())
         if masked:
-            logger.warning("campaign %r: %d message(s) have masked areas; SMPP carries the handset text, so the "
-                           "gateway's transaction report will show those values (use a REST or HTTP transport "
-                           "to keep them masked)", self.name, masked)
+            logger.warning(
+                "campaign %r: %d message(s) have masked areas; SMPP carries the handset text, so the "
+                "gateway's transaction report will show those values (use a REST or HTTP transport "
+                "to keep them masked)",
+                self.name,
+                masked,
+            )
         bar = tqdm(total=len(rows), desc=f"sending {self.name}", unit="msg", disable=not self.progress)
         # a client that counts progress (the send form's) hears SMPP progress too: no request goes through it
         try:
-            counts = send_smpp(self.ledger, self.name, rows[["message_key", "msisdn", "content"]],
-                               config=self.smpp, sender=self.gateway.sender,
-                               progress_bar=_SmppProgress(bar, getattr(self.client, "count_sent", None)),
-                               receipt_timeout=self.receipt_timeout)
+            counts = send_smpp(
+                self.ledger,
+                self.name,
+                rows[["message_key", "msisdn", "content"]],
+                config=self.smpp,
+                sender=self.gateway.sender,
+                progress_bar=_SmppProgress(bar, getattr(self.client, "count_sent", None)),
+                receipt_timeout=self.receipt_timeout,
+            )
         finally:
             bar.close()
         summary.accepted += counts["accepted"]

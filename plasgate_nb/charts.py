@@ -19,10 +19,22 @@ from .report import OUTCOMES, _need, delivery_summary, outcome
 
 __all__ = ["plot_delivery_rate", "plot_funnel", "plot_status_breakdown", "plot_time_to_deliver"]
 
-COLORS = {"delivered": "#2e7d32", "failed": "#c62828", "pending": "#f9a825", "uncertain": "#8e24aa",
-          "rejected": "#6d4c41", "not_sent": "#9e9e9e"}
-LABELS = {"delivered": "delivered", "failed": "failed (UNDELIV, EXPIRED...)", "pending": "no final report yet",
-          "uncertain": "uncertain", "rejected": "refused at send", "not_sent": "not sent"}
+COLORS = {
+    "delivered": "#2e7d32",
+    "failed": "#c62828",
+    "pending": "#f9a825",
+    "uncertain": "#8e24aa",
+    "rejected": "#6d4c41",
+    "not_sent": "#9e9e9e",
+}
+LABELS = {
+    "delivered": "delivered",
+    "failed": "failed (UNDELIV, EXPIRED...)",
+    "pending": "no final report yet",
+    "uncertain": "uncertain",
+    "rejected": "refused at send",
+    "not_sent": "not sent",
+}
 
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (8, 4.5)) -> Axes:
@@ -39,8 +51,9 @@ def _group_label(value: object) -> str:
     """A readable group name (tuples joined, missing values shown as ``(missing)``)."""
     if isinstance(value, tuple):
         return " / ".join(_group_label(v) for v in value)
-    return "(missing)" if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) \
-        else str(value)
+    return (
+        "(missing)" if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) else str(value)
+    )
 
 
 def _by_name(by: str | Sequence[str]) -> str:
@@ -48,8 +61,7 @@ def _by_name(by: str | Sequence[str]) -> str:
     return by if isinstance(by, str) else " / ".join(by)
 
 
-def plot_delivery_rate(df: pd.DataFrame, by: str | Sequence[str], ax: Axes | None = None, *,
-                       min_sent: int = 1) -> Axes:
+def plot_delivery_rate(df: pd.DataFrame, by: str | Sequence[str], ax: Axes | None = None, *, min_sent: int = 1) -> Axes:
     """Bars of the delivered rate (% of sent) per ``by`` group with 95% Wilson intervals and labels.
 
     Groups with fewer than ``min_sent`` sent messages are left out. Each bar is labelled with its rate
@@ -63,10 +75,12 @@ def plot_delivery_rate(df: pd.DataFrame, by: str | Sequence[str], ax: Axes | Non
     low = np.clip(rate - summary["ci_low"].to_numpy() * 100, 0, None)
     high = np.clip(summary["ci_high"].to_numpy() * 100 - rate, 0, None)
     x = np.arange(len(names))
-    bars = ax.bar(x, rate, color=COLORS["delivered"], yerr=[low, high], capsize=4,
-                  error_kw={"ecolor": "#333333", "elinewidth": 1})
-    ax.bar_label(bars, labels=[f"{r:.1f}%\nn={n:,}" for r, n in zip(rate, summary["sent"], strict=True)],
-                 padding=3, fontsize=8)
+    bars = ax.bar(
+        x, rate, color=COLORS["delivered"], yerr=[low, high], capsize=4, error_kw={"ecolor": "#333333", "elinewidth": 1}
+    )
+    ax.bar_label(
+        bars, labels=[f"{r:.1f}%\nn={n:,}" for r, n in zip(rate, summary["sent"], strict=True)], padding=3, fontsize=8
+    )
     ax.set_xticks(x, names)
     ax.set_ylim(0, 115)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
@@ -92,8 +106,9 @@ def plot_status_breakdown(df: pd.DataFrame, by: str | Sequence[str] | None = Non
         if not values.any():
             continue
         bars = ax.bar(x, values, bottom=bottom, color=COLORS[kind], label=LABELS[kind])
-        ax.bar_label(bars, labels=[f"{v:.0f}%" if v >= 5 else "" for v in values], label_type="center",
-                     fontsize=8, color="white")
+        ax.bar_label(
+            bars, labels=[f"{v:.0f}%" if v >= 5 else "" for v in values], label_type="center", fontsize=8, color="white"
+        )
         bottom += values
     ax.set_xticks(x, names)
     ax.set_ylim(0, 100)
@@ -111,7 +126,7 @@ def plot_status_breakdown(df: pd.DataFrame, by: str | Sequence[str] | None = Non
 def _delays(df: pd.DataFrame) -> pd.Series:
     """Seconds from submission to delivery, for delivered rows with both times."""
     _need(df, ("delivered_at", "submitted_at"))
-    delay = (pd.to_datetime(df["delivered_at"], utc=True) - pd.to_datetime(df["submitted_at"], utc=True))
+    delay = pd.to_datetime(df["delivered_at"], utc=True) - pd.to_datetime(df["submitted_at"], utc=True)
     return delay.dt.total_seconds().dropna().clip(lower=0)
 
 
@@ -123,8 +138,7 @@ def plot_time_to_deliver(df: pd.DataFrame, ax: Axes | None = None, *, by: str | 
     if by is not None:
         _need(df, (by,))
     ax = _axes(ax)
-    groups = [("all", df)] if by is None else [(_group_label(k), g) for k, g in df.groupby(by, sort=True,
-                                                                                          dropna=False)]
+    groups = [("all", df)] if by is None else [(_group_label(k), g) for k, g in df.groupby(by, sort=True, dropna=False)]
     sent_mask = outcome(df).isin(["delivered", "failed", "pending"])
     all_delays = _delays(df)
     top = float(all_delays.max()) if len(all_delays) else 60.0
@@ -139,13 +153,15 @@ def plot_time_to_deliver(df: pd.DataFrame, ax: Axes | None = None, *, by: str | 
             continue
         share = np.arange(1, len(delays) + 1) / sent * 100
         median = float(np.median(delays))
-        label = f"{name}: {share[-1]:.1f}% delivered, median {median:.1f} {unit}" if by else \
-            f"{share[-1]:.1f}% delivered, median {median:.1f} {unit}"
+        label = (
+            f"{name}: {share[-1]:.1f}% delivered, median {median:.1f} {unit}"
+            if by
+            else f"{share[-1]:.1f}% delivered, median {median:.1f} {unit}"
+        )
         ax.step(np.concatenate([[0], delays]), np.concatenate([[0], share]), where="post", label=label)
         names.append(name)
     if not names:
-        ax.text(0.5, 0.5, "no delivered messages with times yet", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no delivered messages with times yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylim(0, 100)
     ax.set_xlim(left=0)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
@@ -185,4 +201,3 @@ def plot_funnel(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_axisbelow(True)
     _fonts.style_text(ax)
     return ax
-

@@ -71,7 +71,7 @@ def _undefined_name(error: Exception) -> str | None:
     if isinstance(error, jinja2.UndefinedError):
         message = str(error)
         if message.startswith("'") and message.endswith("' is undefined"):
-            return message[1:-len("' is undefined")]
+            return message[1 : -len("' is undefined")]
     return None
 
 

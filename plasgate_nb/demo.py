@@ -69,8 +69,13 @@ def compose_sample(data: Path) -> pd.DataFrame:
     return pd.concat(parts).loc[audience.index]
 
 
-def run_demo(output: Path | str = "demo_output", *, data: Path | None = None, wait: float = 40.0,
-             say: Callable[[str], None] = logger.info) -> DemoResult:
+def run_demo(
+    output: Path | str = "demo_output",
+    *,
+    data: Path | None = None,
+    wait: float = 40.0,
+    say: Callable[[str], None] = logger.info,
+) -> DemoResult:
     """Run the demo campaign end to end on the simulator and write its results into ``output``."""
     started = time.perf_counter()
     output = Path(output)
@@ -81,22 +86,37 @@ def run_demo(output: Path | str = "demo_output", *, data: Path | None = None, wa
     say(f"audience: {len(rendered)} customers; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     cost = estimate_cost(rendered, price_per_segment=PRICE_PER_SEGMENT)
     say(f"cost preview: {cost}")
-    say(preview(rendered[rendered["audience_status"] == "ok"], n=4)
-        [["msisdn", "content_report", "encoding", "segments"]].to_string())
+    say(
+        preview(rendered[rendered["audience_status"] == "ok"], n=4)[
+            ["msisdn", "content_report", "encoding", "segments"]
+        ].to_string()
+    )
     config = SimulatorConfig(seed=2026, rate_limits=RateLimits.off(), clock_speed=30.0, callback_retry_delay=0.5)
     ledger = Ledger(output / "demo_ledger.db")
     with Simulator(config) as sim, CallbackServer(ledger) as receiver:
         creds = sim.credentials
-        gateway = Gateway(base_url=sim.url, private_key=creds.private_key, secret=creds.secret,
-                          sender=creds.sender, rate_limits={"batch": None})
-        campaign = Campaign(CAMPAIGN, gateway=gateway, ledger=ledger, key="customer_id", receiver=receiver,
-                            price_per_segment=PRICE_PER_SEGMENT)
+        gateway = Gateway(
+            base_url=sim.url,
+            private_key=creds.private_key,
+            secret=creds.secret,
+            sender=creds.sender,
+            rate_limits={"batch": None},
+        )
+        campaign = Campaign(
+            CAMPAIGN,
+            gateway=gateway,
+            ledger=ledger,
+            key="customer_id",
+            receiver=receiver,
+            price_per_segment=PRICE_PER_SEGMENT,
+        )
         say(f"simulator at {sim.url}; delivery reports to {receiver.public_url}")
         summary = campaign.send(rendered)
         say(str(summary))
         if summary.recipients == 0:
-            say("nothing new to send: this campaign was already sent (the ledger remembers); "
-                "showing the stored results")
+            say(
+                "nothing new to send: this campaign was already sent (the ledger remembers); showing the stored results"
+            )
         else:
             counts = wait_for_reports(campaign, timeout=wait, until=0.95)
             say(f"delivery reports: {counts}")

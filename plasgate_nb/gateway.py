@@ -44,8 +44,7 @@ ENV = {
 }
 SECRET_FIELDS = ("private_key", "secret", "password")
 MASK = "***"
-_NEEDS = {"batch": ("private_key", "secret"), "single": ("private_key", "secret"),
-          "http": ("username", "password")}
+_NEEDS = {"batch": ("private_key", "secret"), "single": ("private_key", "secret"), "http": ("username", "password")}
 _PATTERNS = [
     re.compile(r"(?i)(private_key=)[^&\s\"'<>]+"),
     re.compile(r"(?i)(password=)[^&\s\"'<>]+"),
@@ -90,8 +89,16 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
-            "httpcore.proxy", "httpcore.socks", "plasgate_nb")
+_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+    "plasgate_nb",
+)
 _FILTER = RedactingFilter()
 
 
@@ -145,8 +152,7 @@ class Gateway:
         """Validate settings and register the secrets for redaction."""
         if not str(self.base_url).startswith(("http://", "https://")):
             shown = redact(str(self.base_url))
-            raise ConfigError(f"base_url must start with http:// or https:// (got {shown!r}; "
-                              f"set {ENV['base_url']})")
+            raise ConfigError(f"base_url must start with http:// or https:// (got {shown!r}; set {ENV['base_url']})")
         object.__setattr__(self, "base_url", str(self.base_url).rstrip("/"))
         if self.max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
@@ -174,8 +180,9 @@ class Gateway:
             raise ConfigError(f"unknown send path {path!r}; use 'batch', 'single' or 'http'")
         missing = [ENV[name] for name in _NEEDS[path] if not getattr(self, name)]
         if missing:
-            raise ConfigError(f"missing credential(s) for path {path!r}: set {', '.join(missing)} "
-                              f"(or pass them to Gateway)")
+            raise ConfigError(
+                f"missing credential(s) for path {path!r}: set {', '.join(missing)} (or pass them to Gateway)"
+            )
 
     def with_options(self, **changes: Any) -> Gateway:
         """Return a copy with some settings changed."""

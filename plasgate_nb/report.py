@@ -41,10 +41,31 @@ logger = logging.getLogger("plasgate_nb")
 NOT_SENT = "not_sent"
 NOT_PLANNED = "not planned: the row is not in this campaign's ledger"
 CHANGED = "changed since planned: its number or text differs from the planned row, so it was not sent"
-COLLECT_COLUMNS = ("send_state", "message_id", "delivery_status", "delivered_at", "error_code", "segments",
-                   "cost", "attempts", "reason", "submitted_at", "done_at")
-_LEDGER_COLUMNS = ["state", "message_id", "delivery_status", "delivered_at", "error_code", "segments",
-                   "attempts", "reason", "submitted_at", "done_at"]
+COLLECT_COLUMNS = (
+    "send_state",
+    "message_id",
+    "delivery_status",
+    "delivered_at",
+    "error_code",
+    "segments",
+    "cost",
+    "attempts",
+    "reason",
+    "submitted_at",
+    "done_at",
+)
+_LEDGER_COLUMNS = [
+    "state",
+    "message_id",
+    "delivery_status",
+    "delivered_at",
+    "error_code",
+    "segments",
+    "attempts",
+    "reason",
+    "submitted_at",
+    "done_at",
+]
 OUTCOMES = ("delivered", "failed", "pending", "uncertain", "rejected", "not_sent")
 Z95 = 1.959963984540054
 
@@ -128,14 +149,16 @@ def _changed(df: pd.DataFrame, pending: pd.DataFrame | None, keys: pd.Series, pl
     hashes = np.array([hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts], dtype=object)
     numbers = mine["msisdn"].astype("string").fillna("").to_numpy()
     differs = np.zeros(len(mine), dtype=bool)
-    differs[found] = ((stored["msisdn"].to_numpy()[pos[found]] != numbers[found])
-                      | (stored["content_hash"].to_numpy()[pos[found]] != hashes[found]))
+    differs[found] = (stored["msisdn"].to_numpy()[pos[found]] != numbers[found]) | (
+        stored["content_hash"].to_numpy()[pos[found]] != hashes[found]
+    )
     changed[planned] = differs
     return changed
 
 
-def collect(df: pd.DataFrame, campaign: Any, *, key: str | None = None,
-            price_per_segment: float | None = None) -> pd.DataFrame:
+def collect(
+    df: pd.DataFrame, campaign: Any, *, key: str | None = None, price_per_segment: float | None = None
+) -> pd.DataFrame:
     """Return a new frame: ``df``'s rows with their campaign's ledger state (``df`` is not changed).
 
     ``campaign`` is a :class:`~plasgate_nb.campaign.Campaign` or a ``(ledger, name)`` pair. Rows are
@@ -180,11 +203,19 @@ def collect(df: pd.DataFrame, campaign: Any, *, key: str | None = None,
         cost = pd.Series(pd.NA, index=index, dtype="Float64")
     else:
         cost = (segments.astype("Float64") * float(price)).where(state.eq("accepted"), 0.0)
-    out = {"send_state": state, "message_id": cols["message_id"].astype("string"),
-           "delivery_status": cols["delivery_status"].astype("string"), "delivered_at": cols["delivered_at"],
-           "error_code": cols["error_code"].astype("string"), "segments": segments, "cost": cost,
-           "attempts": cols["attempts"], "reason": reason, "submitted_at": cols["submitted_at"],
-           "done_at": cols["done_at"]}
+    out = {
+        "send_state": state,
+        "message_id": cols["message_id"].astype("string"),
+        "delivery_status": cols["delivery_status"].astype("string"),
+        "delivered_at": cols["delivered_at"],
+        "error_code": cols["error_code"].astype("string"),
+        "segments": segments,
+        "cost": cost,
+        "attempts": cols["attempts"],
+        "reason": reason,
+        "submitted_at": cols["submitted_at"],
+        "done_at": cols["done_at"],
+    }
     base = df.drop(columns=[c for c in COLLECT_COLUMNS if c in df.columns])
     return base.assign(**out)
 
@@ -196,9 +227,16 @@ def outcome(df: pd.DataFrame) -> pd.Series:
     status = df["delivery_status"].astype("string")
     final = status.isin(list(FINAL_STATUSES)).fillna(False)
     result = np.select(
-        [status.eq("DELIVRD").fillna(False), final, state.eq("accepted").fillna(False),
-         state.isin(["uncertain", "submitting"]).fillna(False), state.eq("rejected").fillna(False)],
-        ["delivered", "failed", "pending", "uncertain", "rejected"], default=NOT_SENT)
+        [
+            status.eq("DELIVRD").fillna(False),
+            final,
+            state.eq("accepted").fillna(False),
+            state.isin(["uncertain", "submitting"]).fillna(False),
+            state.eq("rejected").fillna(False),
+        ],
+        ["delivered", "failed", "pending", "uncertain", "rejected"],
+        default=NOT_SENT,
+    )
     return pd.Series(pd.Categorical(result, categories=OUTCOMES), index=df.index, name="outcome")
 
 
@@ -265,13 +303,19 @@ def _counts(ledger: Ledger, name: str) -> dict[str, Any]:
     final = status.isin(list(FINAL_STATUSES))
     delivered = int(status.eq("DELIVRD").sum())
     done = int(final.sum())
-    return {"accepted": int(accepted.sum()), "final": done, "delivered": delivered, "failed": done - delivered,
-            "pending": int(accepted.sum()) - done, "in_flight": int(rows["state"].isin(["submitting",
-                                                                                         "uncertain"]).sum())}
+    return {
+        "accepted": int(accepted.sum()),
+        "final": done,
+        "delivered": delivered,
+        "failed": done - delivered,
+        "pending": int(accepted.sum()) - done,
+        "in_flight": int(rows["state"].isin(["submitting", "uncertain"]).sum()),
+    }
 
 
-def wait_for_reports(campaign: Any, *, timeout: float, until: float = 0.95, poll: float = 0.5,
-                     progress: bool = True) -> dict[str, Any]:
+def wait_for_reports(
+    campaign: Any, *, timeout: float, until: float = 0.95, poll: float = 0.5, progress: bool = True
+) -> dict[str, Any]:
     """Block until ``until`` (a share) of accepted messages has a final report, or ``timeout`` seconds.
 
     Shows a progress bar (``tqdm.auto``: a widget in Jupyter). Returns the counts: ``accepted``,
@@ -308,8 +352,13 @@ def wait_for_reports(campaign: Any, *, timeout: float, until: float = 0.95, poll
         bar.close()
     counts["waited_s"] = round(time.monotonic() - start, 3)
     if not counts["done"]:
-        logger.info("campaign %r: %d of %d accepted messages have a final report after %.1f s", name,
-                    counts["final"], counts["accepted"], counts["waited_s"])
+        logger.info(
+            "campaign %r: %d of %d accepted messages have a final report after %.1f s",
+            name,
+            counts["final"],
+            counts["accepted"],
+            counts["waited_s"],
+        )
     return counts
 
 
@@ -320,8 +369,7 @@ class ExportedReport(NamedTuple):
     chart: Path
 
 
-def export_report(df: pd.DataFrame, path: str | Path, *, by: str | None = None,
-                  dpi: int = 150) -> ExportedReport:
+def export_report(df: pd.DataFrame, path: str | Path, *, by: str | None = None, dpi: int = 150) -> ExportedReport:
     """Write the collected rows to ``path`` (``.csv`` or ``.parquet``) and the main chart beside it.
 
     The chart (``<stem>.png``) is the delivered rate per ``by`` group, or the send funnel without
@@ -366,4 +414,3 @@ def _save_chart(df: pd.DataFrame, path: Path, *, by: str | None, dpi: int) -> No
         fig.savefig(path, dpi=dpi)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}") from exc
-

@@ -38,8 +38,18 @@ _BASIC = (
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 # Extension table: each costs two septets (ESC + code).
-_EXTENSION = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D, "]": 0x3E,
-              "|": 0x40, "€": 0x65}
+_EXTENSION = {
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
 
 _BASIC_CODE = {ch: code for code, ch in enumerate(_BASIC) if ch != "\x1b"}
 _CODE_BASIC = {code: ch for ch, code in _BASIC_CODE.items()}

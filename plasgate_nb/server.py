@@ -61,8 +61,16 @@ def _resolve(factory: str) -> Callable[..., Any]:
 
 def _config(app: Any, host: str, port: int, *, log_level: str) -> uvicorn.Config:
     """Return a quiet uvicorn configuration for ``app``."""
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                          lifespan="auto", timeout_graceful_shutdown=3, backlog=2048)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="auto",
+        timeout_graceful_shutdown=3,
+        backlog=2048,
+    )
 
 
 def serve_child() -> None:  # pragma: no cover - runs in the child process
@@ -96,9 +104,17 @@ class BackgroundServer:
     mode, where the app is built in the child). Use as a context manager or call ``start``/``stop``.
     """
 
-    def __init__(self, factory: str | Callable[..., Any], *, kwargs: dict[str, Any] | None = None,
-                 host: str = "127.0.0.1", port: int = 0, mode: Mode = "thread",
-                 log_level: str = "warning", start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        factory: str | Callable[..., Any],
+        *,
+        kwargs: dict[str, Any] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        mode: Mode = "thread",
+        log_level: str = "warning",
+        start_timeout: float = 30.0,
+    ) -> None:
         if mode not in ("thread", "process"):
             raise PlasgateError(f"mode must be 'thread' or 'process', not {mode!r}")
         if mode == "process" and not isinstance(factory, str):
@@ -146,8 +162,9 @@ class BackgroundServer:
         self._sock = bind_socket(self.host, self.port)
         self.port = self._sock.getsockname()[1]
         self._server = uvicorn.Server(_config(self.app, self.host, self.port, log_level=self.log_level))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name=THREAD_NAME, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name=THREAD_NAME, daemon=True
+        )
         self._thread.start()
         _LIVE.add(self)
         waited = 0.0
@@ -164,12 +181,22 @@ class BackgroundServer:
         A plain child process (not multiprocessing) so that scripts without a ``__main__`` guard work;
         it stops when its stdin closes, so it never outlives this process.
         """
-        job = {"factory": self.factory, "kwargs": self.kwargs, "host": self.host, "port": self.port,
-               "log_level": self.log_level}
+        job = {
+            "factory": self.factory,
+            "kwargs": self.kwargs,
+            "host": self.host,
+            "port": self.port,
+            "log_level": self.log_level,
+        }
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
-        self._process = subprocess.Popen([sys.executable, "-m", "plasgate_nb._child"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env=env, text=True)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "plasgate_nb._child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
         stdin, stdout = self._process.stdin, self._process.stdout
         if stdin is None or stdout is None:  # pragma: no cover - both are pipes
             raise PlasgateError("cannot talk to the server process")

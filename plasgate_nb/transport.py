@@ -114,16 +114,22 @@ class GatewayClient:
     limiters in tests.
     """
 
-    def __init__(self, gateway: Gateway | None = None, *, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        gateway: Gateway | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         """Create a client for ``gateway`` (default: ``Gateway.from_env()``)."""
         self.gateway = gateway if gateway is not None else Gateway.from_env()
         self._transport = transport
         self._ssl: ssl.SSLContext | bool | None = None
         self._sleep = sleep
-        self.limiters = {path: RateLimiter(limit, clock=clock, sleep=sleep)
-                         for path, limit in self.gateway.rate_limits.items()}
+        self.limiters = {
+            path: RateLimiter(limit, clock=clock, sleep=sleep) for path, limit in self.gateway.rate_limits.items()
+        }
 
     def __repr__(self) -> str:
         """Show the gateway (secrets masked)."""
@@ -133,10 +139,14 @@ class GatewayClient:
     def _client(self) -> httpx.AsyncClient:
         """Build an AsyncClient for one run (clients are bound to the event loop that uses them)."""
         gw = self.gateway
-        timeout = httpx.Timeout(connect=gw.connect_timeout, read=gw.read_timeout, write=gw.write_timeout,
-                                pool=gw.pool_timeout)
-        limits = httpx.Limits(max_connections=gw.max_in_flight, max_keepalive_connections=gw.max_in_flight,
-                              keepalive_expiry=gw.keepalive_expiry)
+        timeout = httpx.Timeout(
+            connect=gw.connect_timeout, read=gw.read_timeout, write=gw.write_timeout, pool=gw.pool_timeout
+        )
+        limits = httpx.Limits(
+            max_connections=gw.max_in_flight,
+            max_keepalive_connections=gw.max_in_flight,
+            keepalive_expiry=gw.keepalive_expiry,
+        )
         kwargs: dict[str, Any] = {"timeout": timeout, "headers": {"User-Agent": USER_AGENT}}
         if self._transport is not None:
             kwargs["transport"] = self._transport
@@ -160,10 +170,10 @@ class GatewayClient:
             form = {k: str(v) for k, v in request.payload.items()}
             form.update(username=gw.username or "", password=gw.password or "")
             return client.build_request("POST", url, data=form)
-        headers = {"X-Secret": gw.secret or "", "Content-Type": "application/json",
-                   "Accept": "application/json"}
-        return client.build_request("POST", url, params={"private_key": gw.private_key or ""},
-                                    headers=headers, content=request.encoded())
+        headers = {"X-Secret": gw.secret or "", "Content-Type": "application/json", "Accept": "application/json"}
+        return client.build_request(
+            "POST", url, params={"private_key": gw.private_key or ""}, headers=headers, content=request.encoded()
+        )
 
     async def _attempt(self, client: httpx.AsyncClient, request: Batch) -> SendResult:
         """Send once and classify the answer or the failure."""
@@ -174,19 +184,23 @@ class GatewayClient:
         except httpx.TimeoutException as exc:  # read/write timeout: the body may have been processed
             return failure("uncertain", f"no answer: {type(exc).__name__}: {exc}", request=request)
         except httpx.TransportError as exc:  # dropped connection, protocol error after sending
-            return failure("uncertain", f"connection failed after sending: {type(exc).__name__}: {exc}",
-                           request=request)
+            return failure(
+                "uncertain", f"connection failed after sending: {type(exc).__name__}: {exc}", request=request
+            )
         except httpx.RequestError as exc:  # e.g. an answer that cannot be decoded: the request was sent
             return failure("uncertain", f"unreadable answer: {type(exc).__name__}: {exc}", request=request)
         except httpx.InvalidURL as exc:
-            raise ConfigError(f"invalid gateway URL {redact(self.gateway.base_url)!r}: "
-                              f"{redact(str(exc))}") from exc
-        return classify(request.path, response.status_code, response.text,
-                        retry_after=response.headers.get("Retry-After"), recipients=request.recipients,
-                        request=request)
+            raise ConfigError(f"invalid gateway URL {redact(self.gateway.base_url)!r}: {redact(str(exc))}") from exc
+        return classify(
+            request.path,
+            response.status_code,
+            response.text,
+            retry_after=response.headers.get("Retry-After"),
+            recipients=request.recipients,
+            request=request,
+        )
 
-    async def _send_one(self, client: httpx.AsyncClient, request: Batch,
-                        before_send: Hook | None) -> SendResult:
+    async def _send_one(self, client: httpx.AsyncClient, request: Batch, before_send: Hook | None) -> SendResult:
         """Wait for the limiter, call ``before_send`` once, then send with automatic safe retries."""
         gw = self.gateway
         limiter = self.limiters[request.path]
@@ -200,21 +214,34 @@ class GatewayClient:
                 break
             wait = result.retry_after
             if wait is None:
-                wait = gw.default_retry_after if result.status in (429, 503) else min(2.0 ** attempt, 30.0)
+                wait = gw.default_retry_after if result.status in (429, 503) else min(2.0**attempt, 30.0)
             if result.status in (429, 503):
                 limiter.pause(min(wait, gw.max_retry_wait))
             if attempt > gw.max_retries or wait > gw.max_retry_wait:
                 result = _with(result, attempt, wait)
                 break
-            logger.info("request %s: %s; retrying in %.1f s (attempt %d of %d)", request.batch_id,
-                        result.reason, wait, attempt + 1, gw.max_retries + 1)
+            logger.info(
+                "request %s: %s; retrying in %.1f s (attempt %d of %d)",
+                request.batch_id,
+                result.reason,
+                wait,
+                attempt + 1,
+                gw.max_retries + 1,
+            )
             if result.status not in (429, 503):
                 await self._sleep(wait)
             await limiter.acquire()
         result = _with(result, attempt, result.retry_after)
         level = logging.DEBUG if result.outcome == "accepted" else logging.WARNING
-        logger.log(level, "request %s (%s, %d recipient(s)): %s%s", request.batch_id, request.path,
-                   request.recipients, result.outcome, f" ({result.reason})" if result.reason else "")
+        logger.log(
+            level,
+            "request %s (%s, %d recipient(s)): %s%s",
+            request.batch_id,
+            request.path,
+            request.recipients,
+            result.outcome,
+            f" ({result.reason})" if result.reason else "",
+        )
         return result
 
     # -------------------------------------------------------------------------------- async API
@@ -223,8 +250,9 @@ class GatewayClient:
         results = await self.asend_many([request], before_send=before_send)
         return results[0]
 
-    async def asend_many(self, requests: Iterable[Batch], *, before_send: Hook | None = None,
-                         on_result: Hook | None = None) -> list[SendResult]:
+    async def asend_many(
+        self, requests: Iterable[Batch], *, before_send: Hook | None = None, on_result: Hook | None = None
+    ) -> list[SendResult]:
         """Send requests with up to ``max_in_flight`` in flight; return results in input order.
 
         ``before_send(request)`` (sync or async) runs right before a request first leaves: the campaign
@@ -252,8 +280,9 @@ class GatewayClient:
                 if errors:
                     return
                 try:
-                    result = await self._send_one(client, request,
-                                                  (lambda r: locked(before_send, r)) if before_send else None)
+                    result = await self._send_one(
+                        client, request, (lambda r: locked(before_send, r)) if before_send else None
+                    )
                 except Exception as exc:
                     errors.append(exc)
                     return
@@ -276,8 +305,9 @@ class GatewayClient:
         """Send one request (synchronous; safe inside Jupyter)."""
         return run_sync(self.asend(request, before_send=before_send))
 
-    def send_many(self, requests: Iterable[Batch], *, before_send: Hook | None = None,
-                  on_result: Hook | None = None) -> list[SendResult]:
+    def send_many(
+        self, requests: Iterable[Batch], *, before_send: Hook | None = None, on_result: Hook | None = None
+    ) -> list[SendResult]:
         """Send many requests (synchronous; safe inside Jupyter); see :meth:`asend_many`."""
         return run_sync(self.asend_many(requests, before_send=before_send, on_result=on_result))
 
@@ -291,4 +321,3 @@ class GatewayClient:
 def _with(result: SendResult, attempts: int, retry_after: float | None) -> SendResult:
     """Return ``result`` with its attempt count and retry-after set."""
     return replace(result, attempts=attempts, retry_after=retry_after)
-

@@ -21,42 +21,156 @@ HERE = Path(__file__).resolve().parent
 SEED = 855
 CUSTOMERS = 2400
 OPT_OUTS = 50
-COLUMNS = ["customer_id", "first_name", "last_name", "phone", "city", "segment", "language", "coupon",
-           "last_purchase", "points", "opt_in"]
+COLUMNS = [
+    "customer_id",
+    "first_name",
+    "last_name",
+    "phone",
+    "city",
+    "segment",
+    "language",
+    "coupon",
+    "last_purchase",
+    "points",
+    "opt_in",
+]
 
 # (Khmer script, Latin transliteration)
 GIVEN_NAMES = [
-    ("សុខា", "Sokha"), ("ដារា", "Dara"), ("វណ្ណៈ", "Vannak"), ("ស្រីនាង", "Srey Neang"), ("សុភា", "Sophea"),
-    ("រតនា", "Ratana"), ("បុប្ផា", "Bopha"), ("ពិសិដ្ឋ", "Piseth"), ("វិចិត្រ", "Vichet"), ("សំណាង", "Samnang"),
-    ("ចាន់ថា", "Chantha"), ("ម៉ាលី", "Maly"), ("ស្រីពៅ", "Srey Pov"), ("ណារី", "Nary"), ("ពិសី", "Pisey"),
-    ("សុផល", "Sophal"), ("ធីតា", "Thida"), ("រក្សា", "Raksa"), ("សុជាតិ", "Socheat"), ("បូរ៉ា", "Bora"),
-    ("វីរៈ", "Vireak"), ("ចិន្តា", "Chenda"), ("លីដា", "Lida"), ("ផល្លា", "Phalla"), ("ដាវី", "Davy"),
-    ("មករា", "Makara"), ("កុសល", "Kosal"), ("ស៊ីថា", "Sitha"), ("សុវណ្ណ", "Sovann"), ("ធារី", "Theary"),
+    ("សុខា", "Sokha"),
+    ("ដារា", "Dara"),
+    ("វណ្ណៈ", "Vannak"),
+    ("ស្រីនាង", "Srey Neang"),
+    ("សុភា", "Sophea"),
+    ("រតនា", "Ratana"),
+    ("បុប្ផា", "Bopha"),
+    ("ពិសិដ្ឋ", "Piseth"),
+    ("វិចិត្រ", "Vichet"),
+    ("សំណាង", "Samnang"),
+    ("ចាន់ថា", "Chantha"),
+    ("ម៉ាលី", "Maly"),
+    ("ស្រីពៅ", "Srey Pov"),
+    ("ណារី", "Nary"),
+    ("ពិសី", "Pisey"),
+    ("សុផល", "Sophal"),
+    ("ធីតា", "Thida"),
+    ("រក្សា", "Raksa"),
+    ("សុជាតិ", "Socheat"),
+    ("បូរ៉ា", "Bora"),
+    ("វីរៈ", "Vireak"),
+    ("ចិន្តា", "Chenda"),
+    ("លីដា", "Lida"),
+    ("ផល្លា", "Phalla"),
+    ("ដាវី", "Davy"),
+    ("មករា", "Makara"),
+    ("កុសល", "Kosal"),
+    ("ស៊ីថា", "Sitha"),
+    ("សុវណ្ណ", "Sovann"),
+    ("ធារី", "Theary"),
 ]
 FAMILY_NAMES = [
-    ("ចាន់", "Chan"), ("សុខ", "Sok"), ("ហេង", "Heng"), ("លី", "Ly"), ("គឹម", "Kim"), ("ស៊ុន", "Sun"),
-    ("ឈឹម", "Chhim"), ("ម៉ៅ", "Mao"), ("ព្រាប", "Preap"), ("សៀង", "Seang"), ("ខៀវ", "Khiev"), ("ទេព", "Tep"),
-    ("អ៊ុក", "Ouk"), ("ញឹម", "Nhem"), ("ប៉ុល", "Pol"), ("មាស", "Meas"), ("សេង", "Seng"), ("ឡុង", "Long"),
-    ("យិន", "Yin"), ("វង្ស", "Vong"), ("នួន", "Nuon"), ("ពេជ្រ", "Pich"), ("សោម", "Som"), ("អ៊ឹង", "Ung"),
+    ("ចាន់", "Chan"),
+    ("សុខ", "Sok"),
+    ("ហេង", "Heng"),
+    ("លី", "Ly"),
+    ("គឹម", "Kim"),
+    ("ស៊ុន", "Sun"),
+    ("ឈឹម", "Chhim"),
+    ("ម៉ៅ", "Mao"),
+    ("ព្រាប", "Preap"),
+    ("សៀង", "Seang"),
+    ("ខៀវ", "Khiev"),
+    ("ទេព", "Tep"),
+    ("អ៊ុក", "Ouk"),
+    ("ញឹម", "Nhem"),
+    ("ប៉ុល", "Pol"),
+    ("មាស", "Meas"),
+    ("សេង", "Seng"),
+    ("ឡុង", "Long"),
+    ("យិន", "Yin"),
+    ("វង្ស", "Vong"),
+    ("នួន", "Nuon"),
+    ("ពេជ្រ", "Pich"),
+    ("សោម", "Som"),
+    ("អ៊ឹង", "Ung"),
 ]
 # A few expatriate customers with Latin names only.
-FOREIGN_NAMES = [("Emma", "Laurent"), ("Wei", "Zhang"), ("Minh", "Nguyen"), ("Somchai", "Srisuk"),
-                 ("James", "Walker"), ("Yuki", "Tanaka"), ("Ji-woo", "Park"), ("Anna", "Schmidt")]
-CITIES = [("Phnom Penh", 40), ("Siem Reap", 12), ("Battambang", 10), ("Sihanoukville", 8), ("Kampong Cham", 7),
-          ("Kampot", 5), ("Takeo", 4), ("Kandal", 4), ("Prey Veng", 3), ("Kep", 2), ("Koh Kong", 2),
-          ("Pursat", 3)]
-LANDLINE_AREAS = {"Phnom Penh": "23", "Siem Reap": "63", "Battambang": "53", "Sihanoukville": "34",
-                  "Kampong Cham": "42", "Kampot": "33", "Takeo": "32", "Kandal": "24", "Prey Veng": "43",
-                  "Kep": "36", "Koh Kong": "35", "Pursat": "52"}
+FOREIGN_NAMES = [
+    ("Emma", "Laurent"),
+    ("Wei", "Zhang"),
+    ("Minh", "Nguyen"),
+    ("Somchai", "Srisuk"),
+    ("James", "Walker"),
+    ("Yuki", "Tanaka"),
+    ("Ji-woo", "Park"),
+    ("Anna", "Schmidt"),
+]
+CITIES = [
+    ("Phnom Penh", 40),
+    ("Siem Reap", 12),
+    ("Battambang", 10),
+    ("Sihanoukville", 8),
+    ("Kampong Cham", 7),
+    ("Kampot", 5),
+    ("Takeo", 4),
+    ("Kandal", 4),
+    ("Prey Veng", 3),
+    ("Kep", 2),
+    ("Koh Kong", 2),
+    ("Pursat", 3),
+]
+LANDLINE_AREAS = {
+    "Phnom Penh": "23",
+    "Siem Reap": "63",
+    "Battambang": "53",
+    "Sihanoukville": "34",
+    "Kampong Cham": "42",
+    "Kampot": "33",
+    "Takeo": "32",
+    "Kandal": "24",
+    "Prey Veng": "43",
+    "Kep": "36",
+    "Koh Kong": "35",
+    "Pursat": "52",
+}
 # Mobile prefixes (national, without the trunk 0) with market-share-like weights and subscriber lengths.
 MOBILE_PREFIXES = [
-    ("10", 6, 6), ("15", 4, 6), ("16", 4, 6), ("69", 4, 6), ("70", 6, 6), ("81", 3, 6), ("86", 4, 6),
-    ("93", 4, 6), ("96", 6, 7), ("98", 4, 6),                                            # Smart
-    ("11", 3, 6), ("12", 8, 6), ("12", 2, 7), ("14", 2, 6), ("17", 6, 6), ("61", 3, 6), ("76", 3, 7),
-    ("77", 5, 6), ("78", 3, 6), ("85", 3, 6), ("89", 3, 6), ("92", 4, 6), ("95", 3, 6), ("99", 4, 6),  # Cellcard
-    ("31", 4, 7), ("60", 3, 6), ("66", 3, 6), ("67", 3, 6), ("68", 3, 6), ("71", 5, 7), ("88", 6, 7),
-    ("90", 4, 6), ("97", 4, 6), ("97", 4, 7),                                            # Metfone
-    ("18", 2, 6), ("18", 1, 7),                                                          # Seatel
+    ("10", 6, 6),
+    ("15", 4, 6),
+    ("16", 4, 6),
+    ("69", 4, 6),
+    ("70", 6, 6),
+    ("81", 3, 6),
+    ("86", 4, 6),
+    ("93", 4, 6),
+    ("96", 6, 7),
+    ("98", 4, 6),  # Smart
+    ("11", 3, 6),
+    ("12", 8, 6),
+    ("12", 2, 7),
+    ("14", 2, 6),
+    ("17", 6, 6),
+    ("61", 3, 6),
+    ("76", 3, 7),
+    ("77", 5, 6),
+    ("78", 3, 6),
+    ("85", 3, 6),
+    ("89", 3, 6),
+    ("92", 4, 6),
+    ("95", 3, 6),
+    ("99", 4, 6),  # Cellcard
+    ("31", 4, 7),
+    ("60", 3, 6),
+    ("66", 3, 6),
+    ("67", 3, 6),
+    ("68", 3, 6),
+    ("71", 5, 7),
+    ("88", 6, 7),
+    ("90", 4, 6),
+    ("97", 4, 6),
+    ("97", 4, 7),  # Metfone
+    ("18", 2, 6),
+    ("18", 1, 7),  # Seatel
 ]
 SEGMENTS = [("bronze", 55), ("silver", 30), ("gold", 15)]
 COUPON_CAMPAIGNS = [("SPRING", 6), ("NEWYEAR", 3), ("WELCOME", 1)]
@@ -99,9 +213,17 @@ def spell(rng: random.Random, nsn: str) -> str:
     """Write a national number the way some spreadsheet would."""
     head, mid, tail = nsn[:2], nsn[2:5], nsn[5:]
     forms = [
-        (f"0{head} {mid} {tail}", 35), (f"0{nsn}", 15), (f"+855 {head} {mid} {tail}", 12), (f"855{nsn}", 10),
-        (f"8550{nsn}", 4), (f"(0{head}) {mid}-{tail}", 5), (f"0{head}-{mid}-{tail}", 5), (f"0{head}.{mid}.{tail}", 3),
-        (f"855{nsn}.0", 6), (f"+855{nsn}", 3), (f"0{head} {mid} {tail}".translate(KHMER_DIGITS), 2),
+        (f"0{head} {mid} {tail}", 35),
+        (f"0{nsn}", 15),
+        (f"+855 {head} {mid} {tail}", 12),
+        (f"855{nsn}", 10),
+        (f"8550{nsn}", 4),
+        (f"(0{head}) {mid}-{tail}", 5),
+        (f"0{head}-{mid}-{tail}", 5),
+        (f"0{head}.{mid}.{tail}", 3),
+        (f"855{nsn}.0", 6),
+        (f"+855{nsn}", 3),
+        (f"0{head} {mid} {tail}".translate(KHMER_DIGITS), 2),
     ]
     return _weighted(rng, forms)
 
@@ -170,11 +292,21 @@ def customers(rng: random.Random, n: int = CUSTOMERS) -> list[dict[str, str]]:
         base = {"gold": 3000, "silver": 1200, "bronze": 300}[segment]
         points = "" if rng.random() < 0.04 else str(max(0, int(rng.gauss(base, base / 3))))
         last_purchase = "" if rng.random() < 0.02 else (start + dt.timedelta(days=rng.randrange(455))).isoformat()
-        rows.append({
-            "customer_id": f"C{i:05d}", "first_name": first, "last_name": last, "phone": phone, "city": city,
-            "segment": segment, "language": language, "coupon": _coupon(rng, coupons),
-            "last_purchase": last_purchase, "points": points, "opt_in": "true" if rng.random() < 0.92 else "false",
-        })
+        rows.append(
+            {
+                "customer_id": f"C{i:05d}",
+                "first_name": first,
+                "last_name": last,
+                "phone": phone,
+                "city": city,
+                "segment": segment,
+                "language": language,
+                "coupon": _coupon(rng, coupons),
+                "last_purchase": last_purchase,
+                "points": points,
+                "opt_in": "true" if rng.random() < 0.92 else "false",
+            }
+        )
     return rows
 
 

@@ -18,8 +18,7 @@ SERVER_THREAD_PREFIX = "plasgate-nb"
 
 def _leftovers() -> list[str]:
     """Name the server threads and child processes still alive."""
-    threads = [t.name for t in threading.enumerate()
-               if t.name.startswith(SERVER_THREAD_PREFIX) and t.is_alive()]
+    threads = [t.name for t in threading.enumerate() if t.name.startswith(SERVER_THREAD_PREFIX) and t.is_alive()]
     children = [repr(server) for server in live_servers()]
     return threads + children
 
@@ -41,7 +40,13 @@ def leak_guard() -> Iterator[None]:
 def gateway_for(sim: Simulator, **overrides: Any) -> Gateway:
     """A Gateway for the simulator's demo account with the client rate limits off (tests override the rest)."""
     creds = sim.credentials
-    settings: dict[str, Any] = {"base_url": sim.url, "private_key": creds.private_key, "secret": creds.secret,
-                                "username": creds.username, "password": creds.password, "sender": creds.sender,
-                                "rate_limits": {"batch": None, "single": None, "http": None}}
+    settings: dict[str, Any] = {
+        "base_url": sim.url,
+        "private_key": creds.private_key,
+        "secret": creds.secret,
+        "username": creds.username,
+        "password": creds.password,
+        "sender": creds.sender,
+        "rate_limits": {"batch": None, "single": None, "http": None},
+    }
     return Gateway(**{**settings, **overrides})

@@ -26,15 +26,25 @@ class Receiver:
 
     def _app(self) -> Starlette:
         """Build the receiving app."""
+
         async def handle(request: Request) -> PlainTextResponse:
             body = (await request.body()).decode()
-            self.calls.append({"method": request.method, "path": request.url.path, "raw_query": request.url.query,
-                               "query": dict(request.query_params), "body": body,
-                               "form": dict(parse_qsl(body)), "headers": dict(request.headers),
-                               "at": time.monotonic()})
+            self.calls.append(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "raw_query": request.url.query,
+                    "query": dict(request.query_params),
+                    "body": body,
+                    "form": dict(parse_qsl(body)),
+                    "headers": dict(request.headers),
+                    "at": time.monotonic(),
+                }
+            )
             plan = self.plans.get(request.url.path)
             status, text = plan.pop(0) if plan else (200, "ACK/Jasmin")
             return PlainTextResponse(text, status_code=status)
+
         return Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST"])])
 
     def __enter__(self) -> Receiver:
@@ -67,25 +77,39 @@ class Receiver:
         return [c["query"] if c["method"] == "GET" else c["form"] for c in self.on(path)]
 
 
-def rest(sim: Simulator, path: str, body: Any, *, secret: str | None = None, timeout: float = 10.0,
-         raw: bytes | None = None) -> httpx.Response:
+def rest(
+    sim: Simulator, path: str, body: Any, *, secret: str | None = None, timeout: float = 10.0, raw: bytes | None = None
+) -> httpx.Response:
     """POST a REST request with the simulator's credentials."""
     creds = sim.credentials
     headers = {"X-Secret": creds.secret if secret is None else secret}
     if raw is not None:
         headers["Content-Type"] = "application/json"
-        return httpx.post(f"{sim.url}{path}", params={"private_key": creds.private_key}, headers=headers,
-                          content=raw, timeout=timeout, trust_env=False)
-    return httpx.post(f"{sim.url}{path}", params={"private_key": creds.private_key}, headers=headers,
-                      json=body, timeout=timeout, trust_env=False)
+        return httpx.post(
+            f"{sim.url}{path}",
+            params={"private_key": creds.private_key},
+            headers=headers,
+            content=raw,
+            timeout=timeout,
+            trust_env=False,
+        )
+    return httpx.post(
+        f"{sim.url}{path}",
+        params={"private_key": creds.private_key},
+        headers=headers,
+        json=body,
+        timeout=timeout,
+        trust_env=False,
+    )
 
 
 def api(sim: Simulator, **form: Any) -> httpx.Response:
     """POST an HTTP API form with the simulator's username/password unless given."""
     creds = sim.credentials
     data = {"username": creds.username, "password": creds.password, "sender": creds.sender, **form}
-    return httpx.post(f"{sim.url}/api/send", data={k: v for k, v in data.items() if v is not None},
-                      timeout=10.0, trust_env=False)
+    return httpx.post(
+        f"{sim.url}/api/send", data={k: v for k, v in data.items() if v is not None}, timeout=10.0, trust_env=False
+    )
 
 
 def single(to: str = "85512345678", content: str = "Hello from lab", **extra: Any) -> dict[str, Any]:

@@ -144,7 +144,7 @@ def test_number_table_through_prepare_audience(case: tuple[object, str | None, s
     else:
         assert row["msisdn"] == msisdn
     if carrier is not ANY:
-        assert (pd.isna(row["carrier"]) if carrier is None else row["carrier"] == carrier)
+        assert pd.isna(row["carrier"]) if carrier is None else row["carrier"] == carrier
     assert (row["audience_reason"] == "") == (status == "ok")
 
 
@@ -188,9 +188,11 @@ def test_duplicates_name_the_first_row_label() -> None:
     out = prepare_audience(df)
     assert out["audience_status"].tolist() == ["ok", "ok", "duplicate", "duplicate", "duplicate"]
     assert out["audience_reason"].tolist()[2:] == [
-        "same number as row r17", "same number as row r17", "same number as row r18"]
-    assert out["msisdn"].tolist() == ["85512345678", "855971234567", "85512345678", "85512345678",
-                                      "855971234567"]
+        "same number as row r17",
+        "same number as row r17",
+        "same number as row r18",
+    ]
+    assert out["msisdn"].tolist() == ["85512345678", "855971234567", "85512345678", "85512345678", "855971234567"]
 
 
 def test_duplicate_counts_only_sendable_rows_as_first() -> None:
@@ -203,8 +205,7 @@ def test_duplicate_counts_only_sendable_rows_as_first() -> None:
 
 @pytest.mark.parametrize(
     "make",
-    [list, tuple, set, pd.Series, pd.Index, lambda xs: (x for x in xs),
-     lambda xs: pd.Series(xs, dtype="str")],
+    [list, tuple, set, pd.Series, pd.Index, lambda xs: (x for x in xs), lambda xs: pd.Series(xs, dtype="str")],
     ids=["list", "tuple", "set", "Series", "Index", "generator", "str-Series"],
 )
 def test_suppression_in_mixed_formats(make: object) -> None:
@@ -237,8 +238,7 @@ def test_suppress_wrong_types_raise() -> None:
 def test_input_frame_is_not_mutated() -> None:
     """The caller's frame, its columns and its values are untouched; a new frame comes back."""
     df = pd.DataFrame(
-        {"customer_id": ["C1", "C2", "C3"], "phone": ["012 345 678", None, "012345678"],
-         "points": [1.0, None, 3.0]},
+        {"customer_id": ["C1", "C2", "C3"], "phone": ["012 345 678", None, "012345678"], "points": [1.0, None, 3.0]},
         index=[10, 20, 30],
     )
     before = copy.deepcopy(df)
@@ -324,14 +324,42 @@ def test_classification_matches_phonenumbers(nsns: list[str]) -> None:
     out = prepare_audience(pd.DataFrame({"phone": ["0" + n for n in nsns]}))
     for nsn, (_, row) in zip(nsns, out.iterrows(), strict=True):
         msisdn, status, carrier = _oracle(nsn)
-        got = (None if pd.isna(row["msisdn"]) else row["msisdn"], row["audience_status"],
-               None if pd.isna(row["carrier"]) else row["carrier"])
+        got = (
+            None if pd.isna(row["msisdn"]) else row["msisdn"],
+            row["audience_status"],
+            None if pd.isna(row["carrier"]) else row["carrier"],
+        )
         assert got == (msisdn, status, carrier), nsn
 
 
 _MOBILE_PREFIXES = [
-    "10", "11", "12", "15", "16", "17", "18", "60", "61", "66", "67", "68", "69", "70",
-    "77", "78", "81", "85", "86", "89", "90", "92", "93", "95", "97", "98", "99",
+    "10",
+    "11",
+    "12",
+    "15",
+    "16",
+    "17",
+    "18",
+    "60",
+    "61",
+    "66",
+    "67",
+    "68",
+    "69",
+    "70",
+    "77",
+    "78",
+    "81",
+    "85",
+    "86",
+    "89",
+    "90",
+    "92",
+    "93",
+    "95",
+    "97",
+    "98",
+    "99",
 ]
 _mobile_prefix = st.sampled_from(_MOBILE_PREFIXES)
 
@@ -350,9 +378,21 @@ def _spellings(nsn: str) -> list[object]:
     """The many ways a spreadsheet spells one number."""
     spaced = f"{nsn[:2]} {nsn[2:5]} {nsn[5:]}"
     return [
-        "0" + nsn, f"0{spaced}", f"+855 {spaced}", "+855" + nsn, "855" + nsn, "8550" + nsn, f"855 0{spaced}",
-        f"(0{nsn[:2]}) {nsn[2:5]}-{nsn[5:]}", f"0{nsn[:2]}.{nsn[2:5]}.{nsn[5:]}", nsn, f"{855}{nsn}.0",
-        float("855" + nsn), int("855" + nsn), int(nsn), "00855" + nsn,
+        "0" + nsn,
+        f"0{spaced}",
+        f"+855 {spaced}",
+        "+855" + nsn,
+        "855" + nsn,
+        "8550" + nsn,
+        f"855 0{spaced}",
+        f"(0{nsn[:2]}) {nsn[2:5]}-{nsn[5:]}",
+        f"0{nsn[:2]}.{nsn[2:5]}.{nsn[5:]}",
+        nsn,
+        f"{855}{nsn}.0",
+        float("855" + nsn),
+        int("855" + nsn),
+        int(nsn),
+        "00855" + nsn,
         ("0" + nsn).translate(str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")),
     ]
 
@@ -418,8 +458,19 @@ def test_sample_data_is_reproducible(tmp_path: Path) -> None:
 def test_sample_audience_has_the_promised_mix() -> None:
     """customers.csv: 2,000+ rows, exact columns, a few percent invalid, landline, duplicate, opted out."""
     df = pd.read_csv(SAMPLE / "customers.csv")
-    assert list(df.columns) == ["customer_id", "first_name", "last_name", "phone", "city", "segment", "language",
-                                "coupon", "last_purchase", "points", "opt_in"]
+    assert list(df.columns) == [
+        "customer_id",
+        "first_name",
+        "last_name",
+        "phone",
+        "city",
+        "segment",
+        "language",
+        "coupon",
+        "last_purchase",
+        "points",
+        "opt_in",
+    ]
     assert len(df) >= 2000 and df["customer_id"].is_unique and df["coupon"].is_unique
     assert df["points"].dtype == "float64" and df["points"].isna().any()
     assert df["opt_in"].dtype == bool and set(df["segment"]) == {"gold", "silver", "bronze"}

@@ -28,11 +28,13 @@ NOW = datetime(2026, 11, 25, 3, 0, 0, tzinfo=UTC)  # 10:00:00 in Phnom Penh
 
 def frame(n: int, *, same: int = 0) -> pd.DataFrame:
     """Return n rows; the first ``same`` rows share one content, the rest are personalized."""
-    return pd.DataFrame({
-        "message_key": [f"k{i}" for i in range(n)],
-        "msisdn": [f"85512{i:06d}" for i in range(n)],
-        "content": ["Promo for everyone" if i < same else f"Hi {i}, code #ma#{i:04d}#ma#" for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "message_key": [f"k{i}" for i in range(n)],
+            "msisdn": [f"85512{i:06d}" for i in range(n)],
+            "content": ["Promo for everyone" if i < same else f"Hi {i}, code #ma#{i:04d}#ma#" for i in range(n)],
+        }
+    )
 
 
 def recipients(batches: list) -> list[tuple[str, str]]:
@@ -63,8 +65,14 @@ def test_every_row_lands_exactly_once_in_order() -> None:
 
 def test_max_bytes_is_respected_and_exact() -> None:
     df = frame(3000, same=1500)
-    batches = build_batches(df, sender="SMS Info", max_bytes=20_000, dlr=True,
-                            dlr_url="https://cb.example/dlr/{key}?token=abc", callback_url="https://cb/x")
+    batches = build_batches(
+        df,
+        sender="SMS Info",
+        max_bytes=20_000,
+        dlr=True,
+        dlr_url="https://cb.example/dlr/{key}?token=abc",
+        callback_url="https://cb/x",
+    )
     assert len(batches) > 5
     for b in batches:
         assert b.encoded() == dumps(b.payload)
@@ -102,11 +110,23 @@ def test_frame_is_not_mutated() -> None:
 def test_personalized_rows_carry_their_keyed_dlr_url_and_groups_the_marker() -> None:
     df = frame(4, same=2)
     df.loc[3, "message_key"] = "a/b c?&"
-    [batch] = build_batches(df, sender="SMS Info", dlr=True, dlr_url="https://h/dlr/spring/{key}?token=abc",
-                            dlr_level=2, dlr_method="get", callback_url="https://h/cb")
+    [batch] = build_batches(
+        df,
+        sender="SMS Info",
+        dlr=True,
+        dlr_url="https://h/dlr/spring/{key}?token=abc",
+        dlr_level=2,
+        dlr_method="get",
+        callback_url="https://h/cb",
+    )
     g = batch.payload["globals"]
-    assert g == {"sender": "SMS Info", "dlr": "yes", "dlr_url": f"https://h/dlr/spring/{GROUP_KEY}?token=abc",
-                 "dlr_level": 2, "dlr_method": "GET"}
+    assert g == {
+        "sender": "SMS Info",
+        "dlr": "yes",
+        "dlr_url": f"https://h/dlr/spring/{GROUP_KEY}?token=abc",
+        "dlr_level": 2,
+        "dlr_method": "GET",
+    }
     grouped, single2, single3 = batch.payload["messages"]
     assert "dlr_url" not in grouped
     assert single2["dlr_url"] == "https://h/dlr/spring/k2?token=abc"
@@ -132,15 +152,18 @@ def test_grouped_dlr_without_callback_url_warns(caplog: pytest.LogCaptureFixture
     assert "callback_url" in caplog.text
 
 
-@pytest.mark.parametrize(("bad", "error", "match"), [
-    ({"msisdn": "012345678"}, AudienceError, "invalid msisdn.*'k1'"),
-    ({"msisdn": "8551234567890"}, AudienceError, "invalid msisdn"),
-    ({"msisdn": None}, AudienceError, "invalid msisdn"),
-    ({"content": "  "}, TemplateError, "empty content.*'k1'"),
-    ({"content": None}, TemplateError, "empty content"),
-    ({"message_key": "k0"}, AudienceError, "duplicate message keys: 'k0'"),
-    ({"message_key": GROUP_KEY}, AudienceError, "reserved"),
-])
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        ({"msisdn": "012345678"}, AudienceError, "invalid msisdn.*'k1'"),
+        ({"msisdn": "8551234567890"}, AudienceError, "invalid msisdn"),
+        ({"msisdn": None}, AudienceError, "invalid msisdn"),
+        ({"content": "  "}, TemplateError, "empty content.*'k1'"),
+        ({"content": None}, TemplateError, "empty content"),
+        ({"message_key": "k0"}, AudienceError, "duplicate message keys: 'k0'"),
+        ({"message_key": GROUP_KEY}, AudienceError, "reserved"),
+    ],
+)
 def test_row_validation_names_rows(bad: dict, error: type, match: str) -> None:
     df = frame(3).astype(object)
     for column, value in bad.items():
@@ -187,13 +210,16 @@ def test_schedule_string_and_real_clock() -> None:
     assert datetime.strptime(soon, "%Y-%m-%d %H:%M:%S") > datetime.now(UTC).replace(tzinfo=None)
 
 
-@pytest.mark.parametrize("past", [
-    datetime(2026, 11, 25, 9, 59),  # naive Phnom Penh, a minute ago
-    datetime(2026, 11, 25, 2, 0, tzinfo=UTC),
-    timedelta(seconds=-5),
-    timedelta(0),
-    "2021-09-30 09:00:00",
-])
+@pytest.mark.parametrize(
+    "past",
+    [
+        datetime(2026, 11, 25, 9, 59),  # naive Phnom Penh, a minute ago
+        datetime(2026, 11, 25, 2, 0, tzinfo=UTC),
+        timedelta(seconds=-5),
+        timedelta(0),
+        "2021-09-30 09:00:00",
+    ],
+)
 def test_schedule_in_the_past_is_refused(past: object) -> None:
     with pytest.raises(ConfigError, match=r"past|future"):
         format_schedule_at(past, now=NOW)  # type: ignore[arg-type]
@@ -219,12 +245,21 @@ def test_single_and_http_bodies() -> None:
     singles = build_singles(df, sender="SMS Info", dlr=True, dlr_url="https://h/d/{key}", dlr_level=1)
     assert [s.path for s in singles] == ["single", "single"]
     assert singles[0].payload == {
-        "sender": "SMS Info", "to": "85512000000", "content": "Hi 0, code #ma#0000#ma#",
-        "dlr": "yes", "dlr_url": "https://h/d/k0", "dlr_level": 1, "dlr_method": "POST"}
+        "sender": "SMS Info",
+        "to": "85512000000",
+        "content": "Hi 0, code #ma#0000#ma#",
+        "dlr": "yes",
+        "dlr_url": "https://h/d/k0",
+        "dlr_level": 1,
+        "dlr_method": "POST",
+    }
     assert singles[1].keys == ("k1",) and singles[1].recipients == 1
     http = build_requests(df, sender="SMS Info", path="http")
-    assert http[0].path == "http" and http[0].payload == {"sender": "SMS Info", "to": "85512000000",
-                                                          "content": "Hi 0, code #ma#0000#ma#"}
+    assert http[0].path == "http" and http[0].payload == {
+        "sender": "SMS Info",
+        "to": "85512000000",
+        "content": "Hi 0, code #ma#0000#ma#",
+    }
     assert "password" not in json.dumps([h.payload for h in http])
     assert http[0].batch_id != singles[0].batch_id
     assert list(iter_recipients(http[1])) == [("k1", "85512000001")]
@@ -232,8 +267,11 @@ def test_single_and_http_bodies() -> None:
         build_requests(df, sender="SMS Info", path="single", max_bytes=10)
 
 
-@given(content=st.text(), numbers=st.lists(st.from_regex(r"855[0-9]{8,9}", fullmatch=True), min_size=1, max_size=5),
-       url=st.one_of(st.none(), st.text()))
+@given(
+    content=st.text(),
+    numbers=st.lists(st.from_regex(r"855[0-9]{8,9}", fullmatch=True), min_size=1, max_size=5),
+    url=st.one_of(st.none(), st.text()),
+)
 def test_fast_entry_encoding_is_byte_identical_to_json(content: str, numbers: list[str], url: str | None) -> None:
     from plasgate_nb.batch import _encode_entry, dumps
 

@@ -23,8 +23,13 @@ CAMPAIGN = "spring sale"
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
     led = Ledger(tmp_path / "ledger.db")
     led.open_campaign(CAMPAIGN)
-    rows = pd.DataFrame({"message_key": ["k1", "k2", "k3"], "msisdn": ["85512345678", "85512345679", "85512345670"],
-                         "content": ["a", "b", "b"]})
+    rows = pd.DataFrame(
+        {
+            "message_key": ["k1", "k2", "k3"],
+            "msisdn": ["85512345678", "85512345679", "85512345670"],
+            "content": ["a", "b", "b"],
+        }
+    )
     led.plan(CAMPAIGN, rows)
     led.mark_submitting(CAMPAIGN, ["k1"], batch_id="b1")
     led.settle(CAMPAIGN, ["k1"], state="accepted", queue_id="q1")
@@ -45,9 +50,19 @@ def urls(server: CallbackServer, ledger: Ledger) -> dict[str, str]:
 
 
 def level2(message_id: str, status: str = "DELIVRD") -> dict[str, str]:
-    return {"id": message_id, "level": "2", "message_status": status, "connector": "smsc", "id_smsc": "5E8F",
-            "sub": "001", "dlvrd": "001", "subdate": "2611250932", "donedate": "2611250933", "err": "000",
-            "text": "Hello"}
+    return {
+        "id": message_id,
+        "level": "2",
+        "message_status": status,
+        "connector": "smsc",
+        "id_smsc": "5E8F",
+        "sub": "001",
+        "dlvrd": "001",
+        "subdate": "2611250932",
+        "donedate": "2611250933",
+        "err": "000",
+        "text": "Hello",
+    }
 
 
 def row(ledger: Ledger, key: str) -> dict[str, Any]:
@@ -65,25 +80,34 @@ def test_parse_dlr_level2_reads_jasmin_fields() -> None:
     assert "text" not in event["raw"]  # the message's first characters may hold masked values
 
 
-@pytest.mark.parametrize(("fields", "reason"), [
-    ({}, "missing field 'id'"),
-    ({"id": "x", "level": "3", "message_status": "DELIVRD"}, "level"),
-    ({"id": "x", "level": "1", "message_status": "DELIVRD"}, "ESME"),
-    ({"id": "x", "level": "2", "message_status": "ESME_ROK"}, "delivery status"),
-    ({"id": "x" * 300, "level": "2", "message_status": "DELIVRD"}, "too long"),
-    ({"id": "a b", "level": "2", "message_status": "DELIVRD"}, "not a message id"),
-])
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({}, "missing field 'id'"),
+        ({"id": "x", "level": "3", "message_status": "DELIVRD"}, "level"),
+        ({"id": "x", "level": "1", "message_status": "DELIVRD"}, "ESME"),
+        ({"id": "x", "level": "2", "message_status": "ESME_ROK"}, "delivery status"),
+        ({"id": "x" * 300, "level": "2", "message_status": "DELIVRD"}, "too long"),
+        ({"id": "a b", "level": "2", "message_status": "DELIVRD"}, "not a message id"),
+    ],
+)
 def test_parse_dlr_refuses_malformed(fields: dict[str, str], reason: str) -> None:
     with pytest.raises(CallbackError, match=reason):
         parse_dlr(fields, campaign="c", message_key=None)
 
 
 def test_parse_batch_callback_success_and_errback() -> None:
-    ok = parse_batch_callback({"batchId": "q1", "to": "85512345678", "status": "1",
-                               "statusText": 'Success "m-1"'}, campaign="c", errback=False)
+    ok = parse_batch_callback(
+        {"batchId": "q1", "to": "85512345678", "status": "1", "statusText": 'Success "m-1"'},
+        campaign="c",
+        errback=False,
+    )
     assert (ok["message_id"], ok["msisdn"], ok["ok"], ok["source"]) == ("m-1", "85512345678", True, "batch")
-    bad = parse_batch_callback({"batchId": "q1", "to": "85512345678", "status": "0",
-                                "statusText": "Error: no route"}, campaign="c", errback=True)
+    bad = parse_batch_callback(
+        {"batchId": "q1", "to": "85512345678", "status": "0", "statusText": "Error: no route"},
+        campaign="c",
+        errback=True,
+    )
     assert (bad["message_id"], bad["ok"], bad["error"]) == (None, False, "Error: no route")
 
 
@@ -130,8 +154,10 @@ def test_batch_callback_pairs_id_and_settles_uncertain(server: CallbackServer, l
     ledger_urls = urls(server, ledger)
     # the batch answer never came (uncertain); the gateway's callback proves k2 was accepted
     ledger.settle(CAMPAIGN, ["k2"], state="uncertain", queue_id="q2")
-    answer = httpx.get(ledger_urls["callback_url"], params={"batchId": "q2", "to": "85512345679", "status": "1",
-                                                            "statusText": 'Success "m-k2"'})
+    answer = httpx.get(
+        ledger_urls["callback_url"],
+        params={"batchId": "q2", "to": "85512345679", "status": "1", "statusText": 'Success "m-k2"'},
+    )
     assert answer.text == ACK
     current = row(ledger, "k2")
     assert (current["state"], current["message_id"]) == ("accepted", "m-k2")
@@ -153,15 +179,19 @@ def test_forged_report_without_token_is_refused(server: CallbackServer, ledger: 
     assert ledger.events(CAMPAIGN).empty
 
 
-@pytest.mark.parametrize(("kwargs", "status"), [
-    ({"data": {"id": "m", "level": "9", "message_status": "DELIVRD"}}, 400),
-    ({"content": b"\xff\xfe\xfa", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 400),
-    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
-    ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, 400),
-    ({"content": b"x" * 20000, "headers": {"content-type": "application/x-www-form-urlencoded"}}, 413),
-])
-def test_malformed_requests_get_4xx_and_change_nothing(server: CallbackServer, ledger: Ledger,
-                                                      kwargs: dict[str, Any], status: int) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"data": {"id": "m", "level": "9", "message_status": "DELIVRD"}}, 400),
+        ({"content": b"\xff\xfe\xfa", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 400),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b"x" * 20000, "headers": {"content-type": "application/x-www-form-urlencoded"}}, 413),
+    ],
+)
+def test_malformed_requests_get_4xx_and_change_nothing(
+    server: CallbackServer, ledger: Ledger, kwargs: dict[str, Any], status: int
+) -> None:
     url = urls(server, ledger)["dlr_url"].format(key="k1")
     assert httpx.post(url, **kwargs).status_code == status
     assert ledger.events(CAMPAIGN).empty
@@ -173,8 +203,9 @@ def test_wrong_method_is_refused(server: CallbackServer, ledger: Ledger) -> None
     assert httpx.post(url, data={"batchId": "q"}).status_code == 405
 
 
-def test_storage_failure_answers_503_so_the_gateway_retries(server: CallbackServer, ledger: Ledger,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_storage_failure_answers_503_so_the_gateway_retries(
+    server: CallbackServer, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = urls(server, ledger)["dlr_url"].format(key="k1")
 
     def broken(events: list[dict[str, Any]]) -> int:
@@ -188,8 +219,9 @@ def test_storage_failure_answers_503_so_the_gateway_retries(server: CallbackServ
     assert httpx.post(url, data=level2("m-k1")).text == ACK
 
 
-def test_concurrent_reports_are_committed_in_groups(server: CallbackServer, ledger: Ledger,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_reports_are_committed_in_groups(
+    server: CallbackServer, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = urls(server, ledger)["dlr_url"].format(key="_group")
     groups: list[int] = []
     original = ledger.record_events
@@ -231,8 +263,9 @@ def test_process_mode_commits_concurrent_reports_in_its_writer_process(ledger: L
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(limits=httpx.Limits(max_connections=20)) as client:
-                return await asyncio.gather(*(client.get(url.format(key="_group"), params=level2(f"p-{i}"))
-                                              for i in range(100)))
+                return await asyncio.gather(
+                    *(client.get(url.format(key="_group"), params=level2(f"p-{i}")) for i in range(100))
+                )
 
         answers = asyncio.run(burst())
     assert [a.text for a in answers] == [ACK] * 100
@@ -260,8 +293,11 @@ def test_a_dead_writer_process_means_503_then_a_new_writer(ledger: Ledger) -> No
     with CallbackServer(ledger) as srv:
         url = callback_urls(srv.public_url, CAMPAIGN, ledger.campaign_token(CAMPAIGN) or "")["dlr_url"]
         server_pid = srv._server._process.pid  # type: ignore[union-attr]
-        writers = [pid for pid in _children(server_pid)  # not multiprocessing's resource tracker
-                   if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        writers = [
+            pid
+            for pid in _children(server_pid)  # not multiprocessing's resource tracker
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
         assert len(writers) == 1
         os.kill(writers[0], signal.SIGKILL)
         answer = httpx.post(url.format(key="k1"), data=level2("m-k1"), timeout=30)

@@ -28,8 +28,16 @@ from tests.conftest import gateway_for
 
 FINAL = {"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED"}
 # what the ledger must show at level 2 for each simulated outcome (None: no final report comes)
-EXPECTED_LEVEL2 = {"DELIVRD": "DELIVRD", "UNDELIV": "UNDELIV", "EXPIRED": "EXPIRED", "REJECTD": "REJECTD",
-                   "DELETED": "DELETED", "UNKNOWN_THEN_DELIVRD": "DELIVRD", "NEVER": None, "ESME_RINVDSTADR": None}
+EXPECTED_LEVEL2 = {
+    "DELIVRD": "DELIVRD",
+    "UNDELIV": "UNDELIV",
+    "EXPIRED": "EXPIRED",
+    "REJECTD": "REJECTD",
+    "DELETED": "DELETED",
+    "UNKNOWN_THEN_DELIVRD": "DELIVRD",
+    "NEVER": None,
+    "ESME_RINVDSTADR": None,
+}
 _block = iter(range(100, 1000))
 
 
@@ -59,8 +67,10 @@ def audience(personal: int = 6, grouped: int = 6) -> pd.DataFrame:
     block = next(_block)
     n = personal + grouped
     content = [f"Hi #{i}, your code #ma#C{i}#ma#" for i in range(personal)] + ["Same offer for all"] * grouped
-    return pd.DataFrame({"msisdn": [f"85512{block:03d}{i:03d}" for i in range(n)], "content": content},
-                        index=pd.Index([f"cust{block}-{i}" for i in range(n)], name="customer"))
+    return pd.DataFrame(
+        {"msisdn": [f"85512{block:03d}{i:03d}" for i in range(n)], "content": content},
+        index=pd.Index([f"cust{block}-{i}" for i in range(n)], name="customer"),
+    )
 
 
 def settle_reports(sim: Simulator) -> None:
@@ -88,12 +98,20 @@ def check_level2(result: pd.DataFrame, sim: Simulator) -> None:
 
 @pytest.mark.parametrize("level", [1, 2, 3])
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_every_level_and_method_lands_in_the_frame(sim: Simulator, gateway: Gateway, ledger: Ledger,
-                                                   level: int, method: str) -> None:
+def test_every_level_and_method_lands_in_the_frame(
+    sim: Simulator, gateway: Gateway, ledger: Ledger, level: int, method: str
+) -> None:
     df = audience()
     with CallbackServer(ledger, mode="thread") as receiver:
-        campaign = Campaign(f"e2e-{level}-{method}", gateway=gateway, ledger=ledger, receiver=receiver,
-                            dlr_level=level, dlr_method=method, progress=False)
+        campaign = Campaign(
+            f"e2e-{level}-{method}",
+            gateway=gateway,
+            ledger=ledger,
+            receiver=receiver,
+            dlr_level=level,
+            dlr_method=method,
+            progress=False,
+        )
         summary = campaign.send(df)
         assert summary.accepted == len(df)
         settle_reports(sim)
@@ -124,13 +142,13 @@ def test_every_level_and_method_lands_in_the_frame(sim: Simulator, gateway: Gate
 
 
 @pytest.mark.parametrize("kind", ["duplicate_callbacks", "out_of_order_callbacks", "callbacks_before_response"])
-def test_duplicate_out_of_order_and_early_reports(sim: Simulator, gateway: Gateway, ledger: Ledger,
-                                                  kind: str) -> None:
+def test_duplicate_out_of_order_and_early_reports(sim: Simulator, gateway: Gateway, ledger: Ledger, kind: str) -> None:
     df = audience()
     sim.set_faults(Fault(kind, route="batch"))
     with CallbackServer(ledger, mode="thread") as receiver:
-        campaign = Campaign(f"e2e-{kind}", gateway=gateway, ledger=ledger, receiver=receiver, dlr_level=3,
-                            progress=False)
+        campaign = Campaign(
+            f"e2e-{kind}", gateway=gateway, ledger=ledger, receiver=receiver, dlr_level=3, progress=False
+        )
         assert campaign.send(df).accepted == len(df)
         settle_reports(sim)
     result = collect(df, campaign)
@@ -147,8 +165,9 @@ def test_duplicate_out_of_order_and_early_reports(sim: Simulator, gateway: Gatew
     assert rows["delivery_level1_status"].notna().all()
 
 
-def test_reports_sent_while_the_receiver_was_down_land_after_it_restarts(sim: Simulator, gateway: Gateway,
-                                                                        ledger: Ledger) -> None:
+def test_reports_sent_while_the_receiver_was_down_land_after_it_restarts(
+    sim: Simulator, gateway: Gateway, ledger: Ledger
+) -> None:
     df = audience(personal=3, grouped=3)
     receiver = CallbackServer(ledger, mode="thread").start()
     port = int(receiver.url.rsplit(":", 1)[1])
@@ -183,8 +202,9 @@ def test_reports_sent_while_the_receiver_was_down_land_after_it_restarts(sim: Si
 def test_forged_report_without_the_token_changes_nothing(sim: Simulator, gateway: Gateway, ledger: Ledger) -> None:
     df = audience(personal=2, grouped=0)
     with CallbackServer(ledger, mode="thread") as receiver:
-        campaign = Campaign("e2e-forged", gateway=gateway, ledger=ledger, receiver=receiver, dlr_level=2,
-                            progress=False)
+        campaign = Campaign(
+            "e2e-forged", gateway=gateway, ledger=ledger, receiver=receiver, dlr_level=2, progress=False
+        )
         campaign.send(df)
         settle_reports(sim)
         before = collect(df, campaign)
@@ -192,10 +212,13 @@ def test_forged_report_without_the_token_changes_nothing(sim: Simulator, gateway
         mid = before.loc[key, "message_id"]
         forged = {"id": mid, "level": "2", "message_status": "REJECTD", "err": "099"}
         good = callback_urls(receiver.public_url, campaign.name, campaign.info.token)["dlr_url"].format(key=key)
-        for url in (good.replace(campaign.info.token, "not-the-token"),
-                    good.replace(f"/{campaign.info.token}/", "/"),
-                    callback_urls(receiver.public_url, campaign.name, "x" * len(campaign.info.token))["dlr_url"]
-                    .format(key=key)):
+        for url in (
+            good.replace(campaign.info.token, "not-the-token"),
+            good.replace(f"/{campaign.info.token}/", "/"),
+            callback_urls(receiver.public_url, campaign.name, "x" * len(campaign.info.token))["dlr_url"].format(
+                key=key
+            ),
+        ):
             answer = httpx.post(url, data=forged)
             assert answer.status_code in (403, 404) and answer.text != ACK
         events_before = len(ledger.events(campaign.name))
@@ -204,13 +227,11 @@ def test_forged_report_without_the_token_changes_nothing(sim: Simulator, gateway
     assert len(ledger.events(campaign.name)) == events_before
 
 
-def test_uncertain_rows_are_settled_by_their_batch_callbacks(sim: Simulator, gateway: Gateway,
-                                                            ledger: Ledger) -> None:
+def test_uncertain_rows_are_settled_by_their_batch_callbacks(sim: Simulator, gateway: Gateway, ledger: Ledger) -> None:
     df = audience(personal=0, grouped=5)
     receiver = CallbackServer(ledger, mode="thread").start()
     port = int(receiver.url.rsplit(":", 1)[1])
-    campaign = Campaign("e2e-uncertain", gateway=gateway, ledger=ledger, receiver=receiver, dlr_level=2,
-                        progress=False)
+    campaign = Campaign("e2e-uncertain", gateway=gateway, ledger=ledger, receiver=receiver, dlr_level=2, progress=False)
     sim.set_faults(Fault("drop_after", route="batch", count=1))  # accepted, then the answer is lost
     sim.set_clock_speed(0.001)  # callbacks that fail wait for advance() to be retried
     try:

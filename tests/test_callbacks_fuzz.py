@@ -32,8 +32,18 @@ CAMPAIGN = "fuzz campaign"
 REQUESTS = 10_000
 CONCURRENCY = 24
 SEED = 20260105
-VALID_L2 = {"id": "m-k1", "level": "2", "message_status": "DELIVRD", "connector": "smsc", "id_smsc": "5E8F",
-            "sub": "001", "dlvrd": "001", "subdate": "2611250932", "donedate": "2611250933", "err": "000"}
+VALID_L2 = {
+    "id": "m-k1",
+    "level": "2",
+    "message_status": "DELIVRD",
+    "connector": "smsc",
+    "id_smsc": "5E8F",
+    "sub": "001",
+    "dlvrd": "001",
+    "subdate": "2611250932",
+    "donedate": "2611250933",
+    "err": "000",
+}
 VALID_BATCH = {"batchId": "q1", "to": "85512345678", "status": "1", "statusText": 'Success "m-k1"'}
 
 
@@ -51,8 +61,10 @@ class Hostile:
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
     led = Ledger(tmp_path / "fuzz.db")
     led.open_campaign(CAMPAIGN)
-    led.plan(CAMPAIGN, pd.DataFrame({"message_key": ["k1", "k2"], "msisdn": ["85512345678", "85512345679"],
-                                     "content": ["a", "b"]}))
+    led.plan(
+        CAMPAIGN,
+        pd.DataFrame({"message_key": ["k1", "k2"], "msisdn": ["85512345678", "85512345679"], "content": ["a", "b"]}),
+    )
     led.mark_submitting(CAMPAIGN, ["k1", "k2"], batch_id="b1")
     led.settle(CAMPAIGN, ["k1"], state="accepted", queue_id="q1", message_ids={"k1": "m-k1"})
     led.settle(CAMPAIGN, ["k2"], state="uncertain", reason="read timeout")
@@ -83,8 +95,10 @@ class Generator:
     def random_fields(self) -> dict[str, str]:
         """Fields with real names and random values, or random names."""
         names = [*VALID_L2, *VALID_BATCH, "text", "x", ""]
-        return {self.rng.choice(names) if self.rng.random() < 0.8 else self.text(8): self.text()
-                for _ in range(self.rng.randint(0, 12))}
+        return {
+            self.rng.choice(names) if self.rng.random() < 0.8 else self.text(8): self.text()
+            for _ in range(self.rng.randint(0, 12))
+        }
 
     def broken_report(self) -> dict[str, str]:
         """A DLR with one change that must make it invalid."""
@@ -92,8 +106,9 @@ class Generator:
         breakers: list[Callable[[], None]] = [
             lambda: fields.pop(self.rng.choice(["id", "level", "message_status"])),
             lambda: fields.update(level=self.rng.choice(["0", "3", "-1", "1.0", "２", " 2", "", "2\x00"])),
-            lambda: fields.update(message_status=self.rng.choice(["delivrd", "ESME_ROK", "DELIVRD\x00", "DELIV RD",
-                                                                  "OK", ""])),
+            lambda: fields.update(
+                message_status=self.rng.choice(["delivrd", "ESME_ROK", "DELIVRD\x00", "DELIV RD", "OK", ""])
+            ),
             lambda: fields.update(id=self.rng.choice(["a b", "m/1", "../k1", "x" * 101, "m\x00", "m;drop", ""])),
             lambda: fields.update(id="m-k1" * 80),
             lambda: fields.update(level="1", message_status=self.rng.choice(["DELIVRD", "esme_rok", "ESME_"])),
@@ -115,8 +130,9 @@ class Generator:
         return fields
 
     @staticmethod
-    def http(method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None,
-             *, length: int | None = None) -> bytes:
+    def http(
+        method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None, *, length: int | None = None
+    ) -> bytes:
         """A raw HTTP/1.1 request (Connection: close) with a Content-Length unless told otherwise."""
         lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
@@ -130,8 +146,17 @@ class Generator:
 
     def wrong_token(self) -> str:
         """A token that is not the campaign's (near misses included)."""
-        return self.rng.choice([self.token[:-1], self.token + "x", self.token.upper(), "x" * len(self.token),
-                                quote(self.token + "/"), "%00", "0"])
+        return self.rng.choice(
+            [
+                self.token[:-1],
+                self.token + "x",
+                self.token.upper(),
+                "x" * len(self.token),
+                quote(self.token + "/"),
+                "%00",
+                "0",
+            ]
+        )
 
     def build(self) -> Hostile:
         """One hostile request of a random kind."""
@@ -147,14 +172,18 @@ class Generator:
 
     def k_random_form(self) -> Hostile:
         body = urlencode(self.broken_report()).encode()
-        return Hostile("broken form", self.http("POST", self.dlr_path(), body,
-                                                {"Content-Type": "application/x-www-form-urlencoded"}), expect=400)
+        return Hostile(
+            "broken form",
+            self.http("POST", self.dlr_path(), body, {"Content-Type": "application/x-www-form-urlencoded"}),
+            expect=400,
+        )
 
     def k_random_json(self) -> Hostile:
         value = self.rng.choice([self.broken_report(), [1, 2], "s", None, 3, {"id": {"a": 1}}, {"level": [2]}])
         body = json.dumps(value).encode()
-        return Hostile("broken JSON", self.http("POST", self.dlr_path(), body, {"Content-Type": "application/json"}),
-                       expect=400)
+        return Hostile(
+            "broken JSON", self.http("POST", self.dlr_path(), body, {"Content-Type": "application/json"}), expect=400
+        )
 
     def k_broken_batch(self) -> Hostile:
         target = f"/batch/{self.name}/{self.token}?{urlencode(self.broken_batch())}"
@@ -163,8 +192,9 @@ class Generator:
     def k_wrong_token(self) -> Hostile:
         if self.rng.random() < 0.5:
             body = urlencode(VALID_L2).encode()
-            data = self.http("POST", self.dlr_path(self.wrong_token()), body,
-                             {"Content-Type": "application/x-www-form-urlencoded"})
+            data = self.http(
+                "POST", self.dlr_path(self.wrong_token()), body, {"Content-Type": "application/x-www-form-urlencoded"}
+            )
         else:
             data = self.http("GET", f"/batch/{self.name}/{self.wrong_token()}?{urlencode(VALID_BATCH)}")
         return Hostile("wrong token", data)
@@ -180,51 +210,107 @@ class Generator:
         size = self.rng.choice([16 * 1024 + 1, 64 * 1024, 300 * 1024])
         body = (urlencode(VALID_L2) + "&pad=" + "x" * size).encode()
         if self.rng.random() < 0.5:
-            return Hostile("huge body", self.http("POST", self.dlr_path(), body,
-                                                  {"Content-Type": "application/x-www-form-urlencoded"}))
+            return Hostile(
+                "huge body",
+                self.http("POST", self.dlr_path(), body, {"Content-Type": "application/x-www-form-urlencoded"}),
+            )
         chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
-        return Hostile("huge chunked", self.http("POST", self.dlr_path(), chunked,
-                                                 {"Transfer-Encoding": "chunked"}, length=None)
-                       .replace(b"Content-Length: " + str(len(chunked)).encode() + b"\r\n", b""))
+        return Hostile(
+            "huge chunked",
+            self.http("POST", self.dlr_path(), chunked, {"Transfer-Encoding": "chunked"}, length=None).replace(
+                b"Content-Length: " + str(len(chunked)).encode() + b"\r\n", b""
+            ),
+        )
 
     def k_lying_length(self) -> Hostile:
         declared = self.rng.choice(["-1", "abc", "99999999999999999999", "1e3", " 10"])
         data = self.http("POST", self.dlr_path(), b"id=x", {"Content-Type": "application/x-www-form-urlencoded"})
-        return Hostile("bad content-length", data.replace(b"Content-Length: 4", f"Content-Length: {declared}".encode()),
-                       complete=False)
+        return Hostile(
+            "bad content-length",
+            data.replace(b"Content-Length: 4", f"Content-Length: {declared}".encode()),
+            complete=False,
+        )
 
     def k_bad_encoding(self) -> Hostile:
-        raw = self.rng.choice([b"\xff\xfe\xfa", b"id=\xc3\x28&level=2", b"id=m%FF%FE&level=2&message_status=DELIVRD",
-                               "id=m-k1&level=2&message_status=DELIVRD".encode("utf-16"), b"\x00" * 50])
-        ctype = self.rng.choice(["application/x-www-form-urlencoded", "application/json",
-                                 "application/x-www-form-urlencoded; charset=latin-1"])
+        raw = self.rng.choice(
+            [
+                b"\xff\xfe\xfa",
+                b"id=\xc3\x28&level=2",
+                b"id=m%FF%FE&level=2&message_status=DELIVRD",
+                "id=m-k1&level=2&message_status=DELIVRD".encode("utf-16"),
+                b"\x00" * 50,
+            ]
+        )
+        ctype = self.rng.choice(
+            [
+                "application/x-www-form-urlencoded",
+                "application/json",
+                "application/x-www-form-urlencoded; charset=latin-1",
+            ]
+        )
         return Hostile("bad encoding", self.http("POST", self.dlr_path(), raw, {"Content-Type": ctype}))
 
     def k_bad_query_encoding(self) -> Hostile:
-        query = self.rng.choice(["id=%ff%fe&level=2&message_status=DELIVRD", "id=m-k1&level=%C0%AF",
-                                 "id=m%00k1&level=2&message_status=DELIVRD", "%%%&&&===", "id=m-k1&level=2&" * 30])
+        query = self.rng.choice(
+            [
+                "id=%ff%fe&level=2&message_status=DELIVRD",
+                "id=m-k1&level=%C0%AF",
+                "id=m%00k1&level=2&message_status=DELIVRD",
+                "%%%&&&===",
+                "id=m-k1&level=2&" * 30,
+            ]
+        )
         return Hostile("bad query", self.http("GET", f"{self.dlr_path()}?{query}"))
 
     def k_wrong_method(self) -> Hostile:
         method = self.rng.choice(["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"])
-        target = self.rng.choice([self.dlr_path(), f"/batch/{self.name}/{self.token}?{urlencode(VALID_BATCH)}",
-                                  f"/errback/{self.name}/{self.token}"])
+        target = self.rng.choice(
+            [
+                self.dlr_path(),
+                f"/batch/{self.name}/{self.token}?{urlencode(VALID_BATCH)}",
+                f"/errback/{self.name}/{self.token}",
+            ]
+        )
         expect = 405 if method in ("PUT", "DELETE", "PATCH", "OPTIONS") else None  # an unknown verb may be a 400
         return Hostile("wrong method", self.http(method, target, urlencode(VALID_L2).encode()), expect=expect)
 
     def k_traversal(self) -> Hostile:
-        target = self.rng.choice([
-            "/dlr/../../etc/passwd", f"/dlr/{self.name}/../{self.token}/k1", "/dlr/%2e%2e/%2e%2e/x/y",
-            f"/dlr/{self.name}/{self.token}/k1/../../../health", f"/dlr/{self.name}/{self.token}/..%2f..%2fk2",
-            "//dlr//x", "/health/../dlr", "/%00", "/dlr/" + "a/" * 200, f"/batch/{self.name}%2f{self.token}",
-        ])
+        target = self.rng.choice(
+            [
+                "/dlr/../../etc/passwd",
+                f"/dlr/{self.name}/../{self.token}/k1",
+                "/dlr/%2e%2e/%2e%2e/x/y",
+                f"/dlr/{self.name}/{self.token}/k1/../../../health",
+                f"/dlr/{self.name}/{self.token}/..%2f..%2fk2",
+                "//dlr//x",
+                "/health/../dlr",
+                "/%00",
+                "/dlr/" + "a/" * 200,
+                f"/batch/{self.name}%2f{self.token}",
+            ]
+        )
         return Hostile("path traversal", self.http("GET", f"{target}?{urlencode(VALID_L2)}"))
 
     def k_odd_content_type(self) -> Hostile:
-        ctype = self.rng.choice(["multipart/form-data; boundary=x", "text/plain", "application/xml", "", "image/png",
-                                 "application/json; charset=utf-8", "application/x-www-form-urlencoded\x00"])
-        body = self.rng.choice([b"--x\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\nm\r\n--x--",
-                                b"<dlr id='m-k1'/>", b"id&&level==2", json.dumps(self.broken_report()).encode()])
+        ctype = self.rng.choice(
+            [
+                "multipart/form-data; boundary=x",
+                "text/plain",
+                "application/xml",
+                "",
+                "image/png",
+                "application/json; charset=utf-8",
+                "application/x-www-form-urlencoded\x00",
+            ]
+        )
+        body = self.rng.choice(
+            [
+                b'--x\r\nContent-Disposition: form-data; name="id"\r\n\r\nm\r\n--x--',
+                b"<dlr id='m-k1'/>",
+                b"id&&level==2",
+                json.dumps(self.broken_report()).encode(),
+            ]
+        )
         return Hostile("odd content type", self.http("POST", self.dlr_path(), body, {"Content-Type": ctype}))
 
     def k_truncated(self) -> Hostile:
@@ -233,21 +319,36 @@ class Generator:
         return Hostile("truncated body", data[: len(data) - self.rng.randint(1, len(body))], complete=False)
 
     def k_garbage(self) -> Hostile:
-        data = self.rng.choice([
-            bytes(self.rng.getrandbits(8) for _ in range(self.rng.randint(1, 300))),
-            b"GET / HTTP/9.9\r\n\r\n", b"GET\r\n\r\n", b"\r\n\r\n\r\n", b"GET /health HTTP/1.1\r\nHost: x\r\n" * 3,
-            b"POST /dlr/a/b/c HTTP/1.1\r\nHost: x\r\nX: " + b"h" * 70_000 + b"\r\n\r\n",
-            b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        ])
+        data = self.rng.choice(
+            [
+                bytes(self.rng.getrandbits(8) for _ in range(self.rng.randint(1, 300))),
+                b"GET / HTTP/9.9\r\n\r\n",
+                b"GET\r\n\r\n",
+                b"\r\n\r\n\r\n",
+                b"GET /health HTTP/1.1\r\nHost: x\r\n" * 3,
+                b"POST /dlr/a/b/c HTTP/1.1\r\nHost: x\r\nX: " + b"h" * 70_000 + b"\r\n\r\n",
+                b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            ]
+        )
         return Hostile("garbage", data, complete=False)
 
     kinds: ClassVar[dict[str, tuple[float, Callable[[Generator], Hostile]]]] = {
-        "random_get": (3, k_random_get), "random_form": (3, k_random_form), "random_json": (2, k_random_json),
-        "broken_batch": (2, k_broken_batch), "wrong_token": (2, k_wrong_token),
-        "unknown_campaign": (1, k_unknown_campaign), "no_token": (0.5, k_no_token), "huge": (0.3, k_huge),
-        "lying_length": (0.5, k_lying_length), "bad_encoding": (1, k_bad_encoding),
-        "bad_query": (1, k_bad_query_encoding), "wrong_method": (1, k_wrong_method), "traversal": (1, k_traversal),
-        "odd_content_type": (1, k_odd_content_type), "truncated": (1, k_truncated), "garbage": (1, k_garbage),
+        "random_get": (3, k_random_get),
+        "random_form": (3, k_random_form),
+        "random_json": (2, k_random_json),
+        "broken_batch": (2, k_broken_batch),
+        "wrong_token": (2, k_wrong_token),
+        "unknown_campaign": (1, k_unknown_campaign),
+        "no_token": (0.5, k_no_token),
+        "huge": (0.3, k_huge),
+        "lying_length": (0.5, k_lying_length),
+        "bad_encoding": (1, k_bad_encoding),
+        "bad_query": (1, k_bad_query_encoding),
+        "wrong_method": (1, k_wrong_method),
+        "traversal": (1, k_traversal),
+        "odd_content_type": (1, k_odd_content_type),
+        "truncated": (1, k_truncated),
+        "garbage": (1, k_garbage),
     }
 
 

@@ -36,8 +36,9 @@ def frame(n: int, *, start: int = 0, grouped: bool = False) -> pd.DataFrame:
     """A rendered frame of n rows with distinct numbers (personalized unless ``grouped``)."""
     numbers = [f"85512{start + i:06d}" for i in range(n)]
     content = ["Same offer for all" if grouped else f"Hi #{start + i}, code #ma#C{start + i}#ma#" for i in range(n)]
-    return pd.DataFrame({"msisdn": numbers, "content": content},
-                        index=pd.Index([f"cust{start + i}" for i in range(n)], name="customer"))
+    return pd.DataFrame(
+        {"msisdn": numbers, "content": content}, index=pd.Index([f"cust{start + i}" for i in range(n)], name="customer")
+    )
 
 
 def sent_numbers(sim: Simulator, since: int) -> Counter[str]:
@@ -49,8 +50,9 @@ def make(tmp_path: Path, gateway: Gateway, name: str = "c1", **kwargs: Any) -> C
 
 
 @pytest.mark.parametrize("transport", ["batch", "single", "http"])
-def test_send_delivers_each_row_once_and_rerun_sends_nothing(sim: Simulator, gateway: Gateway, tmp_path: Path,
-                                                            transport: str) -> None:
+def test_send_delivers_each_row_once_and_rerun_sends_nothing(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, transport: str
+) -> None:
     df = frame(30)
     before = len(sim.records())
     campaign = make(tmp_path, gateway, transport=transport)
@@ -66,8 +68,9 @@ def test_send_delivers_each_row_once_and_rerun_sends_nothing(sim: Simulator, gat
         assert view["message_id"].notna().all()
 
 
-def test_grouped_content_goes_in_one_entry_and_masking_reaches_the_report(sim: Simulator, gateway: Gateway,
-                                                                        tmp_path: Path) -> None:
+def test_grouped_content_goes_in_one_entry_and_masking_reaches_the_report(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
     before = len(sim.records())
     campaign = make(tmp_path, gateway)
     summary = campaign.send(frame(2500, start=100, grouped=True))
@@ -83,8 +86,9 @@ def test_grouped_content_goes_in_one_entry_and_masking_reaches_the_report(sim: S
 
 def test_dry_run_sends_nothing_and_projects_duration(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
     before = len(sim.records())
-    limited = Gateway(base_url=gateway.base_url, private_key=gateway.private_key, secret=gateway.secret,
-                      sender=gateway.sender)
+    limited = Gateway(
+        base_url=gateway.base_url, private_key=gateway.private_key, secret=gateway.secret, sender=gateway.sender
+    )
     campaign = make(tmp_path, limited, price_per_segment=0.01)
     summary = campaign.send(frame(2500), dry_run=True)
     assert summary.dry_run and summary.requests == 3 and summary.recipients == 2500
@@ -119,8 +123,9 @@ def test_changed_row_is_reported_not_resent(sim: Simulator, gateway: Gateway, tm
 
 
 @pytest.mark.parametrize("kind", ["error_after", "drop_after", "delay_after"])
-def test_ambiguous_failures_become_uncertain_and_are_not_resent(sim: Simulator, gateway: Gateway, tmp_path: Path,
-                                                               kind: str) -> None:
+def test_ambiguous_failures_become_uncertain_and_are_not_resent(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, kind: str
+) -> None:
     sim.set_faults(Fault(kind, route="batch", count=1, delay=5.0))
     campaign = make(tmp_path, gateway)
     df = frame(5, start=400)
@@ -170,8 +175,13 @@ def test_429_storm_leaves_rows_planned_for_the_next_send(sim: Simulator, gateway
 
 
 def test_gateway_refusal_is_rejected_with_its_reason(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
-    unapproved = Gateway(base_url=gateway.base_url, private_key=gateway.private_key, secret=gateway.secret,
-                         sender="NOTAPPROVED", rate_limits={"batch": None})
+    unapproved = Gateway(
+        base_url=gateway.base_url,
+        private_key=gateway.private_key,
+        secret=gateway.secret,
+        sender="NOTAPPROVED",
+        rate_limits={"batch": None},
+    )
     summary = make(tmp_path, unapproved).send(frame(2, start=800))
     assert summary.rejected == 2
     view = make(tmp_path, unapproved).to_frame()
@@ -179,14 +189,18 @@ def test_gateway_refusal_is_rejected_with_its_reason(sim: Simulator, gateway: Ga
     assert view["response_status"].eq(400).all()
 
 
-@pytest.mark.parametrize(("change", "error", "words"), [
-    (lambda df: df.assign(msisdn=["85512", *df["msisdn"][1:]]), AudienceError, "cust0"),
-    (lambda df: df.assign(content=["", *df["content"][1:]]), TemplateError, "cust0"),
-    (lambda df: df.set_axis(["a", "a", "b"]), AudienceError, "duplicate"),
-    (lambda df: df.drop(columns="msisdn"), AudienceError, "msisdn"),
-])
-def test_bad_input_names_the_rows_and_sends_nothing(sim: Simulator, gateway: Gateway, tmp_path: Path,
-                                                   change: Any, error: type[Exception], words: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "error", "words"),
+    [
+        (lambda df: df.assign(msisdn=["85512", *df["msisdn"][1:]]), AudienceError, "cust0"),
+        (lambda df: df.assign(content=["", *df["content"][1:]]), TemplateError, "cust0"),
+        (lambda df: df.set_axis(["a", "a", "b"]), AudienceError, "duplicate"),
+        (lambda df: df.drop(columns="msisdn"), AudienceError, "msisdn"),
+    ],
+)
+def test_bad_input_names_the_rows_and_sends_nothing(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, change: Any, error: type[Exception], words: str
+) -> None:
     before = len(sim.records())
     campaign = make(tmp_path, gateway)
     with pytest.raises(error, match=words):
@@ -195,8 +209,9 @@ def test_bad_input_names_the_rows_and_sends_nothing(sim: Simulator, gateway: Gat
     assert campaign.status()["total"] == 0
 
 
-def test_bad_settings_are_refused_before_sending(sim: Simulator, gateway: Gateway, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_settings_are_refused_before_sending(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     long_sender = Gateway(base_url=gateway.base_url, private_key="k", secret="s", sender="A sender too long")
     with pytest.raises(ConfigError, match="11"):
         make(tmp_path, long_sender).send(frame(1))
@@ -207,8 +222,9 @@ def test_bad_settings_are_refused_before_sending(sim: Simulator, gateway: Gatewa
         make(tmp_path, missing).send(frame(1))
 
 
-def test_no_secret_in_logs_reprs_errors_or_ledger(sim: Simulator, gateway: Gateway, tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_no_secret_in_logs_reprs_errors_or_ledger(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     secrets = [gateway.private_key, gateway.secret, gateway.password]
     caplog.set_level(logging.DEBUG)
     sim.set_faults(Fault("error_after", route="rest", count=1))
@@ -216,8 +232,9 @@ def test_no_secret_in_logs_reprs_errors_or_ledger(sim: Simulator, gateway: Gatew
     campaign.send(frame(3, start=900))
     texts = [record.getMessage() for record in caplog.records]
     texts += [repr(campaign), repr(gateway), repr(campaign.ledger), str(campaign.send(frame(3, start=900)))]
-    bad = Gateway(base_url=gateway.base_url, private_key=gateway.private_key, secret="wrong$secret",
-                  sender=gateway.sender)
+    bad = Gateway(
+        base_url=gateway.base_url, private_key=gateway.private_key, secret="wrong$secret", sender=gateway.sender
+    )
     texts.append(str(make(tmp_path, bad, name="bad").send(frame(1, start=950))))
     texts.append(make(tmp_path, bad, name="bad").to_frame().to_csv())
     texts.append(campaign.to_frame().to_csv())

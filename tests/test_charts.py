@@ -24,16 +24,21 @@ CITIES = ["ភ្នំពេញ", "សៀមរាប", "Kampot"]
 def collected(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """30 rows over three cities: 27 planned and accepted, DLRs for most, 3 skipped by the audience."""
     n = 30
-    df = pd.DataFrame({
-        "msisdn": [f"855120000{i:02d}" for i in range(n)],
-        "content": [f"hello {i}" for i in range(n)],
-        "city": [CITIES[i % 3] for i in range(n)],
-        "audience_status": ["ok"] * 27 + ["invalid"] * 3,
-    }, index=[f"k{i}" for i in range(n)])
+    df = pd.DataFrame(
+        {
+            "msisdn": [f"855120000{i:02d}" for i in range(n)],
+            "content": [f"hello {i}" for i in range(n)],
+            "city": [CITIES[i % 3] for i in range(n)],
+            "audience_status": ["ok"] * 27 + ["invalid"] * 3,
+        },
+        index=[f"k{i}" for i in range(n)],
+    )
     with Ledger(tmp_path_factory.mktemp("charts") / "ledger.db") as ledger:
         ok = df.iloc[:27]
-        ledger.plan(NAME, pd.DataFrame({"message_key": ok.index, "msisdn": ok["msisdn"], "content": ok["content"],
-                                        "segments": 1}))
+        ledger.plan(
+            NAME,
+            pd.DataFrame({"message_key": ok.index, "msisdn": ok["msisdn"], "content": ok["content"], "segments": 1}),
+        )
         ledger.mark_submitting(NAME, list(ok.index), batch_id="b")
         ledger.settle(NAME, list(ok.index), state="accepted", message_ids={k: f"id-{k}" for k in ok.index})
         start = datetime.now(UTC)
@@ -42,8 +47,15 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
             if i % 9 == 8:
                 continue  # pending
             status = "UNDELIV" if i % 5 == 0 else "DELIVRD"
-            events.append({"source": "dlr", "message_id": f"id-{key}", "level": 2, "status": status,
-                           "done_at": start + timedelta(seconds=5 + 3 * i)})
+            events.append(
+                {
+                    "source": "dlr",
+                    "message_id": f"id-{key}",
+                    "level": 2,
+                    "status": status,
+                    "done_at": start + timedelta(seconds=5 + 3 * i),
+                }
+            )
         ledger.record_events(events)
         return collect(df, (ledger, NAME))
 
@@ -61,8 +73,7 @@ def png(ax: object, path: Path) -> Path:
     return path
 
 
-def test_delivery_rate_bars_per_group_with_percentages_and_intervals(collected: pd.DataFrame,
-                                                                     tmp_path: Path) -> None:
+def test_delivery_rate_bars_per_group_with_percentages_and_intervals(collected: pd.DataFrame, tmp_path: Path) -> None:
     ax = plot_delivery_rate(collected, "city", ax=axes())
     summary = delivery_summary(collected, "city")
     assert len(ax.patches) == len(summary) == 3
@@ -132,9 +143,9 @@ def test_khmer_labels_use_a_khmer_capable_font_when_one_exists(collected: pd.Dat
     ax.figure.canvas.draw()  # would raise on a missing-glyph warning (filterwarnings = error)
 
 
-def test_khmer_labels_render_without_any_khmer_font(collected: pd.DataFrame, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_khmer_labels_render_without_any_khmer_font(
+    collected: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(_fonts, "_package_font", lambda: None)
     monkeypatch.setattr(_fonts, "_installed_font", lambda: None)
     _fonts.khmer_family.cache_clear()

@@ -28,8 +28,12 @@ def sim() -> Iterator[Simulator]:
 @pytest.fixture
 def env(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     creds = sim.credentials
-    values = {"PLASGATE_BASE_URL": sim.url, "PLASGATE_PRIVATE_KEY": creds.private_key,
-              "PLASGATE_SECRET": creds.secret, "PLASGATE_SENDER": creds.sender}
+    values = {
+        "PLASGATE_BASE_URL": sim.url,
+        "PLASGATE_PRIVATE_KEY": creds.private_key,
+        "PLASGATE_SECRET": creds.secret,
+        "PLASGATE_SENDER": creds.sender,
+    }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
@@ -38,26 +42,45 @@ def env(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     customers = tmp_path / "customers.csv"
-    pd.DataFrame({"customer_id": ["C1", "C2", "C3", "C4"],
-                  "name": ["Sokha", "Dara", "Vannak", "Chan"],
-                  "phone": ["012 345 678", "+855 97 123 4567", "not a number", "012345678"],
-                  "code": ["K1", "K2", "K3", "K4"]}).to_csv(customers, index=False)
+    pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3", "C4"],
+            "name": ["Sokha", "Dara", "Vannak", "Chan"],
+            "phone": ["012 345 678", "+855 97 123 4567", "not a number", "012345678"],
+            "code": ["K1", "K2", "K3", "K4"],
+        }
+    ).to_csv(customers, index=False)
     template = tmp_path / "offer.j2"
     template.write_text(TEMPLATE, encoding="utf-8")
     return {"customers": customers, "template": template, "ledger": tmp_path / "cli.db", "out": tmp_path / "out.csv"}
 
 
 def send_args(files: dict[str, Path], *extra: str) -> list[str]:
-    return ["send", str(files["customers"]), "--template", str(files["template"]), "--mask", "code",
-            "--key", "customer_id", "--campaign", "cli", "--ledger", str(files["ledger"]), "--json", *extra]
+    return [
+        "send",
+        str(files["customers"]),
+        "--template",
+        str(files["template"]),
+        "--mask",
+        "code",
+        "--key",
+        "customer_id",
+        "--campaign",
+        "cli",
+        "--ledger",
+        str(files["ledger"]),
+        "--json",
+        *extra,
+    ]
 
 
 def last_json(text: str) -> dict:
     return json.loads(text.strip().splitlines()[-1])
 
 
-def test_send_then_rerun_sends_nothing(sim: Simulator, env: dict[str, str], files: dict[str, Path],
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_send_then_rerun_sends_nothing(
+    sim: Simulator, env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     before = len(sim.records())
     assert main(send_args(files, "--dry-run")) == 0
     dry = last_json(capsys.readouterr().out)
@@ -74,8 +97,9 @@ def test_send_then_rerun_sends_nothing(sim: Simulator, env: dict[str, str], file
     assert len(sim.records()) == before + 2
 
 
-def test_status_resume_collect_report(sim: Simulator, env: dict[str, str], files: dict[str, Path],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_resume_collect_report(
+    sim: Simulator, env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     main(send_args(files))
     capsys.readouterr()
     common = ["--campaign", "cli", "--ledger", str(files["ledger"]), "--json"]
@@ -83,22 +107,41 @@ def test_status_resume_collect_report(sim: Simulator, env: dict[str, str], files
     assert last_json(capsys.readouterr().out)["states"]["accepted"] == 2
     assert main(["resume", *common]) == 0
     assert last_json(capsys.readouterr().out)["resumed"] == 0
-    assert main(["collect", str(files["customers"]), "--key", "customer_id", "--output", str(files["out"]),
-                 *common]) == 0
+    assert (
+        main(["collect", str(files["customers"]), "--key", "customer_id", "--output", str(files["out"]), *common]) == 0
+    )
     capsys.readouterr()
     collected = pd.read_csv(files["out"])
     assert collected["send_state"].tolist() == ["accepted", "accepted", "not_sent", "not_sent"]
     report = files["out"].with_name("report.csv")
-    assert main(["report", str(files["customers"]), "--key", "customer_id", "--by", "carrier",
-                 "--output", str(report), *common]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(files["customers"]),
+                "--key",
+                "customer_id",
+                "--by",
+                "carrier",
+                "--output",
+                str(report),
+                *common,
+            ]
+        )
+        == 0
+    )
     out = last_json(capsys.readouterr().out)
     assert report.is_file() and report.with_suffix(".png").is_file()
     assert {row["carrier"] for row in out["summary"]} >= {"Cellcard", "Metfone"}
 
 
 def test_bad_input_and_missing_credentials_exit_2_with_a_clear_message(
-        sim: Simulator, env: dict[str, str], files: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    sim: Simulator,
+    env: dict[str, str],
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     before = len(sim.records())
     files["template"].write_text("Hi {{ nmae }}", encoding="utf-8")
     assert main(send_args(files)) == 2
@@ -113,25 +156,45 @@ def test_bad_input_and_missing_credentials_exit_2_with_a_clear_message(
     assert len(sim.records()) == before
 
 
-def test_help_lists_every_command_and_a_shell_pipeline_works(sim: Simulator, env: dict[str, str],
-                                                             files: dict[str, Path]) -> None:
+def test_help_lists_every_command_and_a_shell_pipeline_works(
+    sim: Simulator, env: dict[str, str], files: dict[str, Path]
+) -> None:
     environ = {**os.environ, **env}
-    helped = subprocess.run([sys.executable, "-m", "plasgate_nb.cli", "--help"], capture_output=True, text=True,
-                            cwd=ROOT, env=environ, check=True)
+    helped = subprocess.run(
+        [sys.executable, "-m", "plasgate_nb.cli", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+        check=True,
+    )
     for command in ("demo", "preview", "send", "resume", "status", "collect", "report", "simulator", "callbacks"):
         assert command in helped.stdout
-    sent = subprocess.run([sys.executable, "-m", "plasgate_nb.cli", *send_args(files)], capture_output=True,
-                          text=True, cwd=ROOT, env=environ)
+    sent = subprocess.run(
+        [sys.executable, "-m", "plasgate_nb.cli", *send_args(files)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+    )
     assert sent.returncode == 0, sent.stderr
-    piped = subprocess.run(f"{sys.executable} -m plasgate_nb.cli status --campaign cli --ledger {files['ledger']} "
-                           f"--json | {sys.executable} -c 'import json,sys; print(json.load(sys.stdin)[\"states\"]"
-                           f"[\"accepted\"])'", shell=True, capture_output=True, text=True, cwd=ROOT, env=environ)
+    piped = subprocess.run(
+        f"{sys.executable} -m plasgate_nb.cli status --campaign cli --ledger {files['ledger']} "
+        f'--json | {sys.executable} -c \'import json,sys; print(json.load(sys.stdin)["states"]'
+        f'["accepted"])\'',
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+    )
     assert piped.stdout.strip() == "2"
     assert env["PLASGATE_SECRET"] not in sent.stdout + sent.stderr
 
 
-def test_send_over_smpp(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_send_over_smpp(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = SimulatorConfig(seed=5, smpp=True, clock_speed=500, rate_limits=RateLimits.off())
     with Simulator(config, mode="thread") as smpp_sim:
         creds = smpp_sim.credentials

@@ -49,8 +49,12 @@ def test_renders_each_row_into_a_copy() -> None:
     df = customers()
     before = df.copy()
     out = render(df, "Hi {{ first_name }} from {{ city }}")
-    assert out["content"].tolist() == ["Hi Dara from Phnom Penh", "Hi សុភា from Siem Reap",
-                                       "Hi  from Battambang", "Hi Vanna from Phnom Penh"]
+    assert out["content"].tolist() == [
+        "Hi Dara from Phnom Penh",
+        "Hi សុភា from Siem Reap",
+        "Hi  from Battambang",
+        "Hi Vanna from Phnom Penh",
+    ]
     assert list(out.index) == [101, 102, 103, 104]
     pd.testing.assert_frame_equal(df, before)
     assert "content" not in df.columns
@@ -58,8 +62,14 @@ def test_renders_each_row_into_a_copy() -> None:
 
 
 def test_missing_values_render_empty_and_ints_without_decimals() -> None:
-    df = pd.DataFrame({"a": [None, np.nan, pd.NA, "x"], "n": [10.0, np.nan, 3.0, 2.5],
-                       "t": pd.to_datetime([None, "2024-01-02", None, "2024-03-04"])}, dtype=object)
+    df = pd.DataFrame(
+        {
+            "a": [None, np.nan, pd.NA, "x"],
+            "n": [10.0, np.nan, 3.0, 2.5],
+            "t": pd.to_datetime([None, "2024-01-02", None, "2024-03-04"]),
+        },
+        dtype=object,
+    )
     df["t"] = pd.to_datetime(df["t"])
     out = render(df, "[{{ a }}|{{ n }}|{{ t }}]")
     assert out["content"].tolist() == ["[|10|]", "[||2024-01-02]", "[|3|]", "[x|2.5|2024-03-04]"]
@@ -68,8 +78,13 @@ def test_missing_values_render_empty_and_ints_without_decimals() -> None:
 
 
 def test_nullable_and_numpy_types() -> None:
-    df = pd.DataFrame({"i": pd.array([1, None, 3], dtype="Int64"), "b": pd.array([True, None, False]),
-                       "f": np.array([1.0, 2.0, 3.0], dtype=np.float32)})
+    df = pd.DataFrame(
+        {
+            "i": pd.array([1, None, 3], dtype="Int64"),
+            "b": pd.array([True, None, False]),
+            "f": np.array([1.0, 2.0, 3.0], dtype=np.float32),
+        }
+    )
     out = render(df, "{{ i }}/{{ b }}/{{ f }}")
     assert out["content"].tolist() == ["1/True/1", "//2", "3/False/3"]
 
@@ -84,8 +99,11 @@ def test_dates_iso_by_default_and_formatted_by_the_template() -> None:
 
 
 def test_missing_value_helpers_default_and_tests() -> None:
-    out = render(customers(), "{{ points|default('no') }} {% if points is defined %}y{% else %}n{% endif %}"
-                 "{% if points > 100 %} VIP{% endif %}")
+    out = render(
+        customers(),
+        "{{ points|default('no') }} {% if points is defined %}y{% else %}n{% endif %}"
+        "{% if points > 100 %} VIP{% endif %}",
+    )
     assert out["content"].tolist() == ["10 y", "no n", "3 y", "250 y VIP"]
 
 
@@ -120,8 +138,11 @@ def test_sandbox_refuses_unsafe_attributes() -> None:
 
 
 def test_masking_wraps_outputs_even_through_filters() -> None:
-    out = render(customers(), "{{ otp }}|{{ coupon|upper }}|{{ otp ~ '!' }}|{{ 'Code: ' ~ coupon }}|{{ city }}",
-                 mask=["otp", "coupon"])
+    out = render(
+        customers(),
+        "{{ otp }}|{{ coupon|upper }}|{{ otp ~ '!' }}|{{ 'Code: ' ~ coupon }}|{{ city }}",
+        mask=["otp", "coupon"],
+    )
     row = out.loc[101]
     assert row["content"] == "#ma#1234#ma#|#ma#K7Q2#ma#|#ma#1234!#ma#|#ma#Code: K7Q2#ma#|Phnom Penh"
     assert row["content_report"] == "******|******|******|******|Phnom Penh"
@@ -131,8 +152,10 @@ def test_masking_wraps_outputs_even_through_filters() -> None:
 
 
 def test_masking_follows_assignments_loops_and_macros() -> None:
-    template = ("{% set c = coupon %}{{ c }} {% for ch in otp %}{{ ch }}{% endfor %} "
-                "{% macro show(v) %}[{{ v }}]{% endmacro %}{{ show(coupon) }}")
+    template = (
+        "{% set c = coupon %}{{ c }} {% for ch in otp %}{{ ch }}{% endfor %} "
+        "{% macro show(v) %}[{{ v }}]{% endmacro %}{{ show(coupon) }}"
+    )
     out = render(customers(), template, mask=["otp", "coupon"])
     assert "K7Q2" not in out.loc[101, "content_report"] and "1" not in out.loc[101, "content_report"]
     assert strip_markers(out.loc[101, "content"]) == "K7Q2 1234 [K7Q2]"
@@ -147,8 +170,7 @@ def test_masking_inside_blocks() -> None:
 def test_data_cannot_open_or_close_a_masked_area() -> None:
     df = pd.DataFrame({"name": ["x#ma#y", "#ma", "#ma#ma#", "a\ue000b"], "code": ["1#ma#2", "9", "8", "7"]})
     out = render(df, "{{ name }}{{ code }}", mask=["code"])
-    assert out["content"].tolist() == ["x#ma_#y#ma#1#ma_#2#ma#", "#ma_#ma#9#ma#", "#ma_#ma_##ma#8#ma#",
-                                       "ab#ma#7#ma#"]
+    assert out["content"].tolist() == ["x#ma_#y#ma#1#ma_#2#ma#", "#ma_#ma#9#ma#", "#ma_#ma_##ma#8#ma#", "ab#ma#7#ma#"]
     for sent, report in zip(out["content"], out["content_report"], strict=True):
         assert sent.count("#ma#") == 2
         assert report.endswith("******") and report.count("******") == 1
@@ -173,8 +195,7 @@ def test_encoding_units_and_segments() -> None:
     assert out["encoding"].tolist() == ["GSM-7", "GSM-7", "UCS-2", "GSM-7", "GSM-7"]
     assert out["units"].tolist() == [5, 6, 6, 161, 306]
     assert out["segments"].tolist() == [1, 1, 1, 2, 3]
-    for text, enc, units, parts in zip(out["content"], out["encoding"], out["units"], out["segments"],
-                                       strict=True):
+    for text, enc, units, parts in zip(out["content"], out["encoding"], out["units"], out["segments"], strict=True):
         assert count_segments(text) == (count_segments(text).__class__(enc, units, parts))
 
 
@@ -260,16 +281,18 @@ text = st.lists(st.sampled_from([*"ab#m€{ សa😀\n", "#ma#", "ma#", "#ma", "
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=st.lists(st.tuples(st.none() | text, text, st.none() | text), min_size=1, max_size=6),
-       template=st.sampled_from(TEMPLATES), masked=st.sampled_from([set(), {"b"}, {"a", "b"}]))
+@given(
+    rows=st.lists(st.tuples(st.none() | text, text, st.none() | text), min_size=1, max_size=6),
+    template=st.sampled_from(TEMPLATES),
+    masked=st.sampled_from([set(), {"b"}, {"a", "b"}]),
+)
 def test_piece_renderer_equals_row_by_row_rendering(rows: list, template: str, masked: set[str]) -> None:
     df = pd.DataFrame(rows, columns=["a", "b", "c"], dtype=object)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = render_messages(df, template, mask=sorted(masked), max_parts=None)
     expected = reference(df, template, masked)
-    got = list(zip(out["content"], out["content_report"], out["encoding"], out["units"], out["segments"],
-                   strict=True))
+    got = list(zip(out["content"], out["content_report"], out["encoding"], out["units"], out["segments"], strict=True))
     assert got == [(s, r, c.encoding, c.units, c.segments) for s, r, c in expected]
     for sent in out["content"]:
         assert sent.count("#ma#") % 2 == 0

@@ -64,14 +64,16 @@ def ledger(url: str) -> Iterator[Ledger]:
 def frame(n: int, *, start: int = 0, text: str = "Hello {i}, code #ma#{i:06d}#ma#") -> pd.DataFrame:
     """Rows to plan: keys k00000.., numbers 8551200000.., content with a masked code."""
     ids = range(start, start + n)
-    return pd.DataFrame({
-        "message_key": [f"k{i:05d}" for i in ids],
-        "msisdn": [f"85512{i:07d}" for i in ids],
-        "content": [text.format(i=i) for i in ids],
-        "content_report": [text.format(i=i).split("#ma#")[0] + "******" for i in ids],
-        "encoding": ["GSM-7"] * n,
-        "segments": [1] * n,
-    })
+    return pd.DataFrame(
+        {
+            "message_key": [f"k{i:05d}" for i in ids],
+            "msisdn": [f"85512{i:07d}" for i in ids],
+            "content": [text.format(i=i) for i in ids],
+            "content_report": [text.format(i=i).split("#ma#")[0] + "******" for i in ids],
+            "encoding": ["GSM-7"] * n,
+            "segments": [1] * n,
+        }
+    )
 
 
 def row(led: Ledger, campaign: str, key: str) -> pd.Series:
@@ -82,15 +84,20 @@ def row(led: Ledger, campaign: str, key: str) -> pd.Series:
 
 def dlr(mid: str, level: int, status: str, **extra: object) -> dict[str, object]:
     """A DLR event as the callback receiver builds it."""
-    return {"source": "dlr", "message_id": mid, "level": level, "status": status,
-            "raw": {"id": mid, "level": str(level), "message_status": status}, **extra}
+    return {
+        "source": "dlr",
+        "message_id": mid,
+        "level": level,
+        "status": status,
+        "raw": {"id": mid, "level": str(level), "message_status": status},
+        **extra,
+    }
 
 
 def sent(led: Ledger, campaign: str, keys: list[str], *, ids: dict[str, str] | None = None) -> None:
     """Mark ``keys`` submitting and settle them accepted (with gateway ids when given)."""
     led.mark_submitting(campaign, keys, batch_id="b1")
-    led.settle(campaign, keys, state="accepted", queue_id="q1", message_ids=ids, status=200,
-               body='{"queue_id": "q1"}')
+    led.settle(campaign, keys, state="accepted", queue_id="q1", message_ids=ids, status=200, body='{"queue_id": "q1"}')
 
 
 # -- planning ----------------------------------------------------------------------------------------
@@ -107,8 +114,14 @@ def test_plan_is_idempotent(ledger: Ledger) -> None:
     assert (more.added, more.kept) == (1, 3)
     pd.testing.assert_frame_equal(df, before)
     assert ledger.pending("c")["message_key"].tolist() == ["k00000", "k00001", "k00002", "k00003"]
-    assert ledger.summary("c") == {"planned": 4, "submitting": 0, "accepted": 0, "rejected": 0,
-                                   "uncertain": 0, "total": 4}
+    assert ledger.summary("c") == {
+        "planned": 4,
+        "submitting": 0,
+        "accepted": 0,
+        "rejected": 0,
+        "uncertain": 0,
+        "total": 4,
+    }
 
 
 def test_changed_rows_are_reported_not_overwritten(ledger: Ledger) -> None:
@@ -169,8 +182,9 @@ def test_state_machine(ledger: Ledger) -> None:
     assert row(ledger, "c", "k00002")["state"] == "planned"  # the refused call changed nothing
     with pytest.raises(LedgerError, match="k00003"):
         ledger.settle("c", ["k00003"], state="accepted")
-    ledger.settle("c", ["k00000"], state="accepted", queue_id="q9", message_ids={"k00000": "m0"},
-                  status=200, body="x" * 10_000)
+    ledger.settle(
+        "c", ["k00000"], state="accepted", queue_id="q9", message_ids={"k00000": "m0"}, status=200, body="x" * 10_000
+    )
     ledger.settle("c", ["k00001"], state="planned", status=429, reason="rate limited")
     r0, r1 = row(ledger, "c", "k00000"), row(ledger, "c", "k00001")
     assert (r0["state"], r0["queue_id"], r0["message_id"], r0["response_status"]) == ("accepted", "q9", "m0", 200)
@@ -210,11 +224,17 @@ def test_duplicates_and_late_events_never_overwrite_a_final_status(ledger: Ledge
     ledger.plan("c", frame(2))
     sent(ledger, "c", ["k00000", "k00001"], ids={"k00000": "m0", "k00001": "m1"})
     done = pd.Timestamp("2026-11-25 02:34", tz="UTC").to_pydatetime()
-    assert ledger.record_events([dlr("m0", 2, "DELIVRD", err="000", done_at=done),
-                                 dlr("m0", 2, "DELIVRD", err="000", done_at=done)]) == 1
+    assert (
+        ledger.record_events(
+            [dlr("m0", 2, "DELIVRD", err="000", done_at=done), dlr("m0", 2, "DELIVRD", err="000", done_at=done)]
+        )
+        == 1
+    )
     assert ledger.record_events([dlr("m0", 2, "DELIVRD", err="000")]) == 0
-    assert ledger.record_events([dlr("m0", 2, "ENROUTE"), dlr("m0", 1, "ESME_ROK"),
-                                 dlr("m0", 2, "UNDELIV", err="001")]) == 3
+    assert (
+        ledger.record_events([dlr("m0", 2, "ENROUTE"), dlr("m0", 1, "ESME_ROK"), dlr("m0", 2, "UNDELIV", err="001")])
+        == 3
+    )
     ledger.record_events([dlr("m1", 2, "ACCEPTD"), dlr("m1", 2, "ENROUTE")])
     r0, r1 = row(ledger, "c", "k00000"), row(ledger, "c", "k00001")
     assert (r0["delivery_status"], r0["delivery_level1_status"]) == ("DELIVRD", "ESME_ROK")
@@ -265,12 +285,34 @@ def test_batch_callbacks_pair_ids_and_settle_uncertain_rows(ledger: Ledger) -> N
     assert ledger.resume("c") == 3  # crashed before the response: queue id unknown
     ledger.record_events([dlr("gw-1", 2, "DELIVRD")])  # the DLR beats the batch callback
     events = [
-        {"source": "batch", "campaign": "c", "batch_id": "Q-77", "msisdn": "855120000001",
-         "message_id": "gw-1", "ok": True, "raw": {"batchId": "Q-77", "to": "855120000001", "status": "1"}},
-        {"source": "batch", "campaign": "c", "batch_id": "Q-77", "msisdn": "855120000000",
-         "message_id": "gw-0", "ok": True, "raw": {"batchId": "Q-77", "to": "855120000000", "status": "1"}},
-        {"source": "errback", "campaign": "c", "batch_id": "Q-77", "msisdn": "855120000002", "message_id": None,
-         "ok": False, "error": "No route found", "raw": {"batchId": "Q-77", "to": "855120000002", "status": "0"}},
+        {
+            "source": "batch",
+            "campaign": "c",
+            "batch_id": "Q-77",
+            "msisdn": "855120000001",
+            "message_id": "gw-1",
+            "ok": True,
+            "raw": {"batchId": "Q-77", "to": "855120000001", "status": "1"},
+        },
+        {
+            "source": "batch",
+            "campaign": "c",
+            "batch_id": "Q-77",
+            "msisdn": "855120000000",
+            "message_id": "gw-0",
+            "ok": True,
+            "raw": {"batchId": "Q-77", "to": "855120000000", "status": "1"},
+        },
+        {
+            "source": "errback",
+            "campaign": "c",
+            "batch_id": "Q-77",
+            "msisdn": "855120000002",
+            "message_id": None,
+            "ok": False,
+            "error": "No route found",
+            "raw": {"batchId": "Q-77", "to": "855120000002", "status": "0"},
+        },
     ]
     assert ledger.record_events(events) == 3
     assert ledger.record_events(events) == 0
@@ -311,8 +353,7 @@ def _receiver(url: str, n: int) -> None:
     with Ledger(url) as led:
         for start in reversed(range(0, n, 5)):
             keys = [f"k{i:05d}" for i in range(start, start + 5)]
-            led.record_events([dlr(f"m-{k}", lvl, st) for k in keys
-                               for lvl, st in ((2, "DELIVRD"), (1, "ESME_ROK"))])
+            led.record_events([dlr(f"m-{k}", lvl, st) for k in keys for lvl, st in ((2, "DELIVRD"), (1, "ESME_ROK"))])
 
 
 def test_concurrent_sender_and_receiver_processes(url: str) -> None:
@@ -357,8 +398,14 @@ def test_repr_and_errors_hide_the_password(tmp_path: Path) -> None:
 
 
 def test_campaign_settings_drop_credentials(ledger: Ledger) -> None:
-    info = ledger.open_campaign("c", settings={"sender": "SMS Info", "secret": "s$3cr3t",
-                                               "gateway": {"private_key": "PK-123", "base_url": "https://x"}})
+    info = ledger.open_campaign(
+        "c",
+        settings={
+            "sender": "SMS Info",
+            "secret": "s$3cr3t",
+            "gateway": {"private_key": "PK-123", "base_url": "https://x"},
+        },
+    )
     assert info.settings == {"sender": "SMS Info", "gateway": {"base_url": "https://x"}}
     assert info.token and info.token not in repr(info)
     assert ledger.campaign_token("c") == info.token
@@ -387,8 +434,20 @@ def test_large_plan(ledger: Ledger) -> None:
 
 # -- fast paths --------------------------------------------------------------------------------------
 
-READ = ["state", "message_id", "delivery_status", "delivered_at", "error_code", "segments", "attempts", "reason",
-        "submitted_at", "done_at", "response_status", "batch_id"]
+READ = [
+    "state",
+    "message_id",
+    "delivery_status",
+    "delivered_at",
+    "error_code",
+    "segments",
+    "attempts",
+    "reason",
+    "submitted_at",
+    "done_at",
+    "response_status",
+    "batch_id",
+]
 
 
 def _same(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
@@ -398,8 +457,10 @@ def _same(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
     for column in fast.columns[1:]:
         left, right = fast[column], slow[column]
         assert left.dtype == right.dtype or pd.api.types.is_string_dtype(left), column
-        assert left.astype(object).where(left.notna(), None).tolist() == \
-            right.astype(object).where(right.notna(), None).tolist(), column
+        assert (
+            left.astype(object).where(left.notna(), None).tolist()
+            == right.astype(object).where(right.notna(), None).tolist()
+        ), column
 
 
 def test_read_columns_matches_messages(ledger: Ledger) -> None:
@@ -407,8 +468,12 @@ def test_read_columns_matches_messages(ledger: Ledger) -> None:
     sent(ledger, "c", ["k00000", "k00001", "k00002"], ids={"k00000": "m0", "k00001": "m1"})
     ledger.mark_submitting("c", ["k00003"], batch_id="b2")
     ledger.settle("c", ["k00003"], state="rejected", status=400, reason="HTTP 400: bad number")
-    ledger.record_events([dlr("m0", 2, "DELIVRD", done_at=datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC)),
-                          dlr("m1", 2, "UNDELIV", err="001")])
+    ledger.record_events(
+        [
+            dlr("m0", 2, "DELIVRD", done_at=datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC)),
+            dlr("m1", 2, "UNDELIV", err="001"),
+        ]
+    )
     fast = ledger.read_columns("c", READ)
     _same(fast, ledger.messages("c", columns=READ))
     assert fast["state"].tolist() == ["accepted"] * 3 + ["rejected", "planned", "planned"]
@@ -448,12 +513,15 @@ def test_replies_are_stored_and_read_back(ledger: Ledger) -> None:
     ledger.plan("other", frame(1, start=50))
     when = datetime(2026, 1, 5, 3, 4, 5, tzinfo=UTC)
     khmer = "សូមអរគុណ! បាទ ខ្ញុំចង់បាន"
-    stored = ledger.record_replies("c", [
-        {"msisdn": "85512000001", "to": "SMS Info", "text": "STOP", "data_coding": 0, "received_at": when},
-        {"msisdn": "85512000002", "to": "SMS Info", "text": khmer, "data_coding": 8},
-        {"msisdn": "85512000001", "to": "SMS Info", "text": "STOP"},  # the same text again is another reply
-        {"msisdn": "85512000003", "to": "1234", "text": "x" * 2000},
-    ])
+    stored = ledger.record_replies(
+        "c",
+        [
+            {"msisdn": "85512000001", "to": "SMS Info", "text": "STOP", "data_coding": 0, "received_at": when},
+            {"msisdn": "85512000002", "to": "SMS Info", "text": khmer, "data_coding": 8},
+            {"msisdn": "85512000001", "to": "SMS Info", "text": "STOP"},  # the same text again is another reply
+            {"msisdn": "85512000003", "to": "1234", "text": "x" * 2000},
+        ],
+    )
     assert stored == 4
     assert ledger.record_replies(None, [{"msisdn": "85599000000", "to": "SMS Info", "text": "who is this?"}]) == 1
     assert ledger.record_replies("other", []) == 0
@@ -475,9 +543,13 @@ def test_bad_replies_are_refused_whole(ledger: Ledger) -> None:
     good = {"msisdn": "85512000001", "to": "SMS Info", "text": "yes"}
     with pytest.raises(LedgerError, match="unknown campaign"):
         ledger.record_replies("nope", [good])
-    for bad in ({"to": "SMS Info", "text": "no number"}, {"msisdn": "85512000001", "text": None},
-                {"msisdn": "8" * 40, "text": "long number"}, {**good, "data_coding": 300},
-                {**good, "received_at": "yesterday"}):
+    for bad in (
+        {"to": "SMS Info", "text": "no number"},
+        {"msisdn": "85512000001", "text": None},
+        {"msisdn": "8" * 40, "text": "long number"},
+        {**good, "data_coding": 300},
+        {**good, "received_at": "yesterday"},
+    ):
         with pytest.raises(LedgerError):
             ledger.record_replies("c", [good, bad])
     assert ledger.replies().empty

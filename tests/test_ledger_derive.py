@@ -14,14 +14,30 @@ T0 = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 
 event = st.builds(
     lambda source, level, status, err, done, received: SimpleNamespace(
-        source=source, level=level if source in ("dlr", "smpp") else None,
+        source=source,
+        level=level if source in ("dlr", "smpp") else None,
         status=status if source in ("dlr", "smpp") else ("SENT" if source == "batch" else "FAILED"),
-        err=err, done_at=None if done is None else T0 + timedelta(minutes=done),
-        received_at=T0 + timedelta(seconds=received), raw={}),
+        err=err,
+        done_at=None if done is None else T0 + timedelta(minutes=done),
+        received_at=T0 + timedelta(seconds=received),
+        raw={},
+    ),
     st.sampled_from(["dlr", "dlr", "dlr", "smpp", "batch"]),
     st.sampled_from([1, 2, 2]),
-    st.sampled_from(["ESME_ROK", "ESME_RTHROTTLED", "ACCEPTD", "ENROUTE", "DELIVRD", "UNDELIV", "EXPIRED",
-                     "REJECTD", "DELETED", "UNKNOWN"]),
+    st.sampled_from(
+        [
+            "ESME_ROK",
+            "ESME_RTHROTTLED",
+            "ACCEPTD",
+            "ENROUTE",
+            "DELIVRD",
+            "UNDELIV",
+            "EXPIRED",
+            "REJECTD",
+            "DELETED",
+            "UNKNOWN",
+        ]
+    ),
     st.sampled_from([None, "000", "001", "0x45"]),
     st.none() | st.integers(0, 100),
     st.integers(0, 10_000),
@@ -45,16 +61,24 @@ def test_advance_equals_full_derive(old: list, new: list, state: str) -> None:
 
 def test_advance_defers_errbacks_to_full_derive() -> None:
     """An errback's effect depends on older events: advance declines it."""
-    errback = SimpleNamespace(source="errback", level=None, status="FAILED", err=None, done_at=None,
-                              received_at=T0, raw={"statusText": "no route"})
+    errback = SimpleNamespace(
+        source="errback",
+        level=None,
+        status="FAILED",
+        err=None,
+        done_at=None,
+        received_at=T0,
+        raw={"statusText": "no route"},
+    )
     assert advance(dict.fromkeys(DELIVERY_COLUMNS), [errback], state="uncertain") is None
 
 
 def test_final_status_survives_a_late_non_final_one() -> None:
     """DELIVRD then a late ENROUTE (level 2): still DELIVRD, delivered_at unchanged."""
     final = SimpleNamespace(source="dlr", level=2, status="DELIVRD", err="000", done_at=T0, received_at=T0, raw={})
-    late = SimpleNamespace(source="dlr", level=2, status="ENROUTE", err="000", done_at=None,
-                           received_at=T0 + timedelta(minutes=5), raw={})
+    late = SimpleNamespace(
+        source="dlr", level=2, status="ENROUTE", err="000", done_at=None, received_at=T0 + timedelta(minutes=5), raw={}
+    )
     stored = derive([final], state="accepted")
     step = advance(stored, [late], state="accepted")
     assert step is not None and step["delivery_status"] == "DELIVRD" and step["delivered_at"] == T0

@@ -65,8 +65,14 @@ def test_pipeline_notebook_runs_with_papermill_parameters(tmp_path: Path) -> Non
     out = tmp_path / "run.ipynb"
     params = {"campaign_name": "nightly", "output_dir": str(tmp_path / "out"), "mask": "coupon"}
     for run in range(2):
-        papermill.execute_notebook(str(ROOT / "notebooks" / "03_pipeline.ipynb"), str(out), parameters=params,
-                                   cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / "03_pipeline.ipynb"),
+            str(out),
+            parameters=params,
+            cwd=str(ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+        )
         text = outputs_text(nbformat.read(out, as_version=4))
         assert "campaign 'nightly'" in text
         assert ("sent 0 message(s)" in text) == (run == 1)

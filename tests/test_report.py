@@ -29,28 +29,48 @@ NAME = "spring"
 
 def frame() -> pd.DataFrame:
     """Six audience rows: four sendable, one invalid, one opted out; keyed by the index."""
-    return pd.DataFrame({
-        "msisdn": ["85512000001", "85512000002", "85512000003", "85512000004", "85512", "85512000006"],
-        "content": ["hi a", "hi b", "hi c", "hi d", "hi e", "hi f"],
-        "city": ["ភ្នំពេញ", "ភ្នំពេញ", "Kampot", "Kampot", "Kampot", "ភ្នំពេញ"],
-        "audience_status": ["ok", "ok", "ok", "ok", "invalid", "suppressed"],
-        "audience_reason": [None, None, None, None, "too short", "opted out"],
-    }, index=pd.Index(["a", "b", "c", "d", "e", "f"], name="customer"))
+    return pd.DataFrame(
+        {
+            "msisdn": ["85512000001", "85512000002", "85512000003", "85512000004", "85512", "85512000006"],
+            "content": ["hi a", "hi b", "hi c", "hi d", "hi e", "hi f"],
+            "city": ["ភ្នំពេញ", "ភ្នំពេញ", "Kampot", "Kampot", "Kampot", "ភ្នំពេញ"],
+            "audience_status": ["ok", "ok", "ok", "ok", "invalid", "suppressed"],
+            "audience_reason": [None, None, None, None, "too short", "opted out"],
+        },
+        index=pd.Index(["a", "b", "c", "d", "e", "f"], name="customer"),
+    )
 
 
 def ledger_for(tmp_path: Path, df: pd.DataFrame, *, keys: tuple[str, ...] = ("a", "b", "c", "d")) -> Ledger:
     """Plan ``keys`` of ``df`` in a fresh SQLite ledger."""
     ledger = Ledger(tmp_path / "ledger.db")
     rows = df.loc[list(keys)]
-    ledger.plan(NAME, pd.DataFrame({"message_key": rows.index, "msisdn": rows["msisdn"],
-                                    "content": rows["content"], "segments": [1, 2, 1, 1][:len(keys)]}))
+    ledger.plan(
+        NAME,
+        pd.DataFrame(
+            {
+                "message_key": rows.index,
+                "msisdn": rows["msisdn"],
+                "content": rows["content"],
+                "segments": [1, 2, 1, 1][: len(keys)],
+            }
+        ),
+    )
     return ledger
 
 
 def dlr(key: str, status: str, *, level: int = 2, done: datetime | None = None, err: str | None = None) -> dict:
     """A delivery report event for message ``gw-<key>``."""
-    return {"source": "dlr", "message_id": f"gw-{key}", "level": level, "status": status, "done_at": done,
-            "err": err, "campaign": NAME, "message_key": key}
+    return {
+        "source": "dlr",
+        "message_id": f"gw-{key}",
+        "level": level,
+        "status": status,
+        "done_at": done,
+        "err": err,
+        "campaign": NAME,
+        "message_key": key,
+    }
 
 
 @pytest.fixture
@@ -143,8 +163,21 @@ def test_unknown_campaign_means_nothing_was_planned(tmp_path: Path) -> None:
 def test_fast_sqlite_read_matches_the_ledgers_reader(sent: tuple[pd.DataFrame, Ledger]) -> None:
     _, ledger = sent
     ledger.record_events([dlr("a", "DELIVRD", done=datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC))])
-    fast = ledger.read_columns(NAME, ["state", "message_id", "delivery_status", "delivered_at", "error_code",
-                                      "segments", "attempts", "reason", "submitted_at", "done_at"])
+    fast = ledger.read_columns(
+        NAME,
+        [
+            "state",
+            "message_id",
+            "delivery_status",
+            "delivered_at",
+            "error_code",
+            "segments",
+            "attempts",
+            "reason",
+            "submitted_at",
+            "done_at",
+        ],
+    )
     slow = ledger.messages(NAME, columns=list(fast.columns[1:]))
     fast, slow = fast.set_index("message_key").sort_index(), slow.set_index("message_key").sort_index()
     for column in fast.columns:
@@ -153,8 +186,10 @@ def test_fast_sqlite_read_matches_the_ledgers_reader(sent: tuple[pd.DataFrame, L
             assert (left.isna() == right.isna()).all(), column
             assert (left.dropna() == right.dropna()).all(), column
         else:
-            assert left.astype(object).where(left.notna(), None).tolist() == \
-                right.astype(object).where(right.notna(), None).tolist(), column
+            assert (
+                left.astype(object).where(left.notna(), None).tolist()
+                == right.astype(object).where(right.notna(), None).tolist()
+            ), column
 
 
 def test_wilson_interval_contains_the_rate_and_stays_in_unit_range() -> None:
@@ -225,8 +260,9 @@ def test_export_report_writes_csv_and_chart(sent: tuple[pd.DataFrame, Ledger], t
         export_report(out, tmp_path / "report.xlsx")
 
 
-def test_export_parquet_without_pyarrow_says_what_to_install(sent: tuple[pd.DataFrame, Ledger], tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_parquet_without_pyarrow_says_what_to_install(
+    sent: tuple[pd.DataFrame, Ledger], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     df, ledger = sent
     out = collect(df, (ledger, NAME))
     import importlib.util
@@ -243,28 +279,45 @@ ODD_KEYS = ["0042", "a,b", "quote'\"", "ស្វាគមន៍", " spaced ", "
 @pytest.mark.parametrize("parallel_rows", [1_000_000, 2])
 @pytest.mark.parametrize("shuffled", [False, True])
 def test_fast_and_general_paths_agree_on_odd_keys_missing_values_and_all_states(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel_rows: int, shuffled: bool) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel_rows: int, shuffled: bool
+) -> None:
     import plasgate_nb.ledger._columns as columns
     import plasgate_nb.report as report
 
     monkeypatch.setattr(columns, "PARALLEL_ROWS", parallel_rows)  # 2: read in pieces on a reader thread
-    df = pd.DataFrame({
-        "msisdn": [f"8551200{i:04d}" for i in range(len(ODD_KEYS) + 1)],
-        "content": [f"hi {i}" for i in range(len(ODD_KEYS) + 1)],
-        "audience_status": ["ok"] * len(ODD_KEYS) + [None],
-        "audience_reason": [None] * (len(ODD_KEYS) + 1),
-    }, index=pd.Index([*ODD_KEYS, "never planned"], name="who"))
+    df = pd.DataFrame(
+        {
+            "msisdn": [f"8551200{i:04d}" for i in range(len(ODD_KEYS) + 1)],
+            "content": [f"hi {i}" for i in range(len(ODD_KEYS) + 1)],
+            "audience_status": ["ok"] * len(ODD_KEYS) + [None],
+            "audience_reason": [None] * (len(ODD_KEYS) + 1),
+        },
+        index=pd.Index([*ODD_KEYS, "never planned"], name="who"),
+    )
     ledger = Ledger(tmp_path / "ledger.db")
     plan = df.iloc[:-1]
-    ledger.plan(NAME, pd.DataFrame({"message_key": plan.index, "msisdn": plan["msisdn"], "content": plan["content"],
-                                    "segments": [1, 12, 2, 1, 1, 3, 1, 1, 10, 1]}))
+    ledger.plan(
+        NAME,
+        pd.DataFrame(
+            {
+                "message_key": plan.index,
+                "msisdn": plan["msisdn"],
+                "content": plan["content"],
+                "segments": [1, 12, 2, 1, 1, 3, 1, 1, 10, 1],
+            }
+        ),
+    )
     k = ODD_KEYS
     ledger.mark_submitting(NAME, k[:7], batch_id="b1")  # k[6] stays submitting
     ledger.settle(NAME, k[:4], state="accepted", message_ids={k[0]: "gw-0", k[1]: "gw,1", k[2]: "gw-ស"})
     ledger.settle(NAME, [k[4]], state="rejected", status=400, reason="HTTP 400: bad\nnumber ☹")
     ledger.settle(NAME, [k[5]], state="uncertain", reason="read timeout")
-    ledger.record_events([dlr(k[0], "DELIVRD", done=datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC)),
-                          {**dlr(k[1], "UNDELIV", err="001"), "message_id": "gw,1"}])
+    ledger.record_events(
+        [
+            dlr(k[0], "DELIVRD", done=datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC)),
+            {**dlr(k[1], "UNDELIV", err="001"), "message_id": "gw,1"},
+        ]
+    )
     frame_in = df.sample(frac=1.0, random_state=3) if shuffled else df
     general_reader = Ledger.messages
 

@@ -41,8 +41,12 @@ SENDER = textwrap.dedent("""
 def run_sender(sim: Simulator, ledger: Path) -> subprocess.Popen[bytes]:
     creds = sim.credentials
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLASGATE_")}
-    return subprocess.Popen([sys.executable, "-c", SENDER, sim.url, creds.private_key, creds.secret, str(ledger),
-                             str(ROWS)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", SENDER, sim.url, creds.private_key, creds.secret, str(ledger), str(ROWS)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow

@@ -14,8 +14,19 @@ from plasgate_nb.simulator.clock import GATEWAY_TZ
 from tests.simulator_helpers import Receiver, api, rest, single
 
 L1_KEYS = ["id", "level", "message_status", "connector"]
-L2_KEYS = ["id", "level", "message_status", "connector", "id_smsc", "sub", "dlvrd", "subdate", "donedate",
-           "err", "text"]
+L2_KEYS = [
+    "id",
+    "level",
+    "message_status",
+    "connector",
+    "id_smsc",
+    "sub",
+    "dlvrd",
+    "subdate",
+    "donedate",
+    "err",
+    "text",
+]
 
 
 @pytest.fixture
@@ -37,8 +48,7 @@ def sim() -> Iterator[Simulator]:
 @pytest.mark.parametrize("level", [1, 2, 3])
 def test_dlr_levels_and_methods(sim: Simulator, receiver: Receiver, level: int, method: str) -> None:
     path = f"/dlr/{level}{method}"
-    resp = rest(sim, "/rest/send", single(dlr="yes", dlr_url=receiver.url(path), dlr_level=level,
-                                          dlr_method=method))
+    resp = rest(sim, "/rest/send", single(dlr="yes", dlr_url=receiver.url(path), dlr_level=level, dlr_method=method))
     queue_id = resp.json()["queue_id"]
     expected = {1: ["1"], 2: ["2"], 3: ["1", "2"]}[level]
     calls = receiver.wait(path, len(expected))
@@ -105,16 +115,20 @@ def test_dlr_gives_up_after_the_configured_retries(receiver: Receiver) -> None:
         assert len(receiver.on("/never")) == 2 and state["callbacks"]["given_up"] == 1
 
 
-@pytest.mark.parametrize(("suffix", "level1", "level2"), [
-    ("001", "ESME_ROK", [("UNDELIV", "001")]),
-    ("002", "ESME_ROK", [("REJECTD", "002")]),
-    ("003", "ESME_ROK", [("EXPIRED", "003")]),
-    ("004", "ESME_ROK", []),
-    ("005", "ESME_RINVDSTADR", []),
-    ("006", "ESME_ROK", [("UNKNOWN", "000"), ("DELIVRD", "000")]),
-])
-def test_special_numbers(sim: Simulator, receiver: Receiver, suffix: str, level1: str,
-                         level2: list[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "level1", "level2"),
+    [
+        ("001", "ESME_ROK", [("UNDELIV", "001")]),
+        ("002", "ESME_ROK", [("REJECTD", "002")]),
+        ("003", "ESME_ROK", [("EXPIRED", "003")]),
+        ("004", "ESME_ROK", []),
+        ("005", "ESME_RINVDSTADR", []),
+        ("006", "ESME_ROK", [("UNKNOWN", "000"), ("DELIVRD", "000")]),
+    ],
+)
+def test_special_numbers(
+    sim: Simulator, receiver: Receiver, suffix: str, level1: str, level2: list[tuple[str, str]]
+) -> None:
     path = f"/special/{suffix}"
     rest(sim, "/rest/send", single(to=f"85510000{suffix}", dlr_url=receiver.url(path), dlr_level=3))
     receiver.wait(path, 1 + len(level2))
@@ -125,12 +139,20 @@ def test_special_numbers(sim: Simulator, receiver: Receiver, suffix: str, level1
 
 
 def test_batch_callbacks_pair_numbers_with_ids(sim: Simulator, receiver: Receiver) -> None:
-    body = {"globals": {"sender": "SMS Info", "dlr_url": receiver.url("/batch/dlr"), "dlr_level": 3,
-                        "dlr_method": "GET"},
-            "messages": [{"to": ["85512345601", "85512345602"], "content": "Hello batch A"},
-                         {"to": ["85512345603", "bad"], "content": "B", "dlr_url": receiver.url("/own"),
-                          "dlr_method": "POST", "dlr_level": 2}],
-            "batch_config": {"callback_url": receiver.url("/batch/cb"), "errback_url": receiver.url("/batch/eb")}}
+    body = {
+        "globals": {"sender": "SMS Info", "dlr_url": receiver.url("/batch/dlr"), "dlr_level": 3, "dlr_method": "GET"},
+        "messages": [
+            {"to": ["85512345601", "85512345602"], "content": "Hello batch A"},
+            {
+                "to": ["85512345603", "bad"],
+                "content": "B",
+                "dlr_url": receiver.url("/own"),
+                "dlr_method": "POST",
+                "dlr_level": 2,
+            },
+        ],
+        "batch_config": {"callback_url": receiver.url("/batch/cb"), "errback_url": receiver.url("/batch/eb")},
+    }
     answer = rest(sim, "/rest/batch-send", body).json()
     assert answer["message_count"] == 4
     calls = receiver.wait("/batch/cb", 3)
@@ -140,12 +162,17 @@ def test_batch_callbacks_pair_numbers_with_ids(sim: Simulator, receiver: Receive
     sim.wait_idle()
     ids = {r["to"]: r["message_id"] for r in sim.records()}
     assert {c["query"]["to"]: c["query"]["statusText"] for c in calls} == {
-        to: f'Success "{mid}"' for to, mid in ids.items()}
+        to: f'Success "{mid}"' for to, mid in ids.items()
+    }
     assert {c["query"]["batchId"] for c in calls} == {answer["queue_id"]}
     assert all(c["query"]["status"] == "1" and c["method"] == "GET" for c in calls)
     assert "statusText=Success+%22" in calls[0]["raw_query"]
-    assert err["query"] == {"batchId": answer["queue_id"], "to": "bad", "status": "0",
-                            "statusText": 'HTTPAPI error: Error "Argument [to] has an invalid value: [bad]."'}
+    assert err["query"] == {
+        "batchId": answer["queue_id"],
+        "to": "bad",
+        "status": "0",
+        "statusText": 'HTTPAPI error: Error "Argument [to] has an invalid value: [bad]."',
+    }
     dlr_ids = {f["id"] for f in receiver.fields("/batch/dlr")}
     assert dlr_ids == {ids["85512345601"], ids["85512345602"]}
     (own,) = receiver.fields("/own")
@@ -154,8 +181,10 @@ def test_batch_callbacks_pair_numbers_with_ids(sim: Simulator, receiver: Receive
 
 def test_schedule_relative_holds_until_the_clock_advances(receiver: Receiver) -> None:
     with Simulator(SimulatorConfig(seed=1), mode="thread") as sim:
-        body = {"messages": [{"to": "85512345607", "content": "later", "sender": "SMS Info"}],
-                "batch_config": {"callback_url": receiver.url("/sched"), "schedule_at": "3600s"}}
+        body = {
+            "messages": [{"to": "85512345607", "content": "later", "sender": "SMS Info"}],
+            "batch_config": {"callback_url": receiver.url("/sched"), "schedule_at": "3600s"},
+        }
         assert rest(sim, "/rest/batch-send", body).status_code == 200
         time.sleep(0.2)
         assert receiver.on("/sched") == []
@@ -169,8 +198,10 @@ def test_schedule_relative_holds_until_the_clock_advances(receiver: Receiver) ->
 def test_schedule_absolute_is_phnom_penh_time(receiver: Receiver) -> None:
     start = datetime(2026, 11, 25, 9, 0, 0, tzinfo=GATEWAY_TZ).timestamp()
     with Simulator(SimulatorConfig(start_time=start), mode="thread") as sim:
-        body = {"messages": [{"to": "85512345607", "content": "x", "sender": "SMS Info"}],
-                "batch_config": {"callback_url": receiver.url("/abs"), "schedule_at": "2026-11-25 10:00:00"}}
+        body = {
+            "messages": [{"to": "85512345607", "content": "x", "sender": "SMS Info"}],
+            "batch_config": {"callback_url": receiver.url("/abs"), "schedule_at": "2026-11-25 10:00:00"},
+        }
         assert rest(sim, "/rest/batch-send", body).status_code == 200
         assert sim.records()[0]["due_at"] == start + 3600
         sim.advance(3590)

@@ -20,8 +20,13 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 def start(*options: str) -> subprocess.Popen[str]:
     """Start ``plasgate-nb simulator`` with ``options`` on an ephemeral HTTP port."""
-    return subprocess.Popen([sys.executable, "-m", "plasgate_nb.cli", "simulator", "--port", "0", *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        [sys.executable, "-m", "plasgate_nb.cli", "simulator", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
 
 
 def banner(proc: subprocess.Popen[str]) -> str:

@@ -97,9 +97,18 @@ def test_out_of_order_callbacks(sim: Simulator) -> None:
 def test_callbacks_before_the_send_response(sim: Simulator) -> None:
     with Receiver() as receiver:
         sim.set_faults(Fault("callbacks_before_response"))
-        body = {"messages": [{"to": "85512345678", "content": "x", "sender": "SMS Info",
-                              "dlr_url": receiver.url("/early"), "dlr_level": 3}],
-                "batch_config": {"callback_url": receiver.url("/early-cb")}}
+        body = {
+            "messages": [
+                {
+                    "to": "85512345678",
+                    "content": "x",
+                    "sender": "SMS Info",
+                    "dlr_url": receiver.url("/early"),
+                    "dlr_level": 3,
+                }
+            ],
+            "batch_config": {"callback_url": receiver.url("/early-cb")},
+        }
         resp = rest(sim, "/rest/batch-send", body)
         assert resp.status_code == 200
         assert len(receiver.on("/early-cb")) == 1 and len(receiver.on("/early")) == 2
@@ -118,8 +127,10 @@ def test_process_mode_is_driven_from_the_parent() -> None:
         assert sim.mode == "process"
         sim.set_faults(Fault("error_after", count=1))
         assert rest(sim, "/rest/send", single()).status_code == 500
-        body = {"messages": [{"to": "85512345678", "content": "x", "sender": "SMS Info"}],
-                "batch_config": {"callback_url": receiver.url("/p"), "schedule_at": "600s"}}
+        body = {
+            "messages": [{"to": "85512345678", "content": "x", "sender": "SMS Info"}],
+            "batch_config": {"callback_url": receiver.url("/p"), "schedule_at": "600s"},
+        }
         assert rest(sim, "/rest/batch-send", body).status_code == 200
         assert [r["route"] for r in sim.records()] == ["rest", "batch"]
         sim.advance(600)
@@ -128,8 +139,13 @@ def test_process_mode_is_driven_from_the_parent() -> None:
 
 def test_cli_serves_until_sigint() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "plasgate_nb.cli", "simulator", "--port", "0", "--seed", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plasgate_nb.cli", "simulator", "--port", "0", "--seed", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         first = proc.stdout.readline()  # type: ignore[union-attr]
         assert first.startswith("Plasgate simulator listening on http://127.0.0.1:")

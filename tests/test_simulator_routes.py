@@ -33,9 +33,10 @@ def test_rest_send_answers_queue_id_and_records_it(sim: Simulator) -> None:
 
 
 def test_batch_send_gives_each_recipient_its_own_id(sim: Simulator) -> None:
-    body = {"globals": {"sender": "SMS Info"},
-            "messages": [{"to": ["85512345601", "85512345602"], "content": "A"},
-                         {"to": "85512345603", "content": "B"}]}
+    body = {
+        "globals": {"sender": "SMS Info"},
+        "messages": [{"to": ["85512345601", "85512345602"], "content": "A"}, {"to": "85512345603", "content": "B"}],
+    }
     resp = rest(sim, "/rest/batch-send", body)
     assert resp.status_code == 200
     answer = resp.json()
@@ -56,15 +57,18 @@ def test_api_send_answers_like_jasmin(sim: Simulator) -> None:
     assert sim.records()[0]["route"] == "api"
 
 
-@pytest.mark.parametrize(("form", "status", "text"), [
-    ({"password": "wrong"}, 403, 'Error "Authentication failure for username:demo"'),
-    ({"username": "nobody"}, 403, 'Error "Authentication failure for username:nobody"'),
-    ({"to": None}, 400, 'Error "Mandatory argument [to] is not found."'),
-    ({"content": None}, 400, 'Error "content or hex-content not present."'),
-    ({"to": "abc"}, 400, 'Error "Argument [to] has an invalid value: [abc]."'),
-    ({"dlr_level": "4"}, 400, 'Error "Argument [dlr_level] has an invalid value: [4]."'),
-    ({"sender": "Unknown"}, 400, 'Error "Argument [sender] has an invalid value: [Unknown]."'),
-])
+@pytest.mark.parametrize(
+    ("form", "status", "text"),
+    [
+        ({"password": "wrong"}, 403, 'Error "Authentication failure for username:demo"'),
+        ({"username": "nobody"}, 403, 'Error "Authentication failure for username:nobody"'),
+        ({"to": None}, 400, 'Error "Mandatory argument [to] is not found."'),
+        ({"content": None}, 400, 'Error "content or hex-content not present."'),
+        ({"to": "abc"}, 400, 'Error "Argument [to] has an invalid value: [abc]."'),
+        ({"dlr_level": "4"}, 400, 'Error "Argument [dlr_level] has an invalid value: [4]."'),
+        ({"sender": "Unknown"}, 400, 'Error "Argument [sender] has an invalid value: [Unknown]."'),
+    ],
+)
 def test_api_send_errors(sim: Simulator, form: dict[str, str | None], status: int, text: str) -> None:
     resp = api(sim, **{"to": "85512345678", "content": "Hello", **form})
     assert (resp.status_code, resp.text) == (status, text)
@@ -83,17 +87,20 @@ def test_secret_is_passed_verbatim_with_dollar(sim: Simulator) -> None:
     assert rest(sim, "/rest/send", single(), secret=sim.credentials.secret.replace("$", "")).status_code == 401
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (single(to="012345678"), "to"),
-    (single(to="+85512345678"), "to"),
-    (single(content=""), "content"),
-    (single(sender="TooLongSender1"), "sender"),
-    (single(sender="NotMine"), "sender"),
-    (single(dlr_url="ftp://x/y"), "dlr_url"),
-    (single(dlr_level=4, dlr_url="http://127.0.0.1:1/x"), "dlr_level"),
-    (single(dlr_method="PUT"), "dlr_method"),
-    (single(dlr="maybe"), "dlr"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (single(to="012345678"), "to"),
+        (single(to="+85512345678"), "to"),
+        (single(content=""), "content"),
+        (single(sender="TooLongSender1"), "sender"),
+        (single(sender="NotMine"), "sender"),
+        (single(dlr_url="ftp://x/y"), "dlr_url"),
+        (single(dlr_level=4, dlr_url="http://127.0.0.1:1/x"), "dlr_level"),
+        (single(dlr_method="PUT"), "dlr_method"),
+        (single(dlr="maybe"), "dlr"),
+    ],
+)
 def test_rest_send_validation_names_the_field(sim: Simulator, body: dict[str, object], field: str) -> None:
     resp = rest(sim, "/rest/send", body)
     assert resp.status_code == 400
@@ -107,8 +114,10 @@ def test_malformed_json_is_400(sim: Simulator) -> None:
 
 
 def test_batch_validation_names_message_fields(sim: Simulator) -> None:
-    body = {"globals": {"sender": "SMS Info"}, "messages": [{"to": "85512345678", "content": "ok"},
-                                                            {"to": "85512345679", "content": ""}]}
+    body = {
+        "globals": {"sender": "SMS Info"},
+        "messages": [{"to": "85512345678", "content": "ok"}, {"to": "85512345679", "content": ""}],
+    }
     resp = rest(sim, "/rest/batch-send", body)
     assert resp.status_code == 400 and "messages[1].content" in resp.json()["message"]
     resp = rest(sim, "/rest/batch-send", {"globals": {"sender": "SMS Info"}})
@@ -118,8 +127,11 @@ def test_batch_validation_names_message_fields(sim: Simulator) -> None:
 
 def test_batch_invalid_numbers_can_be_rejected() -> None:
     with Simulator(SimulatorConfig(batch_invalid_numbers="reject"), mode="thread") as sim:
-        resp = rest(sim, "/rest/batch-send", {"messages": [{"to": ["85512345678", "abc"], "content": "x",
-                                                            "sender": "SMS Info"}]})
+        resp = rest(
+            sim,
+            "/rest/batch-send",
+            {"messages": [{"to": ["85512345678", "abc"], "content": "x", "sender": "SMS Info"}]},
+        )
         assert resp.status_code == 400 and "messages[0].to" in resp.json()["message"]
 
 
@@ -165,25 +177,31 @@ def test_balance_exhausted_is_402_and_ucs2_costs_more() -> None:
 def test_report_masks_areas_and_needs_auth(sim: Simulator) -> None:
     rest(sim, "/rest/send", single(content="OTP #ma#907311#ma#, ref #ma#A1#ma#"))
     creds = sim.credentials
-    resp = httpx.get(f"{sim.url}/report", params={"private_key": creds.private_key},
-                     headers={"X-Secret": creds.secret}, trust_env=False)
+    resp = httpx.get(
+        f"{sim.url}/report",
+        params={"private_key": creds.private_key},
+        headers={"X-Secret": creds.secret},
+        trust_env=False,
+    )
     assert resp.status_code == 200
     (row,) = resp.json()
     assert row["content"] == "OTP ******, ref ******"
     assert "907311" not in resp.text and "#ma#" not in resp.text
     assert sim.report()[0]["content"] == row["content"]
-    assert httpx.get(f"{sim.url}/report", params={"private_key": creds.private_key},
-                     trust_env=False).status_code == 401
+    assert httpx.get(f"{sim.url}/report", params={"private_key": creds.private_key}, trust_env=False).status_code == 401
 
 
 def test_accounts_are_separate() -> None:
-    other = Account(username="shop", password="shop-pass", private_key="pk_shop", secret="sk$shop",
-                    senders=("SHOP",))
+    other = Account(username="shop", password="shop-pass", private_key="pk_shop", secret="sk$shop", senders=("SHOP",))
     with Simulator(SimulatorConfig(accounts=(Account(), other)), mode="thread") as sim:
         creds = sim.credentials_for("shop")
-        resp = httpx.post(f"{sim.url}/rest/send", params={"private_key": creds.private_key},
-                          headers={"X-Secret": creds.secret}, trust_env=False,
-                          json={"sender": "SHOP", "to": "85512345678", "content": "x"})
+        resp = httpx.post(
+            f"{sim.url}/rest/send",
+            params={"private_key": creds.private_key},
+            headers={"X-Secret": creds.secret},
+            trust_env=False,
+            json={"sender": "SHOP", "to": "85512345678", "content": "x"},
+        )
         assert resp.status_code == 200
         assert rest(sim, "/rest/send", single(), secret=creds.secret).status_code == 401
         assert sim.records()[0]["account"] == "shop"

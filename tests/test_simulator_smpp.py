@@ -21,8 +21,15 @@ def sim() -> Iterator[Simulator]:
 def client(sim: Simulator, **options: object) -> SmppClient:
     """A blocking client bound with the default account's HTTP API login."""
     creds = sim.credentials
-    return SmppClient(port=sim.smpp_port, system_id=creds.username, password=creds.password,
-                      response_timeout=0.5, reconnect_backoff=0.05, throttle_backoff=0.02, **options)
+    return SmppClient(
+        port=sim.smpp_port,
+        system_id=creds.username,
+        password=creds.password,
+        response_timeout=0.5,
+        reconnect_backoff=0.05,
+        throttle_backoff=0.02,
+        **options,
+    )
 
 
 def message(to: str, text: str = "Hi", sender: str | None = None) -> dict[str, str]:

@@ -104,26 +104,31 @@ def always(answer: Answer) -> Plan:
 
 # -- the client ------------------------------------------------------------------------------------
 
+
 def test_keep_alive_reuses_one_connection_and_writes_plain_requests() -> None:
     async def body() -> None:
         async with RawServer(always(ACK)) as server:
             client = WireClient(timeout=2)
             for i in range(20):
-                resp = await client.request("GET", server.url("/dlr?key=row-1"), query=f"id=m{i}&level=1",
-                                            headers=DLR_HEADERS)
+                resp = await client.request(
+                    "GET", server.url("/dlr?key=row-1"), query=f"id=m{i}&level=1", headers=DLR_HEADERS
+                )
                 assert (resp.status, resp.body, resp.header("Content-Type")) == (200, b"ACK/Jasmin", "text/plain")
-            post = await client.request("POST", server.url("/dlr"), headers=encode_headers(DLR_HEADERS),
-                                        body=b"id=x&level=2")
+            post = await client.request(
+                "POST", server.url("/dlr"), headers=encode_headers(DLR_HEADERS), body=b"id=x&level=2"
+            )
             assert post.text == "ACK/Jasmin"
             await client.aclose()
             assert server.connections == 1 and client.connections_opened == 1
             first, last = server.requests[0][1], server.requests[-1][1]
-            assert first.startswith(f"GET /dlr?key=row-1&id=m0&level=1 HTTP/1.1\r\n"
-                                    f"Host: 127.0.0.1:{server.port}\r\n".encode())
+            assert first.startswith(
+                f"GET /dlr?key=row-1&id=m0&level=1 HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
+            )
             assert b"\r\nUser-Agent: Jasmin gateway/1.0 DLRThrower\r\n" in first
             assert b"content-length" not in first.lower()
             assert last.startswith(b"POST /dlr HTTP/1.1\r\n")
             assert last.endswith(b"\r\nContent-Length: 12\r\n\r\nid=x&level=2")
+
     run(body)
 
 
@@ -137,12 +142,16 @@ def test_concurrent_requests_use_separate_connections_then_pool_them() -> None:
             await client.request("GET", server.url())
             assert server.connections == 5  # reused a pooled one
             await client.aclose()
+
     run(body)
 
 
 def test_chunked_answer_in_pieces_with_extension_and_trailer() -> None:
-    chunked = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nACK/",
-               b"\r\n6\r\nJas", b"min\r\n0\r\nX-Trailer: yes\r\n\r\n"]
+    chunked = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nACK/",
+        b"\r\n6\r\nJas",
+        b"min\r\n0\r\nX-Trailer: yes\r\n\r\n",
+    ]
 
     async def body() -> None:
         async with RawServer(always(chunked)) as server:
@@ -151,12 +160,12 @@ def test_chunked_answer_in_pieces_with_extension_and_trailer() -> None:
                 assert (await client.request("GET", server.url())).body == b"ACK/Jasmin"
             await client.aclose()
             assert server.connections == 1
+
     run(body)
 
 
 def test_interim_answer_skipped_and_body_read_until_close() -> None:
-    answers = {1: [b"HTTP/1.1 100 Continue\r\n\r\n", ACK],
-               2: b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nACK/Jasmin"}
+    answers = {1: [b"HTTP/1.1 100 Continue\r\n\r\n", ACK], 2: b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nACK/Jasmin"}
 
     async def body() -> None:
         async with RawServer(lambda n, _c, _r: answers.get(n, ACK)) as server:
@@ -166,6 +175,7 @@ def test_interim_answer_skipped_and_body_read_until_close() -> None:
             assert (await client.request("GET", server.url())).status == 200
             await client.aclose()
             assert [c for c, _ in server.requests] == [1, 1, 2]  # the closed connection was not reused
+
     run(body)
 
 
@@ -178,6 +188,7 @@ def test_server_closing_a_kept_alive_connection_gets_one_fresh_try() -> None:
             assert (await client.request("GET", server.url())).body == b"ACK/Jasmin"
             await client.aclose()
             assert [c for c, _ in server.requests] == [1, 1, 2]
+
     run(body)
 
 
@@ -194,6 +205,7 @@ def test_server_closing_a_fresh_connection_or_mid_answer_is_an_error() -> None:
             assert (await client.request("GET", server.url())).body == b"ACK/Jasmin"
             await client.aclose()
             assert len(server.requests) == 3 and server.connections == 3
+
     run(body)
 
 
@@ -208,6 +220,7 @@ def test_timeout_drops_the_connection_and_the_next_request_works() -> None:
             assert (await client.request("GET", server.url())).body == b"ACK/Jasmin"
             assert server.connections == 2
             await client.aclose()
+
     run(body)
 
 
@@ -218,8 +231,13 @@ def test_refused_connection_and_refused_urls() -> None:
             url = server.url()
         with pytest.raises(WireError, match="cannot connect"):
             await client.request("GET", url)  # nothing listens there any more
-        for bad in ("ftp://127.0.0.1/x", "mailto:ops@example.com", "/relative", "http:///nohost",
-                    "http://127.0.0.1:99999/x"):
+        for bad in (
+            "ftp://127.0.0.1/x",
+            "mailto:ops@example.com",
+            "/relative",
+            "http:///nohost",
+            "http://127.0.0.1:99999/x",
+        ):
             with pytest.raises(WireError):
                 await client.request("GET", bad)
         with pytest.raises(WireError, match="URL-encoded"):
@@ -227,12 +245,16 @@ def test_refused_connection_and_refused_urls() -> None:
         with pytest.raises(WireError, match="invalid header"):
             await client.request("GET", "http://127.0.0.1/x", headers={"X-A": "b\r\nX-Evil: 1"})
         await client.aclose()
+
     run(body)
 
 
 def test_split_url_escapes_and_defaults() -> None:
     assert split_url("http://Example.com/a b/ស?q=1 2") == (
-        ("http", "example.com", 80), "/a%20b/%E1%9E%9F?q=1%202", "example.com")
+        ("http", "example.com", 80),
+        "/a%20b/%E1%9E%9F?q=1%202",
+        "example.com",
+    )
     assert split_url("https://h:8443") == (("https", "h", 8443), "/", "h:8443")
     assert split_url("http://[::1]:8080/x")[2] == "[::1]:8080"
 
@@ -244,15 +266,35 @@ def test_malformed_answer_is_an_error() -> None:
             with pytest.raises(WireError, match="not an HTTP"):
                 await client.request("GET", server.url())
             await client.aclose()
+
     run(body)
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_https_with_a_trusted_self_signed_certificate(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
 
@@ -267,10 +309,12 @@ def test_https_with_a_trusted_self_signed_certificate(tmp_path: Path) -> None:
                 assert (await client.request("GET", server.url(scheme="https"))).body == b"ACK/Jasmin"
             await client.aclose()
             assert server.connections == 1  # one kept-alive connection (the refused handshake never got one)
+
     run(body)
 
 
 # -- the dispatcher over the wire client -----------------------------------------------------------
+
 
 def _gateway(**config: Any) -> Gateway:
     """A gateway with a fast clock."""
@@ -287,10 +331,11 @@ async def _drain(dispatcher: Dispatcher, timeout: float = 5.0) -> None:
 
 
 def test_non_ack_answers_are_retried_until_ack() -> None:
-    answers: dict[int, Answer] = {1: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK",
-                                  2: b"HTTP/1.1 503 Busy\r\nContent-Length: 10\r\n\r\nACK/Jasmin",
-                                  3: [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                                      b"a\r\nACK/Jasmin\r\n0\r\n\r\n"]}
+    answers: dict[int, Answer] = {
+        1: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK",
+        2: b"HTTP/1.1 503 Busy\r\nContent-Length: 10\r\n\r\nACK/Jasmin",
+        3: [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"a\r\nACK/Jasmin\r\n0\r\n\r\n"],
+    }
 
     async def body() -> None:
         async with RawServer(lambda n, _c, _r: answers.get(n, ACK)) as server:
@@ -298,13 +343,15 @@ def test_non_ack_answers_are_retried_until_ack() -> None:
             dispatcher = Dispatcher(gateway, concurrency=4, timeout=1, retries=3, retry_delay=0.5)
             await dispatcher.start()
             account = gateway.accounts["demo"]
-            gateway.submit(account, "rest", [MessageSpec(["85512345678"], "hi", "SMS Info", server.url("/d"),
-                                                         1, "POST")])
+            gateway.submit(
+                account, "rest", [MessageSpec(["85512345678"], "hi", "SMS Info", server.url("/d"), 1, "POST")]
+            )
             await _drain(dispatcher)
             await dispatcher.stop()
             assert dispatcher.stats == {"attempts": 3, "acked": 1, "retried": 2, "given_up": 0, "duplicates": 0}
             bodies = {raw.split(b"\r\n\r\n", 1)[1] for _c, raw in server.requests}
             assert len(server.requests) == 3 and len(bodies) == 1 and b"level=1" in bodies.pop()
+
     run(body)
 
 
@@ -315,9 +362,13 @@ def test_dispatcher_bulk_sends_on_bounded_kept_alive_connections() -> None:
             dispatcher = Dispatcher(gateway, concurrency=6, timeout=2)
             await dispatcher.start()
             numbers = [f"8551234{i:04d}" for i in range(1500)]
-            gateway.submit(gateway.accounts["demo"], "batch",
-                           [MessageSpec(numbers, "hi", "SMS Info", server.url("/d"), 3, "GET")],
-                           batch_id="b1", callback_url=server.url("/cb"))
+            gateway.submit(
+                gateway.accounts["demo"],
+                "batch",
+                [MessageSpec(numbers, "hi", "SMS Info", server.url("/d"), 3, "GET")],
+                batch_id="b1",
+                callback_url=server.url("/cb"),
+            )
             await _drain(dispatcher, timeout=30)
             await dispatcher.stop()
             level2 = sum(1 for i in range(len(numbers)) if gateway.codes[i] not in (4, 5))
@@ -325,6 +376,7 @@ def test_dispatcher_bulk_sends_on_bounded_kept_alive_connections() -> None:
             assert server.connections <= 6
             paths = [raw.split(b" ", 2)[1].split(b"?")[0] for _c, raw in server.requests]
             assert paths.count(b"/cb") == len(numbers)
+
     run(body)
 
 
@@ -334,10 +386,14 @@ def test_timed_out_callback_is_retried_then_given_up() -> None:
             gateway = _gateway()
             dispatcher = Dispatcher(gateway, concurrency=2, timeout=0.1, retries=1, retry_delay=0.1)
             await dispatcher.start()
-            gateway.submit(gateway.accounts["demo"], "rest",
-                           [MessageSpec(["85512345678"], "hi", "SMS Info", server.url("/d"), 1, "GET")])
+            gateway.submit(
+                gateway.accounts["demo"],
+                "rest",
+                [MessageSpec(["85512345678"], "hi", "SMS Info", server.url("/d"), 1, "GET")],
+            )
             await _drain(dispatcher)
             await dispatcher.stop()
             assert dispatcher.stats["attempts"] == 2 and dispatcher.stats["given_up"] == 1
             assert server.connections == 2
+
     run(body)

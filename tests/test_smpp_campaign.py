@@ -25,8 +25,10 @@ KHMER = "សួស្តី! នេះគឺជាសារសាកល្បង
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
     """A thread-mode simulator serving SMPP, simulated time 500x faster so receipts come quickly."""
-    accounts = (Account(), Account(username="lib", password="libpass1", private_key="pk_lib_0001",
-                                   secret="sk$lib$0001"))
+    accounts = (
+        Account(),
+        Account(username="lib", password="libpass1", private_key="pk_lib_0001", secret="sk$lib$0001"),
+    )
     config = SimulatorConfig(accounts=accounts, seed=3, smpp=True, clock_speed=500)
     with Simulator(config, mode="thread") as simulator:
         yield simulator
@@ -46,15 +48,24 @@ def rows(n: int, start: int) -> pd.DataFrame:
     """n rows with distinct numbers; row 5 is a long Khmer message."""
     texts = [f"Hello {start + i}, your code is {start + i:04d}" for i in range(n)]
     texts[5] = KHMER
-    return pd.DataFrame({"message_key": [f"k{start + i}" for i in range(n)],
-                         "msisdn": [f"85512{start + i:06d}" for i in range(n)], "content": texts})
+    return pd.DataFrame(
+        {
+            "message_key": [f"k{start + i}" for i in range(n)],
+            "msisdn": [f"85512{start + i:06d}" for i in range(n)],
+            "content": texts,
+        }
+    )
 
 
 def smpp_config(sim: Simulator, **options: Any) -> SmppConfig:
     """A session config for the simulator's default account."""
     creds = sim.credentials
-    return SmppConfig(port=sim.smpp_port, system_id=creds.username, password=creds.password,
-                      **{"window": 10, "response_timeout": 1.0, "reconnect_backoff": 0.05, **options})
+    return SmppConfig(
+        port=sim.smpp_port,
+        system_id=creds.username,
+        password=creds.password,
+        **{"window": 10, "response_timeout": 1.0, "reconnect_backoff": 0.05, **options},
+    )
 
 
 def pending_rows(ledger: Ledger, name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -79,9 +90,17 @@ def test_plan_send_receipts_and_rerun(sim: Simulator, tmp_path: Path) -> None:
     sim.set_faults(Fault("error_before", route="smpp", count=1))
     events: list[dict[str, Any]] = []
     bar = Bar()
-    counts = send_smpp(ledger, "c", pending_rows(ledger, "c", frame), config=smpp_config(sim),
-                       sender=sim.credentials.sender, progress_bar=bar, on_event=events.append,
-                       group_size=15, receipt_timeout=15)
+    counts = send_smpp(
+        ledger,
+        "c",
+        pending_rows(ledger, "c", frame),
+        config=smpp_config(sim),
+        sender=sim.credentials.sender,
+        progress_bar=bar,
+        on_event=events.append,
+        group_size=15,
+        receipt_timeout=15,
+    )
     assert counts["accepted"] == 39 and counts["rejected"] == 1 and counts["uncertain"] == 0
     assert bar.n == 40
     msgs = ledger.messages("c").set_index("message_key")
@@ -93,8 +112,10 @@ def test_plan_send_receipts_and_rerun(sim: Simulator, tmp_path: Path) -> None:
     by_id = {r["message_id"]: r for r in record}
     accepted = msgs[msgs["state"] == "accepted"]
     assert set(accepted["message_id"]) == set(by_id)  # the ids the ledger holds are the gateway's
-    assert all(by_id[mid]["to"] == frame.set_index("message_key").loc[key, "msisdn"]
-               for key, mid in accepted["message_id"].items())
+    assert all(
+        by_id[mid]["to"] == frame.set_index("message_key").loc[key, "msisdn"]
+        for key, mid in accepted["message_id"].items()
+    )
     assert msgs.loc["k5", "state"] == "accepted"  # the fault hit the first submit_sm (k0), not k5
     khmer = by_id[msgs.loc["k5", "message_id"]]
     assert khmer["content"] == KHMER and khmer["segments"] == count_segments(KHMER).segments > 1
@@ -103,8 +124,9 @@ def test_plan_send_receipts_and_rerun(sim: Simulator, tmp_path: Path) -> None:
     assert msgs.loc["k2", "delivery_status"] == "REJECTD" if msgs.loc["k2", "state"] == "accepted" else True
     assert counts["receipts"] >= 39 and {e["source"] for e in events} == {"smpp"}
     # rerun: nothing is planned any more, nothing is sent
-    again = send_smpp(ledger, "c", pending_rows(ledger, "c", frame), config=smpp_config(sim),
-                      sender=sim.credentials.sender)
+    again = send_smpp(
+        ledger, "c", pending_rows(ledger, "c", frame), config=smpp_config(sim), sender=sim.credentials.sender
+    )
     assert again["accepted"] == 0 and len(sim.records()) == before + 39
 
 
@@ -115,8 +137,14 @@ def test_dropped_connection_reconnects_and_nothing_is_sent_twice(sim: Simulator,
     ledger = Ledger(tmp_path / "l.db")
     ledger.plan("d", frame)
     sim.set_faults(Fault("drop_after", route="smpp", count=2))
-    counts = send_smpp(ledger, "d", pending_rows(ledger, "d", frame), config=smpp_config(sim),
-                       sender=sim.credentials.sender, group_size=20)
+    counts = send_smpp(
+        ledger,
+        "d",
+        pending_rows(ledger, "d", frame),
+        config=smpp_config(sim),
+        sender=sim.credentials.sender,
+        group_size=20,
+    )
     sim.clear_faults()
     assert counts["uncertain"] >= 2 and counts["accepted"] + counts["uncertain"] == 60
     summary = ledger.summary("d")
@@ -126,8 +154,12 @@ def test_dropped_connection_reconnects_and_nothing_is_sent_twice(sim: Simulator,
     msgs = ledger.messages("d")
     assert set(msgs.loc[msgs["state"] == "accepted", "msisdn"]) <= set(times)
     assert len(pending_rows(ledger, "d", frame)) == 0  # a rerun has nothing to send
-    assert send_smpp(ledger, "d", pending_rows(ledger, "d", frame), config=smpp_config(sim),
-                     sender=sim.credentials.sender)["accepted"] == 0
+    assert (
+        send_smpp(
+            ledger, "d", pending_rows(ledger, "d", frame), config=smpp_config(sim), sender=sim.credentials.sender
+        )["accepted"]
+        == 0
+    )
     assert sent(sim, before) == times
 
 
@@ -140,14 +172,26 @@ def test_lost_session_leaves_rows_planned_and_resume_sends_each_once(tmp_path: P
         ledger.plan("r", frame)
         sim.set_faults(Fault("drop_after", route="smpp", count=1))
         with pytest.raises(TransportError):
-            send_smpp(ledger, "r", pending_rows(ledger, "r", frame), config=smpp_config(sim, reconnect_attempts=0),
-                      sender=sim.credentials.sender, group_size=20)
+            send_smpp(
+                ledger,
+                "r",
+                pending_rows(ledger, "r", frame),
+                config=smpp_config(sim, reconnect_attempts=0),
+                sender=sim.credentials.sender,
+                group_size=20,
+            )
         first = ledger.summary("r")
         assert first["planned"] > 0 and first["uncertain"] >= 1 and first["submitting"] == 0
         sim.clear_faults()
         ledger.resume("r")
-        counts = send_smpp(ledger, "r", pending_rows(ledger, "r", frame), config=smpp_config(sim),
-                           sender=sim.credentials.sender, group_size=20)
+        counts = send_smpp(
+            ledger,
+            "r",
+            pending_rows(ledger, "r", frame),
+            config=smpp_config(sim),
+            sender=sim.credentials.sender,
+            group_size=20,
+        )
         assert counts["accepted"] == first["planned"]
         final = ledger.summary("r")
         assert final["planned"] == 0 and final["accepted"] + final["uncertain"] == 80
@@ -164,8 +208,15 @@ def test_replies_reach_on_event_and_the_ledger(sim: Simulator, tmp_path: Path) -
     ledger = Ledger(tmp_path / "l.db")
     ledger.plan("m", frame)
     seen: list[dict[str, Any]] = []
-    counts = send_smpp(ledger, "m", frame, config=smpp_config(sim), sender=sim.credentials.sender,
-                       on_event=seen.append, receipt_timeout=10)
+    counts = send_smpp(
+        ledger,
+        "m",
+        frame,
+        config=smpp_config(sim),
+        sender=sim.credentials.sender,
+        on_event=seen.append,
+        receipt_timeout=10,
+    )
     replies = [e for e in seen if e.get("kind") == "mo"]
     assert counts["replies"] == 1 and len(replies) == 1
     assert (replies[0]["msisdn"], replies[0]["text"], replies[0]["to"]) == ("85512777001", "STOP please", "SMS Info")
@@ -198,9 +249,14 @@ def test_smpplib_client_binds_submits_and_gets_the_receipt(sim: Simulator) -> No
     client.connect()
     try:
         client.bind_transceiver(system_id=creds.username, password=creds.password)
-        client.send_message(source_addr_ton=smpplib.consts.SMPP_TON_ALNUM, source_addr=creds.sender,
-                            dest_addr_ton=smpplib.consts.SMPP_TON_INTL, destination_addr="85512999001",
-                            short_message=b"Hello from smpplib", registered_delivery=1)
+        client.send_message(
+            source_addr_ton=smpplib.consts.SMPP_TON_ALNUM,
+            source_addr=creds.sender,
+            dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
+            destination_addr="85512999001",
+            short_message=b"Hello from smpplib",
+            registered_delivery=1,
+        )
         for _ in range(20):
             client.read_once()
             if "receipt" in got:
@@ -213,8 +269,9 @@ def test_smpplib_client_binds_submits_and_gets_the_receipt(sim: Simulator) -> No
     assert len(record) == 1 and record[0]["route"] == "smpp" and record[0]["content"] == "Hello from smpplib"
 
 
-def test_campaign_with_smpp_transport_sends_once_and_collects_receipts(sim: Simulator, tmp_path: Path,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_campaign_with_smpp_transport_sends_once_and_collects_receipts(
+    sim: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from plasgate_nb.campaign import Campaign
     from plasgate_nb.gateway import Gateway
 
@@ -222,8 +279,15 @@ def test_campaign_with_smpp_transport_sends_once_and_collects_receipts(sim: Simu
     frame.loc["k7003", "content"] = "Your code #ma#SECRET7003#ma# is ready"
     gateway = Gateway(base_url=sim.url, sender=sim.credentials.sender)
     ledger = Ledger(tmp_path / "campaign.db")
-    campaign = Campaign("smpp-campaign", gateway=gateway, ledger=ledger, transport="smpp",
-                        smpp=smpp_config(sim), receipt_timeout=5.0, progress=False)
+    campaign = Campaign(
+        "smpp-campaign",
+        gateway=gateway,
+        ledger=ledger,
+        transport="smpp",
+        smpp=smpp_config(sim),
+        receipt_timeout=5.0,
+        progress=False,
+    )
     before = len(sim.records())
     summary = campaign.send(frame)
     assert (summary.accepted, summary.rejected, summary.uncertain) == (12, 0, 0)
@@ -262,8 +326,15 @@ def test_campaign_stores_a_recipients_reply_sent_while_bound(sim: Simulator, tmp
     frame.loc["k8007", "msisdn"] = "85510000004"  # never a final receipt: the session stays bound
     answer = "បាទ/ចាស, I want the offer"
     gateway = Gateway(base_url=sim.url, sender=sim.credentials.sender)
-    campaign = Campaign("smpp-replies", gateway=gateway, ledger=Ledger(tmp_path / "r.db"), transport="smpp",
-                        smpp=smpp_config(sim), receipt_timeout=3.0, progress=False)
+    campaign = Campaign(
+        "smpp-replies",
+        gateway=gateway,
+        ledger=Ledger(tmp_path / "r.db"),
+        transport="smpp",
+        smpp=smpp_config(sim),
+        receipt_timeout=3.0,
+        progress=False,
+    )
     before = len(sim.records())
     replied = threading.Event()
 
@@ -286,6 +357,9 @@ def test_campaign_stores_a_recipients_reply_sent_while_bound(sim: Simulator, tmp
     got = campaign.replies()
     assert len(got) == 1
     assert (got["msisdn"].iloc[0], got["text"].iloc[0], got["destination"].iloc[0]) == (
-        frame["msisdn"].iloc[0], answer, sim.credentials.sender)
+        frame["msisdn"].iloc[0],
+        answer,
+        sim.credentials.sender,
+    )
     assert got["data_coding"].iloc[0] == 8 and got["campaign"].iloc[0] == "smpp-replies"
     assert campaign.ledger.replies("smpp-campaign").empty  # filed under the campaign that was sending

@@ -16,33 +16,53 @@ from plasgate_nb.smpp.receipts import Receipt, parse_deliver_sm, parse_receipt_t
 
 # Byte-exact PDUs from /work/shared/reference/jasmin/smpp.md
 BIND_TRX = "0000002300000009000000000000000264656d6f0064656d6f70617373000034000000"
-SUBMIT = ("0000003e000000040000000000000004000500506c617367617465000101383535313233343536373800000000"
-          "0000010000000a48656c6c6f20534d5050")
-RECEIPT = ("000000ca0000000500000000000000010001013835353132333435363738000500506c61736761746500040000"
-           "0000000000006869643a62616563316132642d356438392d343132662d626237312d3535383064356261316134"
-           "38207375626d697420646174653a3236313132353039333420646f6e6520646174653a32363131323530393334"
-           "20737461743a44454c49565244206572723a3030300427000102001e002562616563316132642d356438392d34"
-           "3132662d626237312d35353830643562613161343800")
-KHMER_1 = ("000000c0000000040000000000000003000500506c617367617465000101383535313233343536373800400000"
-           "0000000008008c050003c40201179f17bd179f17d2178f17b800210020179317c117c7178217ba178717b6179f"
-           "17b6179a179f17b61780179b17d217941784179617b800200050006c006100730067006100740065002017d400"
-           "20179f17bd179f17d2178f17b800210020179317c117c7178217ba178717b6179f17b6179a179f17b61780179b"
-           "17d217941784179617b80020")
-KHMER_2 = ("0000007c000000040000000000000004000500506c617367617465000101383535313233343536373800400000"
-           "00000100080048050003c402020050006c006100730067006100740065002017d40020179f17bd179f17d2178f"
-           "17b800210020179317c117c7178217ba178717b6179f17b6179a179f17b61780179b")
-SAR_2 = ("00000086000000040000000000000004000500506c617367617465000101383535313233343536373800000000"
-         "000001000800420050006c006100730067006100740065002017d40020179f17bd179f17d2178f17b800210020"
-         "179317c117c7178217ba178717b6179f17b6179a179f17b61780179b020c0002002a020e000102020f000102")
+SUBMIT = (
+    "0000003e000000040000000000000004000500506c617367617465000101383535313233343536373800000000"
+    "0000010000000a48656c6c6f20534d5050"
+)
+RECEIPT = (
+    "000000ca0000000500000000000000010001013835353132333435363738000500506c61736761746500040000"
+    "0000000000006869643a62616563316132642d356438392d343132662d626237312d3535383064356261316134"
+    "38207375626d697420646174653a3236313132353039333420646f6e6520646174653a32363131323530393334"
+    "20737461743a44454c49565244206572723a3030300427000102001e002562616563316132642d356438392d34"
+    "3132662d626237312d35353830643562613161343800"
+)
+KHMER_1 = (
+    "000000c0000000040000000000000003000500506c617367617465000101383535313233343536373800400000"
+    "0000000008008c050003c40201179f17bd179f17d2178f17b800210020179317c117c7178217ba178717b6179f"
+    "17b6179a179f17b61780179b17d217941784179617b800200050006c006100730067006100740065002017d400"
+    "20179f17bd179f17d2178f17b800210020179317c117c7178217ba178717b6179f17b6179a179f17b61780179b"
+    "17d217941784179617b80020"
+)
+KHMER_2 = (
+    "0000007c000000040000000000000004000500506c617367617465000101383535313233343536373800400000"
+    "00000100080048050003c402020050006c006100730067006100740065002017d40020179f17bd179f17d2178f"
+    "17b800210020179317c117c7178217ba178717b6179f17b6179a179f17b61780179b"
+)
+SAR_2 = (
+    "00000086000000040000000000000004000500506c617367617465000101383535313233343536373800000000"
+    "000001000800420050006c006100730067006100740065002017d40020179f17bd179f17d2178f17b800210020"
+    "179317c117c7178217ba178717b6179f17b6179a179f17b61780179b020c0002002a020e000102020f000102"
+)
 KHMER = ("សួស្តី! នេះគឺជាសារសាកល្បងពី Plasgate ។ " * 3)[:100]
 
 
 def _submit(seq: int, part: object) -> bytes:
     """Encode a submit_sm as the recordings' ESME did."""
-    return pdu.encode("submit_sm", seq, source_addr_ton=5, source_addr="Plasgate", dest_addr_ton=1,
-                      dest_addr_npi=1, destination_addr="85512345678", esm_class=part.esm_class,
-                      registered_delivery=part.registered_delivery, data_coding=part.data_coding,
-                      short_message=part.short_message, tlvs=part.tlvs)
+    return pdu.encode(
+        "submit_sm",
+        seq,
+        source_addr_ton=5,
+        source_addr="Plasgate",
+        dest_addr_ton=1,
+        dest_addr_npi=1,
+        destination_addr="85512345678",
+        esm_class=part.esm_class,
+        registered_delivery=part.registered_delivery,
+        data_coding=part.data_coding,
+        short_message=part.short_message,
+        tlvs=part.tlvs,
+    )
 
 
 def test_bind_and_submit_bytes_match_jasmin_recording() -> None:
@@ -73,12 +93,25 @@ def test_jasmin_receipt_parses_and_server_reproduces_it() -> None:
     receipt = parse_deliver_sm(pdu.decode(bytes.fromhex(RECEIPT)))
     assert isinstance(receipt, Receipt)
     assert (receipt.message_id, receipt.stat, receipt.err, receipt.message_state) == (
-        "baec1a2d-5d89-412f-bb71-5580d5ba1a48", "DELIVRD", "000", 2)
+        "baec1a2d-5d89-412f-bb71-5580d5ba1a48",
+        "DELIVRD",
+        "000",
+        2,
+    )
     assert receipt.recipient == "85512345678" and receipt.final
     from datetime import datetime, timedelta, timezone
+
     ts = datetime(2026, 11, 25, 9, 34, tzinfo=timezone(timedelta(hours=7))).timestamp()
-    ours = receipt_pdu(1, message_id=receipt.message_id, stat="DELIVRD", err="000", recipient="85512345678",
-                       sender="Plasgate", submitted=ts, done=ts)
+    ours = receipt_pdu(
+        1,
+        message_id=receipt.message_id,
+        stat="DELIVRD",
+        err="000",
+        recipient="85512345678",
+        sender="Plasgate",
+        submitted=ts,
+        done=ts,
+    )
     assert ours.hex() == RECEIPT
     event = receipt_event(receipt)
     assert event["message_id"] == receipt.message_id and event["source"] == "smpp"
@@ -87,10 +120,19 @@ def test_jasmin_receipt_parses_and_server_reproduces_it() -> None:
 
 def test_receipt_text_with_all_fields_and_missing_ones() -> None:
     """Full SMPP-appendix text parses (text runs to the end); Jasmin's short form lacks sub/dlvrd/text."""
-    full = parse_receipt_text("id:7 sub:001 dlvrd:000 submit date:2611250934 done date:2611250935 "
-                              "stat:UNDELIV err:001 text:Hello stat:x")
-    assert full == {"id": "7", "sub": "001", "dlvrd": "000", "submit_date": "2611250934",
-                    "done_date": "2611250935", "stat": "UNDELIV", "err": "001", "text": "Hello stat:x"}
+    full = parse_receipt_text(
+        "id:7 sub:001 dlvrd:000 submit date:2611250934 done date:2611250935 stat:UNDELIV err:001 text:Hello stat:x"
+    )
+    assert full == {
+        "id": "7",
+        "sub": "001",
+        "dlvrd": "000",
+        "submit_date": "2611250934",
+        "done_date": "2611250935",
+        "stat": "UNDELIV",
+        "err": "001",
+        "text": "Hello stat:x",
+    }
     assert parse_receipt_text("id:9 stat:EXPIRED") == {"id": "9", "stat": "EXPIRED"}
 
 
@@ -101,8 +143,9 @@ def test_smpplib_reads_our_pdus_and_we_read_its() -> None:
     theirs = smpplib_smpp.parse_pdu(_submit(7, part), client=seqs)
     assert theirs.command == "submit_sm" and theirs.sequence == 7
     assert theirs.destination_addr == b"85512345678" and theirs.short_message == b"Hi there"
-    made = smpplib_smpp.make_pdu("submit_sm", client=seqs, source_addr="X", destination_addr="855",
-                                 short_message=b"abc", registered_delivery=1)
+    made = smpplib_smpp.make_pdu(
+        "submit_sm", client=seqs, source_addr="X", destination_addr="855", short_message=b"abc", registered_delivery=1
+    )
     made.sequence = 9
     ours = pdu.decode(made.generate())
     assert (ours.sequence, ours.get("source_addr"), ours.get("short_message")) == (9, "X", b"abc")
@@ -113,7 +156,7 @@ def test_reader_frames_split_and_joined_streams() -> None:
     """PduReader reassembles PDUs cut anywhere and splits PDUs glued together; it refuses a bad length."""
     stream = bytes.fromhex(SUBMIT) + bytes.fromhex(RECEIPT)
     reader = pdu.PduReader()
-    out = [p for i in range(0, len(stream), 7) for p in reader.feed(stream[i:i + 7])]
+    out = [p for i in range(0, len(stream), 7) for p in reader.feed(stream[i : i + 7])]
     assert [pdu.decode(p).command for p in out] == ["submit_sm", "deliver_sm"]
     with pytest.raises(pdu.ProtocolError):
         pdu.PduReader().feed(b"\x00\x00\x00\x05" + bytes(12))

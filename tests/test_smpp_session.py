@@ -43,6 +43,7 @@ def msgs(n: int, *, to: str = "85512345678") -> list[dict[str, object]]:
 @pytest.mark.parametrize("mode", ["transceiver", "transmitter", "receiver"])
 def test_every_bind_mode(server: SmppServer, mode: str) -> None:
     """Each bind mode binds; only tx/trx may submit; receipts reach an rx bound beside a tx."""
+
     async def main() -> None:
         async with SmppSession(config(server, bind=mode)) as session:
             assert session.bound
@@ -52,19 +53,24 @@ def test_every_bind_mode(server: SmppServer, mode: str) -> None:
             else:
                 [result] = await session.submit_many(msgs(1))
                 assert result.outcome == "accepted"
+
     run(main())
     assert server.stats[f"bind_{mode}"] == 1 and server.stats["unbind"] == 1
 
 
 def test_receipt_goes_to_the_receiver_beside_a_transmitter(server: SmppServer) -> None:
     """As recorded with Jasmin: a tx session submits, the rx session of the same account gets the receipt."""
+
     async def main() -> None:
-        async with SmppSession(config(server, bind="receiver")) as rx, \
-                SmppSession(config(server, bind="transmitter")) as tx:
+        async with (
+            SmppSession(config(server, bind="receiver")) as rx,
+            SmppSession(config(server, bind="transmitter")) as tx,
+        ):
             result = await tx.submit(msgs(1)[0])
             receipt = await asyncio.wait_for(rx.events.get(), 5)
             assert isinstance(receipt, Receipt) and receipt.message_id == result.message_id
             assert tx.events.empty()
+
     run(main())
 
 
@@ -78,8 +84,7 @@ def test_wrong_password_is_refused_with_0x0e(server: SmppServer) -> None:
 def test_submit_before_bind_gets_invbndsts(server: SmppServer) -> None:
     """A raw submit_sm on an unbound connection is answered ESME_RINVBNDSTS, as Jasmin does."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(pdu.encode("submit_sm", 2, source_addr="Plasgate", destination_addr="855123",
-                                short_message=b"x"))
+        sock.sendall(pdu.encode("submit_sm", 2, source_addr="Plasgate", destination_addr="855123", short_message=b"x"))
         answer = pdu.decode(sock.recv(64))
     assert (answer.command, answer.status, answer.sequence) == ("submit_sm_resp", pdu.ESME_RINVBNDSTS, 2)
 
@@ -103,6 +108,7 @@ def test_window_keeps_many_in_flight_and_unanswered_are_uncertain(server: SmppSe
             started = time.monotonic()
             results = await session.submit_many(msgs(12))
             return [results, time.monotonic() - started]
+
     results, elapsed = run(main())
     assert [r.outcome for r in results] == ["uncertain"] * 10 + ["accepted"] * 2
     assert elapsed < 2.0  # stop-and-wait would need 10 x 0.5 s
@@ -111,12 +117,14 @@ def test_window_keeps_many_in_flight_and_unanswered_are_uncertain(server: SmppSe
 
 def test_long_khmer_message_is_split_counted_and_receipted(server: SmppServer) -> None:
     """A 100-char Khmer text goes as 2 UCS-2 parts; the server reassembles it; the receipt names the last id."""
+
     async def main() -> None:
         async with SmppSession(config(server)) as session:
             result = await session.submit({"to": "85512345678", "text": KHMER, "sender": "SMS Info"})
             assert result.outcome == "accepted" and len(result.part_ids) == 2
             receipt = await asyncio.wait_for(session.events.get(), 5)
             assert receipt.message_id == result.message_id == result.part_ids[-1]
+
     run(main())
     [row] = server.backend.record
     assert row["text"] == KHMER and row["parts"] == 2
@@ -124,17 +132,25 @@ def test_long_khmer_message_is_split_counted_and_receipted(server: SmppServer) -
 
 def test_sar_concatenation(server: SmppServer) -> None:
     """With concat='sar' the parts carry sar_ TLVs and still reassemble."""
+
     async def main() -> None:
         async with SmppSession(config(server, concat="sar")) as session:
             assert (await session.submit({"to": "855123", "text": "x" * 400, "sender": "S"})).outcome == "accepted"
+
     run(main())
     assert server.backend.record[0]["parts"] == 3 and server.backend.record[0]["text"] == "x" * 400
 
 
 def test_receipts_for_every_final_status(server: SmppServer) -> None:
     """Each fate the server draws arrives as a parsed receipt with its stat and err."""
-    fates = {"85512345600": "DELIVRD", "85512345699": "UNDELIV", "85512345698": "REJECTD",
-             "85512345697": "EXPIRED", "85512345695": "DELETED", "85512345694": "UNKNOWN"}
+    fates = {
+        "85512345600": "DELIVRD",
+        "85512345699": "UNDELIV",
+        "85512345698": "REJECTD",
+        "85512345697": "EXPIRED",
+        "85512345695": "DELETED",
+        "85512345694": "UNKNOWN",
+    }
 
     async def main() -> dict[str, str]:
         async with SmppSession(config(server)) as session:
@@ -145,16 +161,19 @@ def test_receipts_for_every_final_status(server: SmppServer) -> None:
                 receipt = await asyncio.wait_for(session.events.get(), 5)
                 got[by_id[receipt.message_id]] = receipt.stat
             return got
+
     assert run(main()) == fates
 
 
 def test_enquire_link_both_ways(server: SmppServer) -> None:
     """Idle, the server probes us (0.1 s) and we answer; with a shorter interval we probe and it answers."""
+
     async def idle(interval: float) -> dict[str, int]:
         async with SmppSession(config(server, enquire_link_interval=interval)) as session:
             await asyncio.sleep(0.5)
             assert session.bound
             return dict(session.stats)
+
     quiet = run(idle(30.0))
     assert quiet["enquire_link_answered"] >= 2 and server.stats.get("enquire_link_resp", 0) >= 2
     assert quiet["enquire_link_sent"] == 0
@@ -164,6 +183,7 @@ def test_enquire_link_both_ways(server: SmppServer) -> None:
 
 def test_dropped_connection_reports_uncertain_and_reconnects_without_duplicates(server: SmppServer) -> None:
     """The server drops the link after accepting message 20: it is uncertain, nothing is sent twice."""
+
     async def main() -> tuple[list[object], dict[str, int]]:
         async with SmppSession(config(server, window=5, reconnect_backoff=0.05)) as session:
             server.faults.drop_next = 0
@@ -171,6 +191,7 @@ def test_dropped_connection_reports_uncertain_and_reconnects_without_duplicates(
             server.faults.drop_next = 1
             rest = await session.submit_many(msgs(30))
             return first + rest, dict(session.stats)
+
     results, stats = run(main())
     outcomes = [r.outcome for r in results]
     assert outcomes.count("uncertain") >= 1 and outcomes.count("accepted") == 50 - outcomes.count("uncertain")
@@ -191,6 +212,7 @@ def test_throttling_slows_down_and_retries(server: SmppServer) -> None:
             started = time.monotonic()
             [result] = await session.submit_many(msgs(1))
             return result, time.monotonic() - started
+
     result, elapsed = run(main())
     assert result.outcome == "accepted" and result.throttled == 3
     assert elapsed >= 0.35
@@ -217,9 +239,15 @@ def test_smpplib_client_interoperates(server: SmppServer) -> None:
     client.connect()
     try:
         client.bind_transceiver(system_id="demo", password="demopass")
-        client.send_message(source_addr_ton=5, source_addr="Plasgate", dest_addr_ton=1, dest_addr_npi=1,
-                            destination_addr="85512345678", short_message=b"Hello SMPP",
-                            registered_delivery=1)
+        client.send_message(
+            source_addr_ton=5,
+            source_addr="Plasgate",
+            dest_addr_ton=1,
+            dest_addr_npi=1,
+            destination_addr="85512345678",
+            short_message=b"Hello SMPP",
+            registered_delivery=1,
+        )
         while len(sent) < 1 or len(received) < 1:
             client.read_once()
         client.unbind()

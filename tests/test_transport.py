@@ -34,9 +34,13 @@ PASSWORD = "pa$$w0rd&x=1"
 
 def frame(n: int) -> pd.DataFrame:
     """Return n personalized rows."""
-    return pd.DataFrame({"message_key": [f"k{i}" for i in range(n)],
-                         "msisdn": [f"85512{i:06d}" for i in range(n)],
-                         "content": [f"Hello {i}" for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "message_key": [f"k{i}" for i in range(n)],
+            "msisdn": [f"85512{i:06d}" for i in range(n)],
+            "content": [f"Hello {i}" for i in range(n)],
+        }
+    )
 
 
 def gateway(**options: Any) -> Gateway:
@@ -66,8 +70,9 @@ class FakeTime:
 def client_for(handler: Callable[[httpx.Request], Any], **options: Any) -> tuple[GatewayClient, FakeTime]:
     """Return a client on a MockTransport with a fake clock."""
     fake = FakeTime()
-    client = GatewayClient(gateway(**options), transport=httpx.MockTransport(handler), clock=fake.clock,
-                           sleep=fake.sleep)
+    client = GatewayClient(
+        gateway(**options), transport=httpx.MockTransport(handler), clock=fake.clock, sleep=fake.sleep
+    )
     return client, fake
 
 
@@ -119,36 +124,62 @@ def test_single_and_http_api_wire_shape() -> None:
     assert rest.url.path == "/rest/send" and json.loads(rest.content) == single.payload
     assert form.url.path == "/api/send" and "private_key" not in form.url.params
     fields = {k: v[0] for k, v in parse_qs(form.content.decode()).items()}
-    assert fields == {"sender": "SMS Info", "to": "85512000000", "content": "Hello 0", "dlr": "yes",
-                      "dlr_url": "https://h/d/k0", "dlr_level": "3", "dlr_method": "POST",
-                      "username": "acme", "password": PASSWORD}
+    assert fields == {
+        "sender": "SMS Info",
+        "to": "85512000000",
+        "content": "Hello 0",
+        "dlr": "yes",
+        "dlr_url": "https://h/d/k0",
+        "dlr_level": "3",
+        "dlr_method": "POST",
+        "username": "acme",
+        "password": PASSWORD,
+    }
 
 
 # ------------------------------------------------------------------------------------------ classification
-@pytest.mark.parametrize(("path", "status", "body", "outcome", "reason"), [
-    ("batch", 200, '{"queue_id": "q", "message_count": 2}', "accepted", None),
-    ("batch", 200, '{"message_count": 2}', "uncertain", "without queue_id"),
-    ("batch", 201, "", "uncertain", "suspicious"),
-    ("batch", 400, '{"message": {"to": ["invalid"], "sender": ["not approved"]}}', "rejected",
-     "to: invalid, sender: not approved"),
-    ("batch", 401, '{"message": "Invalid private key"}', "rejected", "HTTP 401: Invalid private key"),
-    ("batch", 402, '{"error": "Insufficient balance"}', "rejected", "Insufficient balance"),
-    ("single", 403, '{"message": "Error \\"Authentication failure for username:x\\""}', "rejected",
-     "Authentication failure for username:x"),
-    ("batch", 412, '{"title": "Cannot schedule batch in past date"}', "rejected", "past date"),
-    ("batch", 404, "not found", "rejected", "HTTP 404"),
-    ("batch", 429, '{"message": "Too many requests"}', "retry", "Too many requests"),
-    ("batch", 503, "", "retry", "HTTP 503"),
-    ("batch", 500, '{"message": "boom"}', "uncertain", "boom"),
-    ("batch", 502, "<html>bad gateway</html>", "uncertain", "HTTP 502"),
-    ("http", 200, 'Success "abc-123"', "accepted", None),
-    ("http", 200, "OK", "uncertain", "without a message id"),
-    ("http", 400, 'Error "Argument [to] has an invalid value: [abc]."', "rejected", "[to] has an invalid"),
-    ("http", 403, 'Error "User throughput exceeded"', "rejected", "throughput"),
-    ("http", 412, 'Error "No route found"', "rejected", "No route found"),
-    ("http", 500, 'Error "Cannot send submit_sm, check SMPPClientManagerPB log file for details"',
-     "uncertain", "Cannot send submit_sm"),
-])
+@pytest.mark.parametrize(
+    ("path", "status", "body", "outcome", "reason"),
+    [
+        ("batch", 200, '{"queue_id": "q", "message_count": 2}', "accepted", None),
+        ("batch", 200, '{"message_count": 2}', "uncertain", "without queue_id"),
+        ("batch", 201, "", "uncertain", "suspicious"),
+        (
+            "batch",
+            400,
+            '{"message": {"to": ["invalid"], "sender": ["not approved"]}}',
+            "rejected",
+            "to: invalid, sender: not approved",
+        ),
+        ("batch", 401, '{"message": "Invalid private key"}', "rejected", "HTTP 401: Invalid private key"),
+        ("batch", 402, '{"error": "Insufficient balance"}', "rejected", "Insufficient balance"),
+        (
+            "single",
+            403,
+            '{"message": "Error \\"Authentication failure for username:x\\""}',
+            "rejected",
+            "Authentication failure for username:x",
+        ),
+        ("batch", 412, '{"title": "Cannot schedule batch in past date"}', "rejected", "past date"),
+        ("batch", 404, "not found", "rejected", "HTTP 404"),
+        ("batch", 429, '{"message": "Too many requests"}', "retry", "Too many requests"),
+        ("batch", 503, "", "retry", "HTTP 503"),
+        ("batch", 500, '{"message": "boom"}', "uncertain", "boom"),
+        ("batch", 502, "<html>bad gateway</html>", "uncertain", "HTTP 502"),
+        ("http", 200, 'Success "abc-123"', "accepted", None),
+        ("http", 200, "OK", "uncertain", "without a message id"),
+        ("http", 400, 'Error "Argument [to] has an invalid value: [abc]."', "rejected", "[to] has an invalid"),
+        ("http", 403, 'Error "User throughput exceeded"', "rejected", "throughput"),
+        ("http", 412, 'Error "No route found"', "rejected", "No route found"),
+        (
+            "http",
+            500,
+            'Error "Cannot send submit_sm, check SMPPClientManagerPB log file for details"',
+            "uncertain",
+            "Cannot send submit_sm",
+        ),
+    ],
+)
 def test_classification(path: str, status: int, body: str, outcome: str, reason: str | None) -> None:
     result = classify(path, status, body)
     assert result.outcome == outcome
@@ -169,20 +200,24 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(" 1.5 ") == 1.5
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     from datetime import UTC, datetime
+
     now = datetime(2026, 11, 25, 9, 0, 0, tzinfo=UTC)
     assert parse_retry_after("Wed, 25 Nov 2026 09:00:30 GMT", now=now) == 30.0
     assert parse_retry_after("Wed, 25 Nov 2026 08:00:00 GMT", now=now) == 0.0
 
 
-@pytest.mark.parametrize(("error", "outcome", "calls"), [
-    (httpx.ConnectError, "retry", 3),
-    (httpx.ConnectTimeout, "retry", 3),
-    (httpx.PoolTimeout, "retry", 3),
-    (httpx.ReadTimeout, "uncertain", 1),
-    (httpx.WriteTimeout, "uncertain", 1),
-    (httpx.ReadError, "uncertain", 1),
-    (httpx.RemoteProtocolError, "uncertain", 1),
-])
+@pytest.mark.parametrize(
+    ("error", "outcome", "calls"),
+    [
+        (httpx.ConnectError, "retry", 3),
+        (httpx.ConnectTimeout, "retry", 3),
+        (httpx.PoolTimeout, "retry", 3),
+        (httpx.ReadTimeout, "uncertain", 1),
+        (httpx.WriteTimeout, "uncertain", 1),
+        (httpx.ReadError, "uncertain", 1),
+        (httpx.RemoteProtocolError, "uncertain", 1),
+    ],
+)
 def test_network_errors_retry_only_when_not_sent(error: type[Exception], outcome: str, calls: int) -> None:
     count = 0
 
@@ -419,8 +454,14 @@ def test_run_sync_propagates_errors_from_the_helper_thread() -> None:
 
 # ------------------------------------------------------------------------------------------ config, secrets
 def test_missing_credentials_name_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PLASGATE_PRIVATE_KEY", "PLASGATE_SECRET", "PLASGATE_USERNAME", "PLASGATE_PASSWORD",
-                 "PLASGATE_BASE_URL", "PLASGATE_SENDER"):
+    for name in (
+        "PLASGATE_PRIVATE_KEY",
+        "PLASGATE_SECRET",
+        "PLASGATE_USERNAME",
+        "PLASGATE_PASSWORD",
+        "PLASGATE_BASE_URL",
+        "PLASGATE_SENDER",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PLASGATE_PRIVATE_KEY", KEY)
     client = GatewayClient(transport=httpx.MockTransport(ok))
@@ -437,7 +478,12 @@ def test_from_env_passes_values_verbatim(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("PLASGATE_SENDER", "Acme")
     gw = Gateway.from_env(username="u1")
     assert (gw.base_url, gw.private_key, gw.secret, gw.sender, gw.username) == (
-        "http://127.0.0.1:9", KEY, SECRET, "Acme", "u1")
+        "http://127.0.0.1:9",
+        KEY,
+        SECRET,
+        "Acme",
+        "u1",
+    )
 
 
 def test_repr_and_errors_hide_secrets(tmp_path: Any) -> None:
@@ -456,8 +502,10 @@ def test_repr_and_errors_hide_secrets(tmp_path: Any) -> None:
 
 def test_redact_helper() -> None:
     gateway()  # registers the secrets
-    text = (f"POST http://gw/rest/send?private_key={KEY}&x=1 X-Secret: {SECRET} "
-            f"password={PASSWORD} {json.dumps({'X-Secret': SECRET})} raw {SECRET}")
+    text = (
+        f"POST http://gw/rest/send?private_key={KEY}&x=1 X-Secret: {SECRET} "
+        f"password={PASSWORD} {json.dumps({'X-Secret': SECRET})} raw {SECRET}"
+    )
     cleaned = redact(text)
     for secret in (KEY, SECRET, PASSWORD, "pa%24%24w0rd"):
         assert secret not in cleaned
@@ -468,6 +516,7 @@ def test_redact_helper() -> None:
 
 def echo_app() -> Starlette:
     """A tiny gateway stand-in that answers every path like Plasgate accepts."""
+
     async def rest(request: Request) -> JSONResponse:
         await request.body()
         return JSONResponse({"queue_id": "q-real", "message_count": 1})
@@ -478,9 +527,13 @@ def echo_app() -> Starlette:
             return PlainTextResponse('Error "Authentication failure"', status_code=403)
         return PlainTextResponse('Success "11111111-2222-4333-8444-555555555555"')
 
-    return Starlette(routes=[Route("/rest/send", rest, methods=["POST"]),
-                             Route("/rest/batch-send", rest, methods=["POST"]),
-                             Route("/api/send", api, methods=["POST"])])
+    return Starlette(
+        routes=[
+            Route("/rest/send", rest, methods=["POST"]),
+            Route("/rest/batch-send", rest, methods=["POST"]),
+            Route("/api/send", api, methods=["POST"]),
+        ]
+    )
 
 
 def test_no_secret_in_httpx_logs_over_a_real_socket(caplog: pytest.LogCaptureFixture) -> None:
@@ -489,9 +542,11 @@ def test_no_secret_in_httpx_logs_over_a_real_socket(caplog: pytest.LogCaptureFix
         caplog.set_level(logging.DEBUG, logger=name)
     with BackgroundServer(echo_app, mode="thread") as server:
         client = GatewayClient(gateway(base_url=server.url))
-        requests = [build_batches(frame(1), sender="SMS Info")[0],
-                    build_singles(frame(1), sender="SMS Info")[0],
-                    build_singles(frame(1), sender="SMS Info", path="http")[0]]
+        requests = [
+            build_batches(frame(1), sender="SMS Info")[0],
+            build_singles(frame(1), sender="SMS Info")[0],
+            build_singles(frame(1), sender="SMS Info", path="http")[0],
+        ]
         results = client.send_many(requests)
     assert [r.outcome for r in results] == ["accepted"] * 3
     names = {r.name for r in caplog.records}
@@ -517,9 +572,16 @@ def sim_client(sim: Any) -> GatewayClient:
     """A client with the simulator's credentials, limits off, faults cleared."""
     sim.clear_faults()
     c = sim.credentials
-    gw = Gateway(base_url=sim.url, private_key=c.private_key, secret=c.secret, username=c.username,
-                 password=c.password, sender=c.sender, rate_limits={"batch": None, "single": None, "http": None},
-                 read_timeout=2.0)
+    gw = Gateway(
+        base_url=sim.url,
+        private_key=c.private_key,
+        secret=c.secret,
+        username=c.username,
+        password=c.password,
+        sender=c.sender,
+        rate_limits={"batch": None, "single": None, "http": None},
+        read_timeout=2.0,
+    )
     return GatewayClient(gw)
 
 
@@ -529,9 +591,13 @@ _BLOCKS: dict[str, int] = {}
 def audience(prefix: str, n: int = 3) -> pd.DataFrame:
     """Rows with numbers no other test uses (one block per prefix), the first two sharing their content."""
     block = _BLOCKS.setdefault(prefix, len(_BLOCKS) + 1)
-    return pd.DataFrame({"message_key": [f"{prefix}{i}" for i in range(n)],
-                         "msisdn": [f"8551{block:03d}{i:04d}" for i in range(n)],
-                         "content": ["Same for all" if i < 2 else f"Code #ma#{i:04d}#ma#" for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "message_key": [f"{prefix}{i}" for i in range(n)],
+            "msisdn": [f"8551{block:03d}{i:04d}" for i in range(n)],
+            "content": ["Same for all" if i < 2 else f"Code #ma#{i:04d}#ma#" for i in range(n)],
+        }
+    )
 
 
 def recorded(sim: Any, numbers: Any) -> list[dict[str, Any]]:
@@ -543,8 +609,11 @@ def recorded(sim: Any, numbers: Any) -> list[dict[str, Any]]:
 def test_simulator_all_three_paths(sim: Any, sim_client: GatewayClient) -> None:
     df = audience("three")
     sender = sim_client.gateway.sender
-    requests = (build_batches(df, sender=sender) + build_singles(df, sender=sender)
-                + build_singles(df, sender=sender, path="http"))
+    requests = (
+        build_batches(df, sender=sender)
+        + build_singles(df, sender=sender)
+        + build_singles(df, sender=sender, path="http")
+    )
     results = sim_client.send_many(requests)
     assert [r.outcome for r in results] == ["accepted"] * 7
     assert results[0].message_count == 3 and results[0].queue_id
@@ -557,8 +626,9 @@ def test_simulator_all_three_paths(sim: Any, sim_client: GatewayClient) -> None:
 def test_simulator_401_and_403_are_rejected(sim: Any, sim_client: GatewayClient) -> None:
     df = audience("auth")
     bad = GatewayClient(sim_client.gateway.with_options(secret="wrong$secret", password="wrong"))
-    batch, http = bad.send_many([build_batches(df, sender="SMS Info")[0],
-                                 build_singles(df, sender="SMS Info", path="http")[0]])
+    batch, http = bad.send_many(
+        [build_batches(df, sender="SMS Info")[0], build_singles(df, sender="SMS Info", path="http")[0]]
+    )
     assert (batch.outcome, batch.status) == ("rejected", 401)
     assert (http.outcome, http.status) == ("rejected", 403) and "Authentication" in (http.reason or "")
     assert recorded(sim, df["msisdn"]) == []
@@ -586,8 +656,9 @@ def test_simulator_throttle_is_retried_and_sent_once(sim: Any, sim_client: Gatew
 
 
 @pytest.mark.parametrize("kind", ["drop_after", "error_after", "delay_after"])
-def test_simulator_ambiguous_failures_are_uncertain_and_not_resent(sim: Any, sim_client: GatewayClient,
-                                                                   kind: str) -> None:
+def test_simulator_ambiguous_failures_are_uncertain_and_not_resent(
+    sim: Any, sim_client: GatewayClient, kind: str
+) -> None:
     from plasgate_nb.simulator import Fault
 
     df = audience(kind)

@@ -49,12 +49,15 @@ def customers() -> pd.DataFrame:
     """Six customers with their own number block: four sendable, one invalid, one duplicate."""
     block = next(_blocks)
     phones = [f"012 {block:03d} 01{i}" for i in range(4)]
-    return pd.DataFrame({
-        "phone": [*phones, "12345", phones[0]],
-        "first_name": ["Dara", "Sophea", "Vichet", "ចិន្តា", "Lida", "Dara"],
-        "coupon": ["K7Q2", "M9X4", "Z1Z1", "P0P0", "A1A1", "K7Q2"],
-        "city": ["Phnom Penh", "Siem Reap", "Battambang", "Kampot", "Kep", "Phnom Penh"],
-    }, index=pd.Index([f"c{block}-{i}" for i in range(6)], name="customer"))
+    return pd.DataFrame(
+        {
+            "phone": [*phones, "12345", phones[0]],
+            "first_name": ["Dara", "Sophea", "Vichet", "ចិន្តា", "Lida", "Dara"],
+            "coupon": ["K7Q2", "M9X4", "Z1Z1", "P0P0", "A1A1", "K7Q2"],
+            "city": ["Phnom Penh", "Siem Reap", "Battambang", "Kampot", "Kep", "Phnom Penh"],
+        },
+        index=pd.Index([f"c{block}-{i}" for i in range(6)], name="customer"),
+    )
 
 
 def ok_numbers(df: pd.DataFrame) -> Counter[str]:
@@ -64,8 +67,14 @@ def ok_numbers(df: pd.DataFrame) -> Counter[str]:
 
 @pytest.fixture
 def form(gateway: Gateway, tmp_path: Path) -> Iterator[SendForm]:
-    f = SendForm(customers(), campaign="spring", gateway=gateway, ledger=tmp_path / "ledger.db",
-                 price_per_segment=PRICE, template=TEMPLATE)
+    f = SendForm(
+        customers(),
+        campaign="spring",
+        gateway=gateway,
+        ledger=tmp_path / "ledger.db",
+        price_per_segment=PRICE,
+        template=TEMPLATE,
+    )
     yield f
     f.close()
 
@@ -121,20 +130,24 @@ def test_masked_column_shows_stars_in_the_report_view(form: SendForm) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("template", "Hi {{ first_name", "template"),
-    ("template", "Hi {{ nickname }}", "'nickname'"),
-    ("template", "   ", "template is empty"),
-    ("sender", "", "sender is empty"),
-    ("sender", "A very long sender", "at most"),
-    ("name", "", "campaign name"),
-    ("phone", "city", "no row can be sent"),
-    ("key", "first_name", "duplicate values"),
-    ("schedule", "2001-01-01 09:00:00", "in the past"),
-    ("schedule", "tomorrow", "YYYY-MM-DD HH:MM:SS"),
-])
-def test_invalid_input_shows_an_error_and_sends_nothing(form: SendForm, sim: Simulator, field: str, value: str,
-                                                        expected: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("template", "Hi {{ first_name", "template"),
+        ("template", "Hi {{ nickname }}", "'nickname'"),
+        ("template", "   ", "template is empty"),
+        ("sender", "", "sender is empty"),
+        ("sender", "A very long sender", "at most"),
+        ("name", "", "campaign name"),
+        ("phone", "city", "no row can be sent"),
+        ("key", "first_name", "duplicate values"),
+        ("schedule", "2001-01-01 09:00:00", "in the past"),
+        ("schedule", "tomorrow", "YYYY-MM-DD HH:MM:SS"),
+    ],
+)
+def test_invalid_input_shows_an_error_and_sends_nothing(
+    form: SendForm, sim: Simulator, field: str, value: str, expected: str
+) -> None:
     before = len(sim.records())
     getattr(form, field).value = value
     for button in (form.dry_run_button, form.send_button):
@@ -160,8 +173,13 @@ def test_missing_credentials_name_the_environment_variable(sim: Simulator, tmp_p
 
 def test_a_refusing_gateway_is_reported_in_the_form(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
     before = len(sim.records())
-    f = SendForm(customers(), campaign="refused", gateway=gateway.with_options(secret="not-the-secret"),
-                 ledger=tmp_path / "l.db", template=TEMPLATE)
+    f = SendForm(
+        customers(),
+        campaign="refused",
+        gateway=gateway.with_options(secret="not-the-secret"),
+        ledger=tmp_path / "l.db",
+        template=TEMPLATE,
+    )
     try:
         f.send_button.click()
         f.confirm_button.click()
@@ -207,10 +225,12 @@ def test_send_asks_to_confirm_then_sends_the_ok_rows_exactly_once(form: SendForm
     assert form.error.value == ""
     records = sim.records(offset=before)
     assert Counter(r["to"] for r in records) == ok_numbers(form.df)
-    assert {r["content_report"] for r in records} == {f"Hi {n}, your code is ******"
-                                                      for n in form.df["first_name"].iloc[:4]}
-    assert {r["delivered_text"] for r in records} == {f"Hi {n}, your code is {c}"
-                                                      for n, c in form.df[["first_name", "coupon"]].iloc[:4].values}
+    assert {r["content_report"] for r in records} == {
+        f"Hi {n}, your code is ******" for n in form.df["first_name"].iloc[:4]
+    }
+    assert {r["delivered_text"] for r in records} == {
+        f"Hi {n}, your code is {c}" for n, c in form.df[["first_name", "coupon"]].iloc[:4].values
+    }
     assert {r["attempt"] for r in records} == {1}
     assert "accepted 4" in text(form.notice.value)
     assert (form.progress.value, form.progress.max) == (4, 4)
@@ -240,8 +260,7 @@ def test_cancel_and_changed_settings_drop_the_confirmation(form: SendForm, sim: 
 
 
 @pytest.mark.parametrize("transport", [value for _, value in transport_options()])
-def test_each_transport_of_the_dropdown_sends(sim: Simulator, gateway: Gateway, tmp_path: Path,
-                                              transport: str) -> None:
+def test_each_transport_of_the_dropdown_sends(sim: Simulator, gateway: Gateway, tmp_path: Path, transport: str) -> None:
     df = customers()
     before = len(sim.records())
     f = SendForm(df, campaign=f"via-{transport}", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
@@ -277,8 +296,16 @@ def test_results_fill_in_as_delivery_reports_arrive(sim: Simulator, gateway: Gat
     ledger = Ledger(tmp_path / "l.db")
     df = customers()
     with CallbackServer(ledger, mode="thread") as receiver:
-        f = SendForm(df, campaign="dlr", gateway=gateway, ledger=ledger, receiver=receiver, template=TEMPLATE,
-                     report_timeout=20, poll=0.2)
+        f = SendForm(
+            df,
+            campaign="dlr",
+            gateway=gateway,
+            ledger=ledger,
+            receiver=receiver,
+            template=TEMPLATE,
+            report_timeout=20,
+            poll=0.2,
+        )
         try:
             assert f.dlr.value and not f.dlr.disabled
             f.by.value = "city"
@@ -301,8 +328,12 @@ def test_a_campaign_object_gives_the_defaults(sim: Simulator, gateway: Gateway, 
     campaign = Campaign("autumn", gateway=gateway, ledger=ledger, transport="http", key="coupon", progress=False)
     f = SendForm(customers().drop_duplicates("coupon"), campaign=campaign, template=TEMPLATE)
     try:
-        assert (f.name.value, f.transport.value, f.key.value, f.sender.value) == ("autumn", "http", "coupon",
-                                                                                gateway.sender)
+        assert (f.name.value, f.transport.value, f.key.value, f.sender.value) == (
+            "autumn",
+            "http",
+            "coupon",
+            gateway.sender,
+        )
         assert not f.dlr.value and f.dlr.disabled  # no receiver: no delivery reports
         assert isinstance(f.widget, w.VBox) and f.template in f.widget.children
         f.dry_run_button.click()
@@ -324,18 +355,32 @@ def smpp_sim() -> Iterator[Simulator]:
 def smpp_settings(sim: Simulator) -> SmppConfig:
     """A session login for the simulator's default account."""
     creds = sim.credentials
-    return SmppConfig(port=sim.smpp_port, system_id=creds.username, password=creds.password, window=10,
-                      response_timeout=2.0)
+    return SmppConfig(
+        port=sim.smpp_port, system_id=creds.username, password=creds.password, window=10, response_timeout=2.0
+    )
 
 
 def test_smpp_is_offered_only_with_a_session_config(smpp_sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
     assert "smpp" not in [v for _, v in transport_options()]
     assert ("SMPP", "smpp") in transport_options(smpp=True)
     plain = SendForm(customers(), campaign="no-smpp", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
-    with_smpp = SendForm(customers(), campaign="smpp", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE,
-                         smpp=smpp_settings(smpp_sim))
-    campaign = Campaign("from-campaign", gateway=gateway, ledger=tmp_path / "c.db", transport="smpp",
-                        smpp=smpp_settings(smpp_sim), receipt_timeout=7.0, progress=False)
+    with_smpp = SendForm(
+        customers(),
+        campaign="smpp",
+        gateway=gateway,
+        ledger=tmp_path / "l.db",
+        template=TEMPLATE,
+        smpp=smpp_settings(smpp_sim),
+    )
+    campaign = Campaign(
+        "from-campaign",
+        gateway=gateway,
+        ledger=tmp_path / "c.db",
+        transport="smpp",
+        smpp=smpp_settings(smpp_sim),
+        receipt_timeout=7.0,
+        progress=False,
+    )
     from_campaign = SendForm(customers(), campaign=campaign, template=TEMPLATE)
     try:
         assert "smpp" not in [v for _, v in plain.transport.options]
@@ -360,8 +405,16 @@ def test_send_through_the_form_over_smpp(smpp_sim: Simulator, tmp_path: Path) ->
     first = next(iter(ok))
     smpp_sim.reply(first, "Thanks! STOP")  # held by the simulator until the form's session binds
     before = len(smpp_sim.records())
-    f = SendForm(df, campaign="via-smpp", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE,
-                 smpp=smpp_settings(smpp_sim), receipt_timeout=10.0, price_per_segment=PRICE)
+    f = SendForm(
+        df,
+        campaign="via-smpp",
+        gateway=gateway,
+        ledger=tmp_path / "l.db",
+        template=TEMPLATE,
+        smpp=smpp_settings(smpp_sim),
+        receipt_timeout=10.0,
+        price_per_segment=PRICE,
+    )
     try:
         f.transport.value = "smpp"
         f.send_button.click()
@@ -390,8 +443,14 @@ def test_send_through_the_form_over_smpp(smpp_sim: Simulator, tmp_path: Path) ->
 def test_smpp_with_a_schedule_is_refused_in_the_form(smpp_sim: Simulator, tmp_path: Path) -> None:
     before = len(smpp_sim.records())
     gateway = Gateway(base_url=smpp_sim.url, sender=smpp_sim.credentials.sender)
-    f = SendForm(customers(), campaign="smpp-later", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE,
-                 smpp=smpp_settings(smpp_sim))
+    f = SendForm(
+        customers(),
+        campaign="smpp-later",
+        gateway=gateway,
+        ledger=tmp_path / "l.db",
+        template=TEMPLATE,
+        smpp=smpp_settings(smpp_sim),
+    )
     try:
         f.transport.value = "smpp"
         f.schedule.value = "2099-01-01 09:00:00"

@@ -37,8 +37,11 @@ def write_frame(df: pd.DataFrame, path: Path) -> None:
 def add_campaign_options(parser: argparse.ArgumentParser) -> None:
     """The options naming a campaign and its ledger."""
     parser.add_argument("--campaign", required=True, help="campaign name (its ledger key)")
-    parser.add_argument("--ledger", default="plasgate_nb.db",
-                        help="ledger: an SQLite file path or a postgresql:// URL (default plasgate_nb.db)")
+    parser.add_argument(
+        "--ledger",
+        default="plasgate_nb.db",
+        help="ledger: an SQLite file path or a postgresql:// URL (default plasgate_nb.db)",
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 

@@ -15,9 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ledger", required=True, help="the campaigns' ledger: SQLite path or postgresql:// URL")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="port to listen on (default 8090)")
-    parser.add_argument("--public-url", default=None,
-                        help="the URL the gateway reaches this receiver at (tunnel or reverse proxy); "
-                             "give it to `plasgate-nb send --callback-url`")
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        help="the URL the gateway reaches this receiver at (tunnel or reverse proxy); "
+        "give it to `plasgate-nb send --callback-url`",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,8 +11,12 @@ from ..demo import run_demo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the demo's options."""
-    parser.add_argument("--output", type=Path, default=Path("demo_output"),
-                        help="folder for the ledger, charts and enriched CSV (default: demo_output)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("demo_output"),
+        help="folder for the ledger, charts and enriched CSV (default: demo_output)",
+    )
     parser.add_argument("--wait", type=float, default=40.0, help="seconds to wait for delivery reports")
     parser.add_argument("--json", action="store_true", help="print the send summary as JSON at the end")
 

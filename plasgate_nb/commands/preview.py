@@ -28,13 +28,18 @@ def run(args: argparse.Namespace) -> int:
     """Print the preview table and the cost estimate."""
     df = read_frame(args.input)
     suppress = pd.read_csv(args.suppress, dtype="string")["phone"] if args.suppress else None
-    rendered = render_messages(prepare_audience(df, phone=args.phone, suppress=suppress), args.template,
-                               mask=args.mask)
+    rendered = render_messages(prepare_audience(df, phone=args.phone, suppress=suppress), args.template, mask=args.mask)
     ok = rendered[rendered["audience_status"] == "ok"]
     table = preview(ok, n=args.rows)
     cost = estimate_cost(rendered, price_per_segment=args.price)
     statuses = rendered["audience_status"].value_counts().to_dict()
-    emit(args, {"audience": statuses, "cost": cost.__dict__ if hasattr(cost, "__dict__") else str(cost),
-                "preview": table.to_dict(orient="records")},
-         f"audience: {statuses}\n{table.to_string()}\n{cost}")
+    emit(
+        args,
+        {
+            "audience": statuses,
+            "cost": cost.__dict__ if hasattr(cost, "__dict__") else str(cost),
+            "preview": table.to_dict(orient="records"),
+        },
+        f"audience: {statuses}\n{table.to_string()}\n{cost}",
+    )
     return 0

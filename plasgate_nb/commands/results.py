@@ -17,8 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="the customers file the campaign was sent from")
     add_campaign_options(parser)
     parser.add_argument("--key", default=None, help="the unique id column used when sending")
-    parser.add_argument("--phone", default="phone",
-                        help="phone column: adds msisdn, carrier and the audience verdict (default phone)")
+    parser.add_argument(
+        "--phone", default="phone", help="phone column: adds msisdn, carrier and the audience verdict (default phone)"
+    )
     parser.add_argument("--by", default=None, help="report: group delivery rates by this column (e.g. carrier)")
     parser.add_argument("--output", type=Path, required=True, help="CSV or Parquet file to write")
 
@@ -39,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--by {args.by!r} is not a column; columns are {list(collected.columns)}")
         files = [str(p) for p in export_report(collected, args.output, by=args.by)]
         summary = delivery_summary(collected, by=args.by)
-    emit(args, {"files": files, "summary": summary.reset_index().to_dict(orient="records")},
-         summary.to_string() + "\nwrote " + ", ".join(files))
+    emit(
+        args,
+        {"files": files, "summary": summary.reset_index().to_dict(orient="records")},
+        summary.to_string() + "\nwrote " + ", ".join(files),
+    )
     ledger.close()
     return 0

@@ -20,9 +20,23 @@ import pandas as pd
 
 TIME_COLUMNS = frozenset({"created_at", "updated_at", "submitted_at", "delivered_at", "done_at"})
 INT_COLUMNS = frozenset({"segments", "attempts", "response_status"})
-TEXT_COLUMNS = frozenset({"msisdn", "content_hash", "encoding", "batch_id", "queue_id", "message_id", "reason",
-                          "delivery_status", "delivery_level1_status", "error_code", "content_report",
-                          "response_body", "state"})
+TEXT_COLUMNS = frozenset(
+    {
+        "msisdn",
+        "content_hash",
+        "encoding",
+        "batch_id",
+        "queue_id",
+        "message_id",
+        "reason",
+        "delivery_status",
+        "delivery_level1_status",
+        "error_code",
+        "content_report",
+        "response_body",
+        "state",
+    }
+)
 FAST_COLUMNS = TIME_COLUMNS | INT_COLUMNS | TEXT_COLUMNS
 
 _SEP = "\x1f"  # ASCII unit separator
@@ -50,8 +64,7 @@ def sql(columns: Sequence[str]) -> str:
     ``group_concat``'s separator is evaluated per row and makes the query take half again as long.
     """
     parts = ["count(*)", f"group_concat(message_key, '{_SEP}')", *(_expression(c) for c in columns)]
-    return (f"SELECT {', '.join(parts)} FROM plasgate_messages "
-            "WHERE campaign_id = ? AND id >= ? AND id <= ?")
+    return f"SELECT {', '.join(parts)} FROM plasgate_messages WHERE campaign_id = ? AND id >= ? AND id <= ?"
 
 
 def _times(joined: str, n: int) -> np.ndarray | None:
@@ -154,16 +167,18 @@ def _join(parts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in names:
         values = [p[name] for p in parts]
-        out[name] = np.concatenate(values) if isinstance(values[0], np.ndarray) else \
-            type(values[0])._concat_same_type(values)
+        out[name] = (
+            np.concatenate(values) if isinstance(values[0], np.ndarray) else type(values[0])._concat_same_type(values)
+        )
     return out
 
 
 Query = Callable[[str, tuple[Any, ...]], Sequence[Any]]
 
 
-def read(here: Query, elsewhere: Query, cid: int, bounds: tuple[Any, Any, Any],
-         columns: Sequence[str]) -> pd.DataFrame | None:
+def read(
+    here: Query, elsewhere: Query, cid: int, bounds: tuple[Any, Any, Any], columns: Sequence[str]
+) -> pd.DataFrame | None:
     """Read ``message_key`` and ``columns`` of campaign ``cid`` (in id order), or None to fall back.
 
     ``here(sql, params)`` runs one statement on the caller's connection and returns its single row;

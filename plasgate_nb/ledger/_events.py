@@ -113,10 +113,22 @@ def normalize(event: Mapping[str, Any], *, now: datetime) -> Event:
                 raise LedgerError("a batch callback needs a 'message_id'")
             status = BATCH_OK
             dedupe = f"batch|{message_id}"
-    return Event(source=source, dedupe_key=dedupe, message_id=message_id, level=level, status=status,
-                 err=err, done_at=_when(event.get("done_at"), "done_at"), received_at=received_at,
-                 raw=raw, campaign=campaign, message_key=message_key, msisdn=msisdn, batch=batch,
-                 reason=reason)
+    return Event(
+        source=source,
+        dedupe_key=dedupe,
+        message_id=message_id,
+        level=level,
+        status=status,
+        err=err,
+        done_at=_when(event.get("done_at"), "done_at"),
+        received_at=received_at,
+        raw=raw,
+        campaign=campaign,
+        message_key=message_key,
+        msisdn=msisdn,
+        batch=batch,
+        reason=reason,
+    )
 
 
 def derive(rows: Iterable[Any], *, state: str) -> dict[str, Any]:

@@ -15,13 +15,39 @@ import pandas as pd
 import sqlalchemy as sa
 
 MESSAGE_COLUMNS = (
-    "message_key", "msisdn", "content_hash", "content_report", "encoding", "segments", "batch_id",
-    "queue_id", "message_id", "state", "reason", "attempts", "response_status", "response_body",
-    "created_at", "updated_at", "submitted_at", "delivery_status", "delivery_level1_status",
-    "delivered_at", "done_at", "error_code",
+    "message_key",
+    "msisdn",
+    "content_hash",
+    "content_report",
+    "encoding",
+    "segments",
+    "batch_id",
+    "queue_id",
+    "message_id",
+    "state",
+    "reason",
+    "attempts",
+    "response_status",
+    "response_body",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "delivery_status",
+    "delivery_level1_status",
+    "delivered_at",
+    "done_at",
+    "error_code",
 )
 EVENT_COLUMNS = (
-    "message_key", "message_id", "source", "level", "status", "err", "done_at", "received_at", "raw",
+    "message_key",
+    "message_id",
+    "source",
+    "level",
+    "status",
+    "err",
+    "done_at",
+    "received_at",
+    "raw",
 )
 TIME_COLUMNS = frozenset({"created_at", "updated_at", "submitted_at", "delivered_at", "done_at", "received_at"})
 INT_COLUMNS = frozenset({"segments", "attempts", "response_status", "level"})
@@ -49,8 +75,11 @@ def read_frame(conn: sa.Connection, stmt: sa.Select, names: list[str]) -> pd.Dat
         elif name in INT_COLUMNS:
             frame[name] = frame[name].astype("Int64")
         elif name == "raw":
-            frame[name] = pd.Series([v if isinstance(v, dict) else json.loads(v) if v else {}
-                                     for v in frame[name]], index=frame.index, dtype=object)
+            frame[name] = pd.Series(
+                [v if isinstance(v, dict) else json.loads(v) if v else {} for v in frame[name]],
+                index=frame.index,
+                dtype=object,
+            )
     return frame
 
 
@@ -61,7 +90,7 @@ MESSAGES = "plasgate_messages"
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     """Yield ``items`` in slices of at most ``size``."""
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _sql(conn: sa.Connection, text: str) -> str:
@@ -90,8 +119,9 @@ def rows_by_key(conn: sa.Connection, cid: int, keys: Sequence[str]) -> dict[str,
     return out
 
 
-def update_rows(conn: sa.Connection, ids: Sequence[int], assignments: str, params: Sequence[Any], *,
-                states: Sequence[str] = ()) -> int:
+def update_rows(
+    conn: sa.Connection, ids: Sequence[int], assignments: str, params: Sequence[Any], *, states: Sequence[str] = ()
+) -> int:
     """Run ``UPDATE messages SET <assignments> WHERE id IN ids [AND state IN states]``; return rows changed.
 
     ``assignments`` uses ``?`` markers for ``params`` (values already in driver form, see

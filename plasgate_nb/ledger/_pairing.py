@@ -28,37 +28,74 @@ IN_FLIGHT = ("submitting", "uncertain")
 # cost about a fifth of a small group's write
 _IDS = sa.bindparam("b_ids", expanding=True)
 _ORPHANS = sa.select(events.c.message_id).where(events.c.message_id.in_(_IDS), events.c.message_row.is_(None))
-_ATTACH = (events.update()
-           .where(events.c.message_id == sa.bindparam("b_mid"), events.c.message_row.is_(None))
-           .values(message_row=sa.bindparam("b_row"), campaign_id=sa.bindparam("b_cid")))
-_SET_IDS = (messages.update().where(messages.c.id == sa.bindparam("b_row"))
-            .values(message_id=sa.bindparam("b_mid"),
-                    queue_id=sa.func.coalesce(messages.c.queue_id, sa.bindparam("b_queue"))))
+_ATTACH = (
+    events.update()
+    .where(events.c.message_id == sa.bindparam("b_mid"), events.c.message_row.is_(None))
+    .values(message_row=sa.bindparam("b_row"), campaign_id=sa.bindparam("b_cid"))
+)
+_SET_IDS = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("b_row"))
+    .values(message_id=sa.bindparam("b_mid"), queue_id=sa.func.coalesce(messages.c.queue_id, sa.bindparam("b_queue")))
+)
 _BY_KEY = sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_key, messages.c.message_id).where(
-    messages.c.campaign_id == sa.bindparam("b_cid"), messages.c.message_key.in_(_IDS))
-_CANDIDATES = (sa.select(messages.c.id, messages.c.campaign_id, messages.c.msisdn, messages.c.batch_id,
-                         messages.c.queue_id, messages.c.message_id, messages.c.state)
-               .where(messages.c.campaign_id == sa.bindparam("b_cid"), messages.c.msisdn.in_(_IDS))
-               .order_by(messages.c.id))
-_BY_ID = (sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_id)
-          .where(messages.c.message_id.in_(_IDS)).order_by(messages.c.id))
-_STATES = sa.select(messages.c.id, messages.c.state,
-                    *(messages.c[c] for c in DELIVERY_COLUMNS)).where(messages.c.id.in_(_IDS))
-_EVENTS_OF = (sa.select(events.c.message_row, events.c.source, events.c.level, events.c.status, events.c.err,
-                        events.c.done_at, events.c.received_at, events.c.raw)
-              .where(events.c.message_row.in_(_IDS)).order_by(events.c.id))
-_DELIVERY = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
-    {c: sa.bindparam(f"b_{c}") for c in DELIVERY_COLUMNS})
-_SETTLE = messages.update().where(messages.c.id == sa.bindparam("b_row")).values(
-    state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_now"))
-_INSERT = {name: insert(events).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(events.c.dedupe_key)
-           for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+    messages.c.campaign_id == sa.bindparam("b_cid"), messages.c.message_key.in_(_IDS)
+)
+_CANDIDATES = (
+    sa.select(
+        messages.c.id,
+        messages.c.campaign_id,
+        messages.c.msisdn,
+        messages.c.batch_id,
+        messages.c.queue_id,
+        messages.c.message_id,
+        messages.c.state,
+    )
+    .where(messages.c.campaign_id == sa.bindparam("b_cid"), messages.c.msisdn.in_(_IDS))
+    .order_by(messages.c.id)
+)
+_BY_ID = (
+    sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_id)
+    .where(messages.c.message_id.in_(_IDS))
+    .order_by(messages.c.id)
+)
+_STATES = sa.select(messages.c.id, messages.c.state, *(messages.c[c] for c in DELIVERY_COLUMNS)).where(
+    messages.c.id.in_(_IDS)
+)
+_EVENTS_OF = (
+    sa.select(
+        events.c.message_row,
+        events.c.source,
+        events.c.level,
+        events.c.status,
+        events.c.err,
+        events.c.done_at,
+        events.c.received_at,
+        events.c.raw,
+    )
+    .where(events.c.message_row.in_(_IDS))
+    .order_by(events.c.id)
+)
+_DELIVERY = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("b_row"))
+    .values({c: sa.bindparam(f"b_{c}") for c in DELIVERY_COLUMNS})
+)
+_SETTLE = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("b_row"))
+    .values(state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_now"))
+)
+_INSERT = {
+    name: insert(events).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(events.c.dedupe_key)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
     """Yield ``items`` in slices of at most ``size`` (bounded IN lists and parameter counts)."""
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def attach_orphans(conn: sa.Connection, pairs: dict[str, tuple[int, int]]) -> set[int]:
@@ -111,6 +148,7 @@ def _batch_candidates(conn: sa.Connection, evs: list[Event], cids: dict[str, int
 
 def _pick(rows: list, e: Event) -> Any:
     """Choose the row a batch callback belongs to, most specific match first."""
+
     def batch_match(r: Any) -> bool:
         """The callback's batch id is the row's gateway queue id or our batch key."""
         return e.batch is not None and e.batch in (r.queue_id, r.batch_id)
@@ -147,12 +185,18 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
             row = keyed.get((cid, e.message_key))
         if row is not None and e.message_id and row.message_id is None and e.message_id not in pairs:
             pairs[e.message_id] = (row.id, row.campaign_id)
-            updates.append({"b_row": row.id, "b_mid": e.message_id,
-                            "b_queue": e.batch if e.source == "batch" else None})
+            updates.append(
+                {"b_row": row.id, "b_mid": e.message_id, "b_queue": e.batch if e.source == "batch" else None}
+            )
         placed.append((row.id, row.campaign_id) if row is not None else (None, cid))
     _set_ids(conn, updates)
-    unknown = sorted({e.message_id for e, (rid, _) in zip(evs, placed, strict=True)
-                      if rid is None and e.message_id and e.message_id not in pairs})
+    unknown = sorted(
+        {
+            e.message_id
+            for e, (rid, _) in zip(evs, placed, strict=True)
+            if rid is None and e.message_id and e.message_id not in pairs
+        }
+    )
     by_id: dict[str, list[Any]] = defaultdict(list)
     for part in chunks(unknown):
         for row in conn.execute(_BY_ID, {"b_ids": list(part)}):
@@ -171,15 +215,28 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
 def insert_events(conn: sa.Connection, evs: list[Event], placed: list[Placement]) -> set[str]:
     """Insert events whose dedupe key is not stored yet (ON CONFLICT DO NOTHING); return the keys inserted."""
     stmt = _INSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    params = [{"dedupe_key": e.dedupe_key, "campaign_id": cid, "message_row": rid,
-               "message_id": e.message_id, "source": e.source, "level": e.level, "status": e.status,
-               "err": e.err, "done_at": e.done_at, "received_at": e.received_at, "raw": e.raw}
-              for e, (rid, cid) in zip(evs, placed, strict=True)]
+    params = [
+        {
+            "dedupe_key": e.dedupe_key,
+            "campaign_id": cid,
+            "message_row": rid,
+            "message_id": e.message_id,
+            "source": e.source,
+            "level": e.level,
+            "status": e.status,
+            "err": e.err,
+            "done_at": e.done_at,
+            "received_at": e.received_at,
+            "raw": e.raw,
+        }
+        for e, (rid, cid) in zip(evs, placed, strict=True)
+    ]
     return set(conn.execute(stmt, params).scalars())
 
 
-def apply(conn: sa.Connection, row_ids: Iterable[int], *, now: datetime,
-          fresh: dict[int, list[Event]] | None = None) -> None:
+def apply(
+    conn: sa.Connection, row_ids: Iterable[int], *, now: datetime, fresh: dict[int, list[Event]] | None = None
+) -> None:
     """Bring the delivery columns (and in-flight states) of rows up to date with their events.
 
     Rows in ``fresh`` (row id -> events just inserted, in arrival order, no older event newly attached)
@@ -208,8 +265,7 @@ def apply(conn: sa.Connection, row_ids: Iterable[int], *, now: datetime,
             outs[rid] = derive(grouped.get(rid, []), state=current[rid].state)
         for rid, out in outs.items():
             if "state" in out:
-                settled.append({"b_row": rid, "b_state": out.pop("state"), "b_reason": out.pop("reason"),
-                                "b_now": now})
+                settled.append({"b_row": rid, "b_state": out.pop("state"), "b_reason": out.pop("reason"), "b_now": now})
             if rid in fresh and rid not in full and all(out[c] == current[rid]._mapping[c] for c in DELIVERY_COLUMNS):
                 continue  # nothing changed (a level-1 report after the first, a late non-final one)
             delivery.append({"b_row": rid, **{f"b_{k}": v for k, v in out.items()}})

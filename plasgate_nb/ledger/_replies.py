@@ -35,8 +35,9 @@ def _address(item: Mapping[str, Any], names: tuple[str, ...], what: str, *, requ
     return text
 
 
-def reply_rows(items: Iterable[Mapping[str, Any]], *, campaign_id: int | None, now: datetime,
-               text_max: int) -> list[dict[str, Any]]:
+def reply_rows(
+    items: Iterable[Mapping[str, Any]], *, campaign_id: int | None, now: datetime, text_max: int
+) -> list[dict[str, Any]]:
     """Check reply dicts (``msisdn``, ``to``, ``text``, optional ``data_coding``, ``received_at``) and
     return table rows; any bad item refuses them all (LedgerError)."""
     rows = []
@@ -52,11 +53,16 @@ def reply_rows(items: Iterable[Mapping[str, Any]], *, campaign_id: int | None, n
         received = item.get("received_at")
         if received is not None and not isinstance(received, datetime):
             raise LedgerError("a reply's received_at must be a datetime")
-        rows.append({"campaign_id": campaign_id,
-                     "msisdn": _address(item, ("msisdn", "from"), "sender number", required=True),
-                     "destination": _address(item, ("to", "destination"), "destination", required=False),
-                     "text": text[:text_max], "data_coding": coding,
-                     "received_at": as_utc(received) if received is not None else now})
+        rows.append(
+            {
+                "campaign_id": campaign_id,
+                "msisdn": _address(item, ("msisdn", "from"), "sender number", required=True),
+                "destination": _address(item, ("to", "destination"), "destination", required=False),
+                "text": text[:text_max],
+                "data_coding": coding,
+                "received_at": as_utc(received) if received is not None else now,
+            }
+        )
     return rows
 
 

@@ -74,8 +74,7 @@ def plan_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
         values = rows[name]
         if not values.hasnans:
             return values.tolist()
-        return [None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v
-                for v in values.tolist()]
+        return [None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v for v in values.tolist()]
 
     msisdns, contents = column("msisdn"), column("content")
     bad = [k for k, m, c in zip(keys, msisdns, contents, strict=True) if m is None or not isinstance(c, str)]

@@ -28,13 +28,15 @@ metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
 
 meta = sa.Table(
-    "plasgate_meta", metadata,
+    "plasgate_meta",
+    metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.String(200), nullable=False),
 )
 
 campaigns = sa.Table(
-    "plasgate_campaigns", metadata,
+    "plasgate_campaigns",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_at", TS, nullable=False),
@@ -43,7 +45,8 @@ campaigns = sa.Table(
 )
 
 messages = sa.Table(
-    "plasgate_messages", metadata,
+    "plasgate_messages",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("campaign_id", sa.Integer, sa.ForeignKey("plasgate_campaigns.id"), nullable=False),
     sa.Column("message_key", sa.String, nullable=False),
@@ -76,7 +79,8 @@ messages = sa.Table(
 )
 
 events = sa.Table(
-    "plasgate_events", metadata,
+    "plasgate_events",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("dedupe_key", sa.String, nullable=False, unique=True),
     sa.Column("campaign_id", sa.Integer, nullable=True),
@@ -98,7 +102,8 @@ events = sa.Table(
 REPLY_TEXT_MAX = 1600  # characters kept of a reply (ten concatenated SMS parts and more)
 
 replies = sa.Table(
-    "plasgate_replies", metadata,
+    "plasgate_replies",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("campaign_id", sa.Integer, sa.ForeignKey("plasgate_campaigns.id"), nullable=True),
     sa.Column("msisdn", sa.String(32), nullable=False),
@@ -133,14 +138,18 @@ def resolve_url(url: str | Path | None) -> URL:
 def redacted(url: URL) -> str:
     """Render ``url`` with its password (and any password-like query value) hidden."""
     hidden = {k: "***" for k in url.query if "pass" in k.lower() or "secret" in k.lower()}
-    return url.update_query_dict(hidden).render_as_string(hide_password=True) if hidden else \
-        url.render_as_string(hide_password=True)
+    return (
+        url.update_query_dict(hidden).render_as_string(hide_password=True)
+        if hidden
+        else url.render_as_string(hide_password=True)
+    )
 
 
 def _sqlite_engine(url: URL) -> Engine:
     """An SQLite engine: WAL, busy timeout, autocommit driver with explicit BEGIN [IMMEDIATE]."""
     engine = sa.create_engine(
-        url, hide_parameters=True,
+        url,
+        hide_parameters=True,
         connect_args={"timeout": BUSY_TIMEOUT_S, "isolation_level": None, "check_same_thread": False},
     )
 
@@ -173,8 +182,7 @@ def make_engine(url: URL) -> Engine:
 def lock_writers(conn: sa.Connection) -> None:
     """Serialize writers on PostgreSQL (SQLite already holds its write lock from BEGIN IMMEDIATE)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(current_schema()))"),
-                     {"cls": _PG_LOCK_CLASS})
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(current_schema()))"), {"cls": _PG_LOCK_CLASS})
 
 
 def create_schema(conn: sa.Connection) -> None:
@@ -194,8 +202,10 @@ def create_schema(conn: sa.Connection) -> None:
     except ValueError as exc:
         raise LedgerError(f"the ledger has an unreadable schema version {row.value!r}") from exc
     if found > SCHEMA_VERSION:
-        raise LedgerError(f"the ledger has schema version {found}, newer than this plasgate_nb supports "
-                          f"({SCHEMA_VERSION}); upgrade plasgate_nb")
+        raise LedgerError(
+            f"the ledger has schema version {found}, newer than this plasgate_nb supports "
+            f"({SCHEMA_VERSION}); upgrade plasgate_nb"
+        )
     if found < SCHEMA_VERSION:
         _migrate(conn, found)
 

@@ -165,16 +165,22 @@ class Ledger:
         except sa.exc.SQLAlchemyError as exc:
             raise LedgerError(f"ledger {what} failed: {describe(exc)}") from exc
 
-    def _cid(self, conn: sa.Connection, name: str, *, create: bool = False,
-             settings: Mapping[str, Any] | None = None) -> int | None:
+    def _cid(
+        self, conn: sa.Connection, name: str, *, create: bool = False, settings: Mapping[str, Any] | None = None
+    ) -> int | None:
         """The id of campaign ``name``; created when ``create`` (else None when unknown)."""
         if name in self._cids:
             return self._cids[name]
         cid = conn.execute(sa.select(campaigns.c.id).where(campaigns.c.name == name)).scalar()
         if cid is None and create:
-            cid = conn.execute(campaigns.insert().values(
-                name=name, created_at=_now(), settings=scrub(settings or {}),
-                callback_token=secrets.token_urlsafe(18))).inserted_primary_key[0]
+            cid = conn.execute(
+                campaigns.insert().values(
+                    name=name,
+                    created_at=_now(),
+                    settings=scrub(settings or {}),
+                    callback_token=secrets.token_urlsafe(18),
+                )
+            ).inserted_primary_key[0]
         if cid is not None:
             self._cids[name] = cid
         return cid
@@ -195,14 +201,14 @@ class Ledger:
         with self._write("open campaign") as conn:
             cid = self._cid(conn, name, create=True, settings=settings)
             row = conn.execute(sa.select(campaigns).where(campaigns.c.id == cid)).one()
-        return CampaignInfo(name=row.name, created_at=as_utc(row.created_at), settings=dict(row.settings),
-                            token=row.callback_token)
+        return CampaignInfo(
+            name=row.name, created_at=as_utc(row.created_at), settings=dict(row.settings), token=row.callback_token
+        )
 
     def campaign_token(self, name: str) -> str | None:
         """The secret token callbacks for campaign ``name`` must carry, or None for an unknown campaign."""
         with self._read("token lookup") as conn:
-            return conn.execute(sa.select(campaigns.c.callback_token)
-                                .where(campaigns.c.name == name)).scalar()
+            return conn.execute(sa.select(campaigns.c.callback_token).where(campaigns.c.name == name)).scalar()
 
     # -- planning and sending ----------------------------------------------------------------------
 
@@ -224,8 +230,7 @@ class Ledger:
                 changed: list[str] = []
             else:
                 fresh, changed = [], []
-                for i, (key, msisdn, digest) in enumerate(zip(keys, new["msisdn"], new["content_hash"],
-                                                              strict=True)):
+                for i, (key, msisdn, digest) in enumerate(zip(keys, new["msisdn"], new["content_hash"], strict=True)):
                     seen = known.get(key)
                     if seen is None:
                         fresh.append(i)
@@ -236,18 +241,25 @@ class Ledger:
                 columns = [[column[i] for i in fresh] for column in columns]
             count = len(fresh)
             constants = [repeat(value, count) for value in (cid, "planned", 0, now, now)]
-            bulk_insert(conn, messages, (*PLAN_COLUMNS, "campaign_id", "state", "attempts", "created_at",
-                                         "updated_at"), list(zip(*columns, *constants, strict=True)))
+            bulk_insert(
+                conn,
+                messages,
+                (*PLAN_COLUMNS, "campaign_id", "state", "attempts", "created_at", "updated_at"),
+                list(zip(*columns, *constants, strict=True)),
+            )
         if changed:
-            logger.warning("campaign %r: %d planned rows changed since they were planned; not replanned",
-                           campaign, len(changed))
-        return PlanResult(campaign, added=len(fresh), kept=len(keys) - len(fresh) - len(changed),
-                          changed=tuple(changed))
+            logger.warning(
+                "campaign %r: %d planned rows changed since they were planned; not replanned", campaign, len(changed)
+            )
+        return PlanResult(
+            campaign, added=len(fresh), kept=len(keys) - len(fresh) - len(changed), changed=tuple(changed)
+        )
 
     def _known(self, conn: sa.Connection, cid: int) -> dict[str, tuple[str, str]]:
         """Map each planned key of campaign ``cid`` to its (msisdn, content hash); empty for a new campaign."""
-        stmt = (sa.select(messages.c.message_key, messages.c.msisdn, messages.c.content_hash)
-                .where(messages.c.campaign_id == cid))
+        stmt = sa.select(messages.c.message_key, messages.c.msisdn, messages.c.content_hash).where(
+            messages.c.campaign_id == cid
+        )
         return {key: (msisdn, digest) for key, msisdn, digest in fetch_rows(conn, stmt)}
 
     def mark_submitting(self, campaign: str, keys: Iterable[Any], *, batch_id: str) -> int:
@@ -264,17 +276,33 @@ class Ledger:
             done = 0
             if len(ids) == len(wanted):
                 now = bind_value(conn, messages.c.updated_at, _now())
-                done = update_rows(conn, ids, "state = 'submitting', batch_id = ?, attempts = attempts + 1, "
-                                   "submitted_at = ?, updated_at = ?, reason = NULL", (batch_id, now, now),
-                                   states=("planned",))
+                done = update_rows(
+                    conn,
+                    ids,
+                    "state = 'submitting', batch_id = ?, attempts = attempts + 1, "
+                    "submitted_at = ?, updated_at = ?, reason = NULL",
+                    (batch_id, now, now),
+                    states=("planned",),
+                )
             if done != len(wanted):
-                raise LedgerError(f"campaign {campaign!r}: {len(wanted) - len(ids)} of these rows are not "
-                                  f"planned: {self._not_in(current, wanted, 'planned')}")
+                raise LedgerError(
+                    f"campaign {campaign!r}: {len(wanted) - len(ids)} of these rows are not "
+                    f"planned: {self._not_in(current, wanted, 'planned')}"
+                )
         return done
 
-    def settle(self, campaign: str, keys: Iterable[Any], *, state: str, queue_id: str | None = None,
-               message_ids: Mapping[Any, str] | None = None, status: int | None = None,
-               body: str | None = None, reason: str | None = None) -> int:
+    def settle(
+        self,
+        campaign: str,
+        keys: Iterable[Any],
+        *,
+        state: str,
+        queue_id: str | None = None,
+        message_ids: Mapping[Any, str] | None = None,
+        status: int | None = None,
+        body: str | None = None,
+        reason: str | None = None,
+    ) -> int:
         """Record the outcome of a request for ``keys`` and return how many rows took ``state``.
 
         ``state`` is ``accepted``, ``rejected``, ``uncertain`` or ``planned`` (a definite failure to
@@ -300,58 +328,69 @@ class Ledger:
             moved = set(moving)
             staying = [k for k in wanted if k not in moved]
             if staying:
-                logger.info("campaign %r: %d rows already settled by callbacks keep their state",
-                            campaign, len(staying))
+                logger.info(
+                    "campaign %r: %d rows already settled by callbacks keep their state", campaign, len(staying)
+                )
             names = list(response)
             values = [bind_value(conn, messages.c[name], response[name]) for name in names]
             assign = ", ".join(f"{name} = ?" for name in names)
-            update_rows(conn, [current[k][0] for k in moving], f"{assign}, state = ?, reason = ?",
-                        (*values, state, reason))
+            update_rows(
+                conn, [current[k][0] for k in moving], f"{assign}, state = ?, reason = ?", (*values, state, reason)
+            )
             update_rows(conn, [current[k][0] for k in staying], assign, values)
             self._pair(conn, cid, {k: v for k, v in ids.items() if k in current}, current, now)
         return len(moving)
 
-    def _pair(self, conn: sa.Connection, cid: int, ids: dict[str, str], current: dict[str, tuple[int, str]],
-              now: datetime) -> None:
+    def _pair(
+        self, conn: sa.Connection, cid: int, ids: dict[str, str], current: dict[str, tuple[int, str]], now: datetime
+    ) -> None:
         """Store gateway message ids for keys and apply events that arrived before them."""
         if not ids:
             return
-        conn.execute(messages.update().where(messages.c.id == sa.bindparam("b_row"))
-                     .values(message_id=sa.bindparam("b_mid")),
-                     [{"b_row": current[k][0], "b_mid": mid} for k, mid in ids.items()])
+        conn.execute(
+            messages.update().where(messages.c.id == sa.bindparam("b_row")).values(message_id=sa.bindparam("b_mid")),
+            [{"b_row": current[k][0], "b_mid": mid} for k, mid in ids.items()],
+        )
         touched = _pairing.attach_orphans(conn, {mid: (current[k][0], cid) for k, mid in ids.items()})
         _pairing.apply(conn, touched, now=now)
 
     @staticmethod
     def _not_in(current: Mapping[str, tuple[int, str]], keys: list[str], *states: str) -> str:
         """Describe (at most 10) keys that are missing from ``current`` or not in ``states``."""
-        bad = [f"{k} ({current[k][1] if k in current else 'unknown'})"
-               for k in keys if k not in current or current[k][1] not in states]
+        bad = [
+            f"{k} ({current[k][1] if k in current else 'unknown'})"
+            for k in keys
+            if k not in current or current[k][1] not in states
+        ]
         return ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
 
     def resume(self, campaign: str) -> int:
         """Turn rows left ``submitting`` by an interrupted run into ``uncertain``; return how many."""
         with self._write("resume") as conn:
             cid = self._need(conn, campaign)
-            count = conn.execute(messages.update().where(
-                messages.c.campaign_id == cid, messages.c.state == "submitting").values(
-                state="uncertain", reason=INTERRUPTED, updated_at=_now())).rowcount
+            count = conn.execute(
+                messages.update()
+                .where(messages.c.campaign_id == cid, messages.c.state == "submitting")
+                .values(state="uncertain", reason=INTERRUPTED, updated_at=_now())
+            ).rowcount
         if count:
-            logger.warning("campaign %r: %d rows were interrupted while submitting; now uncertain",
-                           campaign, count)
+            logger.warning("campaign %r: %d rows were interrupted while submitting; now uncertain", campaign, count)
         return count
 
     def requeue_uncertain(self, campaign: str, keys: Iterable[Any] | None = None) -> int:
         """Move ``uncertain`` rows (all, or only ``keys``) back to ``planned`` so they are sent again."""
         with self._write("requeue") as conn:
             cid = self._need(conn, campaign)
-            base = messages.update().values(state="planned", reason="requeued after uncertain outcome",
-                                            updated_at=_now())
+            base = messages.update().values(
+                state="planned", reason="requeued after uncertain outcome", updated_at=_now()
+            )
             where = (messages.c.campaign_id == cid, messages.c.state == "uncertain")
             if keys is None:
                 return conn.execute(base.where(*where)).rowcount
-            return sum(conn.execute(base.where(*where, messages.c.message_key.in_(part))).rowcount
-                       for part in _pairing.chunks(keys_of(keys)))
+            return sum(
+                conn.execute(base.where(*where, messages.c.message_key.in_(part))).rowcount
+                for part in _pairing.chunks(keys_of(keys))
+            )
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -372,8 +411,7 @@ class Ledger:
         if not evs:
             return 0
         with self._write("record events") as conn:
-            cids = {n: c for n in {e.campaign for e in evs if e.campaign}
-                    if (c := self._cid(conn, n)) is not None}
+            cids = {n: c for n in {e.campaign for e in evs if e.campaign} if (c := self._cid(conn, n)) is not None}
             placed, attached = _pairing.locate(conn, evs, cids)
             inserted = _pairing.insert_events(conn, evs, placed)
             fresh: dict[int, list[Any]] = {}
@@ -409,10 +447,13 @@ class Ledger:
         """
         with self._read("read replies") as conn:
             cols = reply_table.c
-            stmt = (sa.select(campaigns.c.name, cols.msisdn, cols.destination, cols.text, cols.data_coding,
-                              cols.received_at)
-                    .select_from(reply_table.outerjoin(campaigns, cols.campaign_id == campaigns.c.id))
-                    .order_by(cols.id))
+            stmt = (
+                sa.select(
+                    campaigns.c.name, cols.msisdn, cols.destination, cols.text, cols.data_coding, cols.received_at
+                )
+                .select_from(reply_table.outerjoin(campaigns, cols.campaign_id == campaigns.c.id))
+                .order_by(cols.id)
+            )
             if campaign is not None:
                 cid = self._cid(conn, campaign)
                 stmt = stmt.where(cols.campaign_id == (cid if cid is not None else -1))
@@ -431,8 +472,11 @@ class Ledger:
             raise LedgerError(f"unknown message columns: {unknown}")
         with self._read("read messages") as conn:
             cid = self._cid(conn, campaign)
-            stmt = sa.select(*(messages.c[c] for c in names)).where(
-                messages.c.campaign_id == (cid if cid is not None else -1)).order_by(messages.c.id)
+            stmt = (
+                sa.select(*(messages.c[c] for c in names))
+                .where(messages.c.campaign_id == (cid if cid is not None else -1))
+                .order_by(messages.c.id)
+            )
             return read_frame(conn, stmt, names)
 
     def read_columns(self, campaign: str, columns: Iterable[str]) -> pd.DataFrame:
@@ -452,11 +496,17 @@ class Ledger:
                 cid = self._cid(conn, campaign)
                 bounds = conn.exec_driver_sql(
                     "SELECT min(id), max(id), count(*) FROM plasgate_messages WHERE campaign_id = ?",
-                    (cid if cid is not None else -1,)).fetchone()
+                    (cid if cid is not None else -1,),
+                ).fetchone()
                 fast = None
                 if cid is not None:
-                    fast = _columns.read(lambda sql, params: conn.exec_driver_sql(sql, params).fetchone(),
-                                         self._first_row, cid, tuple(bounds), names)
+                    fast = _columns.read(
+                        lambda sql, params: conn.exec_driver_sql(sql, params).fetchone(),
+                        self._first_row,
+                        cid,
+                        tuple(bounds),
+                        names,
+                    )
             if fast is not None:
                 return fast
         return self.messages(campaign, columns=names)
@@ -471,17 +521,22 @@ class Ledger:
         names = ["message_key", "msisdn", "content_hash", "content_report", "encoding", "segments", "attempts"]
         with self._read("read pending") as conn:
             cid = self._cid(conn, campaign)
-            stmt = sa.select(*(messages.c[c] for c in names)).where(
-                messages.c.campaign_id == (cid if cid is not None else -1),
-                messages.c.state == "planned").order_by(messages.c.id)
+            stmt = (
+                sa.select(*(messages.c[c] for c in names))
+                .where(messages.c.campaign_id == (cid if cid is not None else -1), messages.c.state == "planned")
+                .order_by(messages.c.id)
+            )
             return read_frame(conn, stmt, names)
 
     def summary(self, campaign: str) -> dict[str, int]:
         """Counts of messages per state (every state present, zero included) and ``total``."""
         with self._read("summary") as conn:
             cid = self._cid(conn, campaign)
-            stmt = sa.select(messages.c.state, sa.func.count()).where(
-                messages.c.campaign_id == (cid if cid is not None else -1)).group_by(messages.c.state)
+            stmt = (
+                sa.select(messages.c.state, sa.func.count())
+                .where(messages.c.campaign_id == (cid if cid is not None else -1))
+                .group_by(messages.c.state)
+            )
             counts = {state: n for state, n in conn.execute(stmt)}
         out = {state: int(counts.get(state, 0)) for state in STATES}
         out["total"] = sum(out.values())
@@ -493,7 +548,10 @@ class Ledger:
             cid = self._cid(conn, campaign)
             cid = cid if cid is not None else -1
             cols = [messages.c.message_key, *(events.c[c] for c in EVENT_COLUMNS[1:])]
-            stmt = (sa.select(*cols).select_from(events.outerjoin(messages, events.c.message_row == messages.c.id))
-                    .where(sa.or_(events.c.campaign_id == cid, messages.c.campaign_id == cid))
-                    .order_by(events.c.id))
+            stmt = (
+                sa.select(*cols)
+                .select_from(events.outerjoin(messages, events.c.message_row == messages.c.id))
+                .where(sa.or_(events.c.campaign_id == cid, messages.c.campaign_id == cid))
+                .order_by(events.c.id)
+            )
             return read_frame(conn, stmt, list(EVENT_COLUMNS))

@@ -121,7 +121,7 @@ def _parse_chunked(buf: bytearray, start: int) -> tuple[bytes, int] | None:
         end = eol + 2 + size
         if len(buf) < end + 2:
             return None
-        body += buf[eol + 2:end]
+        body += buf[eol + 2 : end]
         pos = end + 2
 
 
@@ -210,7 +210,7 @@ class _Connection(asyncio.Protocol):
                     raise WireClosed("connection closed before a complete answer")
                 return
             head = self._read_head(bytes(buf[:end]))
-            del buf[:end + 4]
+            del buf[: end + 4]
             if head is not None:
                 self._head = head
         status, headers, mode, length = self._head
@@ -292,8 +292,15 @@ class WireClient:
         self._busy: set[_Connection] = set()
         self.connections_opened = 0
 
-    async def request(self, method: str, url: str, *, query: str = "", headers: bytes | Mapping[str, str] = b"",
-                      body: bytes | None = None) -> WireResponse:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        query: str = "",
+        headers: bytes | Mapping[str, str] = b"",
+        body: bytes | None = None,
+    ) -> WireResponse:
         """Send one request and return its answer; raise WireError (WireTimeout, WireClosed) on failure.
 
         ``query`` is an encoded query string (as ``urlencode`` gives) appended to the URL's own query;
@@ -370,8 +377,12 @@ class WireClient:
         try:
             async with asyncio.timeout_at(deadline):
                 _transport, conn = await loop.create_connection(
-                    lambda: _Connection(loop), host, port, ssl=context,
-                    server_hostname=host if context is not None else None)
+                    lambda: _Connection(loop),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                )
         except TimeoutError as exc:
             raise WireTimeout(f"connect to {host}:{port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:
@@ -379,8 +390,9 @@ class WireClient:
         self.connections_opened += 1
         return conn
 
-    async def _exchange(self, loop: asyncio.AbstractEventLoop, key: Key, conn: _Connection, data: bytes,
-                        deadline: float) -> WireResponse:
+    async def _exchange(
+        self, loop: asyncio.AbstractEventLoop, key: Key, conn: _Connection, data: bytes, deadline: float
+    ) -> WireResponse:
         """Write ``data`` on ``conn``, wait for the answer until ``deadline``, then pool or drop ``conn``."""
         self._busy.add(conn)
         waiter = conn.send(data)
@@ -398,4 +410,3 @@ class WireClient:
 def _expire(conn: _Connection) -> None:
     """Fail a request that passed its deadline and drop its connection."""
     conn._fail(WireTimeout("no complete answer before the timeout"))
-

@@ -52,21 +52,27 @@ class SimApp:
         self.admin_token = admin_token
         self.clock = SimClock(speed=config.clock_speed, start=config.start_time)
         self.gateway = Gateway(config, self.clock)
-        self.dispatcher = Dispatcher(self.gateway, concurrency=config.callback_concurrency,
-                                     timeout=config.callback_timeout, retries=config.callback_retries,
-                                     retry_delay=config.callback_retry_delay)
-        self.faults = FaultBook(config.faults, rng=random.Random(None if config.seed is None
-                                                                 else config.seed + 2))
+        self.dispatcher = Dispatcher(
+            self.gateway,
+            concurrency=config.callback_concurrency,
+            timeout=config.callback_timeout,
+            retries=config.callback_retries,
+            retry_delay=config.callback_retry_delay,
+        )
+        self.faults = FaultBook(config.faults, rng=random.Random(None if config.seed is None else config.seed + 2))
         self.smpp: SmppServer | None = None
         if config.smpp:
-            self.smpp = SmppServer(GatewayBackend(self.gateway), port=config.smpp_port, book=self.faults,
-                                   enquire_link_interval=config.smpp_enquire_link_interval)
+            self.smpp = SmppServer(
+                GatewayBackend(self.gateway),
+                port=config.smpp_port,
+                book=self.faults,
+                enquire_link_interval=config.smpp_enquire_link_interval,
+            )
 
     # -- helpers -----------------------------------------------------------------------------------
     def _rest_account(self, request: Request) -> Account | None:
         """Authenticate ``?private_key=`` + ``X-Secret``."""
-        return self.gateway.authenticate_rest(request.query_params.get("private_key"),
-                                              request.headers.get("x-secret"))
+        return self.gateway.authenticate_rest(request.query_params.get("private_key"), request.headers.get("x-secret"))
 
     def _limited(self, account: Account, route: str) -> str | None:
         """Return the Retry-After value when the account is over the route's rate limit."""
@@ -77,8 +83,9 @@ class SimApp:
         """The REST 429 answer, naming the limit actually configured for ``route``."""
         limits = self.config.rate_limits
         per = "minute" if limits.window == 60 else f"{limits.window:g} s"
-        return _json(429, {"message": f"Too many requests: {getattr(limits, route)} per {per}."},
-                     **{"Retry-After": retry})
+        return _json(
+            429, {"message": f"Too many requests: {getattr(limits, route)} per {per}."}, **{"Retry-After": retry}
+        )
 
     async def _flush(self, request: Request, events: list[Any]) -> None:
         """Throw the request's callbacks before answering when the fault asks for it."""
@@ -124,16 +131,23 @@ class SimApp:
         if (retry := self._limited(account, "batch")) is not None:
             return self._too_many("batch", retry)
         try:
-            specs, config = parse_batch(await self._body(request), account,
-                                        reject_invalid=self.config.batch_invalid_numbers == "reject")
+            specs, config = parse_batch(
+                await self._body(request), account, reject_invalid=self.config.batch_invalid_numbers == "reject"
+            )
             due = None
             if config.get("schedule_at") not in (None, ""):
                 due = parse_schedule(config["schedule_at"], self.clock.now())
             batch_id = new_ids(1)[0]
             _ids, events = self.gateway.submit(
-                account, "batch", specs, batch_id=batch_id, due_at=due,
+                account,
+                "batch",
+                specs,
+                batch_id=batch_id,
+                due_at=due,
                 callback_url=config.get("callback_url"),
-                errback_url=config.get("errback_url"), flags=self._flags(request))
+                errback_url=config.get("errback_url"),
+                flags=self._flags(request),
+            )
         except Invalid as exc:
             return _json(400, {"message": exc.errors})
         except ScheduleError as exc:
@@ -229,13 +243,20 @@ class SimApp:
 
     def state(self) -> dict[str, Any]:
         """Return the simulator's state as plain values."""
-        return {"now": self.clock.now(), "speed": self.clock.speed, "balances": self.gateway.balances,
-                "records": len(self.gateway.ids), "requests": self.gateway.request_seq,
-                "scheduled": self.gateway.scheduled, "in_flight": self.dispatcher.in_flight,
-                "idle": self.dispatcher.idle, "callbacks": self.dispatcher.stats,
-                "faults": self.faults.describe(),
-                "smpp_port": self.smpp.port if self.smpp is not None else None,
-                "smpp": dict(self.smpp.stats) if self.smpp is not None else None}
+        return {
+            "now": self.clock.now(),
+            "speed": self.clock.speed,
+            "balances": self.gateway.balances,
+            "records": len(self.gateway.ids),
+            "requests": self.gateway.request_seq,
+            "scheduled": self.gateway.scheduled,
+            "in_flight": self.dispatcher.in_flight,
+            "idle": self.dispatcher.idle,
+            "callbacks": self.dispatcher.stats,
+            "faults": self.faults.describe(),
+            "smpp_port": self.smpp.port if self.smpp is not None else None,
+            "smpp": dict(self.smpp.stats) if self.smpp is not None else None,
+        }
 
     async def admin_control(self, request: Request) -> Response:
         """POST /_sim/control: {"faults": [...]} | {"advance": s} | {"speed": x} | {"balance": {u: x}}
@@ -254,8 +275,9 @@ class SimApp:
                 if self.smpp is None:
                     raise ValueError("the simulator serves no SMPP (smpp=True)")
                 mo = body["mo"]
-                self.smpp.send_mo(str(mo["account"]), sender=str(mo["from"]), destination=str(mo["to"]),
-                                  text=str(mo["text"]))
+                self.smpp.send_mo(
+                    str(mo["account"]), sender=str(mo["from"]), destination=str(mo["to"]), text=str(mo["text"])
+                )
             for username, amount in (body.get("balance") or {}).items():
                 if username not in self.gateway.balances:
                     raise ValueError(f"no account {username!r}")

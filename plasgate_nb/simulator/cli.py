@@ -27,32 +27,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 = any)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the delivery model (reproducible)")
     parser.add_argument("--no-rate-limits", action="store_true", help="turn the documented rate limits off")
-    parser.add_argument("--clock-speed", type=float, default=1.0,
-                        help="run simulated time this many times faster (latencies, schedules, retries)")
+    parser.add_argument(
+        "--clock-speed",
+        type=float,
+        default=1.0,
+        help="run simulated time this many times faster (latencies, schedules, retries)",
+    )
     parser.add_argument("--balance", type=float, default=None, help="starting balance of the demo account")
-    parser.add_argument("--retry-delay", type=float, default=30.0,
-                        help="seconds between DLR retries until ACK/Jasmin (default 30, as Jasmin)")
-    parser.add_argument("--smpp-port", type=int, default=None, metavar="N",
-                        help="also serve SMPP v3.4 on port N (0 = any free port; Plasgate's is 2775); "
-                             "bind with the HTTP API username and password printed at start")
-    parser.add_argument("--fault", action="append", default=[], metavar="KIND[:ROUTE][:p=P|n=N]",
-                        help="inject a fault, e.g. drop_after:batch:n=1 or error_before:*:p=0.1 (repeatable)")
+    parser.add_argument(
+        "--retry-delay",
+        type=float,
+        default=30.0,
+        help="seconds between DLR retries until ACK/Jasmin (default 30, as Jasmin)",
+    )
+    parser.add_argument(
+        "--smpp-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also serve SMPP v3.4 on port N (0 = any free port; Plasgate's is 2775); "
+        "bind with the HTTP API username and password printed at start",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND[:ROUTE][:p=P|n=N]",
+        help="inject a fault, e.g. drop_after:batch:n=1 or error_before:*:p=0.1 (repeatable)",
+    )
 
 
 def _banner(url: str, account: Any, token: str, smpp: tuple[str, int] | None) -> str:
     """What the simulator prints once it answers: where to send and the demo account to use."""
     # the simulator's own demo account: showing its secret here is the point
-    lines = [f"Plasgate simulator listening on {url}",
-             f"  REST:      POST {url}/rest/send?private_key={account.private_key}  "
-             f"(header X-Secret: {account.secret})",
-             f"             POST {url}/rest/batch-send?private_key=...   GET {url}/report?private_key=...",
-             f"  HTTP API:  POST {url}/api/send  username={account.username} password={account.password}"]
+    lines = [
+        f"Plasgate simulator listening on {url}",
+        f"  REST:      POST {url}/rest/send?private_key={account.private_key}  (header X-Secret: {account.secret})",
+        f"             POST {url}/rest/batch-send?private_key=...   GET {url}/report?private_key=...",
+        f"  HTTP API:  POST {url}/api/send  username={account.username} password={account.password}",
+    ]
     if smpp is not None:
-        lines.append(f"  SMPP:      {smpp[0]}:{smpp[1]}  system_id={account.username} "
-                     f"password={account.password}  (v3.4; bind transceiver, transmitter or receiver)")
-    lines += [f"  sender:    {account.senders[0]}",
-              f"  admin:     GET {url}/_sim/records  (header {ADMIN_HEADER}: {token})",
-              "Press Ctrl-C to stop."]
+        lines.append(
+            f"  SMPP:      {smpp[0]}:{smpp[1]}  system_id={account.username} "
+            f"password={account.password}  (v3.4; bind transceiver, transmitter or receiver)"
+        )
+    lines += [
+        f"  sender:    {account.senders[0]}",
+        f"  admin:     GET {url}/_sim/records  (header {ADMIN_HEADER}: {token})",
+        "Press Ctrl-C to stop.",
+    ]
     return "\n".join(lines)
 
 
@@ -77,10 +100,15 @@ def run(args: argparse.Namespace) -> int:
     if args.smpp_port is not None and not 0 <= args.smpp_port <= 65535:
         print(f"plasgate-nb simulator: --smpp-port must be 0-65535, not {args.smpp_port}", file=sys.stderr)
         return 2
-    config = SimulatorConfig(seed=args.seed, clock_speed=args.clock_speed, faults=faults,
-                             callback_retry_delay=args.retry_delay,
-                             rate_limits=RateLimits.off() if args.no_rate_limits else RateLimits(),
-                             smpp=args.smpp_port is not None, smpp_port=args.smpp_port or 0)
+    config = SimulatorConfig(
+        seed=args.seed,
+        clock_speed=args.clock_speed,
+        faults=faults,
+        callback_retry_delay=args.retry_delay,
+        rate_limits=RateLimits.off() if args.no_rate_limits else RateLimits(),
+        smpp=args.smpp_port is not None,
+        smpp_port=args.smpp_port or 0,
+    )
     if args.balance is not None:
         config = replace(config, accounts=(replace(config.accounts[0], balance=args.balance),))
     token = secrets.token_urlsafe(18)

@@ -81,8 +81,10 @@ def parse_schedule(value: object, now: float) -> float:
     try:
         local = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
     except ValueError as exc:
-        raise ScheduleError(f"Got unknown format: {text}, correct formats are 'YYYY-MM-DD hh:mm:ss' "
-                            "(Asia/Phnom_Penh) or a number of seconds ('30s')") from exc
+        raise ScheduleError(
+            f"Got unknown format: {text}, correct formats are 'YYYY-MM-DD hh:mm:ss' "
+            "(Asia/Phnom_Penh) or a number of seconds ('30s')"
+        ) from exc
     due = local.replace(tzinfo=GATEWAY_TZ).timestamp()
     if due < now:
         raise ScheduleError(f"Invalid past date given: {text}")

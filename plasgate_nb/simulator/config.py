@@ -77,12 +77,31 @@ class Carrier:
 
 
 DEFAULT_CARRIERS: tuple[Carrier, ...] = (
-    Carrier("smart", ("10", "15", "16", "69", "70", "81", "86", "87", "93", "96", "98"),
-            undeliverable=0.025, expired=0.008, rejected=0.004, median_latency=2.5),
-    Carrier("cellcard", ("11", "12", "14", "17", "61", "76", "77", "78", "79", "85", "89", "92", "95", "99"),
-            undeliverable=0.03, expired=0.01, rejected=0.005, median_latency=3.5),
-    Carrier("metfone", ("31", "60", "66", "67", "68", "71", "88", "90", "97"),
-            undeliverable=0.045, expired=0.015, rejected=0.006, median_latency=5.0, latency_sigma=0.8),
+    Carrier(
+        "smart",
+        ("10", "15", "16", "69", "70", "81", "86", "87", "93", "96", "98"),
+        undeliverable=0.025,
+        expired=0.008,
+        rejected=0.004,
+        median_latency=2.5,
+    ),
+    Carrier(
+        "cellcard",
+        ("11", "12", "14", "17", "61", "76", "77", "78", "79", "85", "89", "92", "95", "99"),
+        undeliverable=0.03,
+        expired=0.01,
+        rejected=0.005,
+        median_latency=3.5,
+    ),
+    Carrier(
+        "metfone",
+        ("31", "60", "66", "67", "68", "71", "88", "90", "97"),
+        undeliverable=0.045,
+        expired=0.015,
+        rejected=0.006,
+        median_latency=5.0,
+        latency_sigma=0.8,
+    ),
     Carrier("seatel", ("18",), undeliverable=0.06, expired=0.02, rejected=0.01, median_latency=6.0),
 )
 
@@ -103,8 +122,7 @@ class DeliveryModel:
     """How messages fare after acceptance: carriers by prefix, special numbers, default for the rest."""
 
     carriers: tuple[Carrier, ...] = DEFAULT_CARRIERS
-    fallback: Carrier = Carrier("other", (), undeliverable=0.08, expired=0.02, rejected=0.02,
-                                median_latency=8.0)
+    fallback: Carrier = Carrier("other", (), undeliverable=0.08, expired=0.02, rejected=0.02, median_latency=8.0)
     special_numbers: tuple[tuple[str, str], ...] = tuple(SPECIAL_NUMBERS.items())
 
 
@@ -145,8 +163,14 @@ class Fault:
 
     def to_dict(self) -> dict[str, object]:
         """Return the fault as plain JSON-able values."""
-        return {"kind": self.kind, "route": self.route, "probability": self.probability,
-                "count": self.count, "status": self.status, "delay": self.delay}
+        return {
+            "kind": self.kind,
+            "route": self.route,
+            "probability": self.probability,
+            "count": self.count,
+            "status": self.status,
+            "delay": self.delay,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,13 +30,34 @@ class Outcome:
     DELETED = 7
 
 
-OUTCOME_NAMES = ("DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "NEVER", "ESME_RINVDSTADR",
-                 "UNKNOWN_THEN_DELIVRD", "DELETED")
+OUTCOME_NAMES = (
+    "DELIVRD",
+    "UNDELIV",
+    "EXPIRED",
+    "REJECTD",
+    "NEVER",
+    "ESME_RINVDSTADR",
+    "UNKNOWN_THEN_DELIVRD",
+    "DELETED",
+)
 # final level-2 message_status and err code per outcome
-FINAL_STATUS = {0: ("DELIVRD", "000"), 1: ("UNDELIV", "001"), 2: ("EXPIRED", "003"),
-                3: ("REJECTD", "002"), 6: ("DELIVRD", "000"), 7: ("DELETED", "004")}
-_SPECIAL_CODES = {"UNDELIV": 1, "REJECTD": 3, "EXPIRED": 2, "NEVER": 4, "ESME_RINVDSTADR": 5,
-                  "UNKNOWN_THEN_DELIVRD": 6, "DELETED": 7}
+FINAL_STATUS = {
+    0: ("DELIVRD", "000"),
+    1: ("UNDELIV", "001"),
+    2: ("EXPIRED", "003"),
+    3: ("REJECTD", "002"),
+    6: ("DELIVRD", "000"),
+    7: ("DELETED", "004"),
+}
+_SPECIAL_CODES = {
+    "UNDELIV": 1,
+    "REJECTD": 3,
+    "EXPIRED": 2,
+    "NEVER": 4,
+    "ESME_RINVDSTADR": 5,
+    "UNKNOWN_THEN_DELIVRD": 6,
+    "DELETED": 7,
+}
 
 
 class Outcomes:
@@ -72,8 +93,9 @@ class Outcomes:
                 elif r < c.undeliverable + c.expired + c.rejected:
                     code = 3
             codes[i] = code
-            latencies[i] = (c.expiry_after if code == 2 else
-                            c.submit_latency + lognorm(math.log(c.median_latency), c.latency_sigma))
+            latencies[i] = (
+                c.expiry_after if code == 2 else c.submit_latency + lognorm(math.log(c.median_latency), c.latency_sigma)
+            )
         return bytes(codes), latencies
 
     def submit_latency(self, to: str) -> float:
@@ -92,11 +114,21 @@ def level1_fields(message_id: str, code: int, connector: str) -> dict[str, str]:
     return {"id": message_id, "level": "1", "message_status": status, "connector": connector}
 
 
-def level2_fields(message_id: str, status: str, err: str, *, smsc_id: str, submitted: float, done: float,
-                  text: str) -> dict[str, str]:
+def level2_fields(
+    message_id: str, status: str, err: str, *, smsc_id: str, submitted: float, done: float, text: str
+) -> dict[str, str]:
     """Return the level-2 DLR fields in Jasmin's order (``text``: first 20 chars of the last part)."""
     last = split_parts(text)[-1] if text else ""
-    return {"id": message_id, "level": "2", "message_status": status, "connector": smsc_id.lower(),
-            "id_smsc": smsc_id, "sub": "001", "dlvrd": "001" if status == "DELIVRD" else "000",
-            "subdate": _yymmddhhmm(submitted), "donedate": _yymmddhhmm(done), "err": err,
-            "text": last[:20]}
+    return {
+        "id": message_id,
+        "level": "2",
+        "message_status": status,
+        "connector": smsc_id.lower(),
+        "id_smsc": smsc_id,
+        "sub": "001",
+        "dlvrd": "001" if status == "DELIVRD" else "000",
+        "subdate": _yymmddhhmm(submitted),
+        "donedate": _yymmddhhmm(done),
+        "err": err,
+        "text": last[:20],
+    }

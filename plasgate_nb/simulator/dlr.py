@@ -25,8 +25,11 @@ __all__ = ["DLR_HEADERS", "Dispatcher"]
 
 logger = logging.getLogger("plasgate_nb")
 
-DLR_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/plain",
-               "User-Agent": "Jasmin gateway/1.0 DLRThrower"}
+DLR_HEADERS = {
+    "Content-Type": "application/x-www-form-urlencoded",
+    "Accept": "text/plain",
+    "User-Agent": "Jasmin gateway/1.0 DLRThrower",
+}
 BATCH_HEADERS = {"User-Agent": "python-requests/2.31.0", "Accept": "*/*"}
 ACK = "ACK/Jasmin"
 _ACK = ACK.encode()
@@ -38,8 +41,15 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what quote_plus leaves as 
 class Dispatcher:
     """Sends due receipt events; a DLR is retried ``retries`` times until the receiver ACKs it."""
 
-    def __init__(self, gateway: Gateway, *, concurrency: int = 64, timeout: float = 5.0, retries: int = 3,
-                 retry_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        concurrency: int = 64,
+        timeout: float = 5.0,
+        retries: int = 3,
+        retry_delay: float = 1.0,
+    ) -> None:
         self.gateway = gateway
         self.clock = gateway.clock
         self.concurrency = max(1, concurrency)
@@ -64,8 +74,9 @@ class Dispatcher:
         self.gateway.wake = self._wake.set
         self.clock.on_change(self._wake.set)
         self._tasks = [asyncio.create_task(self._schedule(), name="plasgate-nb-dlr-scheduler")]
-        self._tasks += [asyncio.create_task(self._worker(), name="plasgate-nb-dlr-worker")
-                        for _ in range(self.concurrency)]
+        self._tasks += [
+            asyncio.create_task(self._worker(), name="plasgate-nb-dlr-worker") for _ in range(self.concurrency)
+        ]
 
     async def stop(self) -> None:
         """Cancel the tasks and close the client; pending receipts are dropped."""
@@ -187,5 +198,6 @@ class Dispatcher:
 
 def form_encode(fields: dict[str, str]) -> str:
     """Return ``urlencode(fields)`` (quote_plus), skipping the quoting of values that need none."""
-    return "&".join(f"{k if _PLAIN(k) else quote_plus(k)}={v if _PLAIN(v) else quote_plus(v)}"
-                    for k, v in fields.items())
+    return "&".join(
+        f"{k if _PLAIN(k) else quote_plus(k)}={v if _PLAIN(v) else quote_plus(v)}" for k, v in fields.items()
+    )

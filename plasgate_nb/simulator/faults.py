@@ -154,8 +154,7 @@ async def _drop(send: Send) -> None:
     cycle = getattr(send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if transport is None:  # not uvicorn: the closest we can do is a truncated answer
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"100")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
         raise ConnectionAbortedError("simulated dropped connection")
     transport.close()
     for _ in range(20):

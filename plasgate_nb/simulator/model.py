@@ -56,8 +56,11 @@ def mask_report(content: str) -> str:
 def new_ids(n: int) -> list[str]:
     """Return ``n`` random version-4 UUID strings (bulk ``os.urandom``: ~4x faster than uuid4())."""
     h = os.urandom(16 * n).hex()
-    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{'89ab'[int(h[i + 16], 16) & 3]}"
-            f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, 32 * n, 32)]
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-{'89ab'[int(h[i + 16], 16) & 3]}"
+        f"{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
 
 
 @dataclass(slots=True)
@@ -169,18 +172,26 @@ class Gateway:
             count = count_segments(delivered)
         return count.encoding, count.segments, delivered
 
-    def submit(self, account: Account, route: str, messages: list[MessageSpec], *,
-               batch_id: str | None = None,
-               due_at: float | None = None, callback_url: str | None = None, errback_url: str | None = None,
-               flags: frozenset[str] = frozenset(),
-               sink: Callable[[Submission, dict[str, str]], None] | None = None) -> tuple[list[list[str]],
-                                                                                         list[Event]]:
+    def submit(
+        self,
+        account: Account,
+        route: str,
+        messages: list[MessageSpec],
+        *,
+        batch_id: str | None = None,
+        due_at: float | None = None,
+        callback_url: str | None = None,
+        errback_url: str | None = None,
+        flags: frozenset[str] = frozenset(),
+        sink: Callable[[Submission, dict[str, str]], None] | None = None,
+    ) -> tuple[list[list[str]], list[Event]]:
         """Charge, record and schedule ``messages``; return their ids and, with the flag
         ``callbacks_before_response``, the events the caller must throw before answering."""
         cost = self.price(account, messages)
         if cost > self.balances[account.username] + 1e-9:
-            raise InsufficientBalance(f"balance {self.balances[account.username]:.3f} is below the "
-                                      f"price {cost:.3f} of this request")
+            raise InsufficientBalance(
+                f"balance {self.balances[account.username]:.3f} is below the price {cost:.3f} of this request"
+            )
         self.balances[account.username] -= cost
         self.request_seq += 1
         now = self.clock.now()
@@ -190,10 +201,28 @@ class Gateway:
         all_ids: list[list[str]] = []
         for spec in messages:
             encoding, segments, delivered = self._segments(spec.content)
-            sub = Submission(route, account.username, batch_id, spec.sender, spec.content,
-                             mask_report(spec.content), delivered, encoding, segments,
-                             segments * account.price_per_segment, now, due, spec.dlr_url, spec.dlr_level,
-                             spec.dlr_method, callback_url, errback_url, self.request_seq, flags, sink)
+            sub = Submission(
+                route,
+                account.username,
+                batch_id,
+                spec.sender,
+                spec.content,
+                mask_report(spec.content),
+                delivered,
+                encoding,
+                segments,
+                segments * account.price_per_segment,
+                now,
+                due,
+                spec.dlr_url,
+                spec.dlr_level,
+                spec.dlr_method,
+                callback_url,
+                errback_url,
+                self.request_seq,
+                flags,
+                sink,
+            )
             sub_index = len(self.subs)
             self.subs.append(sub)
             n = len(spec.to)
@@ -277,22 +306,41 @@ class Gateway:
         if kind == ERRBACK:
             sub_index, to, error = self.errbacks[index]
             sub = self.subs[sub_index]
-            return sub, sub.errback_url or "", "GET", {"batchId": sub.batch_id or "", "to": to,
-                                                       "status": "0", "statusText": error}
+            return (
+                sub,
+                sub.errback_url or "",
+                "GET",
+                {"batchId": sub.batch_id or "", "to": to, "status": "0", "statusText": error},
+            )
         sub = self.subs[self.sub_of[index]]
         message_id = self.ids[index]
         if kind == BATCH_CALLBACK:
-            return sub, sub.callback_url or "", "GET", {
-                "batchId": sub.batch_id or "", "to": self.tos[index], "status": "1",
-                "statusText": f'Success "{message_id}"'}
+            return (
+                sub,
+                sub.callback_url or "",
+                "GET",
+                {
+                    "batchId": sub.batch_id or "",
+                    "to": self.tos[index],
+                    "status": "1",
+                    "statusText": f'Success "{message_id}"',
+                },
+            )
         code = self.codes[index]
         if kind == LEVEL1:
             fields = level1_fields(message_id, code, self.outcomes.carrier(self.tos[index]).name)
         else:
             status, err = ("UNKNOWN", "000") if kind == LEVEL2_INTERIM else FINAL_STATUS[code]
             done = sub.due_at + self.latency[index]
-            fields = level2_fields(message_id, status, err, smsc_id=self.smsc_id(index),
-                                   submitted=sub.due_at, done=done, text=sub.delivered)
+            fields = level2_fields(
+                message_id,
+                status,
+                err,
+                smsc_id=self.smsc_id(index),
+                submitted=sub.due_at,
+                done=done,
+                text=sub.delivered,
+            )
         return sub, sub.dlr_url or "", sub.dlr_method, fields
 
     # -- reading -----------------------------------------------------------------------------------
@@ -317,12 +365,26 @@ class Gateway:
             attempt = seen[key] = seen.get(key, 0) + 1
             if i < offset:
                 continue
-            yield {"sequence": i, "message_id": self.ids[i], "batch_id": sub.batch_id, "to": self.tos[i],
-                   "sender": sub.sender, "content": sub.content, "content_report": sub.content_report,
-                   "delivered_text": sub.delivered, "encoding": sub.encoding, "segments": sub.segments,
-                   "price": sub.price, "route": sub.route, "account": sub.account,
-                   "accepted_at": sub.accepted_at, "due_at": sub.due_at, "request_seq": sub.request_seq,
-                   "attempt": attempt, "outcome": OUTCOME_NAMES[self.codes[i]]}
+            yield {
+                "sequence": i,
+                "message_id": self.ids[i],
+                "batch_id": sub.batch_id,
+                "to": self.tos[i],
+                "sender": sub.sender,
+                "content": sub.content,
+                "content_report": sub.content_report,
+                "delivered_text": sub.delivered,
+                "encoding": sub.encoding,
+                "segments": sub.segments,
+                "price": sub.price,
+                "route": sub.route,
+                "account": sub.account,
+                "accepted_at": sub.accepted_at,
+                "due_at": sub.due_at,
+                "request_seq": sub.request_seq,
+                "attempt": attempt,
+                "outcome": OUTCOME_NAMES[self.codes[i]],
+            }
 
     def report(self, account: Account, *, batch_id: str | None = None) -> list[dict[str, Any]]:
         """Return the account's transaction report: masked content, state now, price, times."""
@@ -332,10 +394,21 @@ class Gateway:
             sub = self.subs[self.sub_of[i]]
             if sub.account != account.username or (batch_id and sub.batch_id != batch_id):
                 continue
-            rows.append({"message_id": self.ids[i], "batch_id": sub.batch_id, "to": self.tos[i],
-                         "sender": sub.sender, "content": sub.content_report, "status": self.status(i, now),
-                         "segments": sub.segments, "encoding": sub.encoding, "price": round(sub.price, 6),
-                         "submitted_at": _local(sub.accepted_at), "scheduled_at": _local(sub.due_at)})
+            rows.append(
+                {
+                    "message_id": self.ids[i],
+                    "batch_id": sub.batch_id,
+                    "to": self.tos[i],
+                    "sender": sub.sender,
+                    "content": sub.content_report,
+                    "status": self.status(i, now),
+                    "segments": sub.segments,
+                    "encoding": sub.encoding,
+                    "price": round(sub.price, 6),
+                    "submitted_at": _local(sub.accepted_at),
+                    "scheduled_at": _local(sub.due_at),
+                }
+            )
         return rows
 
 

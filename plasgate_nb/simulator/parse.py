@@ -55,8 +55,13 @@ def check_sender(value: object, account: Account, key: str, errors: dict[str, li
 def check_content(value: object, key: str, errors: dict[str, list[str]]) -> str:
     """Validate message content (a non-empty string)."""
     if not isinstance(value, str) or not value.strip():
-        _add(errors, key, "Must be a string." if value and not isinstance(value, str)
-             else "This field is required and may not be blank.")
+        _add(
+            errors,
+            key,
+            "Must be a string."
+            if value and not isinstance(value, str)
+            else "This field is required and may not be blank.",
+        )
         return ""
     return value
 
@@ -111,8 +116,7 @@ def parse_single(body: object, account: Account) -> MessageSpec:
     return MessageSpec([str(to)], content, sender, url, level, method)
 
 
-def parse_batch(body: object, account: Account, *, reject_invalid: bool) -> tuple[list[MessageSpec],
-                                                                                   dict[str, Any]]:
+def parse_batch(body: object, account: Account, *, reject_invalid: bool) -> tuple[list[MessageSpec], dict[str, Any]]:
     """Validate a /rest/batch-send body; return the messages and the batch_config.
 
     A message inherits ``globals`` and may override any of them. Invalid numbers go to the errback
@@ -156,8 +160,9 @@ def parse_batch(body: object, account: Account, *, reject_invalid: bool) -> tupl
         bad = [t for t in tos if not (isinstance(t, str) and match(t))] if len(good) != len(tos) else []
         if bad and reject_invalid:
             _add(errors, prefix + "to", f"Invalid phone numbers: {', '.join(map(repr, bad[:5]))}.")
-        specs.append(MessageSpec(good, content, sender, url, level, method,
-                                 [(str(t), to_errback_text(t)) for t in bad]))
+        specs.append(
+            MessageSpec(good, content, sender, url, level, method, [(str(t), to_errback_text(t)) for t in bad])
+        )
     if errors:
         raise Invalid(errors)
     return specs, config

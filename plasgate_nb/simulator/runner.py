@@ -43,8 +43,13 @@ class Credentials:
     @classmethod
     def of(cls, account: Account) -> Credentials:
         """Return the credentials of ``account``."""
-        return cls(account.private_key, account.secret, account.username, account.password,
-                   account.senders[0] if account.senders else "")
+        return cls(
+            account.private_key,
+            account.secret,
+            account.username,
+            account.password,
+            account.senders[0] if account.senders else "",
+        )
 
 
 class Simulator:
@@ -54,14 +59,20 @@ class Simulator:
     ...     sim.credentials.private_key, sim.records()
     """
 
-    def __init__(self, config: SimulatorConfig | None = None, *,
-                 mode: Literal["process", "thread"] = "process",
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        mode: Literal["process", "thread"] = "process",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.config = config or SimulatorConfig()
         self.mode = mode
         self._token = secrets.token_urlsafe(24)
-        self._server = BackgroundServer(FACTORY, kwargs={"config": self.config, "admin_token": self._token},
-                                        host=host, port=port, mode=mode)
+        self._server = BackgroundServer(
+            FACTORY, kwargs={"config": self.config, "admin_token": self._token}, host=host, port=port, mode=mode
+        )
         self._client: httpx.Client | None = None
         self._smpp_port: int | None = None
 
@@ -69,8 +80,9 @@ class Simulator:
     def start(self) -> Simulator:
         """Start serving; return once the simulator answers."""
         self._server.start()
-        self._client = httpx.Client(base_url=self.url, headers={ADMIN_HEADER: self._token}, timeout=30.0,
-                                    trust_env=False)
+        self._client = httpx.Client(
+            base_url=self.url, headers={ADMIN_HEADER: self._token}, timeout=30.0, trust_env=False
+        )
         if self.config.smpp:
             self._smpp_port = self.state()["smpp_port"]
         return self
@@ -192,8 +204,7 @@ class Simulator:
         """
         name = account or self.config.accounts[0].username
         target = to or self.credentials_for(name).sender
-        self._admin("POST", "/_sim/control", json={"mo": {"account": name, "from": msisdn, "to": target,
-                                                          "text": text}})
+        self._admin("POST", "/_sim/control", json={"mo": {"account": name, "from": msisdn, "to": target, "text": text}})
 
     def wait_idle(self, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until no receipt is scheduled or in flight; return the state (raise on timeout)."""
@@ -203,9 +214,11 @@ class Simulator:
             if state["idle"]:
                 return state
             if time.monotonic() > deadline:
-                raise PlasgateError(f"simulator still busy after {timeout} s: "
-                                    f"{state['scheduled']} scheduled, "
-                                    f"{state['in_flight']} in flight")
+                raise PlasgateError(
+                    f"simulator still busy after {timeout} s: "
+                    f"{state['scheduled']} scheduled, "
+                    f"{state['in_flight']} in flight"
+                )
             time.sleep(0.02)
 
     def with_config(self, **changes: Any) -> SimulatorConfig:

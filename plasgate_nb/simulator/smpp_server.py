@@ -30,8 +30,7 @@ from ..smpp import pdu as _pdu
 from ..smpp.message import decode_short_message, fast_encode_gsm7
 from .model import InsufficientBalance, MessageSpec
 
-__all__ = ["GatewayBackend", "SimpleBackend", "SmppBackend", "SmppFaults", "SmppServer", "SubmitRefused",
-           "receipt_pdu"]
+__all__ = ["GatewayBackend", "SimpleBackend", "SmppBackend", "SmppFaults", "SmppServer", "SubmitRefused", "receipt_pdu"]
 
 logger = logging.getLogger("plasgate_nb")
 THREAD_NAME = "plasgate-nb-smpp-server"
@@ -48,13 +47,19 @@ class SmppBackend(Protocol):
     def authenticate(self, system_id: str, password: str) -> bool:
         """Tell whether the credentials are valid."""
 
-    def accept(self, *, system_id: str, sender: str, to: str, text: str, parts: int,
-               registered_delivery: int, notify: Notify) -> str:
+    def accept(
+        self, *, system_id: str, sender: str, to: str, text: str, parts: int, registered_delivery: int, notify: Notify
+    ) -> str:
         """Record one message and return its id; later call ``notify`` with its receipt (any thread)."""
 
 
-SUFFIX_FATES = {"99": ("UNDELIV", "001"), "98": ("REJECTD", "002"), "97": ("EXPIRED", "003"),
-                "95": ("DELETED", "004"), "94": ("UNKNOWN", "000")}
+SUFFIX_FATES = {
+    "99": ("UNDELIV", "001"),
+    "98": ("REJECTD", "002"),
+    "97": ("EXPIRED", "003"),
+    "95": ("DELETED", "004"),
+    "94": ("UNKNOWN", "000"),
+}
 
 
 class SimpleBackend:
@@ -75,18 +80,19 @@ class SimpleBackend:
         """Check the password of ``system_id``."""
         return system_id in self._accounts and self._accounts[system_id] == password
 
-    def accept(self, *, system_id: str, sender: str, to: str, text: str, parts: int,
-               registered_delivery: int, notify: Notify) -> str:
+    def accept(
+        self, *, system_id: str, sender: str, to: str, text: str, parts: int, registered_delivery: int, notify: Notify
+    ) -> str:
         """Record the message and schedule its receipt on the running loop."""
         message_id = str(uuid.uuid4())
-        self.record.append({"message_id": message_id, "account": system_id, "sender": sender, "to": to,
-                            "text": text, "parts": parts})
+        self.record.append(
+            {"message_id": message_id, "account": system_id, "sender": sender, "to": to, "text": text, "parts": parts}
+        )
         stat, err = SUFFIX_FATES.get(to[-2:], ("DELIVRD", "000"))
         wanted = registered_delivery & 0x03
         if wanted == 1 or (wanted == 2 and stat != "DELIVRD"):
             now = time.time()
-            asyncio.get_running_loop().call_later(self.latency, notify, message_id, stat, err, now,
-                                                  now + self.latency)
+            asyncio.get_running_loop().call_later(self.latency, notify, message_id, stat, err, now, now + self.latency)
         return message_id
 
 
@@ -116,8 +122,9 @@ class GatewayBackend:
         """Check the credentials against the gateway's HTTP API accounts."""
         return self.gateway.authenticate_api(system_id, password) is not None
 
-    def accept(self, *, system_id: str, sender: str, to: str, text: str, parts: int,
-               registered_delivery: int, notify: Notify) -> str:
+    def accept(
+        self, *, system_id: str, sender: str, to: str, text: str, parts: int, registered_delivery: int, notify: Notify
+    ) -> str:
         """Submit through the gateway model (route ``smpp``) with a sink turning DLR fields to receipts.
 
         Raise SubmitRefused: ESME_RINVSRCADR for a sender not approved for the account,
@@ -159,15 +166,37 @@ def _stamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, GATEWAY_TZ).strftime("%y%m%d%H%M")
 
 
-def receipt_pdu(sequence: int, *, message_id: str, stat: str, err: str, recipient: str, sender: str,
-                submitted: float, done: float, sender_ton: int = 5, sender_npi: int = 0) -> bytes:
+def receipt_pdu(
+    sequence: int,
+    *,
+    message_id: str,
+    stat: str,
+    err: str,
+    recipient: str,
+    sender: str,
+    submitted: float,
+    done: float,
+    sender_ton: int = 5,
+    sender_npi: int = 0,
+) -> bytes:
     """Encode a receipt deliver_sm exactly as Jasmin 0.11.1 sends it (text, then TLVs 0x0427, 0x001E)."""
     text = f"id:{message_id} submit date:{_stamp(submitted)} done date:{_stamp(done)} stat:{stat} err:{err}"
-    tlvs = (_pdu.encode_tlv(_pdu.TAG_MESSAGE_STATE, _pdu.MESSAGE_STATES.get(stat, 7))
-            + _pdu.encode_tlv(_pdu.TAG_RECEIPTED_MESSAGE_ID, message_id))
-    return _pdu.encode("deliver_sm", sequence, source_addr_ton=1, source_addr_npi=1, source_addr=recipient,
-                       dest_addr_ton=sender_ton, dest_addr_npi=sender_npi, destination_addr=sender,
-                       esm_class=0x04, short_message=text.encode("latin-1"), tlvs=tlvs)
+    tlvs = _pdu.encode_tlv(_pdu.TAG_MESSAGE_STATE, _pdu.MESSAGE_STATES.get(stat, 7)) + _pdu.encode_tlv(
+        _pdu.TAG_RECEIPTED_MESSAGE_ID, message_id
+    )
+    return _pdu.encode(
+        "deliver_sm",
+        sequence,
+        source_addr_ton=1,
+        source_addr_npi=1,
+        source_addr=recipient,
+        dest_addr_ton=sender_ton,
+        dest_addr_npi=sender_npi,
+        destination_addr=sender,
+        esm_class=0x04,
+        short_message=text.encode("latin-1"),
+        tlvs=tlvs,
+    )
 
 
 class _Connection(asyncio.Protocol):
@@ -283,9 +312,15 @@ class _Connection(asyncio.Protocol):
         fields = message.fields
         to, sender = fields.get("destination_addr", ""), fields.get("source_addr", "")
         try:
-            message_id = self._accept(decoded.text, decoded.concat, to, sender,
-                                      fields.get("registered_delivery", 0), fields.get("source_addr_ton", 0),
-                                      fields.get("source_addr_npi", 0))
+            message_id = self._accept(
+                decoded.text,
+                decoded.concat,
+                to,
+                sender,
+                fields.get("registered_delivery", 0),
+                fields.get("source_addr_ton", 0),
+                fields.get("source_addr_npi", 0),
+            )
         except SubmitRefused as exc:
             logger.info("smpp server: submit_sm refused: %s", exc)
             self.send("submit_sm_resp", seq, status=exc.status)
@@ -302,16 +337,16 @@ class _Connection(asyncio.Protocol):
             return
         if "delay_after" in hit:
             loop = asyncio.get_running_loop()
-            loop.call_later(hit["delay_after"].delay, lambda: self.send("submit_sm_resp", seq,
-                                                                        message_id=message_id))
+            loop.call_later(hit["delay_after"].delay, lambda: self.send("submit_sm_resp", seq, message_id=message_id))
             return
         if "error_after" in hit:
             self.send("submit_sm_resp", seq, status=_pdu.ESME_RSYSERR)
             return
         self.send("submit_sm_resp", seq, message_id=message_id)
 
-    def _accept(self, text: str, concat: tuple[int, int, int] | None, to: str, sender: str, rd: int,
-                ton: int, npi: int) -> str:
+    def _accept(
+        self, text: str, concat: tuple[int, int, int] | None, to: str, sender: str, rd: int, ton: int, npi: int
+    ) -> str:
         """Hand a whole message to the backend; a part waits for its siblings under a fresh id."""
         parts = 1
         if concat is not None and concat[1] > 1:
@@ -328,8 +363,9 @@ class _Connection(asyncio.Protocol):
         def notify(message_id: str, stat: str, err: str, submitted: float, done: float) -> None:
             server._notify(system_id, message_id, stat, err, to, sender, ton, npi, submitted, done)
 
-        message_id = server.backend.accept(system_id=system_id, sender=sender, to=to, text=text, parts=parts,
-                                           registered_delivery=rd, notify=notify)
+        message_id = server.backend.accept(
+            system_id=system_id, sender=sender, to=to, text=text, parts=parts, registered_delivery=rd, notify=notify
+        )
         server.stats["accepted"] = server.stats.get("accepted", 0) + 1
         return message_id
 
@@ -465,16 +501,36 @@ class SmppServer:
         if receipt[1] is None:  # a mobile-originated message: (system_id, None, sender, destination, text)
             _, _, sender, destination, text = receipt
             gsm = count_segments(text).encoding == GSM7
-            conn.write(_pdu.encode("deliver_sm", next(conn.seq), source_addr_ton=1, source_addr_npi=1,
-                                   source_addr=sender, dest_addr_ton=5, destination_addr=destination,
-                                   data_coding=0 if gsm else 8,
-                                   short_message=fast_encode_gsm7(text) if gsm else text.encode("utf-16-be")))
+            conn.write(
+                _pdu.encode(
+                    "deliver_sm",
+                    next(conn.seq),
+                    source_addr_ton=1,
+                    source_addr_npi=1,
+                    source_addr=sender,
+                    dest_addr_ton=5,
+                    destination_addr=destination,
+                    data_coding=0 if gsm else 8,
+                    short_message=fast_encode_gsm7(text) if gsm else text.encode("utf-16-be"),
+                )
+            )
             self.stats["mo_sent"] = self.stats.get("mo_sent", 0) + 1
             return
         _, message_id, stat, err, to, sender, ton, npi, submitted, done = receipt
-        conn.write(receipt_pdu(next(conn.seq), message_id=message_id, stat=stat, err=err,
-                               recipient=to, sender=sender, submitted=submitted, done=done,
-                               sender_ton=ton, sender_npi=npi))
+        conn.write(
+            receipt_pdu(
+                next(conn.seq),
+                message_id=message_id,
+                stat=stat,
+                err=err,
+                recipient=to,
+                sender=sender,
+                submitted=submitted,
+                done=done,
+                sender_ton=ton,
+                sender_npi=npi,
+            )
+        )
         self.stats["deliver_sm_sent"] = self.stats.get("deliver_sm_sent", 0) + 1
         self.receipts_sent.append({"message_id": message_id, "stat": stat, "err": err, "to": to})
 

@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 
-async def submit_many(messages: list[SmppMessage | dict], *, config: SmppConfig,
-                      on_result=None, on_deliver=None) -> list[SubmitResult]:  # type: ignore[no-untyped-def]
+async def submit_many(
+    messages: list[SmppMessage | dict], *, config: SmppConfig, on_result=None, on_deliver=None
+) -> list[SubmitResult]:  # type: ignore[no-untyped-def]
     """Bind one session with ``config``, send ``messages`` windowed, unbind; mirror of the HTTP transport."""
     async with SmppSession(config, on_deliver=on_deliver) as session:
         return await session.submit_many(messages, on_result=on_result)

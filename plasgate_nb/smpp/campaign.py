@@ -42,8 +42,9 @@ FLUSH_EVERY = 0.2  # seconds between ledger writes of buffered receipts
 class _Run:
     """The state of one SMPP send: ledger, counters, buffered receipts and replies."""
 
-    def __init__(self, ledger: Any, campaign: str, *, progress_bar: Any,
-                 on_event: Callable[[dict[str, Any]], Any] | None) -> None:
+    def __init__(
+        self, ledger: Any, campaign: str, *, progress_bar: Any, on_event: Callable[[dict[str, Any]], Any] | None
+    ) -> None:
         """Remember where to record and whom to tell."""
         self.ledger, self.campaign = ledger, campaign
         self.progress_bar, self.on_event = progress_bar, on_event
@@ -98,31 +99,43 @@ class _Run:
             if result.outcome == "rejected":
                 rejected.setdefault(result.status or 0, []).append(key)
         for status, group in rejected.items():
-            self.ledger.settle(self.campaign, group, state="rejected", status=status,
-                               reason=f"submit_sm refused: {_pdu.status_name(status)}")
+            self.ledger.settle(
+                self.campaign,
+                group,
+                state="rejected",
+                status=status,
+                reason=f"submit_sm refused: {_pdu.status_name(status)}",
+            )
         unsure = [k for k, r in by_key.items() if r.outcome == "uncertain"]
         # a multi-part message may have had parts written before the session gave up
         unsure += [k for k in keys if k not in by_key and parts[k] > 1]
         if unsure:
-            self.ledger.settle(self.campaign, unsure, state="uncertain",
-                               reason="no submit_sm_resp (timeout or connection lost)")
+            self.ledger.settle(
+                self.campaign, unsure, state="uncertain", reason="no submit_sm_resp (timeout or connection lost)"
+            )
         never = [k for k in keys if k not in by_key and parts[k] == 1]
         if never:
-            self.ledger.settle(self.campaign, never, state="planned",
-                               reason="not sent: the SMPP session was lost")
-        for name, n in (("accepted", len(accepted)), ("rejected", sum(map(len, rejected.values()))),
-                        ("uncertain", len(unsure)), ("planned", len(never))):
+            self.ledger.settle(self.campaign, never, state="planned", reason="not sent: the SMPP session was lost")
+        for name, n in (
+            ("accepted", len(accepted)),
+            ("rejected", sum(map(len, rejected.values()))),
+            ("uncertain", len(unsure)),
+            ("planned", len(never)),
+        ):
             self.counts[name] += n
         if self.progress_bar is not None:
             self.progress_bar.update(len(keys))
 
 
-async def _send(run: _Run, rows: pd.DataFrame, *, config: SmppConfig, sender: str, group_size: int,
-                receipt_timeout: float) -> None:
+async def _send(
+    run: _Run, rows: pd.DataFrame, *, config: SmppConfig, sender: str, group_size: int, receipt_timeout: float
+) -> None:
     """Send every row in groups, two groups in flight, then wait for receipts."""
     keys = [str(k) for k in rows["message_key"]]
-    messages = [SmppMessage(str(to), str(text), sender, key) for key, to, text in
-                zip(keys, rows["msisdn"], rows["content"], strict=True)]
+    messages = [
+        SmppMessage(str(to), str(text), sender, key)
+        for key, to, text in zip(keys, rows["msisdn"], rows["content"], strict=True)
+    ]
     parts = {m.key: count_segments(m.text).segments for m in messages}
     failure: BaseException | None = None
     async with SmppSession(config, on_deliver=run.deliver) as session:
@@ -141,7 +154,7 @@ async def _send(run: _Run, rows: pd.DataFrame, *, config: SmppConfig, sender: st
         for start in range(0, len(messages), group_size):
             if failure is not None:
                 break
-            group = messages[start:start + group_size]
+            group = messages[start : start + group_size]
             group_keys = [m.key for m in group]
             run.ledger.mark_submitting(run.campaign, group_keys, batch_id=f"smpp-{uuid.uuid4().hex[:12]}")
             results: list[SubmitResult] = []
@@ -158,14 +171,23 @@ async def _send(run: _Run, rows: pd.DataFrame, *, config: SmppConfig, sender: st
                 run.flush()
     run.flush()
     if failure is not None:
-        raise TransportError(f"SMPP session lost; {run.counts['planned']} rows left planned for the next "
-                             f"send: {failure}") from failure
+        raise TransportError(
+            f"SMPP session lost; {run.counts['planned']} rows left planned for the next send: {failure}"
+        ) from failure
 
 
-def send_smpp(ledger: Any, campaign_name: str, requests_rows: pd.DataFrame, *, config: SmppConfig,
-              sender: str, progress_bar: Any = None,
-              on_event: Callable[[dict[str, Any]], Any] | None = None,
-              group_size: int | None = None, receipt_timeout: float = 0.0) -> dict[str, int]:
+def send_smpp(
+    ledger: Any,
+    campaign_name: str,
+    requests_rows: pd.DataFrame,
+    *,
+    config: SmppConfig,
+    sender: str,
+    progress_bar: Any = None,
+    on_event: Callable[[dict[str, Any]], Any] | None = None,
+    group_size: int | None = None,
+    receipt_timeout: float = 0.0,
+) -> dict[str, int]:
     """Send ``requests_rows`` (``message_key, msisdn, content``; rows the ledger holds as ``planned``)
     over one SMPP session and record everything in ``ledger``; return counts by outcome.
 
@@ -179,8 +201,7 @@ def send_smpp(ledger: Any, campaign_name: str, requests_rows: pd.DataFrame, *, c
     run = _Run(ledger, campaign_name, progress_bar=progress_bar, on_event=on_event)
     if len(requests_rows) == 0:
         return run.counts
-    coro = _send(run, requests_rows, config=config, sender=sender, group_size=size,
-                 receipt_timeout=receipt_timeout)
+    coro = _send(run, requests_rows, config=config, sender=sender, group_size=size, receipt_timeout=receipt_timeout)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -27,9 +27,13 @@ class SmppClient:
     also called for each, on the client's thread.
     """
 
-    def __init__(self, config: SmppConfig | None = None, *,
-                 on_deliver: Callable[[Receipt | MobileOriginated], Any] | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        config: SmppConfig | None = None,
+        *,
+        on_deliver: Callable[[Receipt | MobileOriginated], Any] | None = None,
+        **options: Any,
+    ) -> None:
         """Prepare the client; ``connect()`` (or ``with``) starts the thread and binds."""
         self.config = config if config is not None else SmppConfig(**options)
         self._user_handler = on_deliver
@@ -85,8 +89,12 @@ class SmppClient:
             raise RuntimeError("SmppClient is not connected")
         return self._run(self.session.submit(message))
 
-    def submit_many(self, messages: Iterable[SmppMessage | Mapping[str, Any]], *,
-                    on_result: Callable[[SubmitResult], Any] | None = None) -> list[SubmitResult]:
+    def submit_many(
+        self,
+        messages: Iterable[SmppMessage | Mapping[str, Any]],
+        *,
+        on_result: Callable[[SubmitResult], Any] | None = None,
+    ) -> list[SubmitResult]:
         """Send many messages windowed; ``on_result`` runs on the client's thread as each settles."""
         if self.session is None:
             raise RuntimeError("SmppClient is not connected")

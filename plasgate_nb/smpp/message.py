@@ -61,8 +61,7 @@ def fast_decode_gsm7(data: bytes) -> str:
     return decode_gsm7(data)
 
 
-def build_parts(text: str, *, concat: Concat = "udh", reference: int = 0,
-                registered_delivery: int = 1) -> list[Part]:
+def build_parts(text: str, *, concat: Concat = "udh", reference: int = 0, registered_delivery: int = 1) -> list[Part]:
     """Split ``text`` (markers removed) into submit_sm parts sharing ``reference``.
 
     ``concat="udh"`` puts a 6-octet UDH in each part (reference taken modulo 256); ``"sar"`` uses
@@ -88,9 +87,11 @@ def build_parts(text: str, *, concat: Concat = "udh", reference: int = 0,
             udh = bytes((0x05, 0x00, 0x03, reference % 256, total, seq))
             parts.append(Part(udh + payload, ESM_UDHI, data_coding, b"", rd))
         else:
-            tlvs = (_pdu.encode_tlv(_pdu.TAG_SAR_MSG_REF_NUM, reference % 65536, size=2)
-                    + _pdu.encode_tlv(_pdu.TAG_SAR_TOTAL_SEGMENTS, total)
-                    + _pdu.encode_tlv(_pdu.TAG_SAR_SEGMENT_SEQNUM, seq))
+            tlvs = (
+                _pdu.encode_tlv(_pdu.TAG_SAR_MSG_REF_NUM, reference % 65536, size=2)
+                + _pdu.encode_tlv(_pdu.TAG_SAR_TOTAL_SEGMENTS, total)
+                + _pdu.encode_tlv(_pdu.TAG_SAR_SEGMENT_SEQNUM, seq)
+            )
             parts.append(Part(payload, 0, data_coding, tlvs, rd))
     return parts
 
@@ -110,21 +111,23 @@ def decode_short_message(message: _pdu.Pdu) -> Decoded:
         data = message.tlvs[_pdu.TAG_MESSAGE_PAYLOAD]
     concat: tuple[int, int, int] | None = None
     if message.get("esm_class", 0) & ESM_UDHI and data:
-        header = data[1:1 + data[0]]
-        data = data[1 + data[0]:]
+        header = data[1 : 1 + data[0]]
+        data = data[1 + data[0] :]
         pos = 0
         while pos + 2 <= len(header):
             iei, size = header[pos], header[pos + 1]
-            value = header[pos + 2:pos + 2 + size]
+            value = header[pos + 2 : pos + 2 + size]
             if iei == 0x00 and size == 3:
                 concat = (value[0], value[1], value[2])
             elif iei == 0x08 and size == 4:
                 concat = (int.from_bytes(value[:2], "big"), value[2], value[3])
             pos += 2 + size
     elif _pdu.TAG_SAR_MSG_REF_NUM in message.tlvs:
-        concat = (message.tlv_int(_pdu.TAG_SAR_MSG_REF_NUM) or 0,
-                  message.tlv_int(_pdu.TAG_SAR_TOTAL_SEGMENTS) or 1,
-                  message.tlv_int(_pdu.TAG_SAR_SEGMENT_SEQNUM) or 1)
+        concat = (
+            message.tlv_int(_pdu.TAG_SAR_MSG_REF_NUM) or 0,
+            message.tlv_int(_pdu.TAG_SAR_TOTAL_SEGMENTS) or 1,
+            message.tlv_int(_pdu.TAG_SAR_SEGMENT_SEQNUM) or 1,
+        )
     coding = message.get("data_coding", 0)
     if coding == DC_UCS2:
         text = data.decode("utf-16-be", errors="replace")

@@ -71,17 +71,36 @@ ESME_RMSGQFUL = 0x14
 ESME_RINVCMDID = 0x03
 ESME_RTHROTTLED = 0x58
 _STATUS_NAMES = {
-    0x00: "ESME_ROK", 0x01: "ESME_RINVMSGLEN", 0x02: "ESME_RINVCMDLEN", 0x03: "ESME_RINVCMDID",
-    0x04: "ESME_RINVBNDSTS", 0x05: "ESME_RALYBND", 0x08: "ESME_RSYSERR", 0x0A: "ESME_RINVSRCADR",
-    0x0B: "ESME_RINVDSTADR", 0x0D: "ESME_RBINDFAIL", 0x0E: "ESME_RINVPASWD", 0x0F: "ESME_RINVSYSID",
-    0x14: "ESME_RMSGQFUL", 0x45: "ESME_RSUBMITFAIL", 0x58: "ESME_RTHROTTLED", 0x61: "ESME_RINVSCHED",
-    0x62: "ESME_RINVEXPIRY", 0xFF: "ESME_RUNKNOWNERR",
+    0x00: "ESME_ROK",
+    0x01: "ESME_RINVMSGLEN",
+    0x02: "ESME_RINVCMDLEN",
+    0x03: "ESME_RINVCMDID",
+    0x04: "ESME_RINVBNDSTS",
+    0x05: "ESME_RALYBND",
+    0x08: "ESME_RSYSERR",
+    0x0A: "ESME_RINVSRCADR",
+    0x0B: "ESME_RINVDSTADR",
+    0x0D: "ESME_RBINDFAIL",
+    0x0E: "ESME_RINVPASWD",
+    0x0F: "ESME_RINVSYSID",
+    0x14: "ESME_RMSGQFUL",
+    0x45: "ESME_RSUBMITFAIL",
+    0x58: "ESME_RTHROTTLED",
+    0x61: "ESME_RINVSCHED",
+    0x62: "ESME_RINVEXPIRY",
+    0xFF: "ESME_RUNKNOWNERR",
 }
 
 # message_state TLV values (SMPP v3.4 section 5.2.28) by receipt ``stat`` word.
 MESSAGE_STATES: dict[str, int] = {
-    "ENROUTE": 1, "DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5, "ACCEPTD": 6,
-    "UNKNOWN": 7, "REJECTD": 8,
+    "ENROUTE": 1,
+    "DELIVRD": 2,
+    "EXPIRED": 3,
+    "DELETED": 4,
+    "UNDELIV": 5,
+    "ACCEPTD": 6,
+    "UNKNOWN": 7,
+    "REJECTD": 8,
 }
 
 # TLV tags used by this package.
@@ -94,13 +113,34 @@ TAG_MESSAGE_STATE = 0x0427
 TAG_NETWORK_ERROR_CODE = 0x0423
 
 # Mandatory body fields per command: "c" C-octet string, "b" one octet, "sm" sm_length + short_message.
-_SM = (("service_type", "c"), ("source_addr_ton", "b"), ("source_addr_npi", "b"), ("source_addr", "c"),
-       ("dest_addr_ton", "b"), ("dest_addr_npi", "b"), ("destination_addr", "c"), ("esm_class", "b"),
-       ("protocol_id", "b"), ("priority_flag", "b"), ("schedule_delivery_time", "c"),
-       ("validity_period", "c"), ("registered_delivery", "b"), ("replace_if_present_flag", "b"),
-       ("data_coding", "b"), ("sm_default_msg_id", "b"), ("short_message", "sm"))
-_BIND = (("system_id", "c"), ("password", "c"), ("system_type", "c"), ("interface_version", "b"),
-         ("addr_ton", "b"), ("addr_npi", "b"), ("address_range", "c"))
+_SM = (
+    ("service_type", "c"),
+    ("source_addr_ton", "b"),
+    ("source_addr_npi", "b"),
+    ("source_addr", "c"),
+    ("dest_addr_ton", "b"),
+    ("dest_addr_npi", "b"),
+    ("destination_addr", "c"),
+    ("esm_class", "b"),
+    ("protocol_id", "b"),
+    ("priority_flag", "b"),
+    ("schedule_delivery_time", "c"),
+    ("validity_period", "c"),
+    ("registered_delivery", "b"),
+    ("replace_if_present_flag", "b"),
+    ("data_coding", "b"),
+    ("sm_default_msg_id", "b"),
+    ("short_message", "sm"),
+)
+_BIND = (
+    ("system_id", "c"),
+    ("password", "c"),
+    ("system_type", "c"),
+    ("interface_version", "b"),
+    ("addr_ton", "b"),
+    ("addr_npi", "b"),
+    ("address_range", "c"),
+)
 _FIELDS: dict[int, tuple[tuple[str, str], ...]] = {
     COMMANDS["bind_receiver"]: _BIND,
     COMMANDS["bind_transmitter"]: _BIND,
@@ -205,15 +245,35 @@ def encode(command: str | int, sequence: int, *, status: int = 0, tlvs: bytes = 
     return HEADER.pack(16 + len(body), command_id, status, sequence) + body
 
 
-def submit_sm_prefix(*, source_addr_ton: int, source_addr_npi: int, source_addr: str, dest_addr_ton: int,
-                     dest_addr_npi: int, service_type: str = "") -> bytes:
+def submit_sm_prefix(
+    *,
+    source_addr_ton: int,
+    source_addr_npi: int,
+    source_addr: str,
+    dest_addr_ton: int,
+    dest_addr_npi: int,
+    service_type: str = "",
+) -> bytes:
     """Encode the submit_sm fields from service_type to dest_addr_npi, shared by a session's messages."""
-    return (_cstring(service_type) + bytes((source_addr_ton, source_addr_npi)) + _cstring(source_addr)
-            + bytes((dest_addr_ton, dest_addr_npi)))
+    return (
+        _cstring(service_type)
+        + bytes((source_addr_ton, source_addr_npi))
+        + _cstring(source_addr)
+        + bytes((dest_addr_ton, dest_addr_npi))
+    )
 
 
-def encode_submit_sm(sequence: int, prefix: bytes, destination_addr: str, *, esm_class: int,
-                     registered_delivery: int, data_coding: int, short_message: bytes, tlvs: bytes = b"") -> bytes:
+def encode_submit_sm(
+    sequence: int,
+    prefix: bytes,
+    destination_addr: str,
+    *,
+    esm_class: int,
+    registered_delivery: int,
+    data_coding: int,
+    short_message: bytes,
+    tlvs: bytes = b"",
+) -> bytes:
     """Encode a submit_sm from a ``submit_sm_prefix`` (the fast path of windowed sending).
 
     The bytes equal ``encode("submit_sm", ...)`` with the same values and the other fields at 0/empty.
@@ -255,11 +315,11 @@ def decode(data: bytes) -> Pdu:
                 pos = nul + 1
             else:
                 size = data[pos]
-                fields[name] = data[pos + 1:pos + 1 + size]
+                fields[name] = data[pos + 1 : pos + 1 + size]
                 pos += 1 + size
         while pos + 4 <= end:
             tag, size = struct.unpack_from(">HH", data, pos)
-            pdu.tlvs[tag] = data[pos + 4:pos + 4 + size]
+            pdu.tlvs[tag] = data[pos + 4 : pos + 4 + size]
             pos += 4 + size
     except (ValueError, IndexError, struct.error) as exc:
         raise ProtocolError(f"malformed {command_name(command_id)} body") from exc
@@ -290,15 +350,28 @@ def _sm_fields(data: bytes, end: int) -> tuple[dict[str, Any], int] | None:
     pos = size_at + 1 + size
     if pos > end:
         return None
-    return ({"service_type": data[16:a].decode("latin-1"), "source_addr_ton": data[a + 1],
-             "source_addr_npi": data[a + 2], "source_addr": data[a + 3:b].decode("latin-1"),
-             "dest_addr_ton": data[b + 1], "dest_addr_npi": data[b + 2],
-             "destination_addr": data[b + 3:c].decode("latin-1"), "esm_class": data[c + 1],
-             "protocol_id": data[c + 2], "priority_flag": data[c + 3],
-             "schedule_delivery_time": data[c + 4:d].decode("latin-1"),
-             "validity_period": data[d + 1:e].decode("latin-1"), "registered_delivery": data[e + 1],
-             "replace_if_present_flag": data[e + 2], "data_coding": data[e + 3],
-             "sm_default_msg_id": data[e + 4], "short_message": data[size_at + 1:pos]}, pos)
+    return (
+        {
+            "service_type": data[16:a].decode("latin-1"),
+            "source_addr_ton": data[a + 1],
+            "source_addr_npi": data[a + 2],
+            "source_addr": data[a + 3 : b].decode("latin-1"),
+            "dest_addr_ton": data[b + 1],
+            "dest_addr_npi": data[b + 2],
+            "destination_addr": data[b + 3 : c].decode("latin-1"),
+            "esm_class": data[c + 1],
+            "protocol_id": data[c + 2],
+            "priority_flag": data[c + 3],
+            "schedule_delivery_time": data[c + 4 : d].decode("latin-1"),
+            "validity_period": data[d + 1 : e].decode("latin-1"),
+            "registered_delivery": data[e + 1],
+            "replace_if_present_flag": data[e + 2],
+            "data_coding": data[e + 3],
+            "sm_default_msg_id": data[e + 4],
+            "short_message": data[size_at + 1 : pos],
+        },
+        pos,
+    )
 
 
 class PduReader:
@@ -317,12 +390,12 @@ class PduReader:
         out: list[bytes] = []
         pos, size = 0, len(buf)
         while size - pos >= 4:
-            length = int.from_bytes(buf[pos:pos + 4], "big")
+            length = int.from_bytes(buf[pos : pos + 4], "big")
             if length < 16 or length > MAX_PDU:
                 raise ProtocolError(f"invalid command_length {length}")
             if size - pos < length:
                 break
-            out.append(bytes(buf[pos:pos + length]))
+            out.append(bytes(buf[pos : pos + length]))
             pos += length
         if pos:
             del buf[:pos]

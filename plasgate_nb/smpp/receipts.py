@@ -48,10 +48,10 @@ def parse_receipt_text(text: str) -> dict[str, str]:
     for i, match in enumerate(matches):
         key = match.group(1).lower().replace(" ", "_")
         if key == "text":
-            out[key] = text[match.end():]
+            out[key] = text[match.end() :]
             break
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        out[key] = text[match.end():end].strip()
+        out[key] = text[match.end() : end].strip()
     return out
 
 
@@ -91,22 +91,36 @@ class MobileOriginated:
 def parse_deliver_sm(message: _pdu.Pdu) -> Receipt | MobileOriginated:
     """Read a deliver_sm as a Receipt (esm_class 0x04 or receipt TLVs present) or an MO message."""
     is_receipt = (message.get("esm_class", 0) & ESM_RECEIPT_MASK) == ESM_SMSC_RECEIPT or (
-        _pdu.TAG_RECEIPTED_MESSAGE_ID in message.tlvs)
+        _pdu.TAG_RECEIPTED_MESSAGE_ID in message.tlvs
+    )
     if not is_receipt:
         decoded = decode_short_message(message)
-        return MobileOriginated(message.get("source_addr", ""), message.get("destination_addr", ""),
-                                decoded.text, message.get("data_coding", 0))
+        return MobileOriginated(
+            message.get("source_addr", ""),
+            message.get("destination_addr", ""),
+            decoded.text,
+            message.get("data_coding", 0),
+        )
     raw = bytes(message.get("short_message", b"")).decode("latin-1")
     fields = parse_receipt_text(raw)
     state = message.tlv_int(_pdu.TAG_MESSAGE_STATE)
     stat = _STATE_WORDS.get(state, "") if state is not None else ""
     stat = stat or fields.get("stat", "").upper() or "UNKNOWN"
     message_id = message.tlv_str(_pdu.TAG_RECEIPTED_MESSAGE_ID) or fields.get("id", "")
-    return Receipt(message_id=message_id, stat=stat, err=fields.get("err"),
-                   submit_date=fields.get("submit_date"), done_date=fields.get("done_date"),
-                   sub=fields.get("sub"), dlvrd=fields.get("dlvrd"), text=fields.get("text"),
-                   message_state=state, recipient=message.get("source_addr", ""),
-                   sender=message.get("destination_addr", ""), raw=raw)
+    return Receipt(
+        message_id=message_id,
+        stat=stat,
+        err=fields.get("err"),
+        submit_date=fields.get("submit_date"),
+        done_date=fields.get("done_date"),
+        sub=fields.get("sub"),
+        dlvrd=fields.get("dlvrd"),
+        text=fields.get("text"),
+        message_state=state,
+        recipient=message.get("source_addr", ""),
+        sender=message.get("destination_addr", ""),
+        raw=raw,
+    )
 
 
 def receipt_date(value: str | None) -> datetime | None:
@@ -127,18 +141,39 @@ def receipt_event(receipt: Receipt) -> dict[str, Any]:
     receipt's ``text`` (the message's first characters) is left out: it can hold masked values, and the
     ledger never stores those.
     """
-    raw = {"id": receipt.message_id, "message_status": receipt.stat, "level": "2", "to": receipt.recipient,
-           "subdate": receipt.submit_date, "donedate": receipt.done_date, "err": receipt.err,
-           "sub": receipt.sub, "dlvrd": receipt.dlvrd, "message_state": receipt.message_state}
-    return {"message_id": receipt.message_id, "level": 2, "status": receipt.stat, "err": receipt.err,
-            "raw": {k: v for k, v in raw.items() if v is not None}, "source": "smpp",
-            "done_at": receipt_date(receipt.done_date)}
+    raw = {
+        "id": receipt.message_id,
+        "message_status": receipt.stat,
+        "level": "2",
+        "to": receipt.recipient,
+        "subdate": receipt.submit_date,
+        "donedate": receipt.done_date,
+        "err": receipt.err,
+        "sub": receipt.sub,
+        "dlvrd": receipt.dlvrd,
+        "message_state": receipt.message_state,
+    }
+    return {
+        "message_id": receipt.message_id,
+        "level": 2,
+        "status": receipt.stat,
+        "err": receipt.err,
+        "raw": {k: v for k, v in raw.items() if v is not None},
+        "source": "smpp",
+        "done_at": receipt_date(receipt.done_date),
+    }
 
 
 def mo_event(mo: MobileOriginated) -> dict[str, Any]:
     """Convert a mobile-originated message into a reply dict (``kind="mo"``; not a ledger event)."""
-    return {"kind": "mo", "source": "smpp", "msisdn": mo.sender, "to": mo.destination, "text": mo.text,
-            "data_coding": mo.data_coding}
+    return {
+        "kind": "mo",
+        "source": "smpp",
+        "msisdn": mo.sender,
+        "to": mo.destination,
+        "text": mo.text,
+        "data_coding": mo.data_coding,
+    }
 
 
 def event_from_deliver(item: Receipt | MobileOriginated) -> dict[str, Any]:

@@ -28,8 +28,7 @@ logger = logging.getLogger("plasgate_nb")
 DeliverHandler = Callable[[Receipt | MobileOriginated], Awaitable[None] | None]
 ESME_RX_T_APPN = 0x64
 _THROTTLED = frozenset({_pdu.ESME_RTHROTTLED, _pdu.ESME_RMSGQFUL})
-_BIND_COMMANDS = {"transceiver": "bind_transceiver", "transmitter": "bind_transmitter",
-                  "receiver": "bind_receiver"}
+_BIND_COMMANDS = {"transceiver": "bind_transceiver", "transmitter": "bind_transmitter", "receiver": "bind_receiver"}
 
 
 class ConnectionLost(TransportError):
@@ -110,8 +109,15 @@ class SmppSession:
         self.config = config
         self.on_deliver = on_deliver
         self.events: asyncio.Queue[Receipt | MobileOriginated] = asyncio.Queue()
-        self.stats = {"submitted": 0, "throttled": 0, "uncertain": 0, "reconnects": 0,
-                      "enquire_link_sent": 0, "enquire_link_answered": 0, "deliver_sm": 0}
+        self.stats = {
+            "submitted": 0,
+            "throttled": 0,
+            "uncertain": 0,
+            "reconnects": 0,
+            "enquire_link_sent": 0,
+            "enquire_link_answered": 0,
+            "deliver_sm": 0,
+        }
         self._transport: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
         self._pending: dict[int, tuple[asyncio.Future[_pdu.Pdu], float]] = {}
@@ -163,7 +169,8 @@ class SmppSession:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(self), cfg.host, cfg.port), cfg.connect_timeout)
+                loop.create_connection(lambda: _Protocol(self), cfg.host, cfg.port), cfg.connect_timeout
+            )
         except (OSError, TimeoutError) as exc:
             raise TransportError(f"cannot connect to SMPP server {cfg.host}:{cfg.port}: {exc}") from exc
         self._protocol = protocol
@@ -172,8 +179,13 @@ class SmppSession:
         self._last_rx = time.monotonic()
         command = _BIND_COMMANDS[cfg.bind]
         try:
-            resp = await self._request(command, system_id=cfg.system_id, password=cfg.password,
-                                       system_type=cfg.system_type, interface_version=0x34)
+            resp = await self._request(
+                command,
+                system_id=cfg.system_id,
+                password=cfg.password,
+                system_type=cfg.system_type,
+                interface_version=0x34,
+            )
         except (ConnectionLost, TimeoutError) as exc:
             raise TransportError(f"no answer to {command} from {cfg.host}:{cfg.port}") from exc
         if resp.status:
@@ -242,7 +254,8 @@ class SmppSession:
             self.stats["reconnects"] += 1
             return
         self._failure = self._failure or TransportError(
-            f"SMPP connection lost; {cfg.reconnect_attempts} reconnect attempts failed")
+            f"SMPP connection lost; {cfg.reconnect_attempts} reconnect attempts failed"
+        )
         self._bound.set()  # wake the waiters so that they see the failure
 
     async def _wait_bound(self) -> None:
@@ -294,13 +307,25 @@ class SmppSession:
         if prefix is None:
             cfg = self.config
             prefix = self._prefixes[message.sender] = _pdu.submit_sm_prefix(
-                source_addr_ton=cfg.source_addr_ton, source_addr_npi=cfg.source_addr_npi,
-                source_addr=message.sender, dest_addr_ton=cfg.dest_addr_ton, dest_addr_npi=cfg.dest_addr_npi)
+                source_addr_ton=cfg.source_addr_ton,
+                source_addr_npi=cfg.source_addr_npi,
+                source_addr=message.sender,
+                dest_addr_ton=cfg.dest_addr_ton,
+                dest_addr_npi=cfg.dest_addr_npi,
+            )
         seq, fut = self._expect()
-        self._write(_pdu.encode_submit_sm(seq, prefix, message.to, esm_class=part.esm_class,
-                                          registered_delivery=part.registered_delivery,
-                                          data_coding=part.data_coding, short_message=part.short_message,
-                                          tlvs=part.tlvs))
+        self._write(
+            _pdu.encode_submit_sm(
+                seq,
+                prefix,
+                message.to,
+                esm_class=part.esm_class,
+                registered_delivery=part.registered_delivery,
+                data_coding=part.data_coding,
+                short_message=part.short_message,
+                tlvs=part.tlvs,
+            )
+        )
         return fut
 
     def _send(self, command: str, seq: int, *, status: int = 0, **values: Any) -> None:
@@ -415,8 +440,12 @@ class SmppSession:
         msg = SmppMessage.coerce(message)
         if self.config.bind == "receiver":
             raise ConfigError("a receiver session cannot submit; bind as transceiver or transmitter")
-        parts = build_parts(msg.text, concat=self.config.concat, reference=next(self._refs),
-                            registered_delivery=self.config.registered_delivery)
+        parts = build_parts(
+            msg.text,
+            concat=self.config.concat,
+            reference=next(self._refs),
+            registered_delivery=self.config.registered_delivery,
+        )
         if len(parts) == 1:
             answers = [await self._submit_part(msg, parts[0])]
         else:
@@ -425,17 +454,29 @@ class SmppSession:
         ids = tuple(a[1] for a in answers)
         throttled = sum(a[3] for a in answers)
         if "uncertain" in outcomes:
-            return SubmitResult(msg.key, msg.to, "uncertain", ids, ids[-1], None,
-                                "no submit_sm_resp (timeout or connection lost)", throttled)
+            return SubmitResult(
+                msg.key,
+                msg.to,
+                "uncertain",
+                ids,
+                ids[-1],
+                None,
+                "no submit_sm_resp (timeout or connection lost)",
+                throttled,
+            )
         if "rejected" in outcomes:
             status = next(a[2] for a in answers if a[0] == "rejected")
-            return SubmitResult(msg.key, msg.to, "rejected", ids, ids[-1], status,
-                                _pdu.status_name(status or 0), throttled)
+            return SubmitResult(
+                msg.key, msg.to, "rejected", ids, ids[-1], status, _pdu.status_name(status or 0), throttled
+            )
         return SubmitResult(msg.key, msg.to, "accepted", ids, ids[-1], 0, None, throttled)
 
-    async def submit_many(self, messages: Iterable[SmppMessage | Mapping[str, Any]], *,
-                          on_result: Callable[[SubmitResult], Awaitable[None] | None] | None = None,
-                          ) -> list[SubmitResult]:
+    async def submit_many(
+        self,
+        messages: Iterable[SmppMessage | Mapping[str, Any]],
+        *,
+        on_result: Callable[[SubmitResult], Awaitable[None] | None] | None = None,
+    ) -> list[SubmitResult]:
         """Send messages with up to ``window`` submit_sm in flight; return results in input order.
 
         ``on_result`` (sync or async) is called as each message settles, so a ledger can record it

@@ -12,8 +12,12 @@ from ..gateway import Gateway
 
 __all__ = ["DEFAULT_LEDGER", "INDEX", "OVERALL", "close_tree", "default_sender", "guess_phone", "transport_options"]
 
-_TRANSPORT_LABELS = {"batch": "REST batch-send", "single": "REST send (one per request)", "http": "HTTP API",
-                     "smpp": "SMPP"}
+_TRANSPORT_LABELS = {
+    "batch": "REST batch-send",
+    "single": "REST send (one per request)",
+    "http": "HTTP API",
+    "smpp": "SMPP",
+}
 INDEX = "(row index)"
 OVERALL = "(overall)"
 DEFAULT_LEDGER = "plasgate_nb.db"

@@ -32,6 +32,7 @@ __all__ = ["SendForm", "transport_options"]
 logger = logging.getLogger("plasgate_nb")
 SMPP_RECEIPT_WAIT = 30.0  # seconds an SMPP send stays bound for receipts, unless told otherwise
 
+
 class SendForm:
     """An ipywidgets form to preview, price and send a campaign over a DataFrame, exactly once.
 
@@ -49,11 +50,24 @@ class SendForm:
     (``form.wait()`` joins it) and fills the results area as delivery reports arrive.
     """
 
-    def __init__(self, df: pd.DataFrame, *, campaign: str | Campaign | None = None, gateway: Gateway | None = None,
-                 ledger: Ledger | str | Path | None = None, receiver: Any = None, price_per_segment: float = 0.012,
-                 currency: str = "USD", suppress: Any = None, template: str = "", report_timeout: float = 300.0,
-                 report_until: float = 1.0, poll: float = 1.0, smpp: SmppConfig | None = None,
-                 receipt_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        *,
+        campaign: str | Campaign | None = None,
+        gateway: Gateway | None = None,
+        ledger: Ledger | str | Path | None = None,
+        receiver: Any = None,
+        price_per_segment: float = 0.012,
+        currency: str = "USD",
+        suppress: Any = None,
+        template: str = "",
+        report_timeout: float = 300.0,
+        report_until: float = 1.0,
+        poll: float = 1.0,
+        smpp: SmppConfig | None = None,
+        receipt_timeout: float | None = None,
+    ) -> None:
         if not isinstance(df, pd.DataFrame):
             raise ConfigError(f"SendForm needs a pandas DataFrame, not {type(df).__name__}")
         if isinstance(campaign, Campaign):
@@ -92,51 +106,78 @@ class SendForm:
         sender = default_sender(self._gateway)
         wide = w.Layout(width="95%")
         style = {"description_width": "9em"}
-        self.name = w.Text(value=name, description="campaign", placeholder="a name you keep for re-runs",
-                           style=style)
+        self.name = w.Text(value=name, description="campaign", placeholder="a name you keep for re-runs", style=style)
         self.phone = w.Dropdown(options=columns, value=guess_phone(columns), description="phone column", style=style)
         key_default = campaign.key if isinstance(campaign, Campaign) else None
-        self.key = w.Dropdown(options=[(INDEX, None), *[(c, c) for c in columns]], value=key_default,
-                              description="key column", style=style)
-        self.template = w.Textarea(value=template, description="template", layout=w.Layout(width="95%", height="7em"),
-                                   placeholder="Hi {{ first_name }}, use code {{ coupon }}", style=style)
-        self.mask = w.SelectMultiple(options=columns, description="mask columns", rows=min(6, max(len(columns), 1)),
-                                     style=style)
-        self.row = w.BoundedIntText(value=0, min=0, max=max(len(self.df) - 1, 0), description="preview row",
-                                    style=style)
+        self.key = w.Dropdown(
+            options=[(INDEX, None), *[(c, c) for c in columns]],
+            value=key_default,
+            description="key column",
+            style=style,
+        )
+        self.template = w.Textarea(
+            value=template,
+            description="template",
+            layout=w.Layout(width="95%", height="7em"),
+            placeholder="Hi {{ first_name }}, use code {{ coupon }}",
+            style=style,
+        )
+        self.mask = w.SelectMultiple(
+            options=columns, description="mask columns", rows=min(6, max(len(columns), 1)), style=style
+        )
+        self.row = w.BoundedIntText(
+            value=0, min=0, max=max(len(self.df) - 1, 0), description="preview row", style=style
+        )
         self.preview = w.HTML(layout=wide)
         self.sender = w.Text(value=sender, description="sender", style=style)
         transports = transport_options(smpp=self._smpp is not None)
         chosen = campaign.transport if isinstance(campaign, Campaign) else transports[0][1]
         self.transport = w.Dropdown(options=transports, value=chosen, description="transport", style=style)
-        self.schedule = w.Text(description="schedule at", placeholder="YYYY-MM-DD HH:MM:SS Phnom Penh; empty: now",
-                               style=style)
-        self.dlr = w.Checkbox(value=self._receiver is not None, disabled=self._receiver is None,
-                              description="delivery reports" + ("" if self._receiver is not None
-                                                                else " (needs receiver=)"), indent=False)
+        self.schedule = w.Text(
+            description="schedule at", placeholder="YYYY-MM-DD HH:MM:SS Phnom Penh; empty: now", style=style
+        )
+        self.dlr = w.Checkbox(
+            value=self._receiver is not None,
+            disabled=self._receiver is None,
+            description="delivery reports" + ("" if self._receiver is not None else " (needs receiver=)"),
+            indent=False,
+        )
         by_options = [(OVERALL, None), *[(c, c) for c in ["carrier", *columns] if c]]
-        self.by = w.Dropdown(options=list(dict.fromkeys(by_options)), value="carrier", description="report by",
-                             style=style)
+        self.by = w.Dropdown(
+            options=list(dict.fromkeys(by_options)), value="carrier", description="report by", style=style
+        )
         self.dry_run_button = w.Button(description="Dry run", icon="calculator", tooltip="totals; sends nothing")
         self.send_button = w.Button(description="Send…", button_style="primary", icon="paper-plane")
         self.confirm_button = w.Button(description="Confirm send", button_style="danger", icon="check")
         self.cancel_button = w.Button(description="Cancel", icon="times")
         self.confirm_text = w.HTML()
-        self.confirm_box = w.VBox([self.confirm_text, w.HBox([self.confirm_button, self.cancel_button])],
-                                  layout=w.Layout(display="none", border="1px solid #c62828", padding="4px"))
+        self.confirm_box = w.VBox(
+            [self.confirm_text, w.HBox([self.confirm_button, self.cancel_button])],
+            layout=w.Layout(display="none", border="1px solid #c62828", padding="4px"),
+        )
         self.error = w.HTML(layout=wide)
         self.notice = w.HTML(layout=wide)
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="", bar_style="info",
-                                      layout=w.Layout(visibility="hidden"))
+        self.progress = w.IntProgress(
+            value=0, min=0, max=1, description="", bar_style="info", layout=w.Layout(visibility="hidden")
+        )
         self.results = w.Output(layout=wide)
-        self.widget = w.VBox([
-            w.HBox([self.name, self.sender]),
-            w.HBox([self.phone, self.key]),
-            self.template, w.HBox([self.mask, w.VBox([self.row])]), self.preview,
-            w.HBox([self.transport, self.schedule]), w.HBox([self.dlr, self.by]),
-            w.HBox([self.dry_run_button, self.send_button]), self.confirm_box, self.error, self.notice,
-            self.progress, self.results,
-        ])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.name, self.sender]),
+                w.HBox([self.phone, self.key]),
+                self.template,
+                w.HBox([self.mask, w.VBox([self.row])]),
+                self.preview,
+                w.HBox([self.transport, self.schedule]),
+                w.HBox([self.dlr, self.by]),
+                w.HBox([self.dry_run_button, self.send_button]),
+                self.confirm_box,
+                self.error,
+                self.notice,
+                self.progress,
+                self.results,
+            ]
+        )
         for control in (self.template, self.row, self.mask, self.phone):
             control.observe(self._on_preview_input, names="value")
         for control in (self.name, self.key, self.sender, self.transport, self.schedule, self.dlr):
@@ -220,8 +261,9 @@ class SendForm:
             self._fail(exc)
             return
         self.error.value = ""
-        self.preview.value = _view.preview_html(shown, label=self.df.index[position], cost=cost.total,
-                                                currency=self.currency, notes=notes)
+        self.preview.value = _view.preview_html(
+            shown, label=self.df.index[position], cost=cost.total, currency=self.currency, notes=notes
+        )
 
     # ------------------------------------------------------------------------------------------ planning
     def _ledger_obj(self) -> Ledger:
@@ -239,14 +281,29 @@ class SendForm:
         sender = validate_sender(self.sender.value.strip())
         gateway = (self._gateway if self._gateway is not None else Gateway.from_env()).with_options(sender=sender)
         if self.transport.value == "smpp":  # receipts come over the session, not to the receiver
-            return Campaign(name, gateway=gateway, ledger=self._ledger_obj(), transport="smpp", key=self.key.value,
-                            price_per_segment=self.price_per_segment, progress=False, smpp=self._smpp,
-                            receipt_timeout=self.receipt_timeout)
+            return Campaign(
+                name,
+                gateway=gateway,
+                ledger=self._ledger_obj(),
+                transport="smpp",
+                key=self.key.value,
+                price_per_segment=self.price_per_segment,
+                progress=False,
+                smpp=self._smpp,
+                receipt_timeout=self.receipt_timeout,
+            )
         gateway.require(self.transport.value)
         receiver = self._receiver if self.dlr.value else None
-        return Campaign(name, gateway=gateway, ledger=self._ledger_obj(), transport=self.transport.value,
-                        key=self.key.value, receiver=receiver, price_per_segment=self.price_per_segment,
-                        progress=False)
+        return Campaign(
+            name,
+            gateway=gateway,
+            ledger=self._ledger_obj(),
+            transport=self.transport.value,
+            key=self.key.value,
+            receiver=receiver,
+            price_per_segment=self.price_per_segment,
+            progress=False,
+        )
 
     def plan(self) -> Plan:
         """Prepare, render and dry-run the whole frame with the form's settings; send nothing."""
@@ -286,8 +343,9 @@ class SendForm:
         if plan is None:
             return
         self.last_summary = plan.summary
-        self.notice.value = _view.totals_html("Dry run: nothing was sent.", plan.summary, plan.estimate,
-                                              schedule=plan.schedule, notes=plan.notes)
+        self.notice.value = _view.totals_html(
+            "Dry run: nothing was sent.", plan.summary, plan.estimate, schedule=plan.schedule, notes=plan.notes
+        )
 
     def _on_send(self, _button: Any = None) -> None:
         """Compute the totals and ask for confirmation (nothing is sent until Confirm)."""
@@ -298,13 +356,16 @@ class SendForm:
             lines = [f"{plan.summary.already_sent} row(s) were already sent and are not sent again."]
             if plan.summary.changed:
                 lines.append(f"{len(plan.summary.changed)} row(s) changed since planned and are not resent.")
-            self.notice.value = _view.notice_html(f"Nothing new to send for campaign {plan.summary.campaign!r}.",
-                                                  lines)
+            self.notice.value = _view.notice_html(f"Nothing new to send for campaign {plan.summary.campaign!r}.", lines)
             return
         self._pending = plan
-        self.confirm_text.value = _view.totals_html(f"Send {plan.summary.recipients} message(s)? Please confirm.",
-                                                    plan.summary, plan.estimate, schedule=plan.schedule,
-                                                    notes=plan.notes)
+        self.confirm_text.value = _view.totals_html(
+            f"Send {plan.summary.recipients} message(s)? Please confirm.",
+            plan.summary,
+            plan.estimate,
+            schedule=plan.schedule,
+            notes=plan.notes,
+        )
         self.confirm_box.layout.display = "flex"
 
     def _on_cancel(self, _button: Any = None) -> None:
@@ -329,9 +390,16 @@ class SendForm:
             button.disabled = True
         self.progress.layout.visibility = "visible"
         follow = self.dlr.value and self._receiver is not None and plan.campaign.transport != "smpp"
-        self._job = SendJob(plan, follow_reports=follow, report_timeout=self.report_timeout,
-                            report_until=self.report_until, poll=self.poll, on_progress=self._show_progress,
-                            on_results=self._show_results, on_done=self._finished).start()
+        self._job = SendJob(
+            plan,
+            follow_reports=follow,
+            report_timeout=self.report_timeout,
+            report_until=self.report_until,
+            poll=self.poll,
+            on_progress=self._show_progress,
+            on_results=self._show_results,
+            on_done=self._finished,
+        ).start()
 
     def _show_progress(self, done: int, total: int, label: str) -> None:
         """Move the progress bar (called from the send thread)."""
@@ -349,9 +417,12 @@ class SendForm:
         campaign = job.plan.campaign if job is not None else None
         outputs = [_view.text_bundle(str(summary))]
         if counts is not None:
-            outputs.append(_view.text_bundle(
-                f"delivery reports: {counts['final']} of {counts['accepted']} final "
-                f"({counts['delivered']} delivered, {counts['failed']} failed, {counts['pending']} pending)"))
+            outputs.append(
+                _view.text_bundle(
+                    f"delivery reports: {counts['final']} of {counts['accepted']} final "
+                    f"({counts['delivered']} delivered, {counts['failed']} failed, {counts['pending']} pending)"
+                )
+            )
         if campaign is not None:
             collected = collect(frame, campaign)
             by = self.by.value if self.by.value in collected.columns else None
@@ -359,8 +430,11 @@ class SendForm:
             refused = collected["send_state"].isin(["rejected", "uncertain"])
             if refused.any():
                 reasons = collected.loc[refused, "reason"].fillna("no reason recorded").value_counts()
-                outputs.append(_view.text_bundle("not accepted, why:\n" + "\n".join(
-                    f"  {n} x {reason}" for reason, n in reasons.items())))
+                outputs.append(
+                    _view.text_bundle(
+                        "not accepted, why:\n" + "\n".join(f"  {n} x {reason}" for reason, n in reasons.items())
+                    )
+                )
             if campaign.transport == "smpp":
                 replies = campaign.replies()
                 if len(replies):
@@ -369,8 +443,11 @@ class SendForm:
             if by is None:
                 outputs.append(_view.chart_bundle(lambda ax: charts.plot_funnel(collected, ax=ax), alt="send funnel"))
             else:
-                outputs.append(_view.chart_bundle(lambda ax: charts.plot_delivery_rate(collected, by, ax=ax),
-                                                  alt=f"delivered rate by {by}"))
+                outputs.append(
+                    _view.chart_bundle(
+                        lambda ax: charts.plot_delivery_rate(collected, by, ax=ax), alt=f"delivered rate by {by}"
+                    )
+                )
         self.results.outputs = tuple(outputs)
 
     def _finished(self, summary: SendSummary | None, error: BaseException | None) -> None:
@@ -387,7 +464,9 @@ class SendForm:
                 f"Sent campaign {summary.campaign!r}: accepted {summary.accepted}, rejected {summary.rejected}, "
                 f"uncertain {summary.uncertain}, to retry {summary.retry_later}.",
                 ["Why some were not accepted is listed in the results below."]
-                if summary.rejected or summary.uncertain else [])
+                if summary.rejected or summary.uncertain
+                else [],
+            )
 
     # ------------------------------------------------------------------------------------------ control
     @property
@@ -412,4 +491,3 @@ class SendForm:
             self._ledger.close()
             self._ledger = None
         close_tree(self.widget)
-

@@ -72,10 +72,18 @@ class SendJob:
     refreshes the results area; ``on_done(summary, error)`` runs last, always.
     """
 
-    def __init__(self, plan: Plan, *, follow_reports: bool, report_timeout: float, report_until: float,
-                 poll: float, on_progress: Callable[[int, int, str], None],
-                 on_results: Callable[[SendSummary, dict[str, Any] | None], None],
-                 on_done: Callable[[SendSummary | None, BaseException | None], None]) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        follow_reports: bool,
+        report_timeout: float,
+        report_until: float,
+        poll: float,
+        on_progress: Callable[[int, int, str], None],
+        on_results: Callable[[SendSummary, dict[str, Any] | None], None],
+        on_done: Callable[[SendSummary | None, BaseException | None], None],
+    ) -> None:
         self.plan = plan
         self.follow_reports = follow_reports
         self.report_timeout = report_timeout
@@ -143,8 +151,9 @@ class SendJob:
         deadline = time.monotonic() + self.report_timeout
         while not self._stop.is_set():
             left = max(deadline - time.monotonic(), 0.0)
-            counts = wait_for_reports(self.plan.campaign, timeout=min(self.poll, left), until=self.report_until,
-                                      progress=False)
+            counts = wait_for_reports(
+                self.plan.campaign, timeout=min(self.poll, left), until=self.report_until, progress=False
+            )
             self.on_progress(counts["final"], counts["accepted"], "reports")
             self.on_results(self.summary, counts)  # type: ignore[arg-type]
             if counts["done"] or left <= 0 or (counts["accepted"] == 0 and counts["in_flight"] == 0):

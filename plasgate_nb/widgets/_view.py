@@ -17,8 +17,7 @@ import pandas as pd
 
 from ..gateway import redact
 
-__all__ = ["chart_bundle", "error_html", "notice_html", "preview_html", "table_bundle", "text_bundle",
-           "totals_html"]
+__all__ = ["chart_bundle", "error_html", "notice_html", "preview_html", "table_bundle", "text_bundle", "totals_html"]
 
 _PRE = "white-space: pre-wrap; font-family: monospace; margin: 0"
 
@@ -45,21 +44,30 @@ def notice_html(title: str, lines: Sequence[str] = ()) -> str:
 
 def _rows(pairs: Sequence[tuple[str, Any]]) -> str:
     """A two-column table of label / value pairs."""
-    cells = "".join(f'<tr><th style="text-align:left; padding-right:1em">{_esc(k)}</th>'
-                    f'<td style="text-align:left; {_PRE}">{_esc(v)}</td></tr>' for k, v in pairs)
+    cells = "".join(
+        f'<tr><th style="text-align:left; padding-right:1em">{_esc(k)}</th>'
+        f'<td style="text-align:left; {_PRE}">{_esc(v)}</td></tr>'
+        for k, v in pairs
+    )
     return f"<table>{cells}</table>"
 
 
-def preview_html(row: pd.Series, *, label: Any, cost: float, currency: str,
-                 notes: Sequence[str] = ()) -> str:
+def preview_html(row: pd.Series, *, label: Any, cost: float, currency: str, notes: Sequence[str] = ()) -> str:
     """One rendered row (a row of ``compose.preview`` plus audience columns) as a table."""
     status = row.get("audience_status")
     reason = row.get("audience_reason")
     audience = "" if status is None else (str(status) if status == "ok" else f"{status}: {_esc(reason)}")
-    pairs = [("row", label), ("to", row.get("msisdn")), ("audience", audience), ("message", row.get("content")),
-             ("report view", row.get("content_report")), ("encoding", row.get("encoding")),
-             ("characters", row.get("units")), ("segments", row.get("segments")),
-             ("cost", f"{cost:.4f} {currency}")]
+    pairs = [
+        ("row", label),
+        ("to", row.get("msisdn")),
+        ("audience", audience),
+        ("message", row.get("content")),
+        ("report view", row.get("content_report")),
+        ("encoding", row.get("encoding")),
+        ("characters", row.get("units")),
+        ("segments", row.get("segments")),
+        ("cost", f"{cost:.4f} {currency}"),
+    ]
     warn = "".join(f'<div style="color: #8a6d00">{_esc(n)}</div>' for n in notes)
     return _rows(pairs) + warn
 
@@ -76,14 +84,21 @@ def _duration(seconds: float | None) -> str:
 def totals_html(title: str, summary: Any, estimate: Any, *, schedule: str | None, notes: Sequence[str] = ()) -> str:
     """The totals of a dry run (what a send would do): recipients, segments, cost, projected duration."""
     cost = f"{summary.cost:.4f} {estimate.currency}" if summary.cost is not None else "unknown"
-    encodings = ", ".join(f"{enc}: {v['messages']} msg / {v['segments']} parts"
-                          for enc, v in estimate.by_encoding.items())
-    pairs = [("campaign", summary.campaign), ("recipients", summary.recipients), ("segments", summary.segments),
-             ("cost", cost), ("requests", summary.requests),
-             ("projected duration", _duration(summary.projected_seconds)),
-             ("already sent (not resent)", summary.already_sent),
-             ("skipped by audience", ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) or "0"),
-             ("encodings", encodings or "-"), ("scheduled for", schedule or "now")]
+    encodings = ", ".join(
+        f"{enc}: {v['messages']} msg / {v['segments']} parts" for enc, v in estimate.by_encoding.items()
+    )
+    pairs = [
+        ("campaign", summary.campaign),
+        ("recipients", summary.recipients),
+        ("segments", summary.segments),
+        ("cost", cost),
+        ("requests", summary.requests),
+        ("projected duration", _duration(summary.projected_seconds)),
+        ("already sent (not resent)", summary.already_sent),
+        ("skipped by audience", ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) or "0"),
+        ("encodings", encodings or "-"),
+        ("scheduled for", schedule or "now"),
+    ]
     if summary.changed:
         pairs.append(("changed since planned (not resent)", len(summary.changed)))
     warn = "".join(f'<div style="color: #8a6d00">{_esc(n)}</div>' for n in notes)
@@ -97,8 +112,11 @@ def text_bundle(text: str) -> dict[str, Any]:
 
 def table_bundle(frame: pd.DataFrame) -> dict[str, Any]:
     """A display_data entry showing a DataFrame as HTML and text (what ``append_display_data`` appends)."""
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"text/plain": frame.to_string(), "text/html": frame.to_html(float_format=lambda v: f"{v:.3f}")}}
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {"text/plain": frame.to_string(), "text/html": frame.to_html(float_format=lambda v: f"{v:.3f}")},
+    }
 
 
 def chart_bundle(draw: Callable[[Any], Any], *, alt: str, dpi: int = 96) -> dict[str, Any]:
