@@ -9,11 +9,13 @@ value can never open or close a masked area.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from .segments import MASK_MARKER
 
 __all__ = [
+    "MASKED_AREA",
     "NEUTRAL",
     "REPORT_MASK",
     "SENTINELS",
@@ -21,8 +23,10 @@ __all__ = [
     "S_OPEN",
     "S_TOGGLE",
     "UnbalancedMarkers",
+    "content_digest",
     "finish",
     "mask_views",
+    "report_view",
     "strip_sentinels",
 ]
 
@@ -33,6 +37,8 @@ SENTINELS = S_OPEN + S_CLOSE + S_TOGGLE
 NEUTRAL = "#ma_#"  # what a literal #ma# coming from data becomes
 REPORT_MASK = "******"  # how the gateway's transaction report shows a masked area
 
+MASKED_AREA = re.compile(r"#ma#.*?#ma#", re.S)  # a masked area of a finished text, markers included
+
 _DELETE_SENTINELS = str.maketrans("", "", SENTINELS)
 _REPORT_RE = re.compile(f"{S_OPEN}[^{S_CLOSE}]*{S_CLOSE}")
 _SPLIT_RE = re.compile(f"([{SENTINELS}])")
@@ -40,6 +46,21 @@ _SPLIT_RE = re.compile(f"([{SENTINELS}])")
 
 class UnbalancedMarkers(ValueError):
     """The template text opens a ``#ma#`` area it never closes (an odd number of literal markers)."""
+
+
+def report_view(text: str) -> str:
+    """Return a finished text as the gateway's report shows it: each masked area as ``******``."""
+    return MASKED_AREA.sub(REPORT_MASK, text) if MASK_MARKER in text else text
+
+
+def content_digest(text: str) -> str:
+    """Return the SHA-256 (hex) the ledger keeps of a finished text: of its report view, never of masked values.
+
+    A digest of the unmasked text would give the masked values away to anyone holding the ledger (a
+    six-digit OTP is found by trying a million texts); the report view is stored in clear anyway, so
+    this digest tells nothing more. A text without markers hashes as itself.
+    """
+    return hashlib.sha256(report_view(text).encode("utf-8")).hexdigest()
 
 
 def strip_sentinels(text: str) -> str:

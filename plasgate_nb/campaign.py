@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ from typing import Any, Literal
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ._masking import REPORT_MASK
+from ._masking import MASKED_AREA, REPORT_MASK
 from .batch import Batch, build_requests
 from .errors import AudienceError, ConfigError
 from .gateway import Gateway
@@ -34,7 +33,6 @@ __all__ = ["Campaign", "SendSummary", "message_keys"]
 logger = logging.getLogger("plasgate_nb")
 
 TransportName = Literal["batch", "single", "http", "smpp"]
-_MASKED = re.compile(r"#ma#.*?#ma#", re.S)
 _SETTLE = {"accepted": "accepted", "rejected": "rejected", "uncertain": "uncertain", "retry": "planned"}
 _SHOWN = 10
 
@@ -55,6 +53,7 @@ class SendSummary:
     skipped: int = 0
     already_sent: int = 0
     changed: tuple[str, ...] = ()
+    replanned: int = 0
     cost: float | None = None
     projected_seconds: float | None = None
     skipped_reasons: dict[str, int] = field(default_factory=dict)
@@ -76,8 +75,11 @@ class SendSummary:
         )
         if self.changed:
             lines.append(
-                f"  changed since planned (not resent) {len(self.changed)}: {', '.join(self.changed[:_SHOWN])}"
+                f"  changed after they were sent (not resent) {len(self.changed)}: "
+                f"{', '.join(self.changed[:_SHOWN])}"
             )
+        if self.replanned:
+            lines.append(f"  not sent before and changed since planned (sent as they are now) {self.replanned}")
         if self.cost is not None:
             lines.append(f"  estimated cost {self.cost:.4f}")
         if self.projected_seconds is not None:
@@ -127,7 +129,7 @@ def key_index(df: pd.DataFrame, key: str | None = None) -> pd.Index:
 
 def _report_view(content: pd.Series) -> pd.Series:
     """Masked areas shown as ``******`` (used when the frame has no ``content_report`` column)."""
-    return content.str.replace(_MASKED, REPORT_MASK, regex=True)
+    return content.str.replace(MASKED_AREA, REPORT_MASK, regex=True)
 
 
 class _SmppProgress:
@@ -312,6 +314,7 @@ class Campaign:
             self.ledger.requeue_uncertain(self.name, keys)
         planned = self.ledger.plan(self.name, rows)
         summary.changed = planned.changed
+        summary.replanned = len(planned.replanned)
         if planned.added == len(rows):  # all new: every row is planned, no need to read them back
             todo = rows
         else:

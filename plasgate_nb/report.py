@@ -10,7 +10,6 @@ rows as CSV or Parquet with a PNG chart beside them. The charts live in :mod:`pl
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._masking import content_digest
 from .errors import ConfigError
 from .ledger import FINAL_STATUSES, Ledger
 
@@ -146,7 +146,7 @@ def _changed(df: pd.DataFrame, pending: pd.DataFrame | None, keys: pd.Series, pl
     pos = stored.index.get_indexer(keys[planned].to_numpy())
     found = pos >= 0
     texts = mine["content"].astype("string").fillna("").to_numpy()
-    hashes = np.array([hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts], dtype=object)
+    hashes = np.array([content_digest(t) for t in texts], dtype=object)
     numbers = mine["msisdn"].astype("string").fillna("").to_numpy()
     differs = np.zeros(len(mine), dtype=bool)
     differs[found] = (stored["msisdn"].to_numpy()[pos[found]] != numbers[found]) | (

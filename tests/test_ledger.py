@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import pickle
@@ -14,8 +15,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from plasgate_nb._masking import content_digest
 from plasgate_nb.errors import LedgerError
-from plasgate_nb.ledger import INTERRUPTED, SCHEMA_VERSION, Ledger
+from plasgate_nb.ledger import INTERRUPTED, SCHEMA_VERSION, Ledger, PlanResult
 
 PG_URL = os.environ.get("PLASGATE_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -124,20 +126,39 @@ def test_plan_is_idempotent(ledger: Ledger) -> None:
     }
 
 
-def test_changed_rows_are_reported_not_overwritten(ledger: Ledger) -> None:
+def test_changed_rows_are_reported_once_sent_and_replanned_before(ledger: Ledger) -> None:
     ledger.plan("c", frame(3))
     sent(ledger, "c", ["k00000"])
     hashes = ledger.messages("c")["content_hash"].tolist()
     edited = frame(3)
-    edited.loc[0, "content"] = "Different text"
-    edited.loc[1, "msisdn"] = "85599999999"
+    edited.loc[0, "content"] = "Different text"  # already sent: reported, kept as it was
+    edited.loc[1, "msisdn"] = "85599999999"  # never sent: replanned with the new number
+    edited.loc[2, "content"] = "A fixed typo"  # never sent: replanned with the new text
     result = ledger.plan("c", edited)
-    assert result.changed == ("k00000", "k00001")
-    assert (result.added, result.kept) == (0, 1)
+    assert result.changed == ("k00000",)
+    assert result.replanned == ("k00001", "k00002")
+    assert (result.added, result.kept) == (0, 0)
     after = ledger.messages("c")
-    assert after["content_hash"].tolist() == hashes
-    assert after["msisdn"].tolist()[1] == "85512" + "0000001"
+    assert after["content_hash"].tolist()[:2] == hashes[:2]
+    assert after["content_hash"].tolist()[2] == content_digest("A fixed typo") != hashes[2]
+    assert after["msisdn"].tolist() == ["85512" + "0000000", "85599999999", "85512" + "0000002"]
     assert after["state"].tolist() == ["accepted", "planned", "planned"]
+    assert ledger.plan("c", edited) == PlanResult("c", added=0, kept=2, changed=("k00000",))
+
+
+def test_digest_of_masked_text_tells_nothing_of_the_masked_values(ledger: Ledger) -> None:
+    texts = ["Your code is #ma#481516#ma#, hi #ma#Dara#ma#", "Your code is #ma#000000#ma#, hi #ma#Sok#ma#"]
+    assert content_digest(texts[0]) == content_digest(texts[1])
+    assert content_digest(texts[0]) == hashlib.sha256(b"Your code is ******, hi ******").hexdigest()
+    assert content_digest("plain text") == hashlib.sha256(b"plain text").hexdigest()
+    df = pd.DataFrame({"message_key": ["a", "b"], "msisdn": ["85512000001", "85512000002"], "content": texts})
+    ledger.plan("c", df)
+    stored = ledger.messages("c")
+    for text, digest in zip(texts, stored["content_hash"], strict=True):
+        assert digest != hashlib.sha256(text.encode()).hexdigest()
+        assert digest == content_digest(text)
+    again = ledger.plan("c", df.assign(content=texts[::-1]))  # another OTP: same report view, nothing replanned
+    assert (again.kept, again.replanned) == (2, ())
 
 
 def test_plan_refuses_bad_rows(ledger: Ledger) -> None:
@@ -157,6 +178,8 @@ def test_unmasked_content_is_never_stored(ledger: Ledger, url: str) -> None:
     dump = _dump(url)
     assert "Your code is ******" in dump
     assert not [f"ZQ{i}-X7" for i in range(5) if f"ZQ{i}-X7" in dump]
+    texts = [f"Your code is #ma#ZQ{i}-X7#ma#" for i in range(5)]
+    assert not [t for t in texts if hashlib.sha256(t.encode()).hexdigest() in dump]  # no digest to try OTPs against
 
 
 def _dump(url: str) -> str:
@@ -185,8 +208,9 @@ def test_state_machine(ledger: Ledger) -> None:
     ledger.settle(
         "c", ["k00000"], state="accepted", queue_id="q9", message_ids={"k00000": "m0"}, status=200, body="x" * 10_000
     )
-    ledger.settle("c", ["k00001"], state="planned", status=429, reason="rate limited")
+    ledger.settle("c", ["k00001"], state="planned", status=429, reason="rate limited", part_ids={"k00009": ["x"]})
     r0, r1 = row(ledger, "c", "k00000"), row(ledger, "c", "k00001")
+    assert r0["part_ids"] is None and r1["part_ids"] is None  # unknown keys' parts are ignored
     assert (r0["state"], r0["queue_id"], r0["message_id"], r0["response_status"]) == ("accepted", "q9", "m0", 200)
     assert len(r0["response_body"]) == 4000 and r0["attempts"] == 1 and r0["batch_id"] == "b1"
     assert r0["submitted_at"] <= r0["updated_at"]
@@ -197,6 +221,9 @@ def test_state_machine(ledger: Ledger) -> None:
         ledger.settle("c", ["k00001"], state="delivered")
     ledger.settle("c", ["k00001"], state="rejected", status=400, body='{"message": "bad"}')
     assert ledger.pending("c")["message_key"].tolist() == ["k00002", "k00003"]
+    ledger.mark_submitting("c", ["k00002"], batch_id="b4")
+    ledger.settle("c", ["k00002"], state="accepted", message_ids={"k00002": "p2"}, part_ids={"k00002": ["p1", "p2"]})
+    assert (row(ledger, "c", "k00002")["message_id"], row(ledger, "c", "k00002")["part_ids"]) == ("p2", "p1,p2")
     assert ledger.summary("c")["rejected"] == 1
 
 
@@ -555,23 +582,64 @@ def test_bad_replies_are_refused_whole(ledger: Ledger) -> None:
     assert ledger.replies().empty
 
 
+def _downgrade(engine: sa.Engine, version: int) -> None:
+    """Make a current ledger look like one of schema ``version`` (what the upgrades add removed)."""
+    with engine.begin() as conn:
+        if version < 3:
+            conn.exec_driver_sql("ALTER TABLE plasgate_messages DROP COLUMN part_ids")
+        if version < 2:
+            conn.exec_driver_sql("DROP TABLE plasgate_replies")
+        conn.exec_driver_sql(f"UPDATE plasgate_meta SET value = '{version}' WHERE key = 'schema_version'")
+
+
+def _version(engine: sa.Engine) -> str:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT value FROM plasgate_meta WHERE key = 'schema_version'").scalar()
+
+
 def test_version_1_ledger_is_upgraded_on_open(url: str) -> None:
     """A ledger written before replies existed (schema 1) gains the table on open and keeps its rows."""
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     with Ledger(url) as led:
         led.plan("c", frame(3))
         engine = sa.create_engine(led.url)
-    with engine.begin() as conn:  # make it look like a version 1 ledger
-        conn.exec_driver_sql("DROP TABLE plasgate_replies")
-        conn.exec_driver_sql("UPDATE plasgate_meta SET value = '1' WHERE key = 'schema_version'")
+    _downgrade(engine, 1)
     assert "plasgate_replies" not in sa.inspect(engine).get_table_names()
     with Ledger(url) as led:
         assert led.summary("c")["planned"] == 3
         assert led.record_replies("c", [{"msisdn": "85512000001", "to": "SMS Info", "text": "ok"}]) == 1
         assert led.replies("c")["text"].tolist() == ["ok"]
-    with engine.connect() as conn:
-        version = conn.exec_driver_sql("SELECT value FROM plasgate_meta WHERE key = 'schema_version'").scalar()
-    assert version == "2" and "plasgate_replies" in sa.inspect(engine).get_table_names()
+    assert _version(engine) == "3" and "plasgate_replies" in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_version_2_ledger_forgets_digests_of_masked_values(url: str) -> None:
+    """Version 2 kept SHA-256 of the unmasked text; the upgrade re-digests masked rows from their report view."""
+    texts = ["Code #ma#481516#ma# inside", "No mask here"]
+    df = pd.DataFrame(
+        {
+            "message_key": ["m", "p"],
+            "msisdn": ["85512000001", "85512000002"],
+            "content": texts,
+            "content_report": ["Code ****** inside", "No mask here"],
+        }
+    )
+    with Ledger(url) as led:
+        led.plan("c", df)
+        engine = sa.create_engine(led.url)
+    _downgrade(engine, 2)
+    old = {key: hashlib.sha256(text.encode()).hexdigest() for key, text in zip(df["message_key"], texts, strict=True)}
+    with engine.begin() as conn:  # what version 2 stored
+        for key, digest in old.items():
+            conn.exec_driver_sql(f"UPDATE plasgate_messages SET content_hash = '{digest}' WHERE message_key = '{key}'")
+    with Ledger(url) as led:
+        stored = led.messages("c").set_index("message_key")["content_hash"]
+        assert stored["m"] == content_digest(texts[0]) != old["m"]
+        assert stored["p"] == old["p"]  # an unmasked text's digest is unchanged
+        again = led.plan("c", df)
+        assert (again.kept, again.replanned, again.changed) == (2, (), ())
+        assert led.messages("c")["part_ids"].isna().all()
+    assert _version(engine) == "3"
     engine.dispose()
 
 

@@ -37,6 +37,7 @@ MESSAGE_COLUMNS = (
     "delivered_at",
     "done_at",
     "error_code",
+    "part_ids",
 )
 EVENT_COLUMNS = (
     "message_key",

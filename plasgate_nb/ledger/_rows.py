@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from .._masking import content_digest
 from ..errors import LedgerError
 
 logger = logging.getLogger("plasgate_nb")
@@ -80,11 +80,10 @@ def plan_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
     bad = [k for k, m, c in zip(keys, msisdns, contents, strict=True) if m is None or not isinstance(c, str)]
     if bad:
         raise LedgerError(f"rows without a number or text content: {bad[:10]}")
-    sha256 = hashlib.sha256
     return {
         "message_key": keys,
         "msisdn": [m if isinstance(m, str) else str(m) for m in msisdns],
-        "content_hash": [sha256(c.encode("utf-8")).hexdigest() for c in contents],
+        "content_hash": [content_digest(c) for c in contents],
         "content_report": column("content_report"),
         "encoding": column("encoding"),
         "segments": [None if s is None else int(s) for s in column("segments")],

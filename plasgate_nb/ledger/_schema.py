@@ -14,11 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
+from .._masking import REPORT_MASK, content_digest
 from ..errors import LedgerError
 
 logger = logging.getLogger("plasgate_nb")
 
-SCHEMA_VERSION = 2  # 1: campaigns, messages, events; 2: + replies
+SCHEMA_VERSION = 3  # 1: campaigns, messages, events; 2: + replies; 3: + part_ids, digests of report views
 DEFAULT_PATH = "plasgate_nb.db"
 BUSY_TIMEOUT_S = 60.0
 WRITE_OPTION = "plasgate_write"
@@ -71,6 +72,7 @@ messages = sa.Table(
     sa.Column("delivered_at", TS, nullable=True),
     sa.Column("done_at", TS, nullable=True),
     sa.Column("error_code", sa.String(40), nullable=True),
+    sa.Column("part_ids", sa.Text, nullable=True),  # SMPP: the message ids of a long message's parts, comma-separated
     sa.UniqueConstraint("campaign_id", "message_key", name="uq_plasgate_messages_key"),
     sa.Index("ix_plasgate_messages_campaign", "campaign_id"),  # lets "WHERE campaign ORDER BY id" skip a sort
     sa.Index("ix_plasgate_messages_state", "campaign_id", "state"),
@@ -215,7 +217,25 @@ def _add_replies(conn: sa.Connection) -> None:
     replies.create(conn, checkfirst=True)
 
 
-_MIGRATIONS = {1: _add_replies}  # from version N to N + 1
+def _part_ids_and_masked_digests(conn: sa.Connection) -> None:
+    """Version 2 -> 3: the ``part_ids`` column; digests of masked texts taken from their report view.
+
+    Version 2 kept the SHA-256 of the unmasked text, from which a short masked value (an OTP) can be
+    recovered; the report view (masked areas as ``******``) is what version 3 digests, and it is stored.
+    """
+    conn.exec_driver_sql(f"ALTER TABLE {messages.name} ADD COLUMN part_ids TEXT")
+    masked = conn.execute(
+        sa.select(messages.c.id, messages.c.content_report).where(messages.c.content_report.contains(REPORT_MASK))
+    ).all()
+    if masked:
+        conn.execute(
+            messages.update().where(messages.c.id == sa.bindparam("b_id")).values(content_hash=sa.bindparam("b_hash")),
+            [{"b_id": rid, "b_hash": content_digest(view)} for rid, view in masked],
+        )
+        logger.info("ledger upgrade: %d digests of masked texts now cover their report view only", len(masked))
+
+
+_MIGRATIONS = {1: _add_replies, 2: _part_ids_and_masked_digests}  # from version N to N + 1
 
 
 def _migrate(conn: sa.Connection, found: int) -> None:

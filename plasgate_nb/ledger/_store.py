@@ -22,6 +22,7 @@ from ._events import normalize
 from ._frames import (
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
+    _sql,
     bind_value,
     bulk_insert,
     fetch_rows,
@@ -60,12 +61,17 @@ def _now() -> datetime:
 
 @dataclass(frozen=True)
 class PlanResult:
-    """What ``Ledger.plan`` did: rows added, rows already planned unchanged, and keys whose row changed."""
+    """What ``Ledger.plan`` did: rows added, kept unchanged, replanned, and keys already sent that changed.
+
+    ``replanned`` keys were still ``planned`` (never sent) and now carry the new number and text;
+    ``changed`` keys were already submitted with another number or text: left as they are, not resent.
+    """
 
     campaign: str
     added: int
     kept: int
     changed: tuple[str, ...] = field(default=())
+    replanned: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -213,11 +219,13 @@ class Ledger:
     # -- planning and sending ----------------------------------------------------------------------
 
     def plan(self, campaign: str, rows: pd.DataFrame) -> PlanResult:
-        """Record ``rows`` as ``planned`` (idempotent): new keys are added, known keys left as they are.
+        """Record ``rows`` as ``planned`` (idempotent): new keys are added, known keys kept or replanned.
 
         ``rows`` has ``message_key, msisdn, content`` and optionally ``content_report, encoding,
-        segments``; ``content`` is only hashed, never stored. A known key whose number or content hash
-        differs is reported in ``changed`` and neither overwritten nor resent.
+        segments``; ``content`` is only digested (:func:`~plasgate_nb._masking.content_digest`), never
+        stored. A known key whose number or text differs is replanned with the new values while it is
+        still ``planned`` (it never reached the gateway); once submitted it is reported in ``changed``
+        and neither overwritten nor resent.
         """
         new = plan_rows(rows)
         keys = new["message_key"]
@@ -225,21 +233,23 @@ class Ledger:
             cid = self._cid(conn, campaign, create=True)
             known = self._known(conn, cid)
             now = bind_value(conn, messages.c.created_at, _now())
+            changed: list[str] = []
+            replan: list[int] = []
             if not known:
-                fresh = range(len(keys))
-                changed: list[str] = []
+                fresh: Iterable[int] = range(len(keys))
             else:
-                fresh, changed = [], []
+                fresh = []
                 for i, (key, msisdn, digest) in enumerate(zip(keys, new["msisdn"], new["content_hash"], strict=True)):
                     seen = known.get(key)
                     if seen is None:
                         fresh.append(i)
-                    elif seen != (msisdn, digest):
-                        changed.append(key)
+                    elif seen[:2] != (msisdn, digest):
+                        (replan if seen[2] == "planned" else changed).append(i)
             columns = [new[name] for name in PLAN_COLUMNS]
-            if len(fresh) != len(keys):
-                columns = [[column[i] for i in fresh] for column in columns]
+            self._replan(conn, cid, [[column[i] for i in replan] for column in columns], now)
             count = len(fresh)
+            if count != len(keys):
+                columns = [[column[i] for i in fresh] for column in columns]
             constants = [repeat(value, count) for value in (cid, "planned", 0, now, now)]
             bulk_insert(
                 conn,
@@ -247,20 +257,41 @@ class Ledger:
                 (*PLAN_COLUMNS, "campaign_id", "state", "attempts", "created_at", "updated_at"),
                 list(zip(*columns, *constants, strict=True)),
             )
-        if changed:
-            logger.warning(
-                "campaign %r: %d planned rows changed since they were planned; not replanned", campaign, len(changed)
-            )
+        changed_keys = tuple(keys[i] for i in changed)
+        replanned = tuple(keys[i] for i in replan)
+        if replanned:
+            logger.info("campaign %r: %d rows not yet sent were replanned with new values", campaign, len(replanned))
+        if changed_keys:
+            logger.warning("campaign %r: %d rows changed after they were sent; not resent", campaign, len(changed_keys))
         return PlanResult(
-            campaign, added=len(fresh), kept=len(keys) - len(fresh) - len(changed), changed=tuple(changed)
+            campaign,
+            added=count,
+            kept=len(keys) - count - len(changed) - len(replan),
+            changed=changed_keys,
+            replanned=replanned,
         )
 
-    def _known(self, conn: sa.Connection, cid: int) -> dict[str, tuple[str, str]]:
-        """Map each planned key of campaign ``cid`` to its (msisdn, content hash); empty for a new campaign."""
-        stmt = sa.select(messages.c.message_key, messages.c.msisdn, messages.c.content_hash).where(
+    @staticmethod
+    def _replan(conn: sa.Connection, cid: int, columns: list[list[Any]], now: Any) -> None:
+        """Overwrite still-``planned`` rows (``columns`` ordered as PLAN_COLUMNS) with their new values."""
+        if not columns or not columns[0]:
+            return
+        names = PLAN_COLUMNS[1:]
+        assign = ", ".join(f"{name} = ?" for name in names)
+        sql = _sql(
+            conn,
+            f"UPDATE {messages.name} SET {assign}, updated_at = ? "
+            "WHERE campaign_id = ? AND message_key = ? AND state = 'planned'",
+        )
+        params = [(*values[1:], now, cid, values[0]) for values in zip(*columns, strict=True)]
+        conn.exec_driver_sql(sql, params)
+
+    def _known(self, conn: sa.Connection, cid: int) -> dict[str, tuple[str, str, str]]:
+        """Map each key of campaign ``cid`` to its (msisdn, content digest, state); empty for a new campaign."""
+        stmt = sa.select(messages.c.message_key, messages.c.msisdn, messages.c.content_hash, messages.c.state).where(
             messages.c.campaign_id == cid
         )
-        return {key: (msisdn, digest) for key, msisdn, digest in fetch_rows(conn, stmt)}
+        return {key: (msisdn, digest, state) for key, msisdn, digest, state in fetch_rows(conn, stmt)}
 
     def mark_submitting(self, campaign: str, keys: Iterable[Any], *, batch_id: str) -> int:
         """Mark ``planned`` rows ``submitting`` under ``batch_id`` (commit this before the request leaves).
@@ -302,12 +333,14 @@ class Ledger:
         status: int | None = None,
         body: str | None = None,
         reason: str | None = None,
+        part_ids: Mapping[Any, Iterable[str]] | None = None,
     ) -> int:
         """Record the outcome of a request for ``keys`` and return how many rows took ``state``.
 
         ``state`` is ``accepted``, ``rejected``, ``uncertain`` or ``planned`` (a definite failure to
         retry). Rows a callback already settled keep their state (the gateway's word wins) but get the
-        response recorded; ``message_ids`` maps keys to gateway message ids; ``body`` is truncated.
+        response recorded; ``message_ids`` maps keys to gateway message ids; ``part_ids`` maps keys of
+        long SMPP messages to the message ids of their parts, in order; ``body`` is truncated.
         """
         if state not in SETTLE_STATES:
             raise LedgerError(f"cannot settle rows as {state!r}")
@@ -339,6 +372,14 @@ class Ledger:
             )
             update_rows(conn, [current[k][0] for k in staying], assign, values)
             self._pair(conn, cid, {k: v for k, v in ids.items() if k in current}, current, now)
+            parts = {str(k): ",".join(map(str, v)) for k, v in (part_ids or {}).items()}
+            if parts := {k: v for k, v in parts.items() if k in current}:
+                conn.execute(
+                    messages.update()
+                    .where(messages.c.id == sa.bindparam("b_row"))
+                    .values(part_ids=sa.bindparam("b_p")),
+                    [{"b_row": current[k][0], "b_p": v} for k, v in parts.items()],
+                )
         return len(moving)
 
     def _pair(
