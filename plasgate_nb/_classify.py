@@ -6,6 +6,7 @@
 | 2xx without them | uncertain | suspicious: it may have been taken |
 | 400, 401, 402, 403, 404, 405, 412, 413, 415, 422 (other 4xx) | rejected | a definite refusal |
 | 408, 429, 503 | retry | nothing was accepted; 429/503 honour Retry-After |
+| 403 ``User throughput exceeded`` (Jasmin's rate limit) | retry | nothing was accepted; like a 429 |
 | other 5xx | uncertain | the gateway may have accepted part of it |
 | connect error, connect/pool timeout | retry | the request never left |
 | read timeout, dropped connection, protocol error | uncertain | the body may have been processed |
@@ -30,6 +31,7 @@ Outcome = Literal["accepted", "rejected", "retry", "uncertain"]
 RETRY_STATUSES = frozenset({408, 429, 503})
 _HTTP_API = re.compile(r'^\s*(Success|Error)\s+"(.*?)"?\s*$', re.S)
 _BODY_KEEP = 4000
+_THROTTLED = "throughput exceeded"  # Jasmin's 403 'User throughput exceeded': a rate limit, nothing accepted
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def classify(
         else:
             outcome = "uncertain"
             reason = f"HTTP {status} without {'a message id' if path == 'http' else 'queue_id'}: suspicious"
-    elif status in RETRY_STATUSES:
+    elif status in RETRY_STATUSES or (status == 403 and _THROTTLED in (reason or "").lower()):
         outcome = "retry"
     elif 400 <= status < 500:
         outcome = "rejected"

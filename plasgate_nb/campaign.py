@@ -287,15 +287,17 @@ class Campaign:
         *,
         dry_run: bool = False,
         resend_uncertain: bool | Sequence[str] = False,
+        resend_rejected: bool | Sequence[str] = False,
         schedule_at: datetime | timedelta | str | None = None,
     ) -> SendSummary:
         """Plan ``df`` and send every row not yet submitted; return a summary.
 
         Rows already sent (in any state but ``planned``) are never sent again; rows whose number or
-        content changed since they were planned are reported, not resent. ``uncertain`` rows are resent
-        only with ``resend_uncertain=True`` (or a list of their keys). ``dry_run=True`` plans nothing and
-        sends nothing: it reports what would be sent, its cost and how long the gateway's rate limits
-        make it take.
+        content changed after they were sent are reported, not resent (rows not yet sent go out as they
+        are now). ``uncertain`` rows are resent only with ``resend_uncertain=True`` (or a list of their
+        keys); ``rejected`` rows (bad credentials, balance, an unapproved sender: fix the cause first)
+        only with ``resend_rejected``. ``dry_run=True`` plans nothing and sends nothing: it reports what
+        would be sent, its cost and how long the gateway's rate limits make it take.
         """
         rows, skipped = self._rows(df)
         requests = self._build(rows, schedule_at=schedule_at)  # validate before anything is stored
@@ -309,9 +311,12 @@ class Campaign:
             summary.already_sent = len(rows) - len(todo)
             return self._totals(summary, todo, requests)
         self.ledger.resume(self.name)
-        if resend_uncertain:
-            keys = None if resend_uncertain is True else list(resend_uncertain)
-            self.ledger.requeue_uncertain(self.name, keys)
+        for wanted, requeue in (
+            (resend_uncertain, self.ledger.requeue_uncertain),
+            (resend_rejected, self.ledger.requeue_rejected),
+        ):
+            if wanted:
+                requeue(self.name, None if wanted is True else list(wanted))
         planned = self.ledger.plan(self.name, rows)
         summary.changed = planned.changed
         summary.replanned = len(planned.replanned)

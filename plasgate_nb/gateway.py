@@ -15,7 +15,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 from .errors import ConfigError
 
@@ -154,6 +154,13 @@ class Gateway:
             shown = redact(str(self.base_url))
             raise ConfigError(f"base_url must start with http:// or https:// (got {shown!r}; set {ENV['base_url']})")
         object.__setattr__(self, "base_url", str(self.base_url).rstrip("/"))
+        try:
+            parts = urlsplit(self.base_url)
+            parts.port  # noqa: B018 (a bad port raises ValueError here)
+        except ValueError as exc:
+            raise ConfigError(f"base_url {redact(self.base_url)!r} is not a valid URL: {exc}") from exc
+        if not parts.hostname:
+            raise ConfigError(f"base_url {redact(self.base_url)!r} names no host")
         if self.max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
         unknown = sorted(set(self.rate_limits) - set(DEFAULT_RATE_LIMITS))

@@ -93,7 +93,10 @@ def test_dry_run_sends_nothing_and_projects_duration(sim: Simulator, gateway: Ga
     summary = campaign.send(frame(2500), dry_run=True)
     assert summary.dry_run and summary.requests == 3 and summary.recipients == 2500
     assert summary.cost == pytest.approx(2500 * 0.01)
-    assert summary.projected_seconds is not None and summary.projected_seconds >= 0
+    assert summary.projected_seconds == 0.0  # 3 requests fit in one minute of batch-send's 100/min
+    singles = make(tmp_path, limited, name="c-single", transport="single").send(frame(450), dry_run=True)
+    assert (singles.requests, singles.projected_seconds) == (450, 120.0)  # 200/min: 200 now, 200 at 60 s, 50 at 120 s
+    assert "projected duration under the gateway's rate limits 120 s" in str(singles)
     assert len(sim.records()) == before
     assert campaign.status()["total"] == 0
     assert "would send 2500" in str(summary)
@@ -108,6 +111,62 @@ def test_rows_skipped_by_the_audience_are_not_sent(sim: Simulator, gateway: Gate
     assert summary.accepted == 2
     assert summary.skipped_reasons == {"invalid": 1, "duplicate": 1}
     assert len(sim.records()) == before + 2
+
+
+def test_plan_then_send_and_resume_after_a_crash(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    campaign = make(tmp_path, gateway)
+    df = frame(4, start=1100)
+    before = len(sim.records())
+    planned = campaign.plan(df)
+    assert planned.dry_run and campaign.status()["planned"] == 4
+    assert len(sim.records()) == before  # planning sends nothing
+    # a crash right after two rows were marked submitting (their request may or may not have left)
+    campaign.ledger.mark_submitting(campaign.name, ["cust1100", "cust1101"], batch_id="crashed")
+    assert campaign.resume() == 2
+    assert campaign.status()["uncertain"] == 2
+    summary = campaign.send(df)
+    assert (summary.accepted, summary.already_sent) == (2, 2)
+    assert sorted(r["to"] for r in sim.records(offset=before)) == ["85512001102", "85512001103"]
+
+
+def test_changed_row_not_yet_sent_goes_out_as_it_is_now(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    campaign = make(tmp_path, gateway)
+    df = frame(3, start=1200)
+    campaign.plan(df)
+    fixed = df.copy()
+    fixed.loc["cust1201", "content"] = "Hi #1201, the typo is fixed, code #ma#C1201#ma#"
+    before = len(sim.records())
+    summary = campaign.send(fixed)
+    assert (summary.accepted, summary.replanned, summary.changed) == (3, 1, ())
+    sent = {r["to"]: r["content"] for r in sim.records(offset=before)}
+    assert sent["85512001201"] == fixed.loc["cust1201", "content"]
+    assert "not sent before and changed since planned (sent as they are now) 1" in str(summary)
+
+
+def test_rejected_rows_are_resent_only_when_asked(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    wrong = Gateway(
+        base_url=gateway.base_url, private_key=gateway.private_key, secret="not-the-secret", sender=gateway.sender
+    )
+    df = frame(3, start=1300)
+    first = make(tmp_path, wrong).send(df)
+    assert first.rejected == 3
+    fixed = make(tmp_path, gateway)  # the credentials are fixed; the ledger remembers the rejection
+    before = len(sim.records())
+    assert fixed.send(df).recipients == 0
+    assert len(sim.records()) == before
+    again = fixed.send(df, resend_rejected=["cust1300"])
+    assert again.accepted == 1 and [r["to"] for r in sim.records(offset=before)] == ["85512001300"]
+    rest = fixed.send(df, resend_rejected=True)
+    assert rest.accepted == 2 and sent_numbers(sim, before) == Counter(df["msisdn"])
+
+
+def test_progress_bar_counts_every_recipient(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    campaign = Campaign("bar", gateway=gateway, ledger=Ledger(tmp_path / "ledger.db"), max_recipients=10)
+    campaign.send(frame(35, start=1400))
+    err = capsys.readouterr().err
+    assert "sending bar" in err and "35/35" in err
 
 
 def test_changed_row_is_reported_not_resent(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
@@ -225,21 +284,44 @@ def test_bad_settings_are_refused_before_sending(
 def test_no_secret_in_logs_reprs_errors_or_ledger(
     sim: Simulator, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    secrets = [gateway.private_key, gateway.secret, gateway.password]
+    wrong_secret, wrong_password = "wrong$secret-7f3a", "wrong$password-9c1e"
+    secrets = [gateway.private_key, gateway.secret, gateway.password, wrong_secret, wrong_password]
     caplog.set_level(logging.DEBUG)
     sim.set_faults(Fault("error_after", route="rest", count=1))
     campaign = make(tmp_path, gateway, transport="single")
     campaign.send(frame(3, start=900))
     texts = [record.getMessage() for record in caplog.records]
     texts += [repr(campaign), repr(gateway), repr(campaign.ledger), str(campaign.send(frame(3, start=900)))]
+    http = make(tmp_path, gateway, name="http", transport="http")  # username and password travel in the form
+    texts.append(str(http.send(frame(3, start=960))))
     bad = Gateway(
-        base_url=gateway.base_url, private_key=gateway.private_key, secret="wrong$secret", sender=gateway.sender
+        base_url=gateway.base_url, private_key=gateway.private_key, secret=wrong_secret, sender=gateway.sender
     )
     texts.append(str(make(tmp_path, bad, name="bad").send(frame(1, start=950))))
     texts.append(make(tmp_path, bad, name="bad").to_frame().to_csv())
-    texts.append(campaign.to_frame().to_csv())
-    texts.append(campaign.ledger.events("c1").to_csv())
-    raw = (tmp_path / "ledger.db").read_bytes()
+    bad_http = Gateway(
+        base_url=gateway.base_url, username=gateway.username, password=wrong_password, sender=gateway.sender
+    )
+    texts.append(make(tmp_path, bad_http, name="bad-http", transport="http").send(frame(1, start=970)).__str__())
+    unreachable = Gateway(
+        base_url="http://127.0.0.1:9",
+        private_key=gateway.private_key,
+        secret=gateway.secret,
+        sender=gateway.sender,
+        max_retries=0,
+    )
+    texts.append(str(make(tmp_path, unreachable, name="down").send(frame(1, start=980))))
+    for broken in ("http://[bad", "ftp://example.com", "http://host:99999"):
+        with pytest.raises(ConfigError) as info:
+            Gateway(base_url=broken, private_key=gateway.private_key, secret=gateway.secret, sender=gateway.sender)
+        texts += [str(info.value), repr(info.value)]
+    texts += [record.getMessage() for record in caplog.records]
+    for name in ("c1", "http", "bad", "bad-http", "down"):
+        texts.append(campaign.ledger.messages(name).to_csv())
+        texts.append(campaign.ledger.events(name).to_csv())
+    # every file of the ledger: recent rows sit in the WAL until a checkpoint
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("ledger.db*"))
+    assert len(list(tmp_path.glob("ledger.db*"))) >= 2
     for secret in secrets:
         assert secret
         assert not any(secret in text for text in texts), secret

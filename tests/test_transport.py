@@ -169,7 +169,8 @@ def test_single_and_http_api_wire_shape() -> None:
         ("http", 200, 'Success "abc-123"', "accepted", None),
         ("http", 200, "OK", "uncertain", "without a message id"),
         ("http", 400, 'Error "Argument [to] has an invalid value: [abc]."', "rejected", "[to] has an invalid"),
-        ("http", 403, 'Error "User throughput exceeded"', "rejected", "throughput"),
+        ("http", 403, 'Error "User throughput exceeded"', "retry", "throughput"),
+        ("http", 403, 'Error "Authentication failure for username:x"', "rejected", "Authentication failure"),
         ("http", 412, 'Error "No route found"', "rejected", "No route found"),
         (
             "http",
@@ -738,7 +739,6 @@ def test_undecodable_answer_is_uncertain_and_bad_url_is_a_config_error() -> None
     client, _ = client_for(gzip_lie)
     result = client.send(build_batches(frame(1), sender="SMS Info")[0])
     assert result.outcome == "uncertain" and "DecodingError" in (result.reason or "")
-    client, _ = client_for(ok, base_url="http://[::1")
-    with pytest.raises(ConfigError, match="invalid gateway URL") as info:
-        client.send(build_batches(frame(1), sender="SMS Info")[0])
+    with pytest.raises(ConfigError, match="not a valid URL") as info:  # refused before anything is marked or sent
+        client_for(ok, base_url="http://[::1")
     assert KEY not in str(info.value) and SECRET not in str(info.value)

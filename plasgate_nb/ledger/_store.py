@@ -420,12 +420,19 @@ class Ledger:
 
     def requeue_uncertain(self, campaign: str, keys: Iterable[Any] | None = None) -> int:
         """Move ``uncertain`` rows (all, or only ``keys``) back to ``planned`` so they are sent again."""
+        return self._requeue(campaign, "uncertain", keys, "requeued after uncertain outcome")
+
+    def requeue_rejected(self, campaign: str, keys: Iterable[Any] | None = None) -> int:
+        """Move ``rejected`` rows (all, or only ``keys``) back to ``planned``: after fixing their cause
+        (credentials, balance, sender approval), the next send sends them again."""
+        return self._requeue(campaign, "rejected", keys, "requeued after rejection")
+
+    def _requeue(self, campaign: str, state: str, keys: Iterable[Any] | None, reason: str) -> int:
+        """Move rows in ``state`` (all, or only ``keys``) back to ``planned``; return how many moved."""
         with self._write("requeue") as conn:
             cid = self._need(conn, campaign)
-            base = messages.update().values(
-                state="planned", reason="requeued after uncertain outcome", updated_at=_now()
-            )
-            where = (messages.c.campaign_id == cid, messages.c.state == "uncertain")
+            base = messages.update().values(state="planned", reason=reason, updated_at=_now())
+            where = (messages.c.campaign_id == cid, messages.c.state == state)
             if keys is None:
                 return conn.execute(base.where(*where)).rowcount
             return sum(
