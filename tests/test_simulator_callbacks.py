@@ -3,6 +3,7 @@ retry-until-ACK, special numbers, scheduling and the seeded delivery model."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -105,14 +106,18 @@ def test_dlr_retried_until_ack(sim: Simulator, receiver: Receiver) -> None:
     assert sim.state()["callbacks"]["retried"] == 2
 
 
-def test_dlr_gives_up_after_the_configured_retries(receiver: Receiver) -> None:
-    receiver.plans["/never"] = [(200, "nope")] * 10
+def test_dlr_gives_up_after_the_configured_retries(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    receiver.plans["/never/tok-5ecret"] = [(200, "nope")] * 10
     config = SimulatorConfig(clock_speed=1000, callback_retries=1, callback_retry_delay=0.5)
+    caplog.set_level(logging.DEBUG, logger="plasgate_nb")
     with Simulator(config, mode="thread") as sim:
-        rest(sim, "/rest/send", single(dlr_url=receiver.url("/never"), dlr_level=1))
-        receiver.wait("/never", 2)
+        rest(sim, "/rest/send", single(dlr_url=receiver.url("/never/tok-5ecret"), dlr_level=1))
+        receiver.wait("/never/tok-5ecret", 2)
         state = sim.wait_idle()
-        assert len(receiver.on("/never")) == 2 and state["callbacks"]["given_up"] == 1
+        assert len(receiver.on("/never/tok-5ecret")) == 2 and state["callbacks"]["given_up"] == 1
+    said = [r.getMessage() for r in caplog.records]
+    assert any("gave up a callback to http://127.0.0.1:" in m for m in said)
+    assert not [m for m in said if "tok-5ecret" in m]  # a receiver's token in the URL path never reaches a log
 
 
 @pytest.mark.parametrize(

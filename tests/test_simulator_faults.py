@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from plasgate_nb.simulator import Fault, Simulator, SimulatorConfig
+from plasgate_nb.simulator import DeliveryModel, Fault, RateLimits, Simulator, SimulatorConfig
+from plasgate_nb.simulator.cli import parse_carrier, parse_limits
 from plasgate_nb.simulator.faults import parse_fault
 from tests.simulator_helpers import Receiver, rest, single
 
@@ -160,3 +162,53 @@ def test_cli_serves_until_sigint() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_cli_limits_and_carriers_parse_and_refuse_nonsense() -> None:
+    limits = parse_limits(["batch=20", "api=off"])
+    assert (limits.rest, limits.batch, limits.api) == (200, 20, None)
+    assert parse_limits(["rest=5"], off=True) == RateLimits(rest=5, batch=None, api=None)
+    for bad in ("batch", "sms=3", "batch=fast", "batch=-1"):
+        with pytest.raises(ValueError, match="--limit"):
+            parse_limits([bad])
+    model = parse_carrier("metfone:undeliverable=0.2,latency=30", DeliveryModel())
+    metfone = next(c for c in model.carriers if c.name == "metfone")
+    assert (metfone.undeliverable, metfone.median_latency) == (0.2, 30.0)
+    assert [c for c in model.carriers if c.name != "metfone"] == [
+        c for c in DeliveryModel().carriers if c.name != "metfone"
+    ]
+    assert parse_carrier("other:rejected=0.5", DeliveryModel()).fallback.rejected == 0.5
+    for bad in ("nokia:latency=1", "smart", "smart:speed=3", "smart:rejected=2", "smart:undeliverable=0.6,expired=0.6"):
+        with pytest.raises(ValueError, match="--carrier"):
+            parse_carrier(bad, DeliveryModel())
+
+
+def test_cli_options_shape_the_served_gateway() -> None:
+    """A carrier that never delivers and a batch limit of 1/min, as a user would start them from a shell."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "plasgate_nb.cli", "simulator", "--port", "0", "--seed", "1"]
+    argv += ["--limit", "batch=1", "--carrier", "cellcard:undeliverable=1,expired=0,rejected=0,latency=1"]
+    argv += ["--clock-speed", "100"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = proc.stdout.readline().split()[-1]  # type: ignore[union-attr]
+        lines = [proc.stdout.readline() for _ in range(11)]  # type: ignore[union-attr]
+        text = "".join(lines)
+        assert "limits:    rest 200/min, batch 1/min, api 200/min" in text
+        assert "cellcard  undeliverable 1, expired 0, rejected 0" in text
+        creds = {"private_key": "pk_demo_7f3a9c2e41b8"}
+        headers = {"X-Secret": "sk$demo$5d1e8b0a93c4"}
+        body = {"globals": {"sender": "SMS Info"}, "messages": [{"to": "85512345678", "content": "hi"}]}
+        with httpx.Client(base_url=url, params=creds, headers=headers, trust_env=False) as client:
+            assert client.post("/rest/batch-send", json=body).status_code == 200
+            throttled = client.post("/rest/batch-send", json=body)
+            assert throttled.status_code == 429 and throttled.headers["Retry-After"]
+            deadline = time.monotonic() + 20
+            while (status := client.get("/report").json()[0]["status"]) != "UNDELIV" and time.monotonic() < deadline:
+                time.sleep(0.05)  # 100x clock: the 1 s median latency passes in about 10 ms
+            assert status == "UNDELIV"  # cellcard (855 12...) now never delivers
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+    bad = subprocess.run([*argv[:4], "--limit", "sms=3"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "--limit 'sms=3'" in bad.stderr

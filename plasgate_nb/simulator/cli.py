@@ -15,10 +15,20 @@ import uvicorn
 from ..errors import PlasgateError
 from ..server import bind_socket
 from .app import ADMIN_HEADER, create_app
-from .config import RateLimits, SimulatorConfig
+from .config import ROUTES, DeliveryModel, RateLimits, SimulatorConfig
 from .faults import parse_fault
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "parse_carrier", "parse_limits", "run"]
+
+_CARRIER_FIELDS = {
+    "undeliverable": "undeliverable",
+    "expired": "expired",
+    "rejected": "rejected",
+    "latency": "median_latency",
+    "sigma": "latency_sigma",
+    "submit": "submit_latency",
+    "expiry": "expiry_after",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +37,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 = any)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the delivery model (reproducible)")
     parser.add_argument("--no-rate-limits", action="store_true", help="turn the documented rate limits off")
+    parser.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="ROUTE=N|off",
+        help="requests per minute of one route: rest (/rest/send, default 200), batch (/rest/batch-send, "
+        "100) or api (/api/send, 200); e.g. --limit batch=20 --limit api=off (repeatable)",
+    )
+    parser.add_argument(
+        "--carrier",
+        action="append",
+        default=[],
+        metavar="NAME:FIELD=V,...",
+        help="change one carrier of the delivery model (smart, cellcard, metfone, seatel, other): "
+        "undeliverable, expired, rejected (probabilities), latency, sigma, submit, expiry (seconds); "
+        "e.g. --carrier metfone:undeliverable=0.2,latency=30 (repeatable)",
+    )
+    parser.add_argument(
+        "--callback-retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="times a DLR is retried until the receiver answers ACK/Jasmin (default 3, as Jasmin)",
+    )
     parser.add_argument(
         "--clock-speed",
         type=float,
@@ -55,6 +89,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KIND[:ROUTE][:p=P|n=N]",
         help="inject a fault, e.g. drop_after:batch:n=1 or error_before:*:p=0.1 (repeatable)",
     )
+
+
+def parse_limits(texts: list[str], *, off: bool = False) -> RateLimits:
+    """Rate limits from ``--limit ROUTE=N|off`` options (over the documented ones, or none with ``off``)."""
+    limits = RateLimits.off() if off else RateLimits()
+    for text in texts:
+        route, sep, value = text.partition("=")
+        route = route.strip().lower()
+        if not sep or route not in ROUTES:
+            raise ValueError(f"--limit {text!r}: use ROUTE=N or ROUTE=off with ROUTE one of {', '.join(ROUTES)}")
+        if value.strip().lower() in ("off", "none", "0"):
+            limits = replace(limits, **{route: None})
+            continue
+        try:
+            per_minute = int(value)
+        except ValueError:
+            raise ValueError(f"--limit {text!r}: {value!r} is not a whole number of requests per minute") from None
+        if per_minute < 0:
+            raise ValueError(f"--limit {text!r}: the limit cannot be negative")
+        limits = replace(limits, **{route: per_minute})
+    return limits
+
+
+def parse_carrier(text: str, model: DeliveryModel) -> DeliveryModel:
+    """Return ``model`` with one carrier changed by a ``--carrier NAME:FIELD=V,...`` option."""
+    name, sep, settings = text.partition(":")
+    name = name.strip().lower()
+    carriers = {c.name: c for c in (*model.carriers, model.fallback)}
+    if name not in carriers:
+        raise ValueError(f"--carrier {text!r}: unknown carrier {name!r}; use one of {', '.join(carriers)}")
+    if not sep or not settings.strip():
+        raise ValueError(f"--carrier {text!r}: give FIELD=V pairs, e.g. {name}:undeliverable=0.1")
+    changes: dict[str, float] = {}
+    for pair in settings.split(","):
+        key, eq, value = pair.partition("=")
+        field_name = _CARRIER_FIELDS.get(key.strip().lower())
+        if field_name is None or not eq:
+            raise ValueError(f"--carrier {text!r}: {pair!r} is not one of {', '.join(_CARRIER_FIELDS)}=V")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--carrier {text!r}: {value!r} is not a number") from None
+        if number < 0 or (field_name in ("undeliverable", "expired", "rejected") and number > 1):
+            raise ValueError(f"--carrier {text!r}: {key.strip()} must be {'0-1' if number > 1 else '>= 0'}")
+        changes[field_name] = number
+    carrier = replace(carriers[name], **changes)
+    if carrier.undeliverable + carrier.expired + carrier.rejected > 1:
+        raise ValueError(f"--carrier {text!r}: the failure probabilities add up to more than 1")
+    if name == model.fallback.name:
+        return replace(model, fallback=carrier)
+    return replace(model, carriers=tuple(carrier if c.name == name else c for c in model.carriers))
+
+
+def describe(config: SimulatorConfig) -> str:
+    """One line per setting a user may have changed: limits and the delivery model's carriers."""
+    limits = config.rate_limits
+    shown = ", ".join(
+        f"{route} {getattr(limits, route) or 'off'}{'/min' if getattr(limits, route) else ''}" for route in ROUTES
+    )
+    lines = [f"  limits:    {shown}; DLR retries {config.callback_retries} x {config.callback_retry_delay:g} s"]
+    for c in (*config.delivery.carriers, config.delivery.fallback):
+        lines.append(
+            f"  carrier:   {c.name:<9} undeliverable {c.undeliverable:g}, expired {c.expired:g}, "
+            f"rejected {c.rejected:g}, median latency {c.median_latency:g} s"
+        )
+    return "\n".join(lines)
 
 
 def _banner(url: str, account: Any, token: str, smpp: tuple[str, int] | None) -> str:
@@ -97,6 +197,17 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"plasgate-nb simulator: bad --fault: {exc}", file=sys.stderr)
         return 2
+    try:
+        limits = parse_limits(args.limit, off=args.no_rate_limits)
+        delivery = DeliveryModel()
+        for text in args.carrier:
+            delivery = parse_carrier(text, delivery)
+    except ValueError as exc:
+        print(f"plasgate-nb simulator: {exc}", file=sys.stderr)
+        return 2
+    if args.callback_retries is not None and args.callback_retries < 0:
+        print("plasgate-nb simulator: --callback-retries cannot be negative", file=sys.stderr)
+        return 2
     if args.smpp_port is not None and not 0 <= args.smpp_port <= 65535:
         print(f"plasgate-nb simulator: --smpp-port must be 0-65535, not {args.smpp_port}", file=sys.stderr)
         return 2
@@ -105,10 +216,13 @@ def run(args: argparse.Namespace) -> int:
         clock_speed=args.clock_speed,
         faults=faults,
         callback_retry_delay=args.retry_delay,
-        rate_limits=RateLimits.off() if args.no_rate_limits else RateLimits(),
+        rate_limits=limits,
+        delivery=delivery,
         smpp=args.smpp_port is not None,
         smpp_port=args.smpp_port or 0,
     )
+    if args.callback_retries is not None:
+        config = replace(config, callback_retries=args.callback_retries)
     if args.balance is not None:
         config = replace(config, accounts=(replace(config.accounts[0], balance=args.balance),))
     token = secrets.token_urlsafe(18)
@@ -127,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
         """Print the banner (the SMPP port is known only once the app has started)."""
         smpp = (sim.smpp.host, sim.smpp.port) if sim.smpp is not None else None
         print(_banner(url, config.accounts[0], token, smpp), flush=True)
+        print(describe(config), flush=True)
 
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
     started = False

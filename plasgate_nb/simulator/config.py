@@ -159,7 +159,7 @@ class Fault:
     probability: float | None = None
     count: int | None = None
     status: int = 500
-    delay: float = 30.0
+    delay: float = 45.0  # past the client's default 30 s read timeout
 
     def to_dict(self) -> dict[str, object]:
         """Return the fault as plain JSON-able values."""

@@ -168,7 +168,7 @@ class Dispatcher:
             self._push(self.clock.now() + self.retry_delay, kind, index, attempt + 1)
         else:
             self.stats["given_up"] += 1
-            logger.info("simulator: gave up %s after %d attempts", url.split("?")[0], attempt + 1)
+            logger.info("simulator: gave up a callback to %s after %d attempts", _origin(url), attempt + 1)
 
     def _push(self, due: float, kind: int, index: int, attempt: int) -> None:
         """Put an event back on the heap and wake the scheduler."""
@@ -191,9 +191,15 @@ class Dispatcher:
             else:
                 resp = await self._client.request("POST", url, headers=_DLR_BLOCK, body=body.encode())
         except WireError as exc:
-            logger.debug("simulator: callback to %s failed: %s", url.split("?")[0], type(exc).__name__)
+            logger.debug("simulator: callback to %s failed: %s", _origin(url), type(exc).__name__)
             return False
         return resp.status == 200 and resp.body == _ACK
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of a callback URL: its path and query may carry a receiver's secret token."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}"
 
 
 def form_encode(fields: dict[str, str]) -> str:
