@@ -67,7 +67,7 @@ def record(ledger: Ledger, frame: pd.DataFrame, seed: int = 5) -> None:
         if roll < 0.06:
             continue  # no final report yet
         delivered = rng.random() < CARRIERS[str(carrier)] + variant_bonus
-        status = "DELIVRD" if delivered else rng.choice(["UNDELIV", "EXPIRED"])
+        status = "DELIVRD" if delivered else rng.choice(["UNDELIV", "EXPIRED", "REJECTD"])
         done = start + timedelta(seconds=float(rng.gamma(2.0, 12.0 if carrier != "Metfone" else 40.0)))
         events.append(
             {
@@ -85,7 +85,7 @@ def record(ledger: Ledger, frame: pd.DataFrame, seed: int = 5) -> None:
 
 
 def charts(collected: pd.DataFrame, out: Path) -> list[Path]:
-    """Draw the four README charts into ``out``; return their paths."""
+    """Draw the five README charts into ``out``; return their paths."""
     drawings = {
         "delivery_rate_by_carrier.png": lambda ax: plot_delivery_rate(collected, "carrier", ax=ax),
         "delivery_rate_by_city.png": lambda ax: plot_delivery_rate(collected, "city", ax=ax),

@@ -26,6 +26,7 @@ import pandas as pd
 from .audience import prepare_audience
 from .campaign import Campaign, SendSummary
 from .compose import CostEstimate, estimate_cost, preview, render_messages
+from .errors import OptionError
 from .report import collect, delivery_summary
 
 __all__ = ["SmsAccessor"]
@@ -91,19 +92,85 @@ class SmsAccessor:
         """
         return campaign.send(self._df, dry_run=dry_run, resend_uncertain=resend_uncertain)
 
-    def collect(self, campaign: Campaign) -> pd.DataFrame:
-        """Add send and delivery results from the ledger to these rows: :func:`plasgate_nb.collect`."""
+    def collect(self, campaign: Campaign | tuple[Any, str]) -> pd.DataFrame:
+        """Add send and delivery results from the ledger to these rows: :func:`plasgate_nb.collect`.
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from plasgate_nb import Campaign, Gateway, Ledger, Simulator
+        >>> ledger = Ledger(Path(tempfile.mkdtemp()) / "doc.db")
+        >>> rows = pd.DataFrame({"phone": ["012 345 678", "12"]}, index=pd.Index(["c1", "c2"], name="customer"))
+        >>> rows = rows.sms.prepare().sms.render("Hi!")
+        >>> with Simulator(mode="thread") as sim:
+        ...     gateway = Gateway(base_url=sim.url, private_key=sim.credentials.private_key,
+        ...                       secret=sim.credentials.secret)
+        ...     campaign = Campaign("doc", gateway=gateway, ledger=ledger, progress=False)
+        ...     _ = rows.sms.send(campaign)
+        >>> results = rows.sms.collect(campaign)  # no receiver here, so no delivery report yet
+        >>> results[["msisdn", "send_state", "delivery_status"]]
+                       msisdn send_state delivery_status
+        customer
+        c1        85512345678   accepted            <NA>
+        c2                NaN   not_sent            <NA>
+        >>> results.loc["c2", "reason"]
+        'skipped by audience: too short for a Cambodian number'
+        >>> ledger.close()
+        """
         return collect(self._df, campaign)
 
-    def summary(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-        """Delivery counts and rates, overall or per column: :func:`plasgate_nb.delivery_summary`."""
-        return delivery_summary(self._df, by)
+    def summary(self, by: str | Sequence[str] | None = None, *, tidy: bool = False) -> pd.DataFrame:
+        """Delivery counts and rates, overall or per column: :func:`plasgate_nb.delivery_summary`.
 
-    def plot(self, kind: str = "delivery_rate", *, by: str | None = None, ax: Any = None) -> Any:
-        """Chart collected results (``delivery_rate``, ``status_breakdown``, ``time_to_deliver``, ``funnel``)."""
+        >>> results = pd.DataFrame({  # what collect() returns, reduced to the columns used here
+        ...     "carrier": ["Smart", "Smart", "Smart", "Metfone", "Metfone"],
+        ...     "send_state": ["accepted", "accepted", "accepted", "accepted", "rejected"],
+        ...     "delivery_status": ["DELIVRD", "UNDELIV", None, "DELIVRD", None]})
+        >>> by_carrier = results.sms.summary(by="carrier")
+        >>> by_carrier[["sent", "delivered", "failed", "pending", "status_UNDELIV", "delivered_rate"]]
+                 sent  delivered  failed  pending  status_UNDELIV  delivered_rate
+        carrier
+        Metfone     1          1       0        0               0        1.000000
+        Smart       3          1       1        1               1        0.333333
+        >>> results.sms.summary(tidy=True)[["status", "count", "rate"]]
+            status  count  rate
+        0  DELIVRD      2  0.50
+        1  UNDELIV      1  0.25
+        2  pending      1  0.25
+        """
+        return delivery_summary(self._df, by, tidy=tidy)
+
+    def plot(self, kind: str = "delivery_rate", *, by: str | Sequence[str] | None = None, ax: Any = None) -> Any:
+        """Chart collected results (``delivery_rate``, ``status_breakdown``, ``time_to_deliver``, ``funnel``).
+
+        Delegates to :mod:`plasgate_nb.charts` and returns the matplotlib Axes (a new pyplot figure
+        without ``ax``). ``delivery_rate`` needs ``by``; ``funnel`` takes none; an unknown kind or a
+        ``by`` a chart cannot use raises :class:`~plasgate_nb.errors.OptionError` (a ``ValueError``).
+
+        >>> from matplotlib.figure import Figure
+        >>> results = pd.DataFrame({
+        ...     "carrier": ["Smart", "Smart", "Metfone", "Metfone"],
+        ...     "send_state": ["accepted", "accepted", "accepted", "not_sent"],
+        ...     "delivery_status": ["DELIVRD", "EXPIRED", "DELIVRD", None]})
+        >>> ax = results.sms.plot("status_breakdown", by="carrier", ax=Figure().subplots())
+        >>> [t.get_text() for t in ax.get_legend().get_texts()]
+        ['DELIVRD (delivered)', 'EXPIRED (validity ended)', 'not sent']
+        >>> results.sms.plot("funnel", by="carrier")
+        Traceback (most recent call last):
+        ...
+        plasgate_nb.errors.OptionError: plot('funnel') has no by= (it charts the whole frame)
+        """
         from . import charts
 
         if kind not in PLOTS:
-            raise ValueError(f"kind must be one of {PLOTS}, not {kind!r}")
-        plot = getattr(charts, f"plot_{kind}")
-        return plot(self._df, by, ax=ax) if kind in ("delivery_rate", "status_breakdown") else plot(self._df, ax=ax)
+            raise OptionError(f"kind must be one of {PLOTS}, not {kind!r}")
+        if kind == "delivery_rate" and by is None:
+            raise OptionError("plot('delivery_rate') needs by=<column> (the groups to compare)")
+        if kind == "funnel" and by is not None:
+            raise OptionError("plot('funnel') has no by= (it charts the whole frame)")
+        if kind == "delivery_rate":
+            return charts.plot_delivery_rate(self._df, by, ax=ax)
+        if kind == "status_breakdown":
+            return charts.plot_status_breakdown(self._df, by, ax=ax)
+        if kind == "time_to_deliver":
+            return charts.plot_time_to_deliver(self._df, ax=ax, by=by)
+        return charts.plot_funnel(self._df, ax=ax)

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import PercentFormatter
 
 from . import _fonts
-from .report import OUTCOMES, _need, delivery_summary, outcome
+from .report import STATUS_PREFIX, _need, delivery_summary, outcome
 
 __all__ = ["plot_delivery_rate", "plot_funnel", "plot_status_breakdown", "plot_time_to_deliver"]
 
@@ -35,6 +35,22 @@ LABELS = {
     "rejected": "refused at send",
     "not_sent": "not sent",
 }
+STATUS_COLORS = {  # the final delivery statuses (DLR), stacked first in the status breakdown
+    "DELIVRD": COLORS["delivered"],
+    "UNDELIV": COLORS["failed"],
+    "EXPIRED": "#ef6c00",
+    "REJECTD": "#ad1457",
+    "DELETED": "#37474f",
+}
+STATUS_LABELS = {
+    "DELIVRD": "DELIVRD (delivered)",
+    "UNDELIV": "UNDELIV (undeliverable)",
+    "EXPIRED": "EXPIRED (validity ended)",
+    "REJECTD": "REJECTD (refused by the network)",
+    "DELETED": "DELETED (deleted by the SMSC)",
+}
+OTHER_STATUS_COLOR = "#5d4037"
+BREAKDOWN_OUTCOMES = ("pending", "uncertain", "rejected", "not_sent")  # stacked after the statuses
 
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (8, 4.5)) -> Axes:
@@ -93,19 +109,39 @@ def plot_delivery_rate(df: pd.DataFrame, by: str | Sequence[str], ax: Axes | Non
     return ax
 
 
+def _breakdown_parts(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The stacked parts of a status breakdown: (summary column, legend label, colour), bottom first.
+
+    Each final delivery status that occurs (DELIVRD, UNDELIV, EXPIRED, REJECTD, DELETED), then the rows
+    without one: pending (accepted, no final report yet), uncertain, refused at send, not sent.
+    """
+    parts = []
+    for column in summary.columns:
+        if column.startswith(STATUS_PREFIX):
+            status = column.removeprefix(STATUS_PREFIX)
+            parts.append((column, STATUS_LABELS.get(status, status), STATUS_COLORS.get(status, OTHER_STATUS_COLOR)))
+    parts += [(kind, LABELS[kind], COLORS[kind]) for kind in BREAKDOWN_OUTCOMES]
+    return parts
+
+
 def plot_status_breakdown(df: pd.DataFrame, by: str | Sequence[str] | None = None, ax: Axes | None = None) -> Axes:
-    """Stacked bars of each group's outcomes as % of its rows (delivered, failed, pending... not sent)."""
+    """Stacked bars of each group's rows as %: each delivery status (DELIVRD, UNDELIV...), pending... not sent.
+
+    The final statuses that occur are stacked first (DELIVRD at the bottom), then the rows without a
+    final status: no report yet, uncertain, refused at send, not sent. Parts empty in every group are
+    left out; parts of at least 5% are labelled with their share.
+    """
     summary = delivery_summary(df, by)
     ax = _axes(ax)
     names = [_group_label(v) for v in summary.index]
-    shares = summary[list(OUTCOMES)].div(summary["rows"].where(summary["rows"] > 0), axis=0).fillna(0) * 100
+    rows = summary["rows"].where(summary["rows"] > 0)
     x = np.arange(len(names))
     bottom = np.zeros(len(names))
-    for kind in OUTCOMES:
-        values = shares[kind].to_numpy()
+    for column, label, color in _breakdown_parts(summary):
+        values = (summary[column].div(rows).fillna(0) * 100).to_numpy(dtype=float)
         if not values.any():
             continue
-        bars = ax.bar(x, values, bottom=bottom, color=COLORS[kind], label=LABELS[kind])
+        bars = ax.bar(x, values, bottom=bottom, color=color, label=label)
         ax.bar_label(
             bars, labels=[f"{v:.0f}%" if v >= 5 else "" for v in values], label_type="center", fontsize=8, color="white"
         )
@@ -130,15 +166,20 @@ def _delays(df: pd.DataFrame) -> pd.Series:
     return delay.dt.total_seconds().dropna().clip(lower=0)
 
 
-def plot_time_to_deliver(df: pd.DataFrame, ax: Axes | None = None, *, by: str | None = None) -> Axes:
+def plot_time_to_deliver(df: pd.DataFrame, ax: Axes | None = None, *, by: str | Sequence[str] | None = None) -> Axes:
     """Cumulative share of sent messages delivered within t of submission (one curve per ``by`` group).
 
-    The curve ends at the delivered rate: the gap to 100% is what was not (yet) delivered.
+    The curve ends at the delivered rate: the gap to 100% is what was not (yet) delivered. ``by`` is a
+    column or a list of columns.
     """
-    if by is not None:
-        _need(df, (by,))
+    columns = None if by is None else [by] if isinstance(by, str) else list(by)
+    if columns is not None:
+        _need(df, columns)
     ax = _axes(ax)
-    groups = [("all", df)] if by is None else [(_group_label(k), g) for k, g in df.groupby(by, sort=True, dropna=False)]
+    if columns is None:
+        groups = [("all", df)]
+    else:
+        groups = [(_group_label(k), g) for k, g in df.groupby(columns, sort=True, dropna=False)]
     sent_mask = outcome(df).isin(["delivered", "failed", "pending"])
     all_delays = _delays(df)
     top = float(all_delays.max()) if len(all_delays) else 60.0
@@ -167,7 +208,7 @@ def plot_time_to_deliver(df: pd.DataFrame, ax: Axes | None = None, *, by: str | 
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
     ax.set_xlabel(f"time from submission to delivery ({unit})")
     ax.set_ylabel("delivered (% of messages sent)")
-    ax.set_title("Time to deliver" + (f" by {by}" if by else ""))
+    ax.set_title("Time to deliver" + (f" by {_by_name(by)}" if by else ""))
     ax.grid(alpha=0.3)
     if names:
         ax.legend(loc="lower right", fontsize=8)

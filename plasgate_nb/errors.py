@@ -8,6 +8,7 @@ __all__ = [
     "ConfigError",
     "GatewayError",
     "LedgerError",
+    "OptionError",
     "PlasgateError",
     "Rejected",
     "TemplateError",
@@ -21,6 +22,10 @@ class PlasgateError(Exception):
 
 class ConfigError(PlasgateError):
     """A setting is missing or invalid (credentials, URLs, limits)."""
+
+
+class OptionError(ConfigError, ValueError):
+    """An argument is not one of the values it may take (a chart kind, an option it does not support)."""
 
 
 class AudienceError(PlasgateError):

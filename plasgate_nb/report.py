@@ -3,9 +3,10 @@
 ``collect`` joins each row of the analyst's frame with its ledger row (on the message key: the frame's
 index or a key column, as when sending) and returns a new frame with the send state, gateway message
 id, delivery status and times, error code, segments and cost; rows never sent say why.
-``delivery_summary`` counts outcomes and delivered rates (with a 95% Wilson interval) overall or per
-any column; ``wait_for_reports`` blocks until most delivery reports are in; ``export_report`` writes the
-rows as CSV or Parquet with a PNG chart beside them. The charts live in :mod:`plasgate_nb.charts`.
+``delivery_summary`` counts outcomes, each final delivery status (DELIVRD, UNDELIV, EXPIRED...) and
+delivered rates (with a 95% Wilson interval) overall or per any column, wide or tidy;
+``wait_for_reports`` blocks until most delivery reports are in; ``export_report`` writes the rows as
+CSV or Parquet with a PNG chart beside them. The charts live in :mod:`plasgate_nb.charts`.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ _LEDGER_COLUMNS = [
     "done_at",
 ]
 OUTCOMES = ("delivered", "failed", "pending", "uncertain", "rejected", "not_sent")
+STATUS_ORDER = ("DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED")  # how final statuses are listed
+STATUS_PREFIX = "status_"
+TIDY_COLUMNS = ("status", "count", "rate", "ci_low", "ci_high")
 Z95 = 1.959963984540054
 
 
@@ -264,25 +268,56 @@ def wilson_interval(successes: Any, trials: Any, *, z: float = Z95) -> tuple[np.
     return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
 
 
-def delivery_summary(df: pd.DataFrame, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """Outcome counts and rates of a collected frame, overall (one row, ``all``) or per ``by`` column(s).
+def final_status(df: pd.DataFrame, kinds: pd.Series | None = None) -> pd.Series:
+    """Each collected row's final delivery status (DELIVRD, UNDELIV...) when it was sent, else missing.
 
-    Columns: ``rows``, ``not_sent``, ``rejected``, ``uncertain``, ``sent`` (accepted by the gateway),
-    ``delivered``, ``failed`` (a final status other than DELIVRD), ``pending`` (no final report yet),
-    ``delivered_rate`` and ``failed_rate`` (shares of ``sent``) and ``ci_low``/``ci_high``, the 95%
-    Wilson interval of the delivered rate. Groups with nothing sent have missing rates.
+    A categorical over the final statuses that occur, in the order DELIVRD, UNDELIV, EXPIRED, REJECTD,
+    DELETED (any other final status after them). Its rows are exactly the ``delivered`` and ``failed``
+    outcomes of :func:`outcome` (``kinds``: that outcome, when already computed).
+    """
+    kinds = outcome(df) if kinds is None else kinds
+    status = df["delivery_status"].astype("string").where(kinds.isin(["delivered", "failed"]).to_numpy())
+    seen = set(status.dropna().unique())
+    order = [s for s in STATUS_ORDER if s in seen] + sorted(seen - set(STATUS_ORDER))
+    return pd.Series(pd.Categorical(status, categories=order), index=df.index, name="final_status")
+
+
+def delivery_summary(df: pd.DataFrame, by: str | Sequence[str] | None = None, *, tidy: bool = False) -> pd.DataFrame:
+    """Outcome and delivery-status counts and rates of a collected frame, overall or per ``by`` column(s).
+
+    One row per group (``all`` without ``by``) with the columns ``rows``, ``not_sent``, ``rejected``,
+    ``uncertain``, ``sent`` (accepted by the gateway), ``delivered``, ``failed`` (a final status other
+    than DELIVRD), ``pending`` (no final report yet), ``delivered_rate`` and ``failed_rate`` (shares of
+    ``sent``), ``ci_low``/``ci_high`` (the 95% Wilson interval of the delivered rate), then one count
+    column per final delivery status that occurs in ``df``: ``status_DELIVRD``, ``status_UNDELIV``,
+    ``status_EXPIRED``, ``status_REJECTD``, ``status_DELETED`` (they add up to ``delivered + failed``).
+    Groups with nothing sent have missing rates.
+
+    ``tidy=True`` returns one row per group and status instead: the ``by`` columns, ``status`` (the
+    final statuses that occur, then ``pending``), ``count``, ``rate`` (share of the group's ``sent``;
+    the rates of a group add up to 1) and ``ci_low``/``ci_high`` (95% Wilson interval of ``rate``).
     """
     kinds = outcome(df)
-    table = pd.get_dummies(kinds).astype("int64")
+    status = final_status(df, kinds)
+    table = pd.concat(
+        [
+            pd.get_dummies(kinds).astype("int64"),
+            pd.get_dummies(status, prefix=STATUS_PREFIX.rstrip("_"), prefix_sep="_").astype("int64"),
+        ],
+        axis=1,
+    )
+    groups: list[str] = []
     if by is None:
         counts = table.sum().to_frame("all").T
     else:
         groups = [by] if isinstance(by, str) else list(by)
         _need(df, groups)
+        if tidy and set(groups) & set(TIDY_COLUMNS):
+            raise ConfigError(f"tidy=True names its own columns {list(TIDY_COLUMNS)}: rename {groups} first")
         keys = [df[g] for g in groups]
         counts = table.groupby(keys, dropna=False, observed=True, sort=True).sum()
     out = pd.DataFrame(index=counts.index)
-    out["rows"] = counts.sum(axis=1)
+    out["rows"] = counts[list(OUTCOMES)].sum(axis=1)
     for name in ("not_sent", "rejected", "uncertain"):
         out[name] = counts[name]
     out["sent"] = counts["delivered"] + counts["failed"] + counts["pending"]
@@ -292,7 +327,35 @@ def delivery_summary(df: pd.DataFrame, by: str | Sequence[str] | None = None) ->
     out["delivered_rate"] = (out["delivered"] / sent).astype(float)
     out["failed_rate"] = (out["failed"] / sent).astype(float)
     out["ci_low"], out["ci_high"] = wilson_interval(out["delivered"], out["sent"])
-    return out
+    for name in status.cat.categories:
+        out[STATUS_PREFIX + name] = counts[STATUS_PREFIX + name]
+    return _tidy(out, groups) if tidy else out
+
+
+def _tidy(summary: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """The long form of a wide summary: one row per group and status (final statuses, then pending)."""
+    columns = [c for c in summary.columns if c.startswith(STATUS_PREFIX)] + ["pending"]
+    names = [c.removeprefix(STATUS_PREFIX) for c in columns]
+    width = len(columns)
+    count = summary[columns].to_numpy(dtype="int64").ravel()
+    sent = np.repeat(summary["sent"].to_numpy(dtype="int64"), width)
+    low, high = wilson_interval(count, sent)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(sent > 0, count / np.where(sent > 0, sent, 1), np.nan)
+    long = pd.DataFrame(
+        {
+            "status": pd.Categorical(np.tile(names, len(summary)), categories=names),
+            "count": count,
+            "rate": rate,
+            "ci_low": low,
+            "ci_high": high,
+        }
+    )
+    if not groups:
+        return long
+    keys = summary.index.repeat(width).to_frame(index=False)
+    keys.columns = groups
+    return pd.concat([keys, long], axis=1)
 
 
 def _counts(ledger: Ledger, name: str) -> dict[str, Any]:

@@ -6,12 +6,20 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from plasgate_nb import _fonts
-from plasgate_nb.charts import plot_delivery_rate, plot_funnel, plot_status_breakdown, plot_time_to_deliver
+from plasgate_nb.charts import (
+    STATUS_COLORS,
+    plot_delivery_rate,
+    plot_funnel,
+    plot_status_breakdown,
+    plot_time_to_deliver,
+)
 from plasgate_nb.errors import ConfigError
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.report import collect, delivery_summary
@@ -95,9 +103,88 @@ def test_status_breakdown_stacks_to_100_percent(collected: pd.DataFrame, tmp_pat
         tops[x] = max(tops.get(x, 0.0), patch.get_y() + patch.get_height())
     assert len(tops) == 3 and all(top == pytest.approx(100) for top in tops.values())
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "delivered" in legend and "not sent" in legend
+    assert legend == ["DELIVRD (delivered)", "UNDELIV (undeliverable)", "no final report yet", "not sent"]
     assert any(t.get_text().endswith("%") for t in ax.texts)
     png(ax, tmp_path / "status.png")
+
+
+def breakdown_frame() -> pd.DataFrame:
+    """Two variants with known shares: A 50% DELIVRD, 20% UNDELIV, 10% EXPIRED, 10% pending, 10% not sent;
+    B 50% DELIVRD and 10% each of REJECTD, DELETED, pending (an interim ACCEPTD), uncertain, refused at send.
+    """
+    a = (
+        [("accepted", "DELIVRD")] * 10
+        + [("accepted", "UNDELIV")] * 4
+        + [("accepted", "EXPIRED")] * 2
+        + [("accepted", None)] * 2
+        + [("not_sent", None)] * 2
+    )
+    b = [("accepted", "DELIVRD")] * 5 + [
+        ("accepted", "REJECTD"),
+        ("accepted", "DELETED"),
+        ("accepted", "ACCEPTD"),
+        ("uncertain", None),
+        ("rejected", None),
+    ]
+    rows = [("A", *r) for r in a] + [("B", *r) for r in b]
+    return pd.DataFrame(rows, columns=["variant", "send_state", "delivery_status"])
+
+
+def test_status_breakdown_stacks_each_delivery_status(tmp_path: Path) -> None:
+    df = breakdown_frame()
+    ax = plot_status_breakdown(df, "variant", ax=axes())
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [
+        "DELIVRD (delivered)",
+        "UNDELIV (undeliverable)",
+        "EXPIRED (validity ended)",
+        "REJECTD (refused by the network)",
+        "DELETED (deleted by the SMSC)",
+        "no final report yet",
+        "uncertain",
+        "refused at send",
+        "not sent",
+    ]
+    groups: dict[float, list[object]] = {}
+    for patch in ax.patches:  # drawn bottom to top, one part at a time
+        groups.setdefault(round(patch.get_x() + patch.get_width() / 2), []).append(patch)
+    assert sorted(groups) == [0, 1] and all(len(parts) == len(legend) for parts in groups.values())
+    heights = {x: [round(p.get_height(), 6) for p in parts] for x, parts in groups.items()}
+    assert heights[0] == [50, 20, 10, 0, 0, 10, 0, 0, 10]  # A
+    assert heights[1] == [50, 0, 0, 10, 10, 10, 10, 10, 0]  # B
+    for parts in groups.values():
+        bottoms = [p.get_y() for p in parts]
+        assert bottoms == pytest.approx([0, *list(np.cumsum([p.get_height() for p in parts]))[:-1]])
+    assert to_hex(groups[0][0].get_facecolor()) == STATUS_COLORS["DELIVRD"]
+    assert to_hex(groups[0][1].get_facecolor()) == STATUS_COLORS["UNDELIV"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "B"] and "variant" in ax.get_title()
+    png(ax, tmp_path / "statuses.png")
+    labelled: dict[float, list[str]] = {x: [] for x in groups}
+    for text in ax.texts:  # each percentage is drawn inside the part it names
+        if not text.get_text():
+            continue
+        centre = text.get_window_extent().frozen()
+        cx, cy = (centre.x0 + centre.x1) / 2, (centre.y0 + centre.y1) / 2
+        ((x, part),) = [(x, p) for x, parts in groups.items() for p in parts if p.get_window_extent().contains(cx, cy)]
+        assert text.get_text() == f"{part.get_height():.0f}%"
+        labelled[x].append(text.get_text())
+    assert labelled == {0: ["50%", "20%", "10%", "10%", "10%"], 1: ["50%", "10%", "10%", "10%", "10%", "10%"]}
+
+
+def test_status_breakdown_overall_leaves_out_empty_parts(tmp_path: Path) -> None:
+    df = breakdown_frame()
+    ax = plot_status_breakdown(df[df["variant"] == "A"], ax=axes())
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [
+        "DELIVRD (delivered)",
+        "UNDELIV (undeliverable)",
+        "EXPIRED (validity ended)",
+        "no final report yet",
+        "not sent",
+    ]
+    assert [round(p.get_height(), 6) for p in ax.patches] == [50, 20, 10, 10, 10]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["all"] and ax.get_title() == "Message outcomes"
+    png(ax, tmp_path / "overall.png")
 
 
 def test_time_to_deliver_ends_at_the_delivered_rate(collected: pd.DataFrame, tmp_path: Path) -> None:

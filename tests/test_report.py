@@ -211,6 +211,8 @@ def test_delivery_summary_overall_and_by_group(sent: tuple[pd.DataFrame, Ledger]
     row = overall.loc["all"]
     assert (row["rows"], row["sent"], row["delivered"], row["failed"], row["pending"]) == (6, 2, 1, 1, 0)
     assert (row["rejected"], row["not_sent"]) == (1, 3)
+    assert (row["status_DELIVRD"], row["status_EXPIRED"]) == (1, 1)
+    assert [c for c in overall.columns if c.startswith("status_")] == ["status_DELIVRD", "status_EXPIRED"]
     assert row["delivered_rate"] == pytest.approx(0.5)
     assert row["ci_low"] < 0.5 < row["ci_high"]
     by_city = delivery_summary(out, "city")
@@ -220,6 +222,94 @@ def test_delivery_summary_overall_and_by_group(sent: tuple[pd.DataFrame, Ledger]
     assert by_city["rows"].sum() == len(out)
     with pytest.raises(ConfigError):
         delivery_summary(df)  # not a collected frame
+
+
+SUMMARY_COLUMNS = [
+    "rows",
+    "not_sent",
+    "rejected",
+    "uncertain",
+    "sent",
+    "delivered",
+    "failed",
+    "pending",
+    "delivered_rate",
+    "failed_rate",
+    "ci_low",
+    "ci_high",
+]
+
+
+def collected_statuses() -> pd.DataFrame:
+    """A collected frame (its two outcome columns) with every kind of final and interim status."""
+    rows = [
+        ("Smart", "accepted", "DELIVRD"),
+        ("Smart", "accepted", "DELIVRD"),
+        ("Smart", "accepted", "UNDELIV"),
+        ("Smart", "accepted", "REJECTD"),  # refused by the network after acceptance: sent, failed
+        ("Smart", "accepted", "ACCEPTD"),  # interim report: still pending
+        ("Smart", "rejected", None),  # refused at send: not in sent
+        ("Metfone", "accepted", "EXPIRED"),
+        ("Metfone", "accepted", "DELETED"),
+        ("Metfone", "accepted", "UNKNOWN"),  # not final: pending
+        ("Metfone", "accepted", None),
+        ("Metfone", "uncertain", None),
+        ("Cellcard", "not_sent", None),
+    ]
+    return pd.DataFrame(rows, columns=["carrier", "send_state", "delivery_status"])
+
+
+def test_delivery_summary_counts_each_final_status() -> None:
+    df = collected_statuses()
+    before = df.copy()
+    by = delivery_summary(df, "carrier")
+    pd.testing.assert_frame_equal(df, before)  # the caller's frame is not changed
+    statuses = ["status_DELIVRD", "status_UNDELIV", "status_EXPIRED", "status_REJECTD", "status_DELETED"]
+    assert list(by.columns) == SUMMARY_COLUMNS + statuses  # the old columns first, unchanged
+    assert by.loc["Smart", statuses].tolist() == [2, 1, 0, 1, 0]
+    assert by.loc["Metfone", statuses].tolist() == [0, 0, 1, 0, 1]
+    assert by.loc["Cellcard", statuses].tolist() == [0, 0, 0, 0, 0]
+    assert (by[statuses].sum(axis=1) == by["delivered"] + by["failed"]).all()
+    assert (by["status_DELIVRD"] == by["delivered"]).all()
+    assert by.loc["Smart", ["sent", "failed", "pending", "rejected"]].tolist() == [5, 2, 1, 1]
+    assert by.loc["Metfone", ["sent", "failed", "pending", "uncertain"]].tolist() == [4, 2, 2, 1]
+    overall = delivery_summary(df).loc["all"]
+    assert overall[statuses].tolist() == [2, 1, 1, 1, 1] and overall["rows"] == len(df)
+    only_delivered = delivery_summary(df[df["delivery_status"].isin(["DELIVRD", "ACCEPTD"])])
+    assert [c for c in only_delivered.columns if c.startswith("status_")] == ["status_DELIVRD"]  # those that occur
+    nothing = delivery_summary(df[df["send_state"] == "not_sent"])
+    assert list(nothing.columns) == SUMMARY_COLUMNS and nothing.loc["all", "rows"] == 1
+
+
+def test_delivery_summary_tidy_has_a_row_per_group_and_status() -> None:
+    df = collected_statuses()
+    wide = delivery_summary(df, "carrier")
+    tidy = delivery_summary(df, "carrier", tidy=True)
+    assert list(tidy.columns) == ["carrier", "status", "count", "rate", "ci_low", "ci_high"]
+    names = ["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED", "pending"]
+    assert list(tidy["status"].cat.categories) == names
+    assert len(tidy) == len(wide) * len(names)
+    for carrier, group in tidy.groupby("carrier"):
+        counts = dict(zip(group["status"].astype(str), group["count"], strict=True))
+        assert counts["pending"] == wide.loc[carrier, "pending"]
+        assert all(counts[n] == wide.loc[carrier, f"status_{n}"] for n in names[:-1])
+        sent = wide.loc[carrier, "sent"]
+        if sent:
+            assert group["rate"].sum() == pytest.approx(1.0)
+            assert group["rate"].tolist() == pytest.approx((group["count"] / sent).tolist())
+            assert ((group["ci_low"] <= group["rate"]) & (group["rate"] <= group["ci_high"])).all()
+        else:
+            assert group["rate"].isna().all() and group["ci_low"].isna().all()
+    smart = tidy[(tidy["carrier"] == "Smart") & (tidy["status"] == "DELIVRD")].iloc[0]
+    assert smart["rate"] == pytest.approx(wide.loc["Smart", "delivered_rate"])
+    assert (smart["ci_low"], smart["ci_high"]) == pytest.approx(tuple(wide.loc["Smart", ["ci_low", "ci_high"]]))
+    overall = delivery_summary(df, tidy=True)
+    assert list(overall.columns) == ["status", "count", "rate", "ci_low", "ci_high"]
+    assert overall["count"].tolist() == [2, 1, 1, 1, 1, 3]
+    two = delivery_summary(df.assign(kind=df["send_state"]), ["carrier", "kind"], tidy=True)
+    assert list(two.columns[:3]) == ["carrier", "kind", "status"]
+    with pytest.raises(ConfigError, match="rename"):
+        delivery_summary(df.assign(status=1), "status", tidy=True)
 
 
 def test_wait_for_reports_returns_when_enough_are_final(sent: tuple[pd.DataFrame, Ledger]) -> None:

@@ -306,6 +306,14 @@ def test_results_fill_in_as_delivery_reports_arrive(sim: Simulator, gateway: Gat
             report_timeout=20,
             poll=0.2,
         )
+        shown: list[tuple[dict, ...]] = []  # the results area after each complete refresh (it ends with a chart)
+
+        def on_change(change: dict) -> None:
+            outputs = change["new"]
+            if outputs and "image/png" in outputs[-1].get("data", {}):
+                shown.append(outputs)
+
+        f.results.observe(on_change, names="outputs")
         try:
             assert f.dlr.value and not f.dlr.disabled
             f.by.value = "city"
@@ -318,7 +326,17 @@ def test_results_fill_in_as_delivery_reports_arrive(sim: Simulator, gateway: Gat
             assert len(table) == 1 and "Siem Reap" in table[0]["data"]["text/html"]
             assert any("image/png" in o.get("data", {}) for o in f.results.outputs)
             assert f.progress.description == "reports 4/4"
+            # the area was filled more than once: first right after the send, before any report was
+            # counted, then as reports came in; each refresh replaces the previous one
+            assert len(shown) >= 2
+            first = "\n".join(o.get("text", "") for o in shown[0])
+            assert "sent 4 message(s)" in first and "delivery reports:" not in first
+            assert "delivery reports: 4 of 4 final" in "\n".join(o.get("text", "") for o in shown[-1])
+            for outputs in shown:
+                assert sum("text/html" in o.get("data", {}) for o in outputs) == 1
+                assert sum(o.get("name") == "stdout" for o in outputs) >= 1
         finally:
+            f.results.unobserve(on_change, names="outputs")
             f.close()
     ledger.close()
 

@@ -385,7 +385,7 @@ class SendForm:
             return
         self.error.value = ""
         self.notice.value = _view.notice_html(f"Sending {plan.summary.recipients} message(s)…")
-        self.results.outputs = ()
+        _view.clear(self.results)
         for button in (self.send_button, self.dry_run_button):
             button.disabled = True
         self.progress.layout.visibility = "visible"
@@ -408,7 +408,11 @@ class SendForm:
         self.progress.description = f"{label} {done}/{total}"
 
     def _show_results(self, summary: SendSummary, counts: dict[str, Any] | None) -> None:
-        """Replace the results area: the send summary, the delivery summary table and its chart."""
+        """Replace the results area: the send summary, the delivery summary table and its chart.
+
+        Called from the send thread: everything is computed first, then shown with the ``Output``'s
+        ``append_*`` methods (:func:`_view.show`), never through ``with output:``.
+        """
         from .. import charts
         from ..report import collect, delivery_summary
 
@@ -448,7 +452,7 @@ class SendForm:
                         lambda ax: charts.plot_delivery_rate(collected, by, ax=ax), alt=f"delivered rate by {by}"
                     )
                 )
-        self.results.outputs = tuple(outputs)
+        _view.show(self.results, outputs)
 
     def _finished(self, summary: SendSummary | None, error: BaseException | None) -> None:
         """End of the send thread: say what happened and enable the buttons again."""

@@ -1,8 +1,8 @@
 """The send form's background work: one thread that sends a confirmed plan and follows its delivery reports.
 
 The kernel stays free while it runs: widget values are set from this thread (ipywidgets syncs them) and
-results go to ``Output.outputs`` directly, never through ``with output:`` (which captures whatever the
-kernel prints at the time, from any cell).
+results go through ``Output.append_stdout`` / ``Output.append_display_data``, never through ``with
+output:`` (which captures whatever the kernel prints at the time, from any cell).
 """
 
 from __future__ import annotations

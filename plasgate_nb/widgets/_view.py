@@ -2,7 +2,8 @@
 
 Nothing here decides anything: each function formats a value the library computed (a preview frame, a
 :class:`~plasgate_nb.campaign.SendSummary`, a :class:`~plasgate_nb.compose.CostEstimate`, a summary
-table, a chart) for an ``ipywidgets.HTML`` value or an ``Output.outputs`` entry.
+table, a chart) for an ``ipywidgets.HTML`` value or an ``Output.outputs`` entry; :func:`show` puts such
+entries in an ``Output`` through ``append_stdout`` / ``append_display_data`` (safe from a thread).
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ import pandas as pd
 
 from ..gateway import redact
 
-__all__ = ["chart_bundle", "error_html", "notice_html", "preview_html", "table_bundle", "text_bundle", "totals_html"]
+__all__ = [
+    "chart_bundle",
+    "clear",
+    "error_html",
+    "notice_html",
+    "preview_html",
+    "show",
+    "table_bundle",
+    "text_bundle",
+    "totals_html",
+]
 
 _PRE = "white-space: pre-wrap; font-family: monospace; margin: 0"
 
@@ -129,3 +140,39 @@ def chart_bundle(draw: Callable[[Any], Any], *, alt: str, dpi: int = 96) -> dict
     fig.savefig(buffer, format="png", dpi=dpi)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return {"output_type": "display_data", "metadata": {}, "data": {"image/png": data, "text/plain": alt}}
+
+
+class _Bundle:
+    """A display object carrying a ready mime bundle, for ``Output.append_display_data``."""
+
+    def __init__(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.data = data
+        self.metadata = metadata
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The bundle as given (IPython's display formatter calls this)."""
+        return self.data, self.metadata
+
+
+def clear(output: Any) -> None:
+    """Empty an ``ipywidgets.Output``.
+
+    Not ``output.clear_output()``: that enters ``with output:``, which from a background thread would
+    capture (and clear) whatever cell the kernel is running at the time.
+    """
+    output.outputs = ()
+
+
+def show(output: Any, bundles: Sequence[dict[str, Any]]) -> None:
+    """Replace what ``output`` shows with ``bundles`` (entries built by the ``*_bundle`` functions).
+
+    Streams go through ``Output.append_stdout`` and displays through ``Output.append_display_data``,
+    which are safe to call from the send thread. Outside a kernel (a script, a test) the latter starts
+    a plain IPython shell once, for its display formatter.
+    """
+    clear(output)
+    for bundle in bundles:
+        if bundle["output_type"] == "stream":
+            output.append_stdout(bundle["text"])
+        else:
+            output.append_display_data(_Bundle(bundle["data"], bundle.get("metadata", {})))
