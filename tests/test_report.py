@@ -350,6 +350,19 @@ def test_export_report_writes_csv_and_chart(sent: tuple[pd.DataFrame, Ledger], t
         export_report(out, tmp_path / "report.xlsx")
 
 
+def test_export_parquet_round_trips(sent: tuple[pd.DataFrame, Ledger], tmp_path: Path) -> None:
+    df, ledger = sent
+    ledger.record_events([dlr("a", "DELIVRD", done=datetime.now(UTC) + timedelta(seconds=5))])
+    out = collect(df, (ledger, NAME))
+    paths = export_report(out, tmp_path / "report.parquet", by="city")
+    back = pd.read_parquet(paths.data)
+    assert back.index.tolist() == out.index.tolist()
+    for column in ("send_state", "delivery_status", "message_id"):
+        assert back[column].astype("string").fillna("-").tolist() == out[column].astype("string").fillna("-").tolist()
+    assert back["delivered_at"].dropna().dt.tz is not None  # times keep their time zone
+    assert paths.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_export_parquet_without_pyarrow_says_what_to_install(
     sent: tuple[pd.DataFrame, Ledger], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

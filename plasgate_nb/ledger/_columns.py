@@ -48,6 +48,11 @@ _LOW = np.where(_DIGIT, ord("0"), _LAYOUT)  # per position: a digit, or exactly 
 _HIGH = np.where(_DIGIT, ord("9"), _LAYOUT)
 
 
+# the storage these arrays really have: without it, pandas (with pyarrow installed) labels them "pyarrow"
+# and later fails when a pyarrow-backed value is written into one (Series.mask, where, ...)
+_PYTHON_STRING = pd.StringDtype("python")
+
+
 def _expression(column: str) -> str:
     """The aggregate that returns ``column`` of all selected rows as one string."""
     if column in TIME_COLUMNS:  # SQLAlchemy stores SQLite datetimes as 26 characters (UTC)
@@ -96,7 +101,7 @@ def _texts(joined: str | None, n: int) -> pd.api.extensions.ExtensionArray | Non
         return None
     values = np.array(parts, dtype=object)
     values[values == ""] = pd.NA
-    return pd.arrays.StringArray(values)
+    return pd.arrays.StringArray(values, dtype=_PYTHON_STRING)
 
 
 def _ints(joined: str | None, n: int) -> pd.api.extensions.ExtensionArray | None:
