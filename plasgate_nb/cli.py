@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .commands._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TABLE
 from .errors import PlasgateError
 
 __all__ = ["main"]
@@ -25,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "callbacks": ("plasgate_nb.commands.callbacks", "run the delivery-report receiver for a ledger"),
 }
 
-EPILOG = """\
+EPILOG = f"""\
 a campaign from start to finish:
   plasgate-nb demo                                  # the whole product on the built-in simulator
   plasgate-nb simulator --port 8080 &               # a local gateway to rehearse against
@@ -40,7 +41,9 @@ a campaign from start to finish:
 
 credentials come from the environment only: PLASGATE_PRIVATE_KEY, PLASGATE_SECRET (REST),
 PLASGATE_USERNAME, PLASGATE_PASSWORD (HTTP API), PLASGATE_SENDER, PLASGATE_BASE_URL.
-exit codes: 0 done, 2 bad input or settings, 3 some messages rejected or uncertain, 130 interrupted.
+
+{EXIT_TABLE}
+
 `plasgate-nb COMMAND --help` explains each command.
 """
 
@@ -56,30 +59,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
-        child = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(child)
+        face = importlib.import_module(module)
+        child = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=getattr(face, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        face.add_arguments(child)
         child.set_defaults(_module=module)
     return parser
 
 
+def _os_error(exc: OSError) -> str:
+    """One line for a file or socket error: the file at fault and why."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return its exit code."""
+    """Run the command line and return its exit code (the table in ``plasgate-nb --help``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_BAD_INPUT
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        return int(importlib.import_module(args._module).run(args) or EXIT_OK)
     except PlasgateError as exc:
         print(f"plasgate-nb {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a file or socket the commands did not check first: still the user's input
+        print(f"plasgate-nb {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"plasgate-nb {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

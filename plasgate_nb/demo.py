@@ -3,8 +3,10 @@
 Loads ``sample_data/customers.csv``, prepares the audience (invalid, duplicate and opted-out rows
 reported), renders the English and Khmer templates with a masked coupon, previews the cost, sends
 through REST batch-send with delivery reports to a real callback receiver, waits for the reports,
-summarizes delivery by carrier and writes the charts and the enriched CSV into an output folder. The
-ledger lives in that folder, so a second run resumes and sends nothing new.
+summarizes delivery by carrier and writes the charts and the enriched CSV into an output folder:
+``demo_results.csv`` and ``demo_results.png`` (the main chart, delivered rate by carrier), then
+``demo_status_by_carrier.png``, ``demo_time_to_deliver.png`` and ``demo_funnel.png``. The ledger lives
+in that folder, so a second run resumes and sends nothing new.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -27,12 +30,23 @@ from .ledger import Ledger
 from .report import collect, delivery_summary, export_report, wait_for_reports
 from .simulator import RateLimits, Simulator, SimulatorConfig
 
-__all__ = ["DemoResult", "find_sample_data", "run_demo"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["DemoResult", "find_sample_data", "run_demo", "write_charts"]
 
 logger = logging.getLogger("plasgate_nb")
 
 CAMPAIGN = "demo-spring-offer"
 PRICE_PER_SEGMENT = 0.012
+CHART_DPI = 120
+
+# file name -> what the chart shows (demo_results.png, the main chart, comes from export_report)
+CHARTS: dict[str, str] = {
+    "demo_status_by_carrier.png": "message outcomes by carrier",
+    "demo_time_to_deliver.png": "time to deliver by carrier",
+    "demo_funnel.png": "send funnel",
+}
 
 
 @dataclass
@@ -67,6 +81,39 @@ def compose_sample(data: Path) -> pd.DataFrame:
         rows = audience[audience["language"] == language]
         parts.append(render_messages(rows, data / "templates" / template, mask=["coupon"]))
     return pd.concat(parts).loc[audience.index]
+
+
+def write_charts(collected: pd.DataFrame, output: Path, *, dpi: int = CHART_DPI) -> list[Path]:
+    """Write the demo's further charts (:data:`CHARTS`) as PNGs into ``output``; return their paths.
+
+    Each chart is drawn on its own :class:`~matplotlib.figure.Figure` (rendered by Agg), so pyplot's
+    global figure list is never touched.
+    """
+    from matplotlib.figure import Figure
+
+    from . import charts
+
+    # name -> (draw on an Axes, figure size): the outcome bars need room for five groups and a legend
+    draw: dict[str, tuple[Callable[[Axes], Axes], tuple[float, float]]] = {
+        "demo_status_by_carrier.png": (
+            lambda ax: charts.plot_status_breakdown(collected, by="carrier", ax=ax),
+            (10.0, 4.5),
+        ),
+        "demo_time_to_deliver.png": (lambda ax: charts.plot_time_to_deliver(collected, ax=ax, by="carrier"), (8, 4.5)),
+        "demo_funnel.png": (lambda ax: charts.plot_funnel(collected, ax=ax), (8, 4.5)),
+    }
+    paths = []
+    for name in CHARTS:
+        plot, size = draw[name]
+        fig = Figure(figsize=size, layout="constrained")
+        plot(fig.subplots())
+        path = output / name
+        try:
+            fig.savefig(path, dpi=dpi)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        paths.append(path)
+    return paths
 
 
 def run_demo(
@@ -125,7 +172,11 @@ def run_demo(
     delivery = delivery_summary(collected, by="carrier")
     say("delivery by carrier:\n" + delivery.to_string())
     exported = export_report(collected, output / "demo_results.csv", by="carrier")
-    files = [Path(p) for p in exported]
-    say("wrote " + ", ".join(str(p) for p in files))
+    say(f"wrote {exported.data} (every customer with send and delivery results)")
+    say(f"wrote {exported.chart} (delivered rate by carrier)")
+    files = [Path(exported.data), Path(exported.chart)]
+    for path in write_charts(collected, output):
+        say(f"wrote {path} ({CHARTS[path.name]})")
+        files.append(path)
     ledger.close()
     return DemoResult(output, summary, delivery, files, time.perf_counter() - started)

@@ -1,19 +1,32 @@
-"""Tests of the plasgate-nb command line against the simulator: send, rerun, status, resume, collect, errors."""
+"""Tests of the plasgate-nb command line against the simulator: preview, send, rerun, status, resume,
+collect, callbacks, bad input and the exit codes of partial sends."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 
 from plasgate_nb.cli import main
-from plasgate_nb.simulator import RateLimits, Simulator, SimulatorConfig
+from plasgate_nb.commands import send as send_command
+from plasgate_nb.commands._common import EXIT_BAD_INPUT, EXIT_NOT_SENT, EXIT_OK, EXIT_RETRY_LATER
+from plasgate_nb.gateway import Gateway
+from plasgate_nb.ledger import Ledger
+from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = "Hi {{ name }}, your code {{ code }}"
@@ -207,3 +220,306 @@ def test_send_over_smpp(
         assert main([*args, "--smpp", f"127.0.0.1:{smpp_sim.smpp_port}"]) == 0
         assert last_json(capsys.readouterr().out)["accepted"] == 2
         assert sorted(r["to"] for r in smpp_sim.records() if r["route"] == "smpp") == ["85512345678", "855971234567"]
+
+
+# ------------------------------------------------------------------------------------------ preview
+
+
+def preview_args(files: dict[str, Path], *extra: str) -> list[str]:
+    return ["preview", str(files["customers"]), "--template", str(files["template"]), "--mask", "code", *extra]
+
+
+def test_preview_shows_masked_messages_audience_and_cost(
+    sim: Simulator, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(sim.records())
+    opt_out = files["customers"].with_name("opt_out.csv")
+    pd.DataFrame({"phone": ["+855 97 123 4567"]}).to_csv(opt_out, index=False)
+    assert main([*preview_args(files, "--suppress", str(opt_out), "--price", "0.02"), "--json"]) == EXIT_OK
+    out = last_json(capsys.readouterr().out)
+    assert out["audience"] == {"ok": 1, "suppressed": 1, "invalid": 1, "duplicate": 1}
+    assert [(r["msisdn"], r["content_report"]) for r in out["preview"]] == [
+        ("85512345678", "Hi Sokha, your code ******")
+    ]
+    assert out["cost"]["messages"] == 1 and out["cost"]["total"] == pytest.approx(0.02)
+    assert main(preview_args(files)) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "Hi Dara, your code ******" in text and "2 messages, 2 parts" in text
+    assert len(sim.records()) == before  # a preview never sends
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow not installed")
+def test_preview_reads_parquet_when_pyarrow_is_installed(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    parquet = files["customers"].with_suffix(".parquet")
+    pd.read_csv(files["customers"]).to_parquet(parquet)
+    files["customers"] = parquet
+    assert main([*preview_args(files), "--json"]) == EXIT_OK
+    assert last_json(capsys.readouterr().out)["audience"] == {"ok": 2, "invalid": 1, "duplicate": 1}
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+def _no_suppress_column(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    path = files["customers"].with_name("opt_out.csv")
+    pd.DataFrame({"mobile": ["012345678"]}).to_csv(path, index=False)
+    return ["--suppress", str(path)]
+
+
+def _parquet_input(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    parquet = files["customers"].with_name("customers.parquet")
+    parquet.write_bytes(b"PAR1 not really")
+    files["customers"] = parquet
+    for engine in ("pyarrow", "fastparquet"):  # as if neither were installed
+        monkeypatch.setitem(sys.modules, engine, None)
+
+
+BAD_INPUT: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "missing template": (lambda f, m: f.update(template=f["template"].with_name("nope.j2")), ("--template", "nope.j2")),
+    "template is a folder": (lambda f, m: f.update(template=f["template"].parent), ("--template", "not a file")),
+    "missing input": (lambda f, m: f.update(customers=f["customers"].with_name("gone.csv")), ("input", "gone.csv")),
+    "suppress without phone": (_no_suppress_column, ("--suppress", "opt_out.csv", "'phone'", "mobile")),
+    "missing suppress": (lambda f, m: ["--suppress", str(f["customers"].with_name("none.csv"))], ("none.csv",)),
+    "parquet without pyarrow": (_parquet_input, ("customers.parquet", "pyarrow")),
+    "unknown phone column": (lambda f, m: ["--phone", "mobile"], ("'mobile'",)),
+    "template variable": (lambda f, m: f["template"].write_text("Hi {{ nmae }}", encoding="utf-8"), ("nmae",)),
+}
+
+
+@pytest.mark.parametrize("command", ["preview", "send"])
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_exits_2_with_one_line_naming_the_fault(
+    case: str,
+    command: str,
+    sim: Simulator,
+    env: dict[str, str],
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    change, words = BAD_INPUT[case]
+    extra = change(files, monkeypatch)
+    extra = extra if isinstance(extra, list) else []
+    before = len(sim.records())
+    args = send_args(files, *extra) if command == "send" else preview_args(files, *extra)
+    assert main(args) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"plasgate-nb {command}: error: "), captured.err
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert len(sim.records()) == before
+
+
+def test_a_bad_input_file_fails_cleanly_in_a_real_process(files: dict[str, Path]) -> None:
+    """Exit code and stderr as a shell sees them: no traceback, the documented code."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "plasgate_nb.cli", *preview_args(files), "--template", "missing.j2"],
+        capture_output=True,
+        text=True,
+        cwd=files["customers"].parent,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == EXIT_BAD_INPUT
+    assert proc.stderr.strip() == "plasgate-nb preview: error: --template file missing.j2 not found"
+
+
+def test_help_documents_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["send", "--help"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 0
+        out = capsys.readouterr().out
+        table = out[out.index("exit codes:") :]
+        for code in (EXIT_OK, 1, EXIT_BAD_INPUT, EXIT_NOT_SENT, EXIT_RETRY_LATER, 130):
+            assert re.search(rf"^  {code} +\S", table, re.MULTILINE), (code, table)
+        assert "left to retry" in table and "rejected" in table and "changed since planned" in table
+
+
+# ------------------------------------------------------------------------------- partial sends, --gateway
+
+
+def test_gateway_option_wins_over_the_environment(
+    sim: Simulator,
+    env: dict[str, str],
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PLASGATE_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    before = len(sim.records())
+    assert main(send_args(files, "--gateway", sim.url)) == EXIT_OK
+    assert last_json(capsys.readouterr().out)["accepted"] == 2
+    assert sorted(r["to"] for r in sim.records(offset=before)) == ["85512345678", "855971234567"]
+    assert main(send_args(files, "--gateway", "ftp://example.com")) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "base_url" in err and "ftp://example.com" in err
+    assert len(sim.records()) == before + 2
+
+
+@pytest.fixture
+def impatient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The send command's gateway gives up on a Retry-After at once (the real one waits up to 120 s)."""
+    original = Gateway.from_env
+    monkeypatch.setattr(
+        send_command,
+        "Gateway",
+        SimpleNamespace(from_env=lambda **kw: original(**kw, max_retry_wait=0.2, default_retry_after=0.1)),
+    )
+
+
+def test_a_429_storm_exits_4_and_the_rerun_sends_the_rest(
+    sim: Simulator,
+    env: dict[str, str],
+    files: dict[str, Path],
+    impatient: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = len(sim.records())
+    sim.set_faults(Fault("throttle", route="batch", count=10))
+    try:
+        assert main(send_args(files)) == EXIT_RETRY_LATER
+    finally:
+        sim.clear_faults()
+    captured = capsys.readouterr()
+    out = last_json(captured.out)
+    assert (out["retry_later"], out["accepted"]) == (2, 0)
+    assert "2 left to retry" in captured.err and "(exit 4)" in captured.err
+    assert len(sim.records()) == before
+    assert main(send_args(files)) == EXIT_OK
+    again = last_json(capsys.readouterr().out)
+    assert (again["accepted"], again["retry_later"]) == (2, 0)
+    assert len(sim.records()) == before + 2
+
+
+def test_uncertain_rows_exit_3_and_a_rerun_with_nothing_new_exits_0(
+    sim: Simulator, env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim.set_faults(Fault("error_after", route="batch", count=1))
+    try:
+        assert main(send_args(files)) == EXIT_NOT_SENT
+    finally:
+        sim.clear_faults()
+    captured = capsys.readouterr()
+    assert last_json(captured.out)["uncertain"] == 2
+    assert "2 uncertain" in captured.err and "--resend-uncertain" in captured.err
+    assert main(send_args(files)) == EXIT_OK  # nothing new to send: uncertain rows are never resent unasked
+    again = last_json(capsys.readouterr().out)
+    assert (again["recipients"], again["already_sent"]) == (0, 2)
+
+
+def test_rejected_rows_exit_3(
+    sim: Simulator,
+    env: dict[str, str],
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PLASGATE_SENDER", "NOTAPPROVED")
+    assert main(send_args(files)) == EXIT_NOT_SENT
+    captured = capsys.readouterr()
+    assert last_json(captured.out)["rejected"] == 2
+    assert "2 rejected" in captured.err
+
+
+def test_rows_changed_since_planned_exit_3_until_resolved(
+    sim: Simulator, env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(send_args(files)) == EXIT_OK
+    capsys.readouterr()
+    before = len(sim.records())
+    files["template"].write_text("Hello {{ name }}, your code {{ code }}", encoding="utf-8")
+    assert main(send_args(files)) == EXIT_NOT_SENT
+    captured = capsys.readouterr()
+    out = last_json(captured.out)
+    assert sorted(out["changed"]) == ["C1", "C2"] and out["recipients"] == 0
+    assert "2 changed since planned" in captured.err
+    assert len(sim.records()) == before
+    assert main(send_args(files, "--dry-run")) == EXIT_OK  # a dry run plans nothing: always 0
+    capsys.readouterr()
+    files["template"].write_text(TEMPLATE, encoding="utf-8")
+    assert main(send_args(files)) == EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------- callbacks
+
+
+def start_callbacks(ledger: Path, port: int = 0) -> subprocess.Popen[str]:
+    """Start ``plasgate-nb callbacks`` as a child process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "plasgate_nb.cli", "callbacks", "--ledger", str(ledger), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stop_callbacks(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGINT the receiver and return the rest of its output (kill it if it does not stop)."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_callbacks_records_delivery_reports_then_stops_on_sigint(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = start_callbacks(files["ledger"])
+    try:
+        banner = proc.stdout.readline()  # type: ignore[union-attr]
+        found = re.search(r"listening on (http://127\.0\.0\.1:(\d+)); tell the gateway (\S+)", banner)
+        assert found is not None, banner + proc.stderr.read()  # type: ignore[union-attr]
+        url, port = found.group(1), int(found.group(2))
+        assert port > 0 and found.group(3) == url
+        assert httpx.get(f"{url}/health", trust_env=False, timeout=5).status_code == 200
+
+        busy = start_callbacks(files["ledger"], port)  # the same port again: one clear line, exit 2
+        _, busy_err = busy.communicate(timeout=30)
+        assert busy.returncode == EXIT_BAD_INPUT
+        assert busy_err.strip().splitlines() == [busy_err.strip()] and "Traceback" not in busy_err
+        assert f"--port {port}" in busy_err and "in use" in busy_err
+
+        config = SimulatorConfig(seed=4, clock_speed=500, rate_limits=RateLimits.off(), callback_retry_delay=0.2)
+        with Simulator(config, mode="thread") as fast:
+            creds = fast.credentials
+            for name, value in {
+                "PLASGATE_BASE_URL": fast.url,
+                "PLASGATE_PRIVATE_KEY": creds.private_key,
+                "PLASGATE_SECRET": creds.secret,
+                "PLASGATE_SENDER": creds.sender,
+            }.items():
+                monkeypatch.setenv(name, value)
+            assert main(send_args(files, "--callback-url", url)) == EXIT_OK
+            assert last_json(capsys.readouterr().out)["accepted"] == 2
+            deadline = time.monotonic() + 30
+            with Ledger(files["ledger"]) as ledger:
+                while True:
+                    reports = ledger.messages("cli", columns=["delivery_status"])["delivery_status"]
+                    if reports.notna().all() or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+        assert reports.notna().all(), reports.tolist()  # recorded by the receiver process
+
+        out, err = stop_callbacks(proc)
+        assert proc.returncode == EXIT_OK, err
+        assert "callback receiver stopped" in out and "Traceback" not in err
+        with socket.socket() as probe:  # the port is closed with the receiver
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        if proc.poll() is None:
+            stop_callbacks(proc)
+
+
+def test_callbacks_with_an_unusable_ledger_exits_2(tmp_path: Path) -> None:
+    proc = start_callbacks(tmp_path / "no" / "such" / "dir" / "x.db")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == EXIT_BAD_INPUT and out == ""
+    assert err.strip().startswith("plasgate-nb callbacks: error: cannot open the ledger") and "Traceback" not in err

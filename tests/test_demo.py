@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from plasgate_nb.demo import compose_sample, find_sample_data, run_demo
+from plasgate_nb.cli import main
+from plasgate_nb.demo import CAMPAIGN, CHARTS, compose_sample, find_sample_data, run_demo
+from plasgate_nb.ledger import Ledger
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_sample_is_composed_with_masked_coupons_in_both_languages() -> None:
@@ -20,7 +25,7 @@ def test_sample_is_composed_with_masked_coupons_in_both_languages() -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end_twice(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines: list[str] = []
     first = run_demo(tmp_path, wait=40, say=lines.append)
     assert first.summary.accepted == first.summary.recipients > 2000
@@ -31,8 +36,28 @@ def test_demo_runs_end_to_end_twice(tmp_path: Path) -> None:
     assert delivered > 0.8 * first.summary.accepted
     ledger_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("demo_ledger.db*"))
     assert b"SPRING-" not in ledger_bytes  # masked coupons never reach the ledger
-    assert (tmp_path / "demo_results.png").stat().st_size > 10_000
+    charts = [tmp_path / "demo_results.png", *(tmp_path / name for name in CHARTS)]
+    assert [p.name for p in charts] == [
+        "demo_results.png",
+        "demo_status_by_carrier.png",
+        "demo_time_to_deliver.png",
+        "demo_funnel.png",
+    ]
+    for chart in charts:
+        assert chart.read_bytes().startswith(PNG) and chart.stat().st_size > 10_000, chart
+        assert any(line.startswith(f"wrote {chart} (") for line in lines), chart  # each path is printed
+    assert first.files == [tmp_path / "demo_results.csv", *charts]
     assert any("delivery by carrier" in line for line in lines)
-    second = run_demo(tmp_path, wait=5, say=lines.append)
-    assert second.summary.recipients == 0 and second.summary.already_sent == first.summary.accepted
-    assert any("nothing new to send" in line for line in lines)
+    with Ledger(tmp_path / "demo_ledger.db") as ledger:
+        states = ledger.summary(CAMPAIGN)
+    assert states["accepted"] == first.summary.accepted
+
+    # the second run goes through the command line: it resumes from the ledger and sends nothing new
+    assert main(["demo", "--output", str(tmp_path), "--wait", "5", "--json"]) == 0
+    out = capsys.readouterr().out
+    second = json.loads(out.strip().splitlines()[-1])
+    assert second["recipients"] == second["requests"] == 0 and second["already_sent"] == first.summary.accepted
+    assert "nothing new to send" in out and f"results in {tmp_path}/" in out
+    assert f"wrote {tmp_path / 'demo_funnel.png'} (send funnel)" in out
+    with Ledger(tmp_path / "demo_ledger.db") as ledger:
+        assert ledger.summary(CAMPAIGN) == states  # no row moved: nothing was sent again

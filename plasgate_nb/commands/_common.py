@@ -1,8 +1,14 @@
-"""Helpers shared by the subcommands: reading frames, campaign options, printing results."""
+"""Helpers shared by the subcommands: reading input files, campaign options, exit codes, printing results.
+
+Every user error found here (a missing or unreadable file, a missing column, Parquet without pyarrow)
+is raised as :class:`~plasgate_nb.errors.ConfigError` naming the file, column or option at fault; the
+command line prints it as one line and exits with :data:`EXIT_BAD_INPUT`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,26 +18,113 @@ import pandas as pd
 
 from ..errors import ConfigError
 
-__all__ = ["add_campaign_options", "emit", "read_frame", "write_frame"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_BUG",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_SENT",
+    "EXIT_OK",
+    "EXIT_RETRY_LATER",
+    "EXIT_TABLE",
+    "add_campaign_options",
+    "emit",
+    "read_frame",
+    "read_suppress",
+    "read_template",
+    "write_frame",
+]
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_SENT = 3
+EXIT_RETRY_LATER = 4
+EXIT_INTERRUPTED = 130
+
+EXIT_TABLE = f"""\
+exit codes:
+  {EXIT_OK}    done: every message accepted, nothing new to send, or a dry run
+       (callbacks, simulator: stopped with Ctrl-C)
+  {EXIT_BUG}    unexpected error (a bug: the traceback is printed; please report it)
+  {EXIT_BAD_INPUT}    bad input or settings: a missing file or column, a template error, missing
+       credentials, a port in use (one line on stderr names the file, column or option)
+  {EXIT_NOT_SENT}    send: some messages were rejected, are uncertain, or changed since planned
+       and were not sent; look at them (status, collect) before rerunning
+  {EXIT_RETRY_LATER}    send: some messages are left to retry (the gateway throttled them or turned
+       them away unread), nothing worse; run the same command again later
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+
+PARQUET = (".parquet", ".pq")
 
 
-def read_frame(path: Path, *, key: str | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file (by extension); ``key`` becomes a text column kept as written."""
+def _need_file(path: Path, what: str) -> None:
+    """Raise ConfigError unless ``path`` is an existing file (``what`` names it: 'input', '--template')."""
+    if not path.exists():
+        raise ConfigError(f"{what} file {path} not found")
     if not path.is_file():
-        raise ConfigError(f"input file {path} not found")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    dtype = {key: "string"} if key else None
-    return pd.read_csv(path, dtype=dtype)
+        raise ConfigError(f"{what} {path} is not a file")
+
+
+def _need_parquet(path: Path, doing: str) -> None:
+    """Raise ConfigError when a Parquet engine is missing."""
+    if importlib.util.find_spec("pyarrow") is None and importlib.util.find_spec("fastparquet") is None:
+        raise ConfigError(f"{doing} Parquet file {path} needs pyarrow: `pip install pyarrow`, or use a .csv file")
+
+
+def read_frame(path: Path, *, key: str | None = None, what: str = "input") -> pd.DataFrame:
+    """Read a CSV or Parquet file (by extension); ``key`` becomes a text column kept as written."""
+    _need_file(path, what)
+    try:
+        if path.suffix.lower() in PARQUET:
+            _need_parquet(path, "reading")
+            return pd.read_parquet(path)
+        dtype = {key: "string"} if key else None
+        return pd.read_csv(path, dtype=dtype)
+    except ImportError as exc:
+        raise ConfigError(f"reading {what} file {path} needs a package that is not installed: {exc}") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ConfigError(f"{what} file {path} is empty") from exc
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot read {what} file {path}: {reason}") from exc
+
+
+def read_template(path: Path) -> str:
+    """Return the text of the ``--template`` file (UTF-8)."""
+    _need_file(path, "--template")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--template file {path} is not UTF-8 text") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read --template file {path}: {exc.strerror or exc}") from exc
+
+
+def read_suppress(path: Path | None, *, column: str = "phone") -> pd.Series | None:
+    """Return the ``phone`` column of the ``--suppress`` opt-out file (None without one)."""
+    if path is None:
+        return None
+    frame = read_frame(path, key=column, what="--suppress")
+    if column not in frame.columns:
+        raise ConfigError(
+            f"--suppress file {path} has no {column!r} column (columns: {', '.join(map(str, frame.columns))})"
+        )
+    return frame[column].astype("string")
 
 
 def write_frame(df: pd.DataFrame, path: Path) -> None:
     """Write a frame as CSV or Parquet by the file's extension."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df.to_parquet(path)
-    else:
-        df.to_csv(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() in PARQUET:
+            _need_parquet(path, "writing")
+            df.to_parquet(path)
+        else:
+            df.to_csv(path)
+    except ImportError as exc:
+        raise ConfigError(f"writing {path} needs a package that is not installed: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot write --output file {path}: {exc.strerror or exc}") from exc
 
 
 def add_campaign_options(parser: argparse.ArgumentParser) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from ..audience import prepare_audience
 from ..compose import estimate_cost, preview, render_messages
-from ._common import emit, read_frame
+from ._common import emit, read_frame, read_suppress, read_template
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the preview table and the cost estimate."""
     df = read_frame(args.input)
-    suppress = pd.read_csv(args.suppress, dtype="string")["phone"] if args.suppress else None
-    rendered = render_messages(prepare_audience(df, phone=args.phone, suppress=suppress), args.template, mask=args.mask)
+    suppress = read_suppress(args.suppress)
+    template = read_template(args.template)
+    rendered = render_messages(prepare_audience(df, phone=args.phone, suppress=suppress), template, mask=args.mask)
     ok = rendered[rendered["audience_status"] == "ok"]
     table = preview(ok, n=args.rows)
     cost = estimate_cost(rendered, price_per_segment=args.price)

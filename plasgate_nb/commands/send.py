@@ -1,24 +1,40 @@
 """``plasgate-nb send``: prepare, render and send a campaign from a CSV or Parquet file, exactly once.
 
 Credentials come from the environment only (``PLASGATE_PRIVATE_KEY``, ``PLASGATE_SECRET``,
-``PLASGATE_USERNAME``, ``PLASGATE_PASSWORD``, ``PLASGATE_SENDER``, ``PLASGATE_BASE_URL``).
+``PLASGATE_USERNAME``, ``PLASGATE_PASSWORD``, ``PLASGATE_SENDER``, ``PLASGATE_BASE_URL``). The exit
+code tells a cron job whether the run is complete (:func:`exit_code`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import pandas as pd
-
 from ..audience import prepare_audience
-from ..campaign import Campaign
+from ..campaign import Campaign, SendSummary
 from ..compose import render_messages
 from ..errors import ConfigError
 from ..gateway import Gateway
 from ..ledger import Ledger
 from ..smpp import SmppConfig
-from ._common import add_campaign_options, emit, read_frame
+from ._common import (
+    EXIT_NOT_SENT,
+    EXIT_OK,
+    EXIT_RETRY_LATER,
+    EXIT_TABLE,
+    add_campaign_options,
+    emit,
+    read_frame,
+    read_suppress,
+    read_template,
+)
+
+EPILOG = f"""\
+run it again at any time: rows already sent are never sent twice.
+
+{EXIT_TABLE}
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,14 +91,41 @@ def _smpp_config(args: argparse.Namespace) -> SmppConfig | None:
     return SmppConfig(host=host, port=int(port))
 
 
+def exit_code(summary: SendSummary) -> int:
+    """0 when the run is complete, 3 when some rows need a look, 4 when some are only left to retry."""
+    if summary.dry_run:
+        return EXIT_OK
+    if summary.rejected or summary.uncertain or summary.changed:
+        return EXIT_NOT_SENT
+    if summary.retry_later:
+        return EXIT_RETRY_LATER
+    return EXIT_OK
+
+
+def _incomplete(summary: SendSummary) -> str:
+    """The stderr line explaining a non-zero exit: what was not sent and what to do."""
+    parts = []
+    if summary.rejected:
+        parts.append(f"{summary.rejected} rejected by the gateway")
+    if summary.uncertain:
+        parts.append(f"{summary.uncertain} uncertain (not resent; see --resend-uncertain)")
+    if summary.changed:
+        parts.append(f"{len(summary.changed)} changed since planned (not sent; revert them or use a new --campaign)")
+    if summary.retry_later:
+        parts.append(
+            f"{summary.retry_later} left to retry (the gateway throttled them or turned them away unread; "
+            "run the same command again later)"
+        )
+    return "incomplete: " + ", ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Send the campaign; exit 0 when nothing was rejected or left uncertain."""
+    """Send the campaign; the exit code says whether every row was accepted (see :func:`exit_code`)."""
     df = read_frame(args.input, key=args.key)
-    suppress = None
-    if args.suppress:
-        suppress = pd.read_csv(args.suppress, dtype="string")["phone"]
+    suppress = read_suppress(args.suppress)
+    template = read_template(args.template)
     audience = prepare_audience(df, phone=args.phone, suppress=suppress)
-    rendered = render_messages(audience, args.template, mask=args.mask)
+    rendered = render_messages(audience, template, mask=args.mask)
     gateway = Gateway.from_env(base_url=args.gateway)
     campaign = Campaign(
         args.campaign,
@@ -98,4 +141,7 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = campaign.send(rendered, dry_run=args.dry_run, resend_uncertain=args.resend_uncertain)
     emit(args, summary.to_dict(), str(summary))
-    return 0 if args.dry_run or (summary.rejected == 0 and summary.uncertain == 0) else 3
+    code = exit_code(summary)
+    if code != EXIT_OK:
+        print(f"plasgate-nb send: {_incomplete(summary)} (exit {code})", file=sys.stderr, flush=True)
+    return code
