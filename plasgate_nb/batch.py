@@ -243,9 +243,18 @@ def _size(obj: Any) -> int:
 class _Packer:
     """Fill batch payloads entry by entry within the recipient and byte limits."""
 
-    def __init__(self, base: dict[str, Any], *, max_recipients: int, max_bytes: int, campaign: str | None) -> None:
+    def __init__(
+        self,
+        base: dict[str, Any],
+        *,
+        max_recipients: int,
+        max_bytes: int,
+        campaign: str | None,
+        max_messages: int | None = None,
+    ) -> None:
         self.base = base
         self.max_recipients = max_recipients
+        self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.campaign = campaign
         empty = dumps({**base, "messages": []})
@@ -263,7 +272,9 @@ class _Packer:
         self.bytes = self.empty_bytes
 
     def room(self) -> int:
-        """Return how many more recipients fit in the current batch."""
+        """Return how many more recipients fit in the current batch (none once it holds max_messages entries)."""
+        if self.max_messages is not None and len(self.entries) >= self.max_messages:
+            return 0
         return self.max_recipients - self.recipients
 
     def fits(self, entry_bytes: int) -> bool:
@@ -335,6 +346,7 @@ def build_batches(
     *,
     sender: str,
     max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+    max_messages: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     dlr: bool = False,
     dlr_url: str | None = None,
@@ -350,12 +362,16 @@ def build_batches(
 
     ``dlr_url`` may contain ``{key}``: single-recipient entries get the row's URL-quoted message key
     there, grouped entries get :data:`GROUP_KEY` (pair them through ``callback_url``). Each batch holds
-    at most ``max_recipients`` numbers and ``max_bytes`` bytes of JSON. ``campaign`` is mixed into the
+    at most ``max_recipients`` numbers, ``max_messages`` message entries (default: no limit of its own;
+    a personalized row is one entry, a content group one entry per request it spans) and ``max_bytes``
+    bytes of JSON. ``campaign`` is mixed into the
     batch ids so two campaigns with the same keys get different ids. The frame is not modified.
     """
     validate_rows(df, sender=sender)
     if max_recipients < 1:
         raise ConfigError(f"max_recipients must be at least 1, not {max_recipients}")
+    if max_messages is not None and max_messages < 1:
+        raise ConfigError(f"max_messages must be at least 1 (or None), not {max_messages}")
     options = _Dlr.make(dlr, dlr_url, dlr_level, dlr_method)
     base: dict[str, Any] = {"globals": {"sender": sender, **options.fields(None)}}
     config: dict[str, Any] = {}
@@ -367,7 +383,9 @@ def build_batches(
         config["schedule_at"] = format_schedule_at(schedule_at, now=now)
     if config:
         base["batch_config"] = config
-    packer = _Packer(base, max_recipients=max_recipients, max_bytes=max_bytes, campaign=campaign)
+    packer = _Packer(
+        base, max_recipients=max_recipients, max_bytes=max_bytes, campaign=campaign, max_messages=max_messages
+    )
     if packer.empty_bytes >= max_bytes:
         raise ConfigError(f"max_bytes={max_bytes} is smaller than an empty batch ({packer.empty_bytes})")
     grouped = 0

@@ -63,6 +63,18 @@ def test_every_row_lands_exactly_once_in_order() -> None:
     assert [b.recipients for b in batches] == [700, 700, 700, 400]
 
 
+def test_max_messages_limits_entries_not_recipients() -> None:
+    df = frame(130, same=100)  # one group of 100 numbers, then 30 personalized rows
+    batches = build_batches(df, sender="SMS Info", max_messages=12, max_recipients=1000)
+    assert [len(b.payload["messages"]) for b in batches] == [12, 12, 7]
+    assert [b.recipients for b in batches] == [111, 12, 7]  # the group is one entry of 100 numbers
+    assert recipients(batches) == list(zip(df["message_key"], df["msisdn"], strict=True))
+    unlimited = build_batches(df, sender="SMS Info", max_recipients=1000)
+    assert len(unlimited) == 1 and len(unlimited[0].payload["messages"]) == 31
+    with pytest.raises(ConfigError, match="max_messages"):
+        build_batches(df, sender="SMS Info", max_messages=0)
+
+
 def test_max_bytes_is_respected_and_exact() -> None:
     df = frame(3000, same=1500)
     batches = build_batches(
