@@ -7,14 +7,15 @@ admin routes, with a random token only this object knows.
 
 from __future__ import annotations
 
+import http.client
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
-
-import httpx
+from urllib.parse import urlencode, urlsplit
 
 from ..errors import PlasgateError
 from ..server import BackgroundServer
@@ -24,6 +25,88 @@ from .config import Account, Fault, SimulatorConfig
 __all__ = ["Credentials", "Simulator"]
 
 FACTORY = "plasgate_nb.simulator.app:create_app"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An admin route's answer: status and text."""
+
+    status_code: int
+    text: str
+
+    def json(self) -> Any:
+        """The answer parsed as JSON."""
+        return json.loads(self.text)
+
+
+class _AdminClient:
+    """A keep-alive HTTP/1.1 client for the admin routes on loopback (the standard library's http.client).
+
+    Only ``plasgate_nb.transport`` talks to gateways with httpx; this is the simulator's own control line.
+    One request at a time (a lock), one reconnect when the kept-alive connection was closed.
+    """
+
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.headers = {ADMIN_HEADER: token}
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> _Answer:
+        """Send one request and return its answer."""
+        target = f"{path}?{urlencode(params)}" if params else path
+        body = None if json is None else _dumps(json)
+        headers = dict(self.headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        with self._lock:
+            for attempt in (0, 1):
+                if self._conn is None:
+                    self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                try:
+                    self._conn.request(method, target, body=body, headers=headers)
+                    resp = self._conn.getresponse()
+                    return _Answer(resp.status, resp.read().decode("utf-8"))
+                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                    self.close_locked()
+                    if attempt:
+                        raise
+        raise PlasgateError("the simulator closed its admin connection twice in a row")  # pragma: no cover
+
+    def download(self, path: str, out: Any) -> tuple[int, int]:
+        """GET ``path`` and write its body to the binary file ``out`` in chunks; return (status, lines)."""
+        with self._lock:
+            self.close_locked()  # a fresh connection: a half-read stream must never be reused
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                conn.request("GET", path, headers=self.headers)
+                resp = conn.getresponse()
+                lines = 0
+                while chunk := resp.read(1 << 16):
+                    if resp.status == 200:
+                        out.write(chunk)
+                        lines += chunk.count(b"\n")
+                return resp.status, lines
+            finally:
+                conn.close()
+
+    def close_locked(self) -> None:
+        """Close the connection (the caller holds the lock or is the only user)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self.close_locked()
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON body bytes."""
+    return json.dumps(value).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +156,14 @@ class Simulator:
         self._server = BackgroundServer(
             FACTORY, kwargs={"config": self.config, "admin_token": self._token}, host=host, port=port, mode=mode
         )
-        self._client: httpx.Client | None = None
+        self._client: _AdminClient | None = None
         self._smpp_port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> Simulator:
         """Start serving; return once the simulator answers."""
         self._server.start()
-        self._client = httpx.Client(
-            base_url=self.url, headers={ADMIN_HEADER: self._token}, timeout=30.0, trust_env=False
-        )
+        self._client = _AdminClient(self.url, self._token, timeout=30.0)
         if self.config.smpp:
             self._smpp_port = self.state()["smpp_port"]
         return self
@@ -135,7 +216,7 @@ class Simulator:
         raise PlasgateError(f"the simulator has no account {username!r}")
 
     # -- admin calls -------------------------------------------------------------------------------
-    def _admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _admin(self, method: str, path: str, **kwargs: Any) -> _Answer:
         """Call an admin route."""
         if self._client is None:
             raise PlasgateError("the simulator is not running")
@@ -157,11 +238,10 @@ class Simulator:
         """Write the record as JSON Lines to ``path``; return the number of lines."""
         if self._client is None:
             raise PlasgateError("the simulator is not running")
-        count = 0
-        with self._client.stream("GET", "/_sim/records") as resp, Path(path).open("wb") as out:
-            for chunk in resp.iter_bytes():
-                out.write(chunk)
-                count += chunk.count(b"\n")
+        with Path(path).open("wb") as out:
+            status, count = self._client.download("/_sim/records", out)
+        if status != 200:
+            raise PlasgateError(f"simulator admin /_sim/records answered {status}")
         return count
 
     def report(self, *, account: str | None = None, batch_id: str | None = None) -> list[dict[str, Any]]:
