@@ -20,6 +20,7 @@ from typing import Any, Literal
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._keys import message_keys
 from ._masking import MASKED_AREA, REPORT_MASK
 from .batch import Batch, build_requests
 from .errors import AudienceError, ConfigError
@@ -75,8 +76,7 @@ class SendSummary:
         )
         if self.changed:
             lines.append(
-                f"  changed after they were sent (not resent) {len(self.changed)}: "
-                f"{', '.join(self.changed[:_SHOWN])}"
+                f"  changed after they were sent (not resent) {len(self.changed)}: {', '.join(self.changed[:_SHOWN])}"
             )
         if self.replanned:
             lines.append(f"  not sent before and changed since planned (sent as they are now) {self.replanned}")
@@ -91,40 +91,6 @@ class SendSummary:
         out = asdict(self)
         out["changed"] = list(self.changed)
         return out
-
-
-def message_keys(df: pd.DataFrame, key: str | None = None) -> pd.Series:
-    """Return each row's message key as text: the frame's index, or column ``key``; must be unique."""
-    return pd.Series(key_index(df, key), index=df.index, name=key)
-
-
-def key_index(df: pd.DataFrame, key: str | None = None) -> pd.Index:
-    """Each row's message key as a text :class:`pandas.Index` (its hash table built), checked unique.
-
-    The errors of :func:`message_keys`; lookups on the returned index reuse the table built to check
-    uniqueness.
-    """
-    if key is None:
-        keys = df.index.astype(str)
-        where = "the frame's index"
-    else:
-        if key not in df.columns:
-            raise AudienceError(f"key column {key!r} not found; columns are {list(df.columns)}")
-        if df[key].isna().any():
-            rows = df.index[df[key].isna()].tolist()[:_SHOWN]
-            raise AudienceError(f"key column {key!r} is empty in rows {rows}")
-        keys = pd.Index(df[key].astype(str))
-        where = f"key column {key!r}"
-    keys = keys.rename(None)
-    if not keys.is_unique:
-        series = pd.Series(keys, index=df.index)
-        dup = series[series.duplicated(keep=False)]
-        shown = sorted(set(dup.tolist()))[:_SHOWN]
-        raise AudienceError(
-            f"{where} has duplicate values {shown} (rows {dup.index.tolist()[:_SHOWN]}); "
-            "message keys must be unique: pick a unique column with key="
-        )
-    return keys
 
 
 def _report_view(content: pd.Series) -> pd.Series:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._keys import key_index
 from ._masking import content_digest
 from .errors import ConfigError
 from .ledger import FINAL_STATUSES, Ledger
@@ -174,8 +175,6 @@ def collect(
     missing without a price), ``attempts``, ``reason`` (why a row was not sent or was refused),
     ``submitted_at`` and ``done_at``.
     """
-    from .campaign import key_index  # here, not at the top: Campaign.collect delegates to this module
-
     if not isinstance(df, pd.DataFrame):
         raise ConfigError("collect() needs a pandas DataFrame")
     ledger, name, default_key, default_price = _source(campaign)

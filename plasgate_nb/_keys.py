@@ -1,0 +1,49 @@
+"""Message keys: each row's key as text, from the frame's index or a chosen column, checked unique.
+
+Shared by the campaign (planning and sending) and the report (joining the ledger back into a frame),
+so both name the same rows the same way.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import AudienceError
+
+__all__ = ["key_index", "message_keys"]
+
+_SHOWN = 10
+
+
+def message_keys(df: pd.DataFrame, key: str | None = None) -> pd.Series:
+    """Return each row's message key as text: the frame's index, or column ``key``; must be unique."""
+    return pd.Series(key_index(df, key), index=df.index, name=key)
+
+
+def key_index(df: pd.DataFrame, key: str | None = None) -> pd.Index:
+    """Each row's message key as a text :class:`pandas.Index` (its hash table built), checked unique.
+
+    The errors of :func:`message_keys`; lookups on the returned index reuse the table built to check
+    uniqueness.
+    """
+    if key is None:
+        keys = df.index.astype(str)
+        where = "the frame's index"
+    else:
+        if key not in df.columns:
+            raise AudienceError(f"key column {key!r} not found; columns are {list(df.columns)}")
+        if df[key].isna().any():
+            rows = df.index[df[key].isna()].tolist()[:_SHOWN]
+            raise AudienceError(f"key column {key!r} is empty in rows {rows}")
+        keys = pd.Index(df[key].astype(str))
+        where = f"key column {key!r}"
+    keys = keys.rename(None)
+    if not keys.is_unique:
+        series = pd.Series(keys, index=df.index)
+        dup = series[series.duplicated(keep=False)]
+        shown = sorted(set(dup.tolist()))[:_SHOWN]
+        raise AudienceError(
+            f"{where} has duplicate values {shown} (rows {dup.index.tolist()[:_SHOWN]}); "
+            "message keys must be unique: pick a unique column with key="
+        )
+    return keys
