@@ -6,6 +6,7 @@ Pure functions from request fields to event dicts for ``Ledger.record_events``; 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -51,7 +52,12 @@ def parse_jasmin_date(value: str | None) -> datetime | None:
     """Parse Jasmin's ``YYMMDDhhmm`` (gateway-local, Asia/Phnom_Penh) into an aware UTC datetime."""
     if not value:
         return None
-    digits = value.strip()
+    return _jasmin_date(value.strip())
+
+
+@functools.lru_cache(maxsize=4096)  # reports of one burst share a few minutes; strptime costs microseconds
+def _jasmin_date(digits: str) -> datetime | None:
+    """Parse stripped ``YYMMDDhhmm[ss]`` digits (None when malformed)."""
     fmt = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S"}.get(len(digits))
     if fmt is None or not digits.isdigit():
         return None

@@ -18,6 +18,7 @@ non-final one arriving late; without a final status the latest non-final one sho
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,6 +72,7 @@ class Event:
     msisdn: str | None
     batch: str | None
     reason: str | None
+    raw_json: str  # ``raw`` as stored
 
 
 def normalize(event: Mapping[str, Any], *, now: datetime) -> Event:
@@ -113,6 +115,10 @@ def normalize(event: Mapping[str, Any], *, now: datetime) -> Event:
                 raise LedgerError("a batch callback needs a 'message_id'")
             status = BATCH_OK
             dedupe = f"batch|{message_id}"
+    try:
+        raw_json = json.dumps(raw)
+    except (TypeError, ValueError):
+        raise LedgerError("event field 'raw' must hold JSON values") from None
     return Event(
         source=source,
         dedupe_key=dedupe,
@@ -128,6 +134,7 @@ def normalize(event: Mapping[str, Any], *, now: datetime) -> Event:
         msisdn=msisdn,
         batch=batch,
         reason=reason,
+        raw_json=raw_json,
     )
 
 

@@ -8,15 +8,16 @@ pairing arrives, then applied.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ._events import DELIVERY_COLUMNS, Event, advance, derive
+from ._frames import _in_list, _sql
 from ._schema import events, messages
 
 CHUNK = 5000
@@ -24,72 +25,56 @@ _T = TypeVar("_T")
 IN_FLIGHT = ("submitting", "uncertain")
 
 
-# statements built once (IN lists as expanding parameters): building and cache-keying them per call
-# cost about a fifth of a small group's write
-_IDS = sa.bindparam("b_ids", expanding=True)
-_ORPHANS = sa.select(events.c.message_id).where(events.c.message_id.in_(_IDS), events.c.message_row.is_(None))
-_ATTACH = (
-    events.update()
-    .where(events.c.message_id == sa.bindparam("b_mid"), events.c.message_row.is_(None))
-    .values(message_row=sa.bindparam("b_row"), campaign_id=sa.bindparam("b_cid"))
-)
-_SET_IDS = (
-    messages.update()
-    .where(messages.c.id == sa.bindparam("b_row"))
-    .values(message_id=sa.bindparam("b_mid"), queue_id=sa.func.coalesce(messages.c.queue_id, sa.bindparam("b_queue")))
-)
-_BY_KEY = sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_key, messages.c.message_id).where(
-    messages.c.campaign_id == sa.bindparam("b_cid"), messages.c.message_key.in_(_IDS)
-)
+# Statements go to the driver directly, in plain SQL that SQLite and PostgreSQL both understand (as the
+# send path does in ``_frames``): for the small groups a callback receiver commits, SQLAlchemy's
+# compiling, caching and per-value processing of Core statements cost several times the database work.
+M, E = messages.name, events.name
+_BY_KEY = f"SELECT id, campaign_id, message_key, message_id FROM {M} WHERE campaign_id = ? AND {{cond}}"
 _CANDIDATES = (
-    sa.select(
-        messages.c.id,
-        messages.c.campaign_id,
-        messages.c.msisdn,
-        messages.c.batch_id,
-        messages.c.queue_id,
-        messages.c.message_id,
-        messages.c.state,
-    )
-    .where(messages.c.campaign_id == sa.bindparam("b_cid"), messages.c.msisdn.in_(_IDS))
-    .order_by(messages.c.id)
-)
-_BY_ID = (
-    sa.select(messages.c.id, messages.c.campaign_id, messages.c.message_id)
-    .where(messages.c.message_id.in_(_IDS))
-    .order_by(messages.c.id)
-)
-_STATES = sa.select(messages.c.id, messages.c.state, *(messages.c[c] for c in DELIVERY_COLUMNS)).where(
-    messages.c.id.in_(_IDS)
-)
+    f"SELECT id, campaign_id, msisdn, batch_id, queue_id, message_id, state FROM {M} "
+    "WHERE campaign_id = ? AND {cond}"
+)  # no ORDER BY: SQLite would then walk the whole campaign in id order rather than use the number index
+_BY_ID = f"SELECT id, campaign_id, message_id FROM {M} WHERE {{cond}} ORDER BY id"
+_ORPHANS = f"SELECT DISTINCT message_id FROM {E} WHERE {{cond}} AND message_row IS NULL"
+_ATTACH = f"UPDATE {E} SET message_row = ?, campaign_id = ? WHERE message_id = ? AND message_row IS NULL"
+_SET_IDS = f"UPDATE {M} SET message_id = ?, queue_id = COALESCE(queue_id, ?) WHERE id = ?"
+_STATES = f"SELECT id, state, {', '.join(DELIVERY_COLUMNS)} FROM {M} WHERE {{cond}}"
 _EVENTS_OF = (
-    sa.select(
-        events.c.message_row,
-        events.c.source,
-        events.c.level,
-        events.c.status,
-        events.c.err,
-        events.c.done_at,
-        events.c.received_at,
-        events.c.raw,
-    )
-    .where(events.c.message_row.in_(_IDS))
-    .order_by(events.c.id)
+    f"SELECT message_row, source, level, status, err, done_at, received_at, raw FROM {E} WHERE {{cond}} ORDER BY id"
 )
-_DELIVERY = (
-    messages.update()
-    .where(messages.c.id == sa.bindparam("b_row"))
-    .values({c: sa.bindparam(f"b_{c}") for c in DELIVERY_COLUMNS})
+_DELIVERY = f"UPDATE {M} SET {', '.join(f'{c} = ?' for c in DELIVERY_COLUMNS)} WHERE id = ?"
+_SETTLE = f"UPDATE {M} SET state = ?, reason = ?, updated_at = ? WHERE id = ?"
+_TIMES = frozenset({"done_at", "delivered_at"})
+EVENT_INSERT_COLUMNS = (
+    "dedupe_key",
+    "campaign_id",
+    "message_row",
+    "message_id",
+    "source",
+    "level",
+    "status",
+    "err",
+    "done_at",
+    "received_at",
+    "raw",
 )
-_SETTLE = (
-    messages.update()
-    .where(messages.c.id == sa.bindparam("b_row"))
-    .values(state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_now"))
+_INSERT = (
+    f"INSERT INTO {E} ({', '.join(EVENT_INSERT_COLUMNS)}) VALUES {{values}} "
+    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key"
 )
-_INSERT = {
-    name: insert(events).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(events.c.dedupe_key)
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+INSERT_CHUNK = 1000  # rows per INSERT (11 parameters each; SQLite allows 32,766 per statement)
+
+
+class StoredEvent(NamedTuple):
+    """An event read back for re-derivation (``raw`` decoded)."""
+
+    source: str
+    level: int | None
+    status: str
+    err: str | None
+    done_at: Any
+    received_at: Any
+    raw: dict[str, Any]
 
 
 def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
@@ -98,24 +83,41 @@ def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
         yield items[start : start + size]
 
 
+def _select(conn: sa.Connection, template: str, column: str, values: Sequence[Any], *before: Any) -> list[Any]:
+    """Rows of ``template`` (its ``{cond}`` an IN list of ``column`` over ``values``, after ``before`` params)."""
+    found: list[Any] = []
+    for part in chunks(values):
+        cond, params = _in_list(conn, column, part)
+        found.extend(conn.exec_driver_sql(_sql(conn, template.format(cond=cond)), (*before, *params)).all())
+    return found
+
+
+def _many(conn: sa.Connection, text: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run ``text`` once per parameter tuple in ``rows`` (one driver executemany)."""
+    if rows:
+        conn.exec_driver_sql(_sql(conn, text), rows)
+
+
+def _times(conn: sa.Connection) -> Callable[[Any], Any]:
+    """A function putting datetimes in driver form (text on SQLite, as SQLAlchemy writes them); others pass.
+
+    Times read back through the driver are already in that form and are written back as read.
+    """
+    process = events.c.received_at.type._cached_bind_processor(conn.dialect)
+    if process is None:
+        return lambda value: value
+    return lambda value: process(value) if isinstance(value, datetime) else value
+
+
 def attach_orphans(conn: sa.Connection, pairs: dict[str, tuple[int, int]]) -> set[int]:
     """Attach stored events of gateway ids in ``pairs`` (id -> (row, campaign)) that had no row yet."""
     if not pairs:
         return set()
-    ids = list(pairs)
-    orphaned: set[str] = set()
-    for part in chunks(ids):
-        orphaned.update(conn.execute(_ORPHANS, {"b_ids": list(part)}).scalars())
+    orphaned = {row[0] for row in _select(conn, _ORPHANS, "message_id", list(pairs))}
     if not orphaned:
         return set()
-    conn.execute(_ATTACH, [{"b_mid": mid, "b_row": pairs[mid][0], "b_cid": pairs[mid][1]} for mid in orphaned])
+    _many(conn, _ATTACH, [(pairs[mid][0], pairs[mid][1], mid) for mid in sorted(orphaned)])
     return {pairs[mid][0] for mid in orphaned}
-
-
-def _set_ids(conn: sa.Connection, updates: list[dict[str, Any]]) -> None:
-    """Write newly learnt gateway message ids (and batch ids) onto their rows."""
-    if updates:
-        conn.execute(_SET_IDS, updates)
 
 
 def _by_key(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> dict[tuple[int, str], Any]:
@@ -124,12 +126,11 @@ def _by_key(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> dict
     for e in evs:
         if e.message_key and e.campaign in cids:
             wanted[cids[e.campaign]].add(e.message_key)
-    found: dict[tuple[int, str], Any] = {}
-    for cid, keys in wanted.items():
-        for part in chunks(sorted(keys)):
-            for row in conn.execute(_BY_KEY, {"b_cid": cid, "b_ids": list(part)}):
-                found[(cid, row.message_key)] = row
-    return found
+    return {
+        (cid, row.message_key): row
+        for cid, keys in wanted.items()
+        for row in _select(conn, _BY_KEY, "message_key", sorted(keys), cid)
+    }
 
 
 def _batch_candidates(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> dict[tuple[int, str], list]:
@@ -140,9 +141,8 @@ def _batch_candidates(conn: sa.Connection, evs: list[Event], cids: dict[str, int
             wanted[cids[e.campaign]].add(e.msisdn)
     found: dict[tuple[int, str], list] = defaultdict(list)
     for cid, numbers in wanted.items():
-        for part in chunks(sorted(numbers)):
-            for row in conn.execute(_CANDIDATES, {"b_cid": cid, "b_ids": list(part)}):
-                found[(cid, row.msisdn)].append(row)
+        for row in sorted(_select(conn, _CANDIDATES, "msisdn", sorted(numbers), cid), key=lambda r: r.id):
+            found[(cid, row.msisdn)].append(row)
     return found
 
 
@@ -175,7 +175,7 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
     candidates = _batch_candidates(conn, evs, cids)
     placed: list[Placement] = []
     pairs: dict[str, tuple[int, int]] = {}
-    updates: list[dict[str, Any]] = []
+    updates: list[tuple[Any, ...]] = []
     for e in evs:
         cid = cids.get(e.campaign or "")
         row = None
@@ -185,11 +185,9 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
             row = keyed.get((cid, e.message_key))
         if row is not None and e.message_id and row.message_id is None and e.message_id not in pairs:
             pairs[e.message_id] = (row.id, row.campaign_id)
-            updates.append(
-                {"b_row": row.id, "b_mid": e.message_id, "b_queue": e.batch if e.source == "batch" else None}
-            )
+            updates.append((e.message_id, e.batch if e.source == "batch" else None, row.id))
         placed.append((row.id, row.campaign_id) if row is not None else (None, cid))
-    _set_ids(conn, updates)
+    _many(conn, _SET_IDS, updates)  # the gateway ids (and batch ids) newly learnt
     unknown = sorted(
         {
             e.message_id
@@ -198,9 +196,8 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
         }
     )
     by_id: dict[str, list[Any]] = defaultdict(list)
-    for part in chunks(unknown):
-        for row in conn.execute(_BY_ID, {"b_ids": list(part)}):
-            by_id[row.message_id].append(row)
+    for row in _select(conn, _BY_ID, "message_id", unknown):
+        by_id[row.message_id].append(row)
     for i, (e, (rid, cid)) in enumerate(zip(evs, placed, strict=True)):
         if rid is None and e.message_id:
             if e.message_id in pairs:
@@ -212,26 +209,53 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
     return placed, attach_orphans(conn, pairs)
 
 
+def first_copies(evs: list[Event], placed: list[Placement]) -> tuple[list[Event], list[Placement]]:
+    """Keep the first copy of each event (same dedupe key) and its placement, in arrival order."""
+    first: dict[str, int] = {}
+    for i, e in enumerate(evs):
+        first.setdefault(e.dedupe_key, i)
+    if len(first) == len(evs):
+        return evs, placed
+    return [evs[i] for i in first.values()], [placed[i] for i in first.values()]
+
+
 def insert_events(conn: sa.Connection, evs: list[Event], placed: list[Placement]) -> set[str]:
     """Insert events whose dedupe key is not stored yet (ON CONFLICT DO NOTHING); return the keys inserted."""
-    stmt = _INSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    params = [
-        {
-            "dedupe_key": e.dedupe_key,
-            "campaign_id": cid,
-            "message_row": rid,
-            "message_id": e.message_id,
-            "source": e.source,
-            "level": e.level,
-            "status": e.status,
-            "err": e.err,
-            "done_at": e.done_at,
-            "received_at": e.received_at,
-            "raw": e.raw,
-        }
-        for e, (rid, cid) in zip(evs, placed, strict=True)
-    ]
-    return set(conn.execute(stmt, params).scalars())
+    when = _times(conn)
+    bound: dict[Any, Any] = {None: None}  # many events share a time (the group's arrival, a report's minute)
+    rows = []
+    for e, (rid, cid) in zip(evs, placed, strict=True):
+        for value in (e.done_at, e.received_at):
+            if value not in bound:
+                bound[value] = when(value)
+        rows.append(
+            (
+                e.dedupe_key,
+                cid,
+                rid,
+                e.message_id,
+                e.source,
+                e.level,
+                e.status,
+                e.err,
+                bound[e.done_at],
+                bound[e.received_at],
+                e.raw_json,  # JSON text: what SQLAlchemy's JSON type stores on SQLite, cast by PostgreSQL
+            )
+        )
+    inserted: set[str] = set()
+    marks = "(" + ", ".join("?" * len(EVENT_INSERT_COLUMNS)) + ")"
+    for part in chunks(rows, INSERT_CHUNK):
+        text = _sql(conn, _INSERT.format(values=", ".join([marks] * len(part))))
+        params = tuple(value for row in part for value in row)
+        inserted.update(key for (key,) in conn.exec_driver_sql(text, params).cursor.fetchall())
+    return inserted
+
+
+def _stored(row: Any) -> StoredEvent:
+    """An event row as ``derive`` reads it (SQLite hands ``raw`` back as JSON text)."""
+    raw = row.raw if isinstance(row.raw, dict) else json.loads(row.raw or "{}")
+    return StoredEvent(row.source, row.level, row.status, row.err, row.done_at, row.received_at, raw)
 
 
 def apply(
@@ -246,10 +270,11 @@ def apply(
     fresh = fresh or {}
     full = set(row_ids)
     wanted = sorted(full | set(fresh))
-    delivery: list[dict[str, Any]] = []
-    settled: list[dict[str, Any]] = []
+    when = _times(conn)
+    delivery: list[tuple[Any, ...]] = []
+    settled: list[tuple[Any, ...]] = []
     for part in chunks(wanted):
-        current = {row.id: row for row in conn.execute(_STATES, {"b_ids": list(part)})}
+        current = {row.id: row for row in _select(conn, _STATES, "id", part)}
         outs: dict[int, dict[str, Any]] = {}
         for rid, row in current.items():
             if rid in fresh and rid not in full:
@@ -257,19 +282,16 @@ def apply(
                 if out is not None:
                     outs[rid] = out
         rederive = [rid for rid in current if rid not in outs]
-        grouped: dict[int, list[Any]] = defaultdict(list)
-        if rederive:
-            for row in conn.execute(_EVENTS_OF, {"b_ids": rederive}):
-                grouped[row.message_row].append(row)
+        grouped: dict[int, list[StoredEvent]] = defaultdict(list)
+        for row in _select(conn, _EVENTS_OF, "message_row", rederive) if rederive else ():
+            grouped[row.message_row].append(_stored(row))
         for rid in rederive:
             outs[rid] = derive(grouped.get(rid, []), state=current[rid].state)
         for rid, out in outs.items():
             if "state" in out:
-                settled.append({"b_row": rid, "b_state": out.pop("state"), "b_reason": out.pop("reason"), "b_now": now})
+                settled.append((out.pop("state"), out.pop("reason"), when(now), rid))
             if rid in fresh and rid not in full and all(out[c] == current[rid]._mapping[c] for c in DELIVERY_COLUMNS):
                 continue  # nothing changed (a level-1 report after the first, a late non-final one)
-            delivery.append({"b_row": rid, **{f"b_{k}": v for k, v in out.items()}})
-    if delivery:
-        conn.execute(_DELIVERY, delivery)
-    if settled:
-        conn.execute(_SETTLE, settled)
+            delivery.append((*(when(out[c]) if c in _TIMES else out[c] for c in DELIVERY_COLUMNS), rid))
+    _many(conn, _DELIVERY, delivery)
+    _many(conn, _SETTLE, settled)

@@ -449,18 +449,13 @@ class Ledger:
         yet paired with a row are kept and applied when the pairing arrives.
         """
         now = _now()
-        evs = []
-        seen: set[str] = set()
-        for item in items:
-            e = normalize(item, now=now)
-            if e.dedupe_key not in seen:
-                seen.add(e.dedupe_key)
-                evs.append(e)
+        evs = [normalize(item, now=now) for item in items]
         if not evs:
             return 0
         with self._write("record events") as conn:
             cids = {n: c for n in {e.campaign for e in evs if e.campaign} if (c := self._cid(conn, n)) is not None}
-            placed, attached = _pairing.locate(conn, evs, cids)
+            placed, attached = _pairing.locate(conn, evs, cids)  # every copy pairs: a duplicate may carry the key
+            evs, placed = _pairing.first_copies(evs, placed)
             inserted = _pairing.insert_events(conn, evs, placed)
             fresh: dict[int, list[Any]] = {}
             for e, (rid, _) in zip(evs, placed, strict=True):
