@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from plasgate_nb.errors import LedgerError
 from plasgate_nb.ledger import Ledger
-from plasgate_nb.ledger._events import DELIVERY_COLUMNS, advance, derive
+from plasgate_nb.ledger._events import DELIVERY_COLUMNS, advance, delivered_time, derive
 from plasgate_nb.ledger._pairing import _CANDIDATES
 
 from .test_ledger import _PG_PROBLEM, PG_URL
@@ -254,3 +254,16 @@ def test_a_duplicate_carrying_the_key_pairs_its_row_in_the_same_group(shared_led
     assert led.record_events([grouped, {**grouped, "message_key": "k0"}]) == 1
     row = led.messages(campaign).set_index("message_key").loc["k0"]
     assert (row["message_id"], row["delivery_status"]) == (_gid(campaign, 0), "DELIVRD")
+
+
+def test_delivered_time_is_as_close_as_the_report_tells() -> None:
+    done = datetime(2026, 11, 25, 2, 34, tzinfo=UTC)  # Jasmin's donedate 2611250934 (Phnom Penh)
+    prompt = done + timedelta(seconds=12)
+    assert delivered_time(done, prompt) == prompt  # received within the done minute: to the second
+    assert delivered_time(done, done + timedelta(minutes=7)) == done + timedelta(minutes=1)  # a late report
+    ahead = done - timedelta(minutes=3)  # the gateway's clock (or a sped-up simulator) runs ahead of ours
+    assert delivered_time(done, ahead) == ahead  # never after the report reached us
+    exact = done + timedelta(seconds=5, microseconds=250)
+    assert delivered_time(exact, exact + timedelta(hours=1)) == exact  # a date with seconds is exact
+    assert delivered_time(None, prompt) == prompt
+    assert delivered_time("2026-11-25 02:34:00.000000", "2026-11-25 02:34:12.000000") == prompt  # SQLite text

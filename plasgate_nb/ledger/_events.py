@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import LedgerError
@@ -138,6 +138,31 @@ def normalize(event: Mapping[str, Any], *, now: datetime) -> Event:
     )
 
 
+DONE_DATE_STEP = timedelta(minutes=1)  # Jasmin's donedate is YYMMDDhhmm: the minute it was delivered in
+
+
+def _utc(value: datetime | str) -> datetime:
+    """An aware UTC datetime from a datetime or the text SQLite stores (UTC, no offset)."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def delivered_time(done_at: datetime | str | None, received_at: datetime | str) -> datetime:
+    """When a DELIVRD message reached the handset, as closely as its report tells.
+
+    Jasmin's done date gives the minute (a date with seconds is taken as exact); the handset had it no
+    later than the report reached us. So: the time we received the report, unless that is past the
+    done minute (a late or retried report), then the end of that minute. A gateway clock ahead of ours
+    (or a simulator running its clock fast) never puts a delivery after its report.
+    """
+    received = _utc(received_at)
+    if done_at is None:
+        return received
+    done = _utc(done_at)
+    step = DONE_DATE_STEP if done.second == 0 and done.microsecond == 0 else timedelta(0)
+    return min(received, done + step)
+
+
 def derive(rows: Iterable[Any], *, state: str) -> dict[str, Any]:
     """Derive a message's delivery columns and state from its events (rows in arrival order).
 
@@ -170,7 +195,7 @@ def derive(rows: Iterable[Any], *, state: str) -> dict[str, Any]:
         "error_code": None,
     }
     if chosen is not None and chosen.status == "DELIVRD":
-        out["delivered_at"] = chosen.done_at or chosen.received_at
+        out["delivered_at"] = delivered_time(chosen.done_at, chosen.received_at)
     if chosen is not None and chosen.err and chosen.err.strip("0"):
         out["error_code"] = chosen.err
     elif chosen is None and level1 is not None and level1.status != "ESME_ROK":
@@ -212,7 +237,7 @@ def advance(current: Mapping[str, Any], rows: Iterable[Any], *, state: str) -> d
     out["delivery_level1_status"] = level1
     if chosen is not None:
         out["delivery_status"], out["done_at"] = chosen.status, chosen.done_at
-        out["delivered_at"] = (chosen.done_at or chosen.received_at) if chosen.status == "DELIVRD" else None
+        out["delivered_at"] = delivered_time(chosen.done_at, chosen.received_at) if chosen.status == "DELIVRD" else None
         out["error_code"] = chosen.err if chosen.err and chosen.err.strip("0") else None
     elif status is None:
         out["error_code"] = level1 if level1 is not None and level1 != "ESME_ROK" else None
