@@ -10,8 +10,9 @@ import pandas as pd
 
 from .errors import AudienceError
 
-__all__ = ["key_index", "message_keys"]
+__all__ = ["GROUP_KEY", "key_index", "message_keys"]
 
+GROUP_KEY = "_group"  # the key in the dlr_url of grouped content (one text, many numbers): reserved
 _SHOWN = 10
 
 

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ._keys import GROUP_KEY
 from ._schedule import GATEWAY_TZ, format_schedule_at
 from .errors import AudienceError, ConfigError, TemplateError
 
@@ -52,7 +53,6 @@ logger = logging.getLogger("plasgate_nb")
 Path = Literal["batch", "single", "http"]
 DEFAULT_MAX_RECIPIENTS = 1000
 DEFAULT_MAX_BYTES = 512 * 1024
-GROUP_KEY = "_group"
 SENDER_MAX = 11
 _MSISDN = re.compile(r"855\d{8,9}")
 _COLUMNS = ("message_key", "msisdn", "content")

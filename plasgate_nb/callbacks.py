@@ -35,7 +35,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ._dlr import parse_batch_callback, parse_dlr
-from .batch import GROUP_KEY
+from ._keys import GROUP_KEY
 from .errors import CallbackError, LedgerError
 from .server import BackgroundServer, Mode
 
