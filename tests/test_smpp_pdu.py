@@ -11,7 +11,7 @@ from smpplib.client import SimpleSequenceGenerator
 from plasgate_nb.segments import count_segments
 from plasgate_nb.simulator.smpp_server import receipt_pdu
 from plasgate_nb.smpp import pdu
-from plasgate_nb.smpp.message import build_parts, decode_short_message
+from plasgate_nb.smpp.message import build_parts, decode_short_message, decode_text
 from plasgate_nb.smpp.receipts import Receipt, parse_deliver_sm, parse_receipt_text, receipt_event
 
 # Byte-exact PDUs from /work/shared/reference/jasmin/smpp.md
@@ -171,3 +171,75 @@ def test_parts_decode_back_to_the_text(text: str) -> None:
     assert "".join(d.text for d in decoded) == text
     if len(parts) > 1:
         assert {d.concat[0] for d in decoded} == {5}
+
+
+def _peeked_by_decode(raw: bytes) -> tuple[object, ...]:
+    """What ``peek_submit_sm`` should return, read through the general decoder."""
+    message = pdu.decode(raw)
+    f = message.fields
+    return (
+        message.sequence,
+        f["source_addr_ton"],
+        f["source_addr_npi"],
+        f["source_addr"],
+        f["destination_addr"],
+        f["esm_class"],
+        f["registered_delivery"],
+        f["data_coding"],
+        f["short_message"],
+    )
+
+
+@given(
+    st.text(alphabet=st.sampled_from("abc €{ សួស្តី😀"), max_size=400),
+    st.sampled_from(["udh", "sar"]),
+    st.integers(0, 255),
+    st.integers(0, 0x7FFFFFFF),
+)
+def test_peek_submit_sm_agrees_with_decode(text: str, concat: str, rd: int, seq: int) -> None:
+    """The SMSC's fast read gives decode's fields for every part without TLVs, None for one with TLVs;
+    decode_text gives decode_short_message's text and concatenation."""
+    for part in build_parts(text, concat=concat, reference=seq, registered_delivery=rd):  # type: ignore[arg-type]
+        raw = _submit(seq, part)
+        peeked = pdu.peek_submit_sm(raw)
+        if part.tlvs:
+            assert peeked is None
+            continue
+        assert peeked == _peeked_by_decode(raw)
+        decoded = decode_short_message(pdu.decode(raw))
+        assert decode_text(peeked[8], peeked[5], peeked[7]) == (decoded.text, decoded.concat)  # type: ignore[index]
+
+
+def test_peek_submit_sm_leaves_odd_pdus_to_decode() -> None:
+    """Recorded PDUs read the same both ways; truncated or TLV-carrying ones are left to decode."""
+    for hexed in (SUBMIT, KHMER_1, KHMER_2):
+        raw = bytes.fromhex(hexed)
+        assert pdu.peek_submit_sm(raw) == _peeked_by_decode(raw)
+    assert pdu.peek_submit_sm(bytes.fromhex(SAR_2)) is None  # sar_ TLVs
+    raw = bytes.fromhex(SUBMIT)
+    short = (len(raw) - 3).to_bytes(4, "big") + raw[4:-3]  # short_message cut: sm_length too big
+    assert pdu.peek_submit_sm(short) is None
+    assert pdu.peek_submit_sm(raw[:20]) is None  # no NUL where the C-strings should end
+
+
+@given(st.integers(0, 0x7FFFFFFF), st.text(alphabet="0123456789abcdef-", max_size=64))
+def test_submit_sm_resp_fast_encode_and_peek(seq: int, message_id: str) -> None:
+    """encode_submit_sm_resp writes encode's bytes; peek_submit_sm_resp reads decode's values."""
+    raw = pdu.encode_submit_sm_resp(seq, message_id)
+    assert raw == pdu.encode("submit_sm_resp", seq, message_id=message_id)
+    assert pdu.peek_submit_sm_resp(raw) == (seq, 0, message_id)
+    refused = pdu.encode("submit_sm_resp", seq, status=pdu.ESME_RTHROTTLED)
+    assert pdu.peek_submit_sm_resp(refused) == (seq, pdu.ESME_RTHROTTLED, "")
+    assert pdu.peek_submit_sm_resp(raw[:-1]) in (None, (seq, 0, ""))  # no NUL: decode raises on it
+
+
+@given(st.lists(st.integers(1, 60), max_size=12))
+def test_reader_gives_the_same_pdus_however_the_stream_is_cut(cuts: list[int]) -> None:
+    """Whole PDUs come out as bytes, in order, wherever the chunk boundaries fall."""
+    stream = bytes.fromhex(SUBMIT) + bytes.fromhex(RECEIPT) + pdu.encode_submit_sm_resp(7, "abc") * 3
+    reader, out, pos = pdu.PduReader(), [], 0
+    for cut in [*cuts, len(stream)]:
+        out += reader.feed(bytearray(stream[pos : pos + cut]))
+        pos += cut
+    assert b"".join(out) == stream and all(type(p) is bytes for p in out)
+    assert [pdu.decode(p).command for p in out] == ["submit_sm", "deliver_sm"] + ["submit_sm_resp"] * 3

@@ -6,8 +6,10 @@ message id; parts of a long message are reassembled (UDH or sar_ TLVs) and accep
 Receipts for a final status go as deliver_sm (esm_class 0x04, Jasmin's text and TLVs) to a bound
 receiver or transceiver of the same system_id, queued until one binds. Idle links get enquire_link.
 Faults on request: throttling answers, a dropped connection, or silence after accepting.
+The submit_sm of one received chunk are read without building ``Pdu`` objects and handed to the
+backend in one ``accept_many`` call (each still its own request), their answers leaving in one write.
 
-The accounts, delivery model and record come from a backend: ``SimpleBackend`` here (fates by number
+The accounts, delivery model and record come from a backend (``smpp_backends``): ``SimpleBackend`` (fates by number
 suffix), or ``GatewayBackend`` over the HTTP simulator's ``model.Gateway``.
 """
 
@@ -22,132 +24,21 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from ..segments import GSM7, count_segments
 from ..server import bind_socket
 from ..smpp import pdu as _pdu
-from ..smpp.message import decode_short_message, fast_encode_gsm7
-from .model import InsufficientBalance, MessageSpec
+from ..smpp.message import decode_short_message, decode_text, fast_encode_gsm7
+from .smpp_backends import Accepting, GatewayBackend, SimpleBackend, SmppBackend, SubmitRefused
 
 __all__ = ["GatewayBackend", "SimpleBackend", "SmppBackend", "SmppFaults", "SmppServer", "SubmitRefused", "receipt_pdu"]
 
 logger = logging.getLogger("plasgate_nb")
 THREAD_NAME = "plasgate-nb-smpp-server"
-ESME_RINVSRCADR = 0x0A
-ESME_RSUBMITFAIL = 0x45
 GATEWAY_TZ = timezone(timedelta(hours=7))
-Notify = Callable[[str, str, str, float, float], None]  # (message_id, stat, err, submitted, done)
 _BIND_MODES = {"bind_transceiver": "trx", "bind_transmitter": "tx", "bind_receiver": "rx"}
-
-
-class SmppBackend(Protocol):
-    """What the SMPP server needs from the gateway model."""
-
-    def authenticate(self, system_id: str, password: str) -> bool:
-        """Tell whether the credentials are valid."""
-
-    def accept(
-        self, *, system_id: str, sender: str, to: str, text: str, parts: int, registered_delivery: int, notify: Notify
-    ) -> str:
-        """Record one message and return its id; later call ``notify`` with its receipt (any thread)."""
-
-
-SUFFIX_FATES = {
-    "99": ("UNDELIV", "001"),
-    "98": ("REJECTD", "002"),
-    "97": ("EXPIRED", "003"),
-    "95": ("DELETED", "004"),
-    "94": ("UNKNOWN", "000"),
-}
-
-
-class SimpleBackend:
-    """Accounts in a dict and fates by the last two digits (99 UNDELIV, 98 REJECTD, 97 EXPIRED,
-    95 DELETED, 94 UNKNOWN, otherwise DELIVRD), each after ``latency`` seconds; keeps a record."""
-
-    def __init__(self, accounts: dict[str, str] | None = None, *, latency: float = 0.01) -> None:
-        """``accounts`` maps system_id to password (default ``{"demo": "demopass"}``)."""
-        self._accounts = dict(accounts) if accounts is not None else {"demo": "demopass"}
-        self.latency = latency
-        self.record: list[dict[str, Any]] = []
-
-    def __repr__(self) -> str:
-        """Name the accounts, never their passwords."""
-        return f"<SimpleBackend accounts={sorted(self._accounts)}>"
-
-    def authenticate(self, system_id: str, password: str) -> bool:
-        """Check the password of ``system_id``."""
-        return system_id in self._accounts and self._accounts[system_id] == password
-
-    def accept(
-        self, *, system_id: str, sender: str, to: str, text: str, parts: int, registered_delivery: int, notify: Notify
-    ) -> str:
-        """Record the message and schedule its receipt on the running loop."""
-        message_id = str(uuid.uuid4())
-        self.record.append(
-            {"message_id": message_id, "account": system_id, "sender": sender, "to": to, "text": text, "parts": parts}
-        )
-        stat, err = SUFFIX_FATES.get(to[-2:], ("DELIVRD", "000"))
-        wanted = registered_delivery & 0x03
-        if wanted == 1 or (wanted == 2 and stat != "DELIVRD"):
-            now = time.time()
-            asyncio.get_running_loop().call_later(self.latency, notify, message_id, stat, err, now, now + self.latency)
-        return message_id
-
-
-class SubmitRefused(Exception):
-    """A backend refuses a message; the server answers submit_sm_resp with ``status``."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        """Carry the command_status to answer and a reason for the log."""
-        super().__init__(reason)
-        self.status = status
-
-
-class GatewayBackend:
-    """Adapter to the HTTP simulator's ``model.Gateway``: HTTP API username/password bind SMPP, and
-    messages are checked (sender approval, balance), charged, recorded (route ``smpp``) and given fates
-    by the same model; its dispatcher hands each level-2 receipt to us instead of a DLR URL."""
-
-    def __init__(self, gateway: Any) -> None:
-        """Wrap a ``plasgate_nb.simulator.model.Gateway``."""
-        self.gateway = gateway
-
-    def __repr__(self) -> str:
-        """Name the accounts, never their passwords."""
-        return f"<GatewayBackend accounts={sorted(self.gateway.accounts)}>"
-
-    def authenticate(self, system_id: str, password: str) -> bool:
-        """Check the credentials against the gateway's HTTP API accounts."""
-        return self.gateway.authenticate_api(system_id, password) is not None
-
-    def accept(
-        self, *, system_id: str, sender: str, to: str, text: str, parts: int, registered_delivery: int, notify: Notify
-    ) -> str:
-        """Submit through the gateway model (route ``smpp``) with a sink turning DLR fields to receipts.
-
-        Raise SubmitRefused: ESME_RINVSRCADR for a sender not approved for the account,
-        ESME_RSUBMITFAIL when the balance cannot pay.
-        """
-        gateway = self.gateway
-        account = gateway.accounts[system_id]
-        if account.senders and sender not in account.senders:
-            raise SubmitRefused(ESME_RINVSRCADR, f"sender {sender!r} not approved for {system_id}")
-        wanted = registered_delivery & 0x03
-
-        def sink(sub: Any, fields: dict[str, str]) -> None:
-            status = fields.get("message_status", "UNKNOWN")
-            if fields.get("level") != "2" or (wanted == 2 and status == "DELIVRD"):
-                return
-            notify(fields["id"], status, fields.get("err", "000"), sub.due_at, gateway.clock.now())
-
-        spec = MessageSpec(to=[to], content=text, sender=sender, dlr_level=2)
-        try:
-            ids, _ = gateway.submit(account, "smpp", [spec], sink=sink if wanted else None)
-        except InsufficientBalance as exc:
-            raise SubmitRefused(ESME_RSUBMITFAIL, str(exc)) from exc
-        return ids[0][0]
+_SUBMIT_SM = _pdu.COMMANDS["submit_sm"].to_bytes(4, "big")
 
 
 @dataclass(slots=True)
@@ -199,6 +90,23 @@ def receipt_pdu(
     )
 
 
+class _Notify:
+    """A message's ``notify``: hands its receipt to the server with the addresses it needs (one object
+    rather than a closure and its cells, so that a chunk of messages leaves less for the collector)."""
+
+    __slots__ = ("npi", "sender", "server", "system_id", "to", "ton")
+
+    def __init__(self, server: SmppServer, system_id: str, to: str, sender: str, ton: int, npi: int) -> None:
+        """Remember where the receipt goes and what it names."""
+        self.server, self.system_id, self.to, self.sender, self.ton, self.npi = server, system_id, to, sender, ton, npi
+
+    def __call__(self, message_id: str, stat: str, err: str, submitted: float, done: float) -> None:
+        """Send (or queue) the receipt."""
+        self.server._notify(
+            self.system_id, message_id, stat, err, self.to, self.sender, self.ton, self.npi, submitted, done
+        )
+
+
 class _Connection(asyncio.Protocol):
     """One ESME connection."""
 
@@ -246,8 +154,17 @@ class _Connection(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.out = []
         try:
+            run: list[bytes] = []  # consecutive submit_sm needing no special answer: handled as one batch
             for raw in self.reader.feed(data):
+                if raw[4:8] == _SUBMIT_SM and self.plain():
+                    run.append(raw)
+                    continue
+                if run:
+                    self.submit_run(run)
+                    run = []
                 self.handle(_pdu.decode(raw))
+            if run:
+                self.submit_run(run)
         except _pdu.ProtocolError as exc:
             logger.warning("smpp server: %s", exc)
             if self.transport is not None:
@@ -292,14 +209,74 @@ class _Connection(asyncio.Protocol):
         if self.mode != "tx":
             self.server._flush(system_id)
 
-    def submit(self, message: _pdu.Pdu) -> None:
-        """Accept a submit_sm (reassembling parts), or answer the status a fault or the bind state asks."""
+    def plain(self) -> bool:
+        """Whether a submit_sm now needs no special answer: bound to submit, and no fault counter set."""
+        faults = self.server.faults
+        return (
+            self.system_id is not None
+            and self.mode in ("tx", "trx")
+            and not (faults.throttle_next or faults.drop_next or faults.silent_next)
+        )
+
+    def submit_run(self, raws: list[bytes]) -> None:
+        """Answer consecutive submit_sm (all ``plain``) as ``submit`` one by one would, the backend
+        accepting the whole messages among them in one call; one hit by a book fault goes through
+        ``submit`` after those before it are answered."""
+        server = self.server
+        book, stats = server.book, server.stats
+        pending: list[tuple[int, str | Accepting]] = []  # (sequence, id of a waiting part | whole message)
+        try:
+            for raw in raws:
+                stats["submit_sm"] = stats.get("submit_sm", 0) + 1
+                hits = book.pick("smpp") if book is not None else None
+                if hits:
+                    self._answer_run(pending)
+                    pending = []
+                    self.submit(_pdu.decode(raw), {f.kind: f for f in hits})
+                    continue
+                fields = _pdu.peek_submit_sm(raw)
+                if fields is None:
+                    message = _pdu.decode(raw)
+                    decoded, f = decode_short_message(message), message.fields
+                    seq, text, concat = message.sequence, decoded.text, decoded.concat
+                    ton, npi = f.get("source_addr_ton", 0), f.get("source_addr_npi", 0)
+                    sender, to = f.get("source_addr", ""), f.get("destination_addr", "")
+                    rd = f.get("registered_delivery", 0)
+                else:
+                    seq, ton, npi, sender, to, esm_class, rd, coding, short_message = fields
+                    text, concat = decode_text(short_message, esm_class, coding)
+                pending.append((seq, self._whole(text, concat, to, sender, rd, ton, npi)))
+        finally:  # a malformed PDU closes the connection: those before it are still accepted
+            self._answer_run(pending)
+
+    def _answer_run(self, pending: list[tuple[int, str | Accepting]]) -> None:
+        """Hand the whole messages of ``pending`` to the backend at once and answer every part in order."""
+        wholes = [item for _, item in pending if not isinstance(item, str)]
+        answers = self._accept_many(wholes) if wholes else []
+        stats, k = self.server.stats, 0
+        for seq, item in pending:
+            if isinstance(item, str):
+                answer: str | SubmitRefused = item
+            else:
+                answer, k = answers[k], k + 1
+            if isinstance(answer, SubmitRefused):
+                logger.info("smpp server: submit_sm refused: %s", answer)
+                self.send("submit_sm_resp", seq, status=answer.status)
+                continue
+            if not isinstance(item, str):
+                stats["accepted"] = stats.get("accepted", 0) + 1
+            self.write(_pdu.encode_submit_sm_resp(seq, answer))
+
+    def submit(self, message: _pdu.Pdu, hit: dict[str, Any] | None = None) -> None:
+        """Accept a submit_sm (reassembling parts), or answer the status a fault or the bind state asks
+        (``hit``: the book's faults already picked for it)."""
         seq, server = message.sequence, self.server
         faults = server.faults
         if self.mode not in ("tx", "trx") or self.system_id is None:
             self.send("submit_sm_resp", seq, status=_pdu.ESME_RINVBNDSTS)
             return
-        hit = server.pick_faults()
+        if hit is None:
+            hit = server.pick_faults()
         if faults.throttle_next > 0 or "throttle" in hit:
             if "throttle" not in hit:
                 faults.throttle_next -= 1
@@ -344,10 +321,11 @@ class _Connection(asyncio.Protocol):
             return
         self.send("submit_sm_resp", seq, message_id=message_id)
 
-    def _accept(
+    def _whole(
         self, text: str, concat: tuple[int, int, int] | None, to: str, sender: str, rd: int, ton: int, npi: int
-    ) -> str:
-        """Hand a whole message to the backend; a part waits for its siblings under a fresh id."""
+    ) -> str | Accepting:
+        """Return the whole message a submit_sm completes, ready for the backend, or a fresh id for a
+        part that waits for its siblings."""
         parts = 1
         if concat is not None and concat[1] > 1:
             key = (sender, to, concat[0])
@@ -357,17 +335,53 @@ class _Connection(asyncio.Protocol):
                 return str(uuid.uuid4())
             del self.parts[key]
             text, parts = "".join(got[i] for i in sorted(got)), concat[1]
+        notify = _Notify(self.server, self.system_id or "", to, sender, ton, npi)
+        return (sender, to, text, parts, rd, notify)
+
+    def _accept(
+        self, text: str, concat: tuple[int, int, int] | None, to: str, sender: str, rd: int, ton: int, npi: int
+    ) -> str:
+        """Hand a whole message to the backend (raising SubmitRefused); a part gets a fresh id."""
+        whole = self._whole(text, concat, to, sender, rd, ton, npi)
+        if isinstance(whole, str):
+            return whole
+        sender, to, text, parts, rd, notify = whole
         server = self.server
-        system_id = self.system_id or ""
-
-        def notify(message_id: str, stat: str, err: str, submitted: float, done: float) -> None:
-            server._notify(system_id, message_id, stat, err, to, sender, ton, npi, submitted, done)
-
         message_id = server.backend.accept(
-            system_id=system_id, sender=sender, to=to, text=text, parts=parts, registered_delivery=rd, notify=notify
+            system_id=self.system_id or "",
+            sender=sender,
+            to=to,
+            text=text,
+            parts=parts,
+            registered_delivery=rd,
+            notify=notify,
         )
         server.stats["accepted"] = server.stats.get("accepted", 0) + 1
         return message_id
+
+    def _accept_many(self, wholes: list[Accepting]) -> list[str | SubmitRefused]:
+        """Hand whole messages to the backend in one call (``accept`` one by one if it has no ``accept_many``)."""
+        backend, system_id = self.server.backend, self.system_id or ""
+        many = getattr(backend, "accept_many", None)
+        if many is not None:
+            return many(system_id, wholes)
+        out: list[str | SubmitRefused] = []
+        for sender, to, text, parts, rd, notify in wholes:
+            try:
+                out.append(
+                    backend.accept(
+                        system_id=system_id,
+                        sender=sender,
+                        to=to,
+                        text=text,
+                        parts=parts,
+                        registered_delivery=rd,
+                        notify=notify,
+                    )
+                )
+            except SubmitRefused as exc:
+                out.append(exc)
+        return out
 
 
 @dataclass

@@ -85,10 +85,22 @@ class SmppMessage:
         """Accept a SmppMessage or a mapping with ``to``, ``text`` (or ``content``), ``sender``, ``key``."""
         if isinstance(item, SmppMessage):
             return item
+        return cls.build(item, cls.check(item))
+
+    @classmethod
+    def build(cls, item: Mapping[str, Any], text: Any) -> SmppMessage:
+        """Build from a mapping ``check`` accepted, given the text it returned."""
+        return cls(str(item["to"]), str(text), str(item["sender"]), item.get("key"))
+
+    @staticmethod
+    def check(item: SmppMessage | Mapping[str, Any]) -> Any:
+        """Raise ConfigError unless ``coerce`` accepts ``item``; return its text (None for a SmppMessage)."""
+        if isinstance(item, SmppMessage):
+            return None
         text = item.get("text", item.get("content"))
         if text is None or not item.get("to") or not item.get("sender"):
             raise ConfigError("an SMPP message needs 'to', 'text' (or 'content') and 'sender'")
-        return cls(str(item["to"]), str(text), str(item["sender"]), item.get("key"))
+        return text
 
 
 @dataclass(frozen=True, slots=True)

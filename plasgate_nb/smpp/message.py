@@ -24,7 +24,15 @@ from ..segments import (
 )
 from . import pdu as _pdu
 
-__all__ = ["Concat", "Part", "build_parts", "decode_short_message", "fast_decode_gsm7", "fast_encode_gsm7"]
+__all__ = [
+    "Concat",
+    "Part",
+    "build_parts",
+    "decode_short_message",
+    "decode_text",
+    "fast_decode_gsm7",
+    "fast_encode_gsm7",
+]
 
 Concat = Literal["udh", "sar"]
 # one-character tables of the GSM 03.38 basic set, taken from segments' codec (0x1B: the escape)
@@ -109,8 +117,22 @@ def decode_short_message(message: _pdu.Pdu) -> Decoded:
     data: bytes = message.get("short_message", b"")
     if not data and _pdu.TAG_MESSAGE_PAYLOAD in message.tlvs:
         data = message.tlvs[_pdu.TAG_MESSAGE_PAYLOAD]
-    concat: tuple[int, int, int] | None = None
-    if message.get("esm_class", 0) & ESM_UDHI and data:
+    sar: tuple[int, int, int] | None = None
+    if _pdu.TAG_SAR_MSG_REF_NUM in message.tlvs:
+        sar = (
+            message.tlv_int(_pdu.TAG_SAR_MSG_REF_NUM) or 0,
+            message.tlv_int(_pdu.TAG_SAR_TOTAL_SEGMENTS) or 1,
+            message.tlv_int(_pdu.TAG_SAR_SEGMENT_SEQNUM) or 1,
+        )
+    return Decoded(*decode_text(data, message.get("esm_class", 0), message.get("data_coding", 0), sar))
+
+
+def decode_text(
+    data: bytes, esm_class: int, data_coding: int, sar: tuple[int, int, int] | None = None
+) -> tuple[str, tuple[int, int, int] | None]:
+    """Decode short_message octets: (text, concat), concat from a UDH or else from ``sar`` (the TLVs)."""
+    concat = None
+    if esm_class & ESM_UDHI and data:
         header = data[1 : 1 + data[0]]
         data = data[1 + data[0] :]
         pos = 0
@@ -122,17 +144,12 @@ def decode_short_message(message: _pdu.Pdu) -> Decoded:
             elif iei == 0x08 and size == 4:
                 concat = (int.from_bytes(value[:2], "big"), value[2], value[3])
             pos += 2 + size
-    elif _pdu.TAG_SAR_MSG_REF_NUM in message.tlvs:
-        concat = (
-            message.tlv_int(_pdu.TAG_SAR_MSG_REF_NUM) or 0,
-            message.tlv_int(_pdu.TAG_SAR_TOTAL_SEGMENTS) or 1,
-            message.tlv_int(_pdu.TAG_SAR_SEGMENT_SEQNUM) or 1,
-        )
-    coding = message.get("data_coding", 0)
-    if coding == DC_UCS2:
+    else:
+        concat = sar
+    if data_coding == DC_UCS2:
         text = data.decode("utf-16-be", errors="replace")
-    elif coding == DC_GSM7:
+    elif data_coding == DC_GSM7:
         text = fast_decode_gsm7(data)
     else:
         text = data.decode("latin-1")
-    return Decoded(text, concat)
+    return text, concat

@@ -34,6 +34,9 @@ __all__ = [
     "decode",
     "encode",
     "encode_submit_sm",
+    "encode_submit_sm_resp",
+    "peek_submit_sm",
+    "peek_submit_sm_resp",
     "status_name",
     "submit_sm_prefix",
 ]
@@ -287,6 +290,12 @@ def encode_submit_sm(
     return b"".join((HEADER.pack(length, 0x00000004, 0, sequence), prefix, dest, tail, short_message, tlvs))
 
 
+def encode_submit_sm_resp(sequence: int, message_id: str) -> bytes:
+    """Encode an accepting submit_sm_resp; the bytes equal ``encode("submit_sm_resp", ...)``."""
+    body = message_id.encode("latin-1") + b"\x00"
+    return HEADER.pack(16 + len(body), 0x80000004, 0, sequence) + body
+
+
 def decode(data: bytes) -> Pdu:
     """Decode one whole PDU (header included); unknown commands keep an empty field map."""
     if len(data) < 16:
@@ -374,6 +383,52 @@ def _sm_fields(data: bytes, end: int) -> tuple[dict[str, Any], int] | None:
     )
 
 
+def peek_submit_sm(data: bytes) -> tuple[int, int, int, str, str, int, int, int, bytes] | None:
+    """Read what an SMSC needs from a whole submit_sm without TLVs, without building a ``Pdu``.
+
+    Return (sequence, source_addr_ton, source_addr_npi, source_addr, destination_addr, esm_class,
+    registered_delivery, data_coding, short_message), each as ``decode`` reads it; None when the PDU
+    carries TLVs or is malformed (``decode`` then reads it, or raises ProtocolError).
+    """
+    try:
+        a = data.index(0, 16)
+        b = data.index(0, a + 3)
+        c = data.index(0, b + 3)
+        d = data.index(0, c + 4)
+        e = data.index(0, d + 1)
+    except ValueError:
+        return None
+    size_at, end = e + 5, len(data)
+    if size_at >= end or size_at + 1 + data[size_at] != end or int.from_bytes(data[:4], "big") != end:
+        return None
+    return (
+        int.from_bytes(data[12:16], "big"),
+        data[a + 1],
+        data[a + 2],
+        data[a + 3 : b].decode("latin-1"),
+        data[b + 3 : c].decode("latin-1"),
+        data[c + 1],
+        data[e + 1],
+        data[e + 3],
+        data[size_at + 1 :],
+    )
+
+
+_STATUS_SEQUENCE = struct.Struct(">LL")
+
+
+def peek_submit_sm_resp(data: bytes) -> tuple[int, int, str] | None:
+    """Read (sequence, command_status, message_id) of a whole submit_sm_resp as ``decode`` reads them
+    (message_id ``""`` when the body is empty); None when its message_id has no terminating NUL."""
+    status, sequence = _STATUS_SEQUENCE.unpack_from(data, 8)
+    if len(data) == 16:
+        return sequence, status, ""
+    nul = data.find(0, 16)
+    if nul < 0:
+        return None
+    return sequence, status, data[16:nul].decode("latin-1")
+
+
 class PduReader:
     """Frame a TCP byte stream into whole PDUs (bytes), keeping any partial tail for the next feed."""
 
@@ -386,17 +441,27 @@ class PduReader:
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the complete PDUs now available, in order."""
         buf = self._buffer
-        buf += data
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
         out: list[bytes] = []
-        pos, size = 0, len(buf)
+        pos, size = 0, len(data)
+        unpack = _LENGTH.unpack_from
         while size - pos >= 4:
-            length = int.from_bytes(buf[pos : pos + 4], "big")
+            (length,) = unpack(data, pos)
             if length < 16 or length > MAX_PDU:
+                buf += data  # as received: the connection is closed anyway
                 raise ProtocolError(f"invalid command_length {length}")
             if size - pos < length:
                 break
-            out.append(bytes(buf[pos : pos + length]))
+            out.append(data[pos : pos + length])
             pos += length
-        if pos:
-            del buf[:pos]
+        if pos < size:
+            buf += data[pos:]
         return out
+
+
+_LENGTH = struct.Struct(">L")

@@ -4,6 +4,8 @@ Requests are matched to responses by sequence number; up to ``window`` submit_sm
 throttling answer (ESME_RTHROTTLED, ESME_RMSGQFUL) pauses the pacer with a growing backoff and sends
 the same PDU again. A submit_sm written without an answer (timeout, dropped connection) is reported
 ``uncertain`` and never resent; parts not yet written wait for the reconnection, with backoff.
+``submit_many`` runs on ``window.Window`` (callbacks, no task or future per message) under the same
+rules; both share the session's window.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from . import pdu as _pdu
 from .config import SmppConfig, SmppMessage, SubmitResult
 from .message import Part, build_parts
 from .receipts import MobileOriginated, Receipt, parse_deliver_sm
+from .window import THROTTLED, Answer, Reply, Slots, Window, settle
 
 __all__ = ["DeliverHandler", "SmppSession"]
 
 logger = logging.getLogger("plasgate_nb")
 DeliverHandler = Callable[[Receipt | MobileOriginated], Awaitable[None] | None]
 ESME_RX_T_APPN = 0x64
-_THROTTLED = frozenset({_pdu.ESME_RTHROTTLED, _pdu.ESME_RMSGQFUL})
+FLUSH_GROUP = 25  # PDUs per write while more are being encoded: one syscall shared by 25, fine-grained overlap
+_SUBMIT_SM_RESP = _pdu.COMMANDS["submit_sm_resp"].to_bytes(4, "big")
 _BIND_COMMANDS = {"transceiver": "bind_transceiver", "transmitter": "bind_transmitter", "receiver": "bind_receiver"}
 
 
@@ -47,13 +51,18 @@ class _Pacer:
         self._next = 0.0
         self._until = 0.0
 
-    async def wait(self) -> None:
-        """Reserve the next start slot and sleep until it comes."""
+    def reserve(self) -> float:
+        """Reserve the next start slot; return the seconds until it comes (0: now)."""
         now = time.monotonic()
         slot = max(now, self._next, self._until)
         self._next = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        return slot - now
+
+    async def wait(self) -> None:
+        """Reserve the next start slot and sleep until it comes."""
+        delay = self.reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def slow_down(self) -> float:
         """Record a throttling answer: pause (doubling each time) and lower the rate; return the pause."""
@@ -83,10 +92,15 @@ class _Protocol(asyncio.Protocol):
         self.session._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        """Decode every complete PDU and dispatch it."""
+        """Decode every complete PDU and dispatch it (submit_sm_resp without building a ``Pdu``)."""
+        session = self.session
+        session._last_rx = time.monotonic()
         try:
             for raw in self.reader.feed(data):
-                self.session._on_pdu(_pdu.decode(raw))
+                if raw[4:8] == _SUBMIT_SM_RESP:
+                    session._on_submit_resp(raw)
+                else:
+                    session._on_pdu(_pdu.decode(raw))
         except _pdu.ProtocolError as exc:
             logger.warning("smpp: %s; closing the connection", exc)
             if self.session._transport is not None:
@@ -120,10 +134,10 @@ class SmppSession:
         }
         self._transport: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
-        self._pending: dict[int, tuple[asyncio.Future[_pdu.Pdu], float]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[_pdu.Pdu] | Reply, float]] = {}
         self._seq = itertools.count(1)
         self._refs = itertools.count(1)
-        self._window = asyncio.Semaphore(config.window)
+        self._slots = Slots(config.window)
         self._pacer = _Pacer(config.rate, config.throttle_backoff, config.throttle_backoff_max)
         self._bound = asyncio.Event()
         self._closing = False
@@ -135,6 +149,7 @@ class SmppSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._out: list[bytes] = []  # PDUs written this loop iteration, sent in one write by _flush
         self._prefixes: dict[str, bytes] = {}
+        self._flush_at = max(2, min(config.window // 2, FLUSH_GROUP))
 
     def __repr__(self) -> str:
         """Show where and how the session binds, never the credentials."""
@@ -271,11 +286,15 @@ class SmppSession:
 
     # -- PDUs -------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
-        """Queue one PDU; every PDU queued in this loop iteration leaves in one write (one syscall)."""
+        """Queue one PDU; the PDUs queued in this loop iteration leave in one write (one syscall), or
+        in writes of ``FLUSH_GROUP`` PDUs (half the window if smaller): the server starts on the first
+        group while we encode the next, so both ends work at once instead of in turn."""
         out = self._out
         out.append(data)
         if len(out) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
+        elif len(out) >= self._flush_at:
+            self._flush()
 
     def _flush(self) -> None:
         """Write the queued PDUs (dropped if the connection is gone: their futures fail with it)."""
@@ -283,42 +302,46 @@ class SmppSession:
         if out and self._transport is not None and not self._transport.is_closing():
             self._transport.write(b"".join(out))
 
-    def _expect(self) -> tuple[int, asyncio.Future[_pdu.Pdu]]:
-        """Take the next sequence number and register the future of its response."""
+    def _expect(self, reply: Reply | None = None) -> tuple[int, asyncio.Future[_pdu.Pdu] | Reply]:
+        """Take the next sequence number and register what waits for its response (a new future
+        unless ``reply`` is given)."""
         if self._transport is None or self._transport.is_closing():
             raise ConnectionLost("not connected")
         seq = next(self._seq)
         if seq > 0x7FFFFFFF:
             self._seq = itertools.count(2)
             seq = 1
-        fut: asyncio.Future[_pdu.Pdu] = asyncio.get_running_loop().create_future()
-        self._pending[seq] = (fut, time.monotonic() + self.config.response_timeout)
-        return seq, fut
+        waiter = asyncio.get_running_loop().create_future() if reply is None else reply
+        self._pending[seq] = (waiter, time.monotonic() + self.config.response_timeout)
+        return seq, waiter
 
     def _request(self, command: str, *, tlvs: bytes = b"", **values: Any) -> asyncio.Future[_pdu.Pdu]:
         """Write a request; return the future of its response (deadline checked by the timer)."""
         seq, fut = self._expect()
         self._write(_pdu.encode(command, seq, tlvs=tlvs, **values))
-        return fut
+        return fut  # type: ignore[return-value]
 
-    def _request_submit(self, message: SmppMessage, part: Part) -> asyncio.Future[_pdu.Pdu]:
-        """Write one submit_sm part (fast path: the fields shared by the session are pre-encoded)."""
-        prefix = self._prefixes.get(message.sender)
+    def _request_submit(
+        self, to: str, sender: str, part: Part, reply: Reply | None = None
+    ) -> asyncio.Future[_pdu.Pdu] | Reply:
+        """Write one submit_sm part (the fields shared by the session pre-encoded); return the future
+        of its response, or ``reply``, which the response is handed to."""
+        prefix = self._prefixes.get(sender)
         if prefix is None:
             cfg = self.config
-            prefix = self._prefixes[message.sender] = _pdu.submit_sm_prefix(
+            prefix = self._prefixes[sender] = _pdu.submit_sm_prefix(
                 source_addr_ton=cfg.source_addr_ton,
                 source_addr_npi=cfg.source_addr_npi,
-                source_addr=message.sender,
+                source_addr=sender,
                 dest_addr_ton=cfg.dest_addr_ton,
                 dest_addr_npi=cfg.dest_addr_npi,
             )
-        seq, fut = self._expect()
+        seq, fut = self._expect(reply)
         self._write(
             _pdu.encode_submit_sm(
                 seq,
                 prefix,
-                message.to,
+                to,
                 esm_class=part.esm_class,
                 registered_delivery=part.registered_delivery,
                 data_coding=part.data_coding,
@@ -332,6 +355,23 @@ class SmppSession:
         """Write a response (ignored once the connection is closing)."""
         if self._transport is not None and not self._transport.is_closing():
             self._write(_pdu.encode(command, seq, status=status, **values))
+
+    def _on_submit_resp(self, raw: bytes) -> None:
+        """Hand a submit_sm_resp to what waits for it (a ``Reply`` gets it without a ``Pdu``)."""
+        peeked = _pdu.peek_submit_sm_resp(raw)
+        if peeked is None:
+            self._on_pdu(_pdu.decode(raw))  # raises ProtocolError
+            return
+        seq, status, message_id = peeked
+        entry = self._pending.pop(seq, None)
+        if entry is None:
+            logger.debug("smpp: late or unknown submit_sm_resp seq %d", seq)
+        elif not entry[0].done():
+            waiter = entry[0]
+            if isinstance(waiter, Reply):
+                waiter.answer(status, message_id)
+            else:
+                waiter.set_result(_pdu.decode(raw))
 
     def _on_pdu(self, message: _pdu.Pdu) -> None:
         """Dispatch one received PDU."""
@@ -406,12 +446,13 @@ class SmppSession:
         throttled = 0
         while True:
             await self._wait_bound()
-            async with self._window:
+            await self._slots.acquire()
+            try:
                 await self._pacer.wait()
                 if not self._bound.is_set():
                     continue
                 try:
-                    fut = self._request_submit(message, part)
+                    fut = self._request_submit(message.to, message.sender, part)
                 except ConnectionLost:
                     # never written: wait for the reconnection and send it then. The transport is
                     # closing but connection_lost has not run yet: clear the flag so that
@@ -420,14 +461,16 @@ class SmppSession:
                     continue
                 self.stats["submitted"] += 1
                 try:
-                    resp = await fut
+                    resp = await fut  # type: ignore[misc]
                 except (TimeoutError, ConnectionLost):
                     self.stats["uncertain"] += 1
                     return "uncertain", None, None, throttled
+            finally:
+                self._slots.give()
             if resp.status == 0:
                 self._pacer.success()
                 return "accepted", resp.get("message_id", ""), 0, throttled
-            if resp.status in _THROTTLED and throttled < cfg.throttle_retries:
+            if resp.status in THROTTLED and throttled < cfg.throttle_retries:
                 throttled += 1
                 self.stats["throttled"] += 1
                 pause = self._pacer.slow_down()
@@ -447,29 +490,10 @@ class SmppSession:
             registered_delivery=self.config.registered_delivery,
         )
         if len(parts) == 1:
-            answers = [await self._submit_part(msg, parts[0])]
+            answers: list[Answer] = [await self._submit_part(msg, parts[0])]
         else:
             answers = list(await asyncio.gather(*(self._submit_part(msg, p) for p in parts)))
-        outcomes = {a[0] for a in answers}
-        ids = tuple(a[1] for a in answers)
-        throttled = sum(a[3] for a in answers)
-        if "uncertain" in outcomes:
-            return SubmitResult(
-                msg.key,
-                msg.to,
-                "uncertain",
-                ids,
-                ids[-1],
-                None,
-                "no submit_sm_resp (timeout or connection lost)",
-                throttled,
-            )
-        if "rejected" in outcomes:
-            status = next(a[2] for a in answers if a[0] == "rejected")
-            return SubmitResult(
-                msg.key, msg.to, "rejected", ids, ids[-1], status, _pdu.status_name(status or 0), throttled
-            )
-        return SubmitResult(msg.key, msg.to, "accepted", ids, ids[-1], 0, None, throttled)
+        return settle(msg.key, msg.to, answers)
 
     async def submit_many(
         self,
@@ -483,27 +507,9 @@ class SmppSession:
         at once. If the session gives up reconnecting, the messages not yet attempted get no result
         and TransportError is raised after the attempted ones settled.
         """
-        items = [SmppMessage.coerce(m) for m in messages]
-        results: list[SubmitResult | None] = [None] * len(items)
-        queue = iter(enumerate(items))
-        failure: list[BaseException] = []
-
-        async def worker() -> None:
-            for index, msg in queue:
-                if failure:
-                    return
-                try:
-                    result = await self.submit(msg)
-                except TransportError as exc:
-                    failure.append(exc)
-                    return
-                results[index] = result
-                if on_result is not None:
-                    outcome = on_result(result)
-                    if inspect.isawaitable(outcome):
-                        await outcome
-
-        await asyncio.gather(*(worker() for _ in range(min(self.config.window, len(items)) or 1)))
-        if failure:
-            raise failure[0]
-        return [r for r in results if r is not None]
+        items = list(messages)
+        for item in items:
+            SmppMessage.check(item)  # read again as each starts, no SmppMessage built for a mapping
+        if items and self.config.bind == "receiver":
+            raise ConfigError("a receiver session cannot submit; bind as transceiver or transmitter")
+        return await Window(self, items, on_result).run()
