@@ -189,7 +189,9 @@ class Gateway:
     ) -> tuple[list[list[str]], list[Event]]:
         """Charge, record and schedule ``messages``; return their ids and, with the flag
         ``callbacks_before_response``, the events the caller must throw before answering."""
-        cost = self.price(account, messages)
+        parts = [self._segments(m.content) for m in messages]  # once per message: price and record
+        per_segment = account.price_per_segment
+        cost = sum(p[1] * len(m.to) for p, m in zip(parts, messages, strict=True)) * per_segment
         if cost > self.balances[account.username] + 1e-9:
             raise InsufficientBalance(
                 f"balance {self.balances[account.username]:.3f} is below the price {cost:.3f} of this request"
@@ -201,8 +203,18 @@ class Gateway:
         immediate = "callbacks_before_response" in flags
         pending: list[Event] = []
         all_ids: list[list[str]] = []
-        for spec in messages:
-            encoding, segments, delivered = self._segments(spec.content)
+        # every recipient of the request at once: ids, numbers and fates (drawn in the same order as
+        # one message at a time, so a seed gives the same outcomes)
+        tos = messages[0].to if len(messages) == 1 else [to for m in messages for to in m.to]
+        ids = new_ids(len(tos))
+        start = len(self.ids)
+        self.ids.extend(ids)
+        self.tos.extend(tos)
+        codes, latencies = self.outcomes.draw(tos)
+        self.codes.extend(codes)
+        self.latency.extend(latencies)
+        first = start
+        for spec, (encoding, segments, delivered) in zip(messages, parts, strict=True):
             sub = Submission(
                 route,
                 account.username,
@@ -213,7 +225,7 @@ class Gateway:
                 delivered,
                 encoding,
                 segments,
-                segments * account.price_per_segment,
+                segments * per_segment,
                 now,
                 due,
                 spec.dlr_url,
@@ -228,16 +240,10 @@ class Gateway:
             sub_index = len(self.subs)
             self.subs.append(sub)
             n = len(spec.to)
-            ids = new_ids(n)
-            first = len(self.ids)
-            self.ids.extend(ids)
-            self.tos.extend(spec.to)
             self.sub_of.extend([sub_index] * n)
-            codes, latencies = self.outcomes.draw(spec.to)
-            self.codes.extend(codes)
-            self.latency.extend(latencies)
-            all_ids.append(ids)
+            all_ids.append(ids[first - start : first - start + n])
             events = self._events(sub, sub_index, first, n, due)
+            first += n
             for to, error in spec.invalid:
                 if errback_url:
                     self.errbacks.append((sub_index, to, error))
