@@ -119,6 +119,10 @@ def test_plan_send_receipts_and_rerun(sim: Simulator, tmp_path: Path) -> None:
     assert msgs.loc["k5", "state"] == "accepted"  # the fault hit the first submit_sm (k0), not k5
     khmer = by_id[msgs.loc["k5", "message_id"]]
     assert khmer["content"] == KHMER and khmer["segments"] == count_segments(KHMER).segments > 1
+    part_ids = msgs.loc["k5", "part_ids"].split(",")  # one ledger row, the ids of all its parts
+    assert len(part_ids) == khmer["segments"] and part_ids[-1] == msgs.loc["k5", "message_id"]
+    assert len(set(part_ids)) == len(part_ids)
+    assert msgs.drop(index="k5")["part_ids"].isna().all()  # one-part messages have no part list
     assert accepted["delivery_status"].notna().all()  # every accepted row got its final receipt
     assert msgs.loc["k1", "delivery_status"] == "UNDELIV" if msgs.loc["k1", "state"] == "accepted" else True
     assert msgs.loc["k2", "delivery_status"] == "REJECTD" if msgs.loc["k2", "state"] == "accepted" else True

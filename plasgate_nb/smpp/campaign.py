@@ -92,7 +92,12 @@ class _Run:
         by_key = {str(r.key): r for r in results}
         accepted = {k: r.message_id or "" for k, r in by_key.items() if r.outcome == "accepted"}
         if accepted:
-            self.ledger.settle(self.campaign, list(accepted), state="accepted", message_ids=accepted, status=0)
+            parts = {  # a long message: the ledger keeps its one row with the ids of all its parts
+                k: [p for p in r.part_ids if p] for k, r in by_key.items() if k in accepted and len(r.part_ids) > 1
+            }
+            self.ledger.settle(
+                self.campaign, list(accepted), state="accepted", message_ids=accepted, status=0, part_ids=parts
+            )
             self.waiting.update(m for m in accepted.values() if m not in self.finals)
         rejected: dict[int, list[str]] = {}
         for key, result in by_key.items():
