@@ -87,7 +87,7 @@ def test_cli_without_smpp_port_serves_no_smpp_and_a_busy_port_fails() -> None:
         taken = busy.getsockname()[1]
         proc = start("--smpp-port", str(taken))
         out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1 and "did not start" in err and "Press Ctrl-C" not in out
+    assert proc.returncode == 2 and "did not start" in err and "Press Ctrl-C" not in out
     proc = start()
     try:
         assert "SMPP:" not in banner(proc)

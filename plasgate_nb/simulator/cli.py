@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         sock = bind_socket(args.host, args.port)
     except PlasgateError as exc:
         print(f"plasgate-nb simulator: {exc}", file=sys.stderr)
-        return 1
+        return 2
     url = f"http://{args.host}:{sock.getsockname()[1]}"
     app = create_app(config, token)
     sim = app.sim  # type: ignore[attr-defined]
@@ -256,6 +256,6 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
     if not started:
         print("plasgate-nb simulator: the server did not start (is the SMPP port free?)", file=sys.stderr)
-        return 1
+        return 2
     print("Plasgate simulator stopped.", flush=True)
     return 0
