@@ -16,6 +16,13 @@ GROUP_KEY = "_group"  # the key in the dlr_url of grouped content (one text, man
 _SHOWN = 10
 
 
+def _text_index(values: pd.Index | pd.Series) -> pd.Index:
+    """``values`` as text in an object Index: its hash table and element access are the fastest pandas has
+    (an index of pyarrow strings builds a slower one, and every comparison converts back)."""
+    text = values if isinstance(values.dtype, pd.StringDtype) else values.astype(str)
+    return pd.Index(text.to_numpy(dtype=object), dtype=object)
+
+
 def message_keys(df: pd.DataFrame, key: str | None = None) -> pd.Series:
     """Return each row's message key as text: the frame's index, or column ``key``; must be unique."""
     return pd.Series(key_index(df, key), index=df.index, name=key)
@@ -28,7 +35,7 @@ def key_index(df: pd.DataFrame, key: str | None = None) -> pd.Index:
     uniqueness.
     """
     if key is None:
-        keys = df.index.astype(str)
+        keys = _text_index(df.index)
         where = "the frame's index"
     else:
         if key not in df.columns:
@@ -36,7 +43,7 @@ def key_index(df: pd.DataFrame, key: str | None = None) -> pd.Index:
         if df[key].isna().any():
             rows = df.index[df[key].isna()].tolist()[:_SHOWN]
             raise AudienceError(f"key column {key!r} is empty in rows {rows}")
-        keys = pd.Index(df[key].astype(str))
+        keys = _text_index(df[key])
         where = f"key column {key!r}"
     keys = keys.rename(None)
     if not keys.is_unique:

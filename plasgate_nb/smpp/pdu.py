@@ -338,20 +338,29 @@ def decode(data: bytes) -> Pdu:
 _SM_IDS = frozenset({COMMANDS["submit_sm"], COMMANDS["deliver_sm"]})
 
 
+def _string_ends(data: bytes) -> tuple[int, int, int, int, int] | None:
+    """Positions of the NULs ending a submit_sm / deliver_sm body's five C-strings (service_type,
+    source_addr, destination_addr, schedule_delivery_time, validity_period); None when one is missing."""
+    try:
+        a = data.index(0, 16)
+        b = data.index(0, a + 3)
+        c = data.index(0, b + 3)
+        d = data.index(0, c + 4)
+        return a, b, c, d, data.index(0, d + 1)
+    except ValueError:
+        return None
+
+
 def _sm_fields(data: bytes, end: int) -> tuple[dict[str, Any], int] | None:
     """Read a whole submit_sm / deliver_sm body in straight-line code (the hot path of both ends).
 
     Return (fields, position of the TLVs), or None when the body is short or malformed: the generic
     loop then reads what is there, or raises ProtocolError.
     """
-    try:
-        a = data.index(0, 16)
-        b = data.index(0, a + 3)
-        c = data.index(0, b + 3)
-        d = data.index(0, c + 4)
-        e = data.index(0, d + 1)
-    except ValueError:
+    ends = _string_ends(data)
+    if ends is None:
         return None
+    a, b, c, d, e = ends
     size_at = e + 5
     if size_at >= end:
         return None
@@ -390,14 +399,10 @@ def peek_submit_sm(data: bytes) -> tuple[int, int, int, str, str, int, int, int,
     registered_delivery, data_coding, short_message), each as ``decode`` reads it; None when the PDU
     carries TLVs or is malformed (``decode`` then reads it, or raises ProtocolError).
     """
-    try:
-        a = data.index(0, 16)
-        b = data.index(0, a + 3)
-        c = data.index(0, b + 3)
-        d = data.index(0, c + 4)
-        e = data.index(0, d + 1)
-    except ValueError:
+    ends = _string_ends(data)
+    if ends is None:
         return None
+    a, b, c, _d, e = ends
     size_at, end = e + 5, len(data)
     if size_at >= end or size_at + 1 + data[size_at] != end or int.from_bytes(data[:4], "big") != end:
         return None
