@@ -15,6 +15,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from .errors import OptionError
+
 __all__ = ["RateLimiter", "projected_seconds"]
 
 
@@ -31,7 +33,7 @@ class RateLimiter:
     ) -> None:
         """Create a limiter; ``clock`` returns seconds, ``sleep`` waits that many seconds."""
         if limit is not None and limit < 1:
-            raise ValueError(f"limit must be at least 1 or None, not {limit}")
+            raise OptionError(f"limit must be at least 1 or None, not {limit}")
         self.limit = limit
         self.window = window
         self.clock = clock

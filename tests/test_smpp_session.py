@@ -256,3 +256,17 @@ def test_smpplib_client_interoperates(server: SmppServer) -> None:
     assert sent[0].message_id.decode() == received[0].receipted_message_id.decode()
     assert b"stat:DELIVRD" in received[0].short_message
     assert sent[0].status == smpplib.consts.SMPP_ESME_ROK
+
+
+def test_misuse_raises_the_projects_errors() -> None:
+    """An unconnected client and a bad concat option raise errors of the PlasgateError tree."""
+    from plasgate_nb.errors import OptionError, PlasgateError, TransportError
+    from plasgate_nb.smpp import SmppClient, SmppConfig
+    from plasgate_nb.smpp.message import build_parts
+
+    client = SmppClient(SmppConfig(port=1, system_id="demo", password="demo-pass"))
+    with pytest.raises(TransportError, match="not connected"):
+        client.submit({"to": "85512345678", "text": "hi", "sender": "SMS Info"})
+    with pytest.raises(OptionError, match="concat") as info:
+        build_parts("hello", concat="tlv")  # type: ignore[arg-type]
+    assert isinstance(info.value, PlasgateError) and isinstance(info.value, ValueError)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
+from ..errors import TransportError
 from .config import SmppConfig, SmppMessage, SubmitResult
 from .receipts import MobileOriginated, Receipt
 from .session import SmppSession
@@ -65,7 +66,7 @@ class SmppClient:
         """Run a coroutine on the client's loop and wait for its result."""
         if self._loop is None:
             coro.close()
-            raise RuntimeError("SmppClient is not connected")
+            raise TransportError("SmppClient is not connected: call connect() or use it as a context manager")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def connect(self) -> None:
@@ -86,7 +87,7 @@ class SmppClient:
     def submit(self, message: SmppMessage | Mapping[str, Any]) -> SubmitResult:
         """Send one message and return its result."""
         if self.session is None:
-            raise RuntimeError("SmppClient is not connected")
+            raise TransportError("SmppClient is not connected: call connect() or use it as a context manager")
         return self._run(self.session.submit(message))
 
     def submit_many(
@@ -97,7 +98,7 @@ class SmppClient:
     ) -> list[SubmitResult]:
         """Send many messages windowed; ``on_result`` runs on the client's thread as each settles."""
         if self.session is None:
-            raise RuntimeError("SmppClient is not connected")
+            raise TransportError("SmppClient is not connected: call connect() or use it as a context manager")
         return self._run(self.session.submit_many(list(messages), on_result=on_result))
 
     def events(self, *, count: int = 0, timeout: float = 0.0) -> list[Receipt | MobileOriginated]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import OptionError
 from ..segments import (
     DELETE_GSM_BASIC,
     GSM7,
@@ -77,7 +78,7 @@ def build_parts(text: str, *, concat: Concat = "udh", reference: int = 0, regist
     ``registered_delivery`` is set on the last part only.
     """
     if concat not in ("udh", "sar"):
-        raise ValueError(f"concat must be 'udh' or 'sar', not {concat!r}")
+        raise OptionError(f"concat must be 'udh' or 'sar', not {concat!r}")
     count = count_segments(text)
     gsm = count.encoding == GSM7
     data_coding = DC_GSM7 if gsm else DC_UCS2
@@ -87,7 +88,7 @@ def build_parts(text: str, *, concat: Concat = "udh", reference: int = 0, regist
     if total == 1:
         return [Part(payloads[0], 0, data_coding, b"", registered_delivery)]
     if total > 255:
-        raise ValueError(f"message needs {total} parts; SMPP concatenation allows at most 255")
+        raise OptionError(f"message needs {total} parts; SMPP concatenation allows at most 255")
     parts: list[Part] = []
     for seq, payload in enumerate(payloads, start=1):
         rd = registered_delivery if seq == total else 0
