@@ -15,16 +15,16 @@ import asyncio
 import inspect
 import logging
 import ssl
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from ._classify import Outcome, SendResult, classify, failure, parse_retry_after
 from ._ratelimit import RateLimiter, projected_seconds
+from ._sync import run_sync
 from .batch import Batch
 from .errors import ConfigError
 from .gateway import Gateway, install_log_redaction, redact
@@ -32,69 +32,12 @@ from .gateway import Gateway, install_log_redaction, redact
 __all__ = ["ENDPOINTS", "GatewayClient", "Outcome", "SendResult", "parse_retry_after", "redact", "run_sync"]
 
 logger = logging.getLogger("plasgate_nb")
-T = TypeVar("T")
 Hook = Callable[[Any], Awaitable[None] | None]
 ENDPOINTS = {"batch": "/rest/batch-send", "single": "/rest/send", "http": "/api/send"}
 USER_AGENT = "plasgate-nb/0.1"
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
 install_log_redaction()
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code, even inside a running event loop (Jupyter).
-
-    Without a running loop it is ``asyncio.run``; with one, the coroutine runs on a fresh loop in a
-    helper thread named ``plasgate-nb-sync`` and this call blocks until it finishes. An interrupt
-    (KeyboardInterrupt, the notebook's stop button) cancels the coroutine and waits for it to unwind
-    before re-raising, so nothing keeps sending in the background.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    async def main() -> T:
-        """Publish this loop and task so the caller can cancel them, then run the coroutine."""
-        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
-        if box.get("abandon"):  # interrupted before this thread got going
-            coro.close()
-            raise asyncio.CancelledError
-        return await coro
-
-    done = threading.Event()
-
-    def target() -> None:
-        """Run the coroutine on this thread's own loop and keep its result or error."""
-        try:
-            box["value"] = asyncio.run(main())
-        except BaseException as exc:
-            box["error"] = exc
-        finally:
-            done.set()
-
-    # wait on an Event, not Thread.join: an interrupted join marks a live thread stopped (bpo-45274)
-    thread = threading.Thread(target=target, name="plasgate-nb-sync", daemon=True)
-    try:
-        thread.start()
-        while not done.wait(0.1):
-            pass
-    except BaseException:
-        box["abandon"] = True
-        give_up = time.monotonic() + 5.0
-        while not done.wait(0.1):
-            if "task" in box:
-                box["loop"].call_soon_threadsafe(box["task"].cancel)
-            elif time.monotonic() > give_up:  # the thread never started: nothing runs
-                break
-        raise
-    finally:
-        if done.is_set():
-            thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 async def _call(hook: Hook | None, arg: Any) -> None:

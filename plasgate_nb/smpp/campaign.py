@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
 from collections import deque
@@ -25,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._sync import run_sync
 from ..errors import TransportError
 from ..segments import count_segments
 from . import pdu as _pdu
@@ -207,23 +207,7 @@ def send_smpp(
     if len(requests_rows) == 0:
         return run.counts
     coro = _send(run, requests_rows, config=config, sender=sender, group_size=size, receipt_timeout=receipt_timeout)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coro)
-        return run.counts
-    # a loop runs in this thread (Jupyter): run ours in a helper thread and wait for it
-    box: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box.append(exc)
-
-    thread = threading.Thread(target=target, name=THREAD_NAME, daemon=True)
-    thread.start()
-    thread.join()
-    if box:
-        raise box[0]
+    # in a cell (a loop runs in this thread) the session runs in a helper thread; Ctrl-C or the stop
+    # button cancels it there and waits for it to unwind (what was answered is settled) before raising
+    run_sync(coro, thread_name=THREAD_NAME)
     return run.counts
