@@ -345,9 +345,15 @@ class _Connection(asyncio.Protocol):
         whole = self._whole(text, concat, to, sender, rd, ton, npi)
         if isinstance(whole, str):
             return whole
-        sender, to, text, parts, rd, notify = whole
         server = self.server
-        message_id = server.backend.accept(
+        message_id = self._accept_one(server.backend, whole)
+        server.stats["accepted"] = server.stats.get("accepted", 0) + 1
+        return message_id
+
+    def _accept_one(self, backend: Any, whole: Accepting) -> str:
+        """``backend.accept`` one whole message (raises SubmitRefused)."""
+        sender, to, text, parts, rd, notify = whole
+        return backend.accept(
             system_id=self.system_id or "",
             sender=sender,
             to=to,
@@ -356,8 +362,6 @@ class _Connection(asyncio.Protocol):
             registered_delivery=rd,
             notify=notify,
         )
-        server.stats["accepted"] = server.stats.get("accepted", 0) + 1
-        return message_id
 
     def _accept_many(self, wholes: list[Accepting]) -> list[str | SubmitRefused]:
         """Hand whole messages to the backend in one call (``accept`` one by one if it has no ``accept_many``)."""
@@ -366,19 +370,9 @@ class _Connection(asyncio.Protocol):
         if many is not None:
             return many(system_id, wholes)
         out: list[str | SubmitRefused] = []
-        for sender, to, text, parts, rd, notify in wholes:
+        for whole in wholes:
             try:
-                out.append(
-                    backend.accept(
-                        system_id=system_id,
-                        sender=sender,
-                        to=to,
-                        text=text,
-                        parts=parts,
-                        registered_delivery=rd,
-                        notify=notify,
-                    )
-                )
+                out.append(self._accept_one(backend, whole))
             except SubmitRefused as exc:
                 out.append(exc)
         return out
