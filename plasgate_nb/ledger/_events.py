@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import LedgerError
+from ._rows import as_utc
 
 FINAL_STATUSES = frozenset({"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED"})
 SOURCES = frozenset({"dlr", "smpp", "batch", "errback"})
@@ -143,8 +144,7 @@ DONE_DATE_STEP = timedelta(minutes=1)  # Jasmin's donedate is YYMMDDhhmm: the mi
 
 def _utc(value: datetime | str) -> datetime:
     """An aware UTC datetime from a datetime or the text SQLite stores (UTC, no offset)."""
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 def delivered_time(done_at: datetime | str | None, received_at: datetime | str) -> datetime:

@@ -372,13 +372,17 @@ class Ledger:
             )
             update_rows(conn, [current[k][0] for k in staying], assign, values)
             self._pair(conn, cid, {k: v for k, v in ids.items() if k in current}, current, now)
-            parts = {str(k): ",".join(map(str, v)) for k, v in (part_ids or {}).items()}
-            if parts := {k: v for k, v in parts.items() if k in current}:
+            parts = [
+                {"b_row": current[str(k)][0], "b_p": ",".join(map(str, v))}
+                for k, v in (part_ids or {}).items()
+                if str(k) in current
+            ]
+            if parts:
                 conn.execute(
                     messages.update()
                     .where(messages.c.id == sa.bindparam("b_row"))
                     .values(part_ids=sa.bindparam("b_p")),
-                    [{"b_row": current[k][0], "b_p": v} for k, v in parts.items()],
+                    parts,
                 )
         return len(moving)
 

@@ -145,9 +145,8 @@ def parse_carrier(text: str, model: DeliveryModel) -> DeliveryModel:
 def describe(config: SimulatorConfig) -> str:
     """One line per setting a user may have changed: limits and the delivery model's carriers."""
     limits = config.rate_limits
-    shown = ", ".join(
-        f"{route} {getattr(limits, route) or 'off'}{'/min' if getattr(limits, route) else ''}" for route in ROUTES
-    )
+    per_minute = {route: getattr(limits, route) for route in ROUTES}
+    shown = ", ".join(f"{route} {f'{n}/min' if n else 'off'}" for route, n in per_minute.items())
     lines = [f"  limits:    {shown}; DLR retries {config.callback_retries} x {config.callback_retry_delay:g} s"]
     for c in (*config.delivery.carriers, config.delivery.fallback):
         lines.append(

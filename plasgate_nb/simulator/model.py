@@ -48,6 +48,11 @@ class InsufficientBalance(Exception):
     """The account cannot pay for the request (the gateway answers 402)."""
 
 
+def _refusal(balance: float, cost: float) -> InsufficientBalance:
+    """The 402 a request gets when ``balance`` cannot pay its ``cost``."""
+    return InsufficientBalance(f"balance {balance:.3f} is below the price {cost:.3f} of this request")
+
+
 def mask_report(content: str) -> str:
     """Return the transaction-report view: every ``#ma#...#ma#`` area shown as ``******``."""
     if MASK_MARKER not in content:
@@ -160,10 +165,6 @@ class Gateway:
         return None
 
     # -- accepting ---------------------------------------------------------------------------------
-    def price(self, account: Account, messages: list[MessageSpec]) -> float:
-        """Return what ``messages`` cost the account (segments of the delivered text x price)."""
-        return sum(self._segments(m.content)[1] * len(m.to) for m in messages) * account.price_per_segment
-
     def _segments(self, content: str) -> tuple[str, int, str]:
         """Return (encoding, segments, delivered text) after markers and ``max_parts`` truncation."""
         delivered = strip_markers(content)
@@ -193,9 +194,7 @@ class Gateway:
         per_segment = account.price_per_segment
         cost = sum(p[1] * len(m.to) for p, m in zip(parts, messages, strict=True)) * per_segment
         if cost > self.balances[account.username] + 1e-9:
-            raise InsufficientBalance(
-                f"balance {self.balances[account.username]:.3f} is below the price {cost:.3f} of this request"
-            )
+            raise _refusal(self.balances[account.username], cost)
         self.balances[account.username] -= cost
         self.request_seq += 1
         now = self.clock.now()
@@ -213,7 +212,7 @@ class Gateway:
         codes, latencies = self.outcomes.draw(tos)
         self.codes.extend(codes)
         self.latency.extend(latencies)
-        first = start
+        offset = 0  # of this message's first recipient among the request's
         for spec, (encoding, segments, delivered) in zip(messages, parts, strict=True):
             sub = Submission(
                 route,
@@ -241,9 +240,9 @@ class Gateway:
             self.subs.append(sub)
             n = len(spec.to)
             self.sub_of.extend([sub_index] * n)
-            all_ids.append(ids[first - start : first - start + n])
-            events = self._events(sub, sub_index, first, n, due)
-            first += n
+            all_ids.append(ids[offset : offset + n])
+            events = self._events(sub, sub_index, start + offset, n, due)
+            offset += n
             for to, error in spec.invalid:
                 if errback_url:
                     self.errbacks.append((sub_index, to, error))
@@ -273,7 +272,7 @@ class Gateway:
             encoding, segments, delivered = self._segments(content)
             cost, balance = segments * per, self.balances[name]
             if cost > balance + 1e-9:
-                out.append(InsufficientBalance(f"balance {balance:.3f} is below the price {cost:.3f} of this request"))
+                out.append(_refusal(balance, cost))
                 continue
             self.balances[name] = balance - cost
             self.request_seq += 1
