@@ -32,6 +32,7 @@ from .errors import (
     TemplateError,
     TransportError,
 )
+from .experiments import VariantComparison, assign_variants, compare_variants, plot_variants
 from .gateway import Gateway, redact
 from .ledger import Ledger
 from .report import collect, delivery_summary, export_report, wait_for_reports
@@ -82,14 +83,18 @@ __all__ = [
     "SmppSession",
     "TemplateError",
     "TransportError",
+    "VariantComparison",
+    "assign_variants",
     "build_batches",
     "build_requests",
     "collect",
+    "compare_variants",
     "count_segments",
     "delivery_summary",
     "estimate_cost",
     "export_report",
     "normalize_msisdn",
+    "plot_variants",
     "prepare_audience",
     "preview",
     "redact",
