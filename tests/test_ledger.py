@@ -586,6 +586,9 @@ def test_bad_replies_are_refused_whole(ledger: Ledger) -> None:
 def _downgrade(engine: sa.Engine, version: int) -> None:
     """Make a current ledger look like one of schema ``version`` (what the upgrades add removed)."""
     with engine.begin() as conn:
+        if version < 4:
+            conn.exec_driver_sql("DROP TABLE plasgate_suppressions")
+            conn.exec_driver_sql("DROP TABLE plasgate_settings")
         if version < 3:
             conn.exec_driver_sql("ALTER TABLE plasgate_messages DROP COLUMN part_ids")
         if version < 2:
@@ -600,7 +603,6 @@ def _version(engine: sa.Engine) -> str:
 
 def test_version_1_ledger_is_upgraded_on_open(url: str) -> None:
     """A ledger written before replies existed (schema 1) gains the table on open and keeps its rows."""
-    assert SCHEMA_VERSION == 3
     with Ledger(url) as led:
         led.plan("c", frame(3))
         engine = sa.create_engine(led.url)
@@ -610,7 +612,7 @@ def test_version_1_ledger_is_upgraded_on_open(url: str) -> None:
         assert led.summary("c")["planned"] == 3
         assert led.record_replies("c", [{"msisdn": "85512000001", "to": "SMS Info", "text": "ok"}]) == 1
         assert led.replies("c")["text"].tolist() == ["ok"]
-    assert _version(engine) == "3" and "plasgate_replies" in sa.inspect(engine).get_table_names()
+    assert _version(engine) == str(SCHEMA_VERSION) and "plasgate_replies" in sa.inspect(engine).get_table_names()
     engine.dispose()
 
 
@@ -640,7 +642,7 @@ def test_version_2_ledger_forgets_digests_of_masked_values(url: str) -> None:
         again = led.plan("c", df)
         assert (again.kept, again.replanned, again.changed) == (2, (), ())
         assert led.messages("c")["part_ids"].isna().all()
-    assert _version(engine) == "3"
+    assert _version(engine) == str(SCHEMA_VERSION)
     engine.dispose()
 
 

@@ -19,7 +19,8 @@ from ..errors import LedgerError
 
 logger = logging.getLogger("plasgate_nb")
 
-SCHEMA_VERSION = 3  # 1: campaigns, messages, events; 2: + replies; 3: + part_ids, digests of report views
+SCHEMA_VERSION = 4  # 1: campaigns, messages, events; 2: + replies; 3: + part_ids, digests of report views;
+# 4: + settings, suppressions
 DEFAULT_PATH = "plasgate_nb.db"
 BUSY_TIMEOUT_S = 60.0
 WRITE_OPTION = "plasgate_write"
@@ -114,6 +115,25 @@ replies = sa.Table(
     sa.Column("data_coding", sa.Integer, nullable=True),
     sa.Column("received_at", TS, nullable=False),
     sa.Index("ix_plasgate_replies_campaign", "campaign_id"),
+)
+
+settings = sa.Table(  # ledger-wide settings every process sharing the ledger must agree on (e.g. keywords)
+    "plasgate_settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+)
+
+suppressions = sa.Table(  # one row per number ever suppressed; ``active`` false once it opted back in
+    "plasgate_suppressions",
+    metadata,
+    sa.Column("msisdn", sa.String(32), primary_key=True),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("since", TS, nullable=False),  # when the current state began (the reply's time for replies)
+    sa.Column("source", sa.String(16), nullable=False),  # "reply" or "manual"
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("plasgate_campaigns.id"), nullable=True),
+    sa.Column("text", sa.String(200), nullable=True),  # the reply (cut), or the reason given
+    sa.Index("ix_plasgate_suppressions_active", "active"),
 )
 
 
@@ -235,7 +255,13 @@ def _part_ids_and_masked_digests(conn: sa.Connection) -> None:
         logger.info("ledger upgrade: %d digests of masked texts now cover their report view only", len(masked))
 
 
-_MIGRATIONS = {1: _add_replies, 2: _part_ids_and_masked_digests}  # from version N to N + 1
+def _add_suppressions(conn: sa.Connection) -> None:
+    """Version 3 -> 4: the ``plasgate_settings`` and ``plasgate_suppressions`` tables (opt-out list)."""
+    settings.create(conn, checkfirst=True)
+    suppressions.create(conn, checkfirst=True)
+
+
+_MIGRATIONS = {1: _add_replies, 2: _part_ids_and_masked_digests, 3: _add_suppressions}  # from version N to N + 1
 
 
 def _migrate(conn: sa.Connection, found: int) -> None:

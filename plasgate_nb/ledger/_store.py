@@ -17,7 +17,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..errors import LedgerError
-from . import _columns, _pairing
+from ..optout import Keywords
+from . import _columns, _pairing, _suppress
 from ._events import normalize
 from ._frames import (
     EVENT_COLUMNS,
@@ -485,7 +486,63 @@ class Ledger:
             cid = None if campaign is None else self._need(conn, campaign)
             rows = reply_rows(items, campaign_id=cid, now=_now(), text_max=REPLY_TEXT_MAX)
             conn.execute(reply_table.insert(), rows)
+            changed = _suppress.apply_replies(conn, rows)
+        if changed:
+            logger.info("%d opt-out/opt-in replies changed the suppression list", changed)
         return len(rows)
+
+    # -- suppression list --------------------------------------------------------------------------
+
+    def suppressions(self, *, history: bool = False) -> pd.DataFrame:
+        """Numbers on the suppression list: ``msisdn, since, source, campaign, text``, oldest first.
+
+        ``source`` is ``reply`` (the number replied an opt-out keyword: ``text`` is the reply,
+        ``campaign`` the campaign it was filed under) or ``manual`` (:meth:`suppress`: ``text`` is the
+        reason). ``history=True`` also lists numbers that opted back in (``active`` false).
+        """
+        with self._read("read suppressions") as conn:
+            return _suppress.read(conn, campaigns, active_only=not history)
+
+    def suppressed_numbers(self) -> set[str]:
+        """The numbers on the suppression list (Plasgate form), for filtering an audience."""
+        with self._read("read suppressions") as conn:
+            return _suppress.active_numbers(conn)
+
+    def suppress(self, numbers: Iterable[Any], *, reason: str = "added by hand") -> int:
+        """Put ``numbers`` (any spelling) on the suppression list; return how many were not on it yet."""
+        return self._manual(numbers, active=True, reason=reason)
+
+    def unsuppress(self, numbers: Iterable[Any], *, reason: str = "removed by hand") -> int:
+        """Take ``numbers`` (any spelling) off the suppression list; return how many were on it."""
+        return self._manual(numbers, active=False, reason=reason)
+
+    def _manual(self, numbers: Iterable[Any], *, active: bool, reason: str) -> int:
+        """Suppress or unsuppress numbers by hand, now; LedgerError names entries that are not numbers."""
+        from ..audience import normalize_msisdn  # numbers arrive in any spelling; the audience stage reads them
+
+        if isinstance(numbers, str | bytes):
+            numbers = [numbers]
+        values = list(numbers)
+        normal = [normalize_msisdn(v) for v in values]
+        bad = [v for v, n in zip(values, normal, strict=True) if n is None]
+        if bad:
+            raise LedgerError(f"{len(bad)} entries are not phone numbers: {bad[:10]}")
+        now = _now()
+        changes = [(n, active, now, "manual", None, reason) for n in dict.fromkeys(normal) if n]
+        with self._write("suppress") as conn:
+            return _suppress.change(conn, changes)
+
+    def opt_out_keywords(self) -> Keywords:
+        """The keywords replies are matched against (STOP, ឈប់, ... and START, UNSTOP, ... by default)."""
+        with self._read("read keywords") as conn:
+            return _suppress.keywords(conn)
+
+    def set_opt_out_keywords(self, keywords: Keywords) -> None:
+        """Store the opt-out/opt-in keywords for every process sharing this ledger (the receiver included)."""
+        if not isinstance(keywords, Keywords):
+            raise LedgerError("set_opt_out_keywords() takes a plasgate_nb.optout.Keywords")
+        with self._write("set keywords") as conn:
+            _suppress.save_keywords(conn, keywords)
 
     def replies(self, campaign: str | None = None) -> pd.DataFrame:
         """Replies filed under ``campaign`` (every reply when None) in arrival order.
