@@ -532,6 +532,28 @@ class Ledger:
         with self._write("suppress") as conn:
             return _suppress.change(conn, changes)
 
+    def accepted_since(self, since: datetime, *, numbers: Iterable[str] | None = None) -> pd.DataFrame:
+        """Messages accepted by the gateway since ``since`` (aware), from every campaign of this ledger.
+
+        Columns ``msisdn, campaign, submitted_at`` (UTC), oldest first; ``numbers`` limits it to those
+        numbers (Plasgate form). What a frequency cap counts.
+        """
+        cols = messages.c
+        stmt = (
+            sa.select(cols.msisdn, campaigns.c.name, cols.submitted_at)
+            .select_from(messages.join(campaigns, cols.campaign_id == campaigns.c.id))
+            .where(cols.state == "accepted", cols.submitted_at >= as_utc(since))
+            .order_by(cols.submitted_at)
+        )
+        wanted = None if numbers is None else set(map(str, numbers))
+        with self._read("read accepted messages") as conn:
+            rows = [tuple(r) for r in conn.execute(stmt) if wanted is None or r[0] in wanted]
+        frame = pd.DataFrame.from_records(rows, columns=["msisdn", "campaign", "submitted_at"], coerce_float=False)
+        frame["msisdn"] = frame["msisdn"].astype("string")
+        frame["campaign"] = frame["campaign"].astype("string")
+        frame["submitted_at"] = pd.to_datetime(frame["submitted_at"], utc=True).astype("datetime64[us, UTC]")
+        return frame
+
     def opt_out_keywords(self) -> Keywords:
         """The keywords replies are matched against (STOP, ឈប់, ... and START, UNSTOP, ... by default)."""
         with self._read("read keywords") as conn:
