@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("plasgate_nb.commands.results", "write delivery results, a chart and rates by a column"),
     "simulator": ("plasgate_nb.simulator.cli", "run the Plasgate-compatible gateway simulator"),
     "callbacks": ("plasgate_nb.commands.callbacks", "run the delivery-report receiver for a ledger"),
+    "suppressions": ("plasgate_nb.commands.suppressions", "list, add to, remove from or export the opt-out list"),
 }
 
 EPILOG = f"""\

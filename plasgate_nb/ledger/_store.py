@@ -526,7 +526,7 @@ class Ledger:
         normal = [normalize_msisdn(v) for v in values]
         bad = [v for v, n in zip(values, normal, strict=True) if n is None]
         if bad:
-            raise LedgerError(f"{len(bad)} entries are not phone numbers: {bad[:10]}")
+            raise LedgerError(f"{len(bad)} of {len(values)} entries are not phone numbers: {bad[:10]}")
         now = _now()
         changes = [(n, active, now, "manual", None, reason) for n in dict.fromkeys(normal) if n]
         with self._write("suppress") as conn:
