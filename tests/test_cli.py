@@ -162,8 +162,16 @@ def test_bad_input_and_missing_credentials_exit_2_with_a_clear_message(
     files["template"].write_text(TEMPLATE, encoding="utf-8")
     monkeypatch.delenv("PLASGATE_SECRET")
     assert main(send_args(files)) == 2
-    err = capsys.readouterr().err
-    assert "PLASGATE_SECRET" in err and env["PLASGATE_PRIVATE_KEY"] not in err
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "plasgate-nb send: error: missing credential(s) for path 'batch': set PLASGATE_SECRET (or pass them to Gateway)"
+    ]  # before any progress bar, and before anything is planned: not even the ledger exists
+    assert env["PLASGATE_PRIVATE_KEY"] not in captured.err and not files["ledger"].exists()
+    assert main(["status", "--campaign", "cli", "--ledger", str(files["ledger"])]) == 2
+    assert f"--ledger file {files['ledger']} not found" in capsys.readouterr().err
+    assert not files["ledger"].exists()
+    assert main(send_args(files, "--dry-run")) == 0  # a dry run needs no credentials
+    assert "creating a new ledger" in capsys.readouterr().err
     assert main(["status", "--campaign", "nope", "--ledger", str(files["ledger"])]) == 2
     assert "no campaign 'nope'" in capsys.readouterr().err
     assert len(sim.records()) == before
@@ -394,9 +402,10 @@ def test_a_429_storm_exits_4_and_the_rerun_sends_the_rest(
     assert len(sim.records()) == before + 2
 
 
-def test_uncertain_rows_exit_3_and_a_rerun_with_nothing_new_exits_0(
+def test_uncertain_rows_exit_3_on_every_rerun_until_resent(
     sim: Simulator, env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    before = len(sim.records())
     sim.set_faults(Fault("error_after", route="batch", count=1))
     try:
         assert main(send_args(files)) == EXIT_NOT_SENT
@@ -405,9 +414,20 @@ def test_uncertain_rows_exit_3_and_a_rerun_with_nothing_new_exits_0(
     captured = capsys.readouterr()
     assert last_json(captured.out)["uncertain"] == 2
     assert "2 uncertain" in captured.err and "--resend-uncertain" in captured.err
-    assert main(send_args(files)) == EXIT_OK  # nothing new to send: uncertain rows are never resent unasked
-    again = last_json(capsys.readouterr().out)
-    assert (again["recipients"], again["already_sent"]) == (0, 2)
+    assert main(send_args(files)) == EXIT_NOT_SENT  # nothing new was sent, but the campaign is not complete
+    captured = capsys.readouterr()
+    again = last_json(captured.out)
+    assert (again["recipients"], again["already_sent"], again["campaign_states"]["uncertain"]) == (0, 2, 2)
+    assert "campaign 'cli' has 2 uncertain" in captured.err
+    assert len(sim.records()) == before + 2  # uncertain rows are never resent unasked
+    assert main(send_args(files, "--resend-uncertain", "C2")) == EXIT_NOT_SENT  # only the key given
+    captured = capsys.readouterr()
+    assert last_json(captured.out)["accepted"] == 1 and "has 1 uncertain" in captured.err
+    assert [r["to"] for r in sim.records(offset=before + 2)] == ["855971234567"]
+    assert main(send_args(files, "--resend-uncertain")) == EXIT_OK  # a bare option: every uncertain row
+    done = last_json(capsys.readouterr().out)
+    assert done["accepted"] == 1 and done["campaign_states"]["accepted"] == 2
+    assert [r["to"] for r in sim.records(offset=before + 3)] == ["85512345678"]
 
 
 def test_rejected_rows_exit_3(

@@ -16,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LedgerError
+from ..ledger import Ledger
+from ..ledger._schema import resolve_url
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -27,7 +29,10 @@ __all__ = [
     "EXIT_RETRY_LATER",
     "EXIT_TABLE",
     "add_campaign_options",
+    "check_columns",
     "emit",
+    "existing_ledger",
+    "ledger_file",
     "read_frame",
     "read_suppress",
     "read_template",
@@ -43,15 +48,20 @@ EXIT_INTERRUPTED = 130
 
 EXIT_TABLE = f"""\
 exit codes:
-  {EXIT_OK}    done: every message accepted, nothing new to send, or a dry run
+  {EXIT_OK}    done: every row of the input is accepted by the gateway (in this run or an
+       earlier one) or deliberately skipped (invalid, opted out...), or a dry run
        (callbacks, simulator: stopped with Ctrl-C)
   {EXIT_BUG}    unexpected error (a bug: the traceback is printed; please report it)
   {EXIT_BAD_INPUT}    bad input or settings: a missing file or column, a template error, missing
-       credentials, a port in use (one line on stderr names the file, column or option)
-  {EXIT_NOT_SENT}    send: some messages were rejected, are uncertain, or changed since planned
-       and were not sent; look at them (status, collect) before rerunning
-  {EXIT_RETRY_LATER}    send: some messages are left to retry (the gateway throttled them or turned
-       them away unread), nothing worse; run the same command again later
+       credentials, a missing --ledger file (status, resume, collect, report), a port
+       in use (one line on stderr names the file, column or option)
+  {EXIT_NOT_SENT}    send: the campaign still has rows rejected by the gateway or uncertain (now
+       or in an earlier run), or rows changed since planned; stderr says how many.
+       A rerun exits 3 again until they are resent (--resend-rejected,
+       --resend-uncertain) or settled; look at them first (status, collect)
+  {EXIT_RETRY_LATER}    send: rows are only left to retry (the gateway throttled them, turned them
+       away unread, or could not be reached), nothing worse; run the same command
+       again later
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
 
 PARQUET = (".parquet", ".pq")
@@ -125,6 +135,61 @@ def write_frame(df: pd.DataFrame, path: Path) -> None:
         raise ConfigError(f"writing {path} needs a package that is not installed: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"cannot write --output file {path}: {exc.strerror or exc}") from exc
+
+
+def ledger_file(value: str) -> Path | None:
+    """The SQLite file a ``--ledger`` value names, or None for a database URL (PostgreSQL)."""
+    try:
+        url = resolve_url(value)
+    except LedgerError as exc:
+        raise ConfigError(f"--ledger {value}: {exc}") from exc
+    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+
+
+def existing_ledger(value: str, campaign: str) -> Ledger:
+    """Open the ``--ledger`` holding ``campaign`` without ever creating one.
+
+    A missing SQLite file is a ConfigError naming it (reading a ledger that does not exist would create
+    an empty one and report an empty campaign); an unknown campaign is a LedgerError. PostgreSQL URLs
+    are opened as they are.
+    """
+    path = ledger_file(value)
+    if path is not None and not path.is_file():
+        raise ConfigError(
+            f"--ledger file {value} not found: give the --ledger the campaign was sent with "
+            "(only `send` creates a ledger)"
+        )
+    ledger = Ledger(value)
+    if ledger.campaign_token(campaign) is None:
+        ledger.close()
+        raise LedgerError(f"no campaign {campaign!r} in ledger {ledger!r}")
+    return ledger
+
+
+def check_columns(
+    df: pd.DataFrame,
+    path: Path,
+    *,
+    key: str | None = None,
+    phone: str | None = None,
+    mask: list[str] | tuple[str, ...] = (),
+) -> None:
+    """Raise ConfigError naming the option and the input's own columns when ``--key``, ``--phone`` or
+    ``--mask`` names a column the input file does not have."""
+    columns = ", ".join(map(str, df.columns))
+    if key is not None and key not in df.columns:
+        raise ConfigError(
+            f"--key {key!r} is not a column of {path} (its columns: {columns}); "
+            "name its unique id column with --key COLUMN"
+        )
+    if phone is not None and phone not in df.columns:
+        raise ConfigError(
+            f"input file {path} has no phone column {phone!r} (its columns: {columns}); "
+            "name the column holding the phone numbers with --phone COLUMN"
+        )
+    unknown = [name for name in mask if name not in df.columns]
+    if unknown:
+        raise ConfigError(f"--mask {', '.join(map(repr, unknown))}: not a column of {path} (its columns: {columns})")
 
 
 def add_campaign_options(parser: argparse.ArgumentParser) -> None:

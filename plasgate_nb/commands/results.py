@@ -7,16 +7,15 @@ from pathlib import Path
 
 from ..audience import prepare_audience
 from ..errors import ConfigError
-from ..ledger import Ledger
 from ..report import collect, delivery_summary, export_report
-from ._common import add_campaign_options, emit, read_frame, write_frame
+from ._common import add_campaign_options, check_columns, emit, existing_ledger, read_frame, write_frame
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options (shared by collect and report)."""
     parser.add_argument("input", type=Path, help="the customers file the campaign was sent from")
     add_campaign_options(parser)
-    parser.add_argument("--key", default=None, help="the unique id column used when sending")
+    parser.add_argument("--key", default=None, metavar="COLUMN", help="the unique id column used when sending")
     parser.add_argument(
         "--phone", default="phone", help="phone column: adds msisdn, carrier and the audience verdict (default phone)"
     )
@@ -25,11 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the input enriched with send and delivery columns (and, for report, a chart and summary)."""
+    """Write the input enriched with send and delivery columns (and, for report, a chart and summary).
+
+    Never creates a ledger: a missing SQLite file or an unknown campaign exits 2 naming it.
+    """
     df = read_frame(args.input, key=args.key)
+    check_columns(df, args.input, key=args.key)
+    ledger = existing_ledger(args.ledger, args.campaign)
     if args.phone in df.columns:
         df = prepare_audience(df, phone=args.phone)
-    ledger = Ledger(args.ledger)
     collected = collect(df, (ledger, args.campaign), key=args.key)
     if args.command == "collect":
         write_frame(collected, args.output)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import LedgerError
-from ..ledger import Ledger
-from ._common import add_campaign_options, emit
+from ._common import add_campaign_options, emit, existing_ledger
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,10 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the campaign's counts per state (and, for resume, settle interrupted rows first)."""
-    ledger = Ledger(args.ledger)
-    if ledger.campaign_token(args.campaign) is None:
-        raise LedgerError(f"no campaign {args.campaign!r} in ledger {ledger!r}")
+    """Print the campaign's counts per state (and, for resume, settle interrupted rows first).
+
+    Never creates a ledger: a missing SQLite file or an unknown campaign exits 2 naming it.
+    """
+    ledger = existing_ledger(args.ledger, args.campaign)
     moved = ledger.resume(args.campaign) if args.command == "resume" else 0
     counts = ledger.summary(args.campaign)
     lines = [f"campaign {args.campaign!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
