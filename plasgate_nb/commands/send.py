@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         key=args.key,
         receiver=args.callback_url,
         price_per_segment=args.price,
-        progress=not args.json,
+        progress=not args.json and sys.stderr.isatty(),  # no progress bars in a cron job's mail
         smpp=smpp,
         receipt_timeout=args.receipt_wait,
     )
