@@ -21,7 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from plasgate_nb.cli import main
+from plasgate_nb.cli import build_parser, main
 from plasgate_nb.commands import send as send_command
 from plasgate_nb.commands._common import EXIT_BAD_INPUT, EXIT_NOT_SENT, EXIT_OK, EXIT_RETRY_LATER
 from plasgate_nb.gateway import Gateway
@@ -543,3 +543,156 @@ def test_callbacks_with_an_unusable_ledger_exits_2(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == EXIT_BAD_INPUT and out == ""
     assert err.strip().startswith("plasgate-nb callbacks: error: cannot open the ledger") and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ options a cron job relies on
+
+
+def test_resend_options_take_all_or_keys_comma_separated_and_repeatable() -> None:
+    parser = build_parser()
+    base = ["send", "in.csv", "--template", "t.j2", "--campaign", "c"]
+    assert parser.parse_args(base).resend_rejected is False
+    assert parser.parse_args([*base, "--resend-rejected"]).resend_rejected is True
+    keys = parser.parse_args([*base, "--resend-rejected", "C1, C2", "--resend-rejected", "C3", "--dry-run"])
+    assert keys.resend_rejected == ["C1", "C2", "C3"] and keys.dry_run and keys.resend_uncertain is False
+    both = parser.parse_args([*base, "--resend-uncertain", "C1", "--resend-uncertain"])
+    assert both.resend_uncertain is True  # a bare option means every row: it wins over any keys
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--resend-rejected", ","])
+
+
+def test_resend_rejected_by_key_resends_only_those_and_names_keys_it_cannot(
+    sim: Simulator,
+    env: dict[str, str],
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PLASGATE_SENDER", "NOTAPPROVED")
+    assert main(send_args(files)) == EXIT_NOT_SENT
+    capsys.readouterr()
+    before = len(sim.records())
+    assert main(send_args(files, "--sender", "SMS Info", "--resend-rejected", "C2,C9")) == EXIT_NOT_SENT
+    captured = capsys.readouterr()
+    assert "--resend-rejected: not rejected, left as they are: C9 (not in the campaign)" in captured.err
+    assert "campaign 'cli' has 1 rejected" in captured.err
+    assert [r["to"] for r in sim.records(offset=before)] == ["855971234567"]
+    assert last_json(captured.out)["campaign_states"] == {
+        "planned": 0,
+        "submitting": 0,
+        "accepted": 1,
+        "rejected": 1,
+        "uncertain": 0,
+    }
+
+
+def test_sender_option_wins_over_the_environment_and_is_checked_before_anything_is_written(
+    sim: Simulator,
+    env: dict[str, str],
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PLASGATE_SENDER", "NOTAPPROVED")
+    assert main(send_args(files, "--sender", "WAYTOOLONGSENDER")) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.startswith("plasgate-nb send: error: --sender: sender 'WAYTOOLONGSENDER' has 16")
+    assert not files["ledger"].exists()
+    before = len(sim.records())
+    assert main(send_args(files, "--sender", "SMS Info")) == EXIT_OK
+    capsys.readouterr()
+    assert {r["sender"] for r in sim.records(offset=before)} == {"SMS Info"}
+
+
+def test_schedule_at_reaches_the_gateway_and_a_bad_one_writes_nothing(
+    sim: Simulator, env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for bad, words in (
+        ("2020-01-01 09:00", "is in the past"),
+        ("tomorrow", "is not a time"),
+    ):
+        assert main(send_args(files, "--schedule-at", bad)) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert err.startswith("plasgate-nb send: error: --schedule-at") and words in err, err
+    assert main(send_args(files, "--schedule-at", "2099-01-01 09:00", "--transport", "single")) == EXIT_BAD_INPUT
+    assert "--schedule-at works only with --transport batch" in capsys.readouterr().err
+    assert not files["ledger"].exists()
+    before = len(sim.records())
+    assert main(send_args(files, "--schedule-at", "2099-01-01 09:00")) == EXIT_OK
+    capsys.readouterr()
+    records = sim.records(offset=before)
+    due = pd.Timestamp("2099-01-01 09:00", tz="Asia/Phnom_Penh").timestamp()
+    assert len(records) == 2 and all(r["due_at"] >= due for r in records), records
+
+
+def test_preview_and_send_price_the_same_way(
+    env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*preview_args(files), "--json"]) == EXIT_OK
+    cost = last_json(capsys.readouterr().out)["cost"]
+    assert (cost["total"], cost["price_per_segment"], cost["segments"]) == (None, None, 2)
+    assert main(preview_args(files)) == EXIT_OK
+    assert "2 messages, 2 parts (no cost estimate: give --price)" in capsys.readouterr().out
+    assert main(send_args(files, "--dry-run")) == EXIT_OK
+    assert last_json(capsys.readouterr().out)["cost"] is None  # no price, no cost: in both commands
+    assert main([*preview_args(files, "--price", "0.05"), "--json"]) == EXIT_OK
+    previewed = last_json(capsys.readouterr().out)["cost"]["total"]
+    assert main(send_args(files, "--dry-run", "--price", "0.05")) == EXIT_OK
+    assert last_json(capsys.readouterr().out)["cost"] == pytest.approx(previewed) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("command", ["status", "resume", "collect", "report"])
+def test_reading_commands_never_create_a_ledger(
+    command: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [command, "--campaign", "cli", "--ledger", str(files["ledger"])]
+    if command in ("collect", "report"):
+        args += [str(files["customers"]), "--key", "customer_id", "--output", str(files["out"])]
+    assert main(args) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"plasgate-nb {command}: error: --ledger file {files['ledger']} not found: give the --ledger the "
+        "campaign was sent with (only `send` creates a ledger)\n"
+    )
+    assert not files["ledger"].exists() and not files["out"].exists()
+
+
+def test_send_says_when_it_creates_a_ledger(
+    env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(send_args(files)) == EXIT_OK
+    assert capsys.readouterr().err == f"plasgate-nb send: creating a new ledger {files['ledger']}\n"
+    assert main(send_args(files)) == EXIT_OK
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--key", "id"], ["--key 'id' is not a column of", "customer_id, name, phone, code)", "--key COLUMN"]),
+        (["--phone", "mobile"], ["no phone column 'mobile'", "customer_id, name, phone, code)", "--phone COLUMN"]),
+        (["--mask", "coupon"], ["--mask 'coupon': not a column of", "customer_id, name, phone, code)"]),
+    ],
+)
+def test_column_errors_name_the_option_and_the_inputs_own_columns(
+    extra: list[str],
+    words: list[str],
+    env: dict[str, str],
+    files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = send_args(files)
+    args[args.index("--key") : args.index("--key") + 2] = []
+    assert main([*args, *extra]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert all(word in err for word in words), err
+    assert "msisdn" not in err and "audience_status" not in err
+    assert not files["ledger"].exists()
+
+
+def test_a_missing_phone_column_hints_at_the_phone_option(
+    env: dict[str, str], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pd.read_csv(files["customers"]).rename(columns={"phone": "mobile"}).to_csv(files["customers"], index=False)
+    assert main(preview_args(files)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "has no phone column 'phone'" in err and "mobile" in err and "--phone COLUMN" in err

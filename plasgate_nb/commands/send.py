@@ -18,6 +18,7 @@ import pandas as pd
 from .._keys import message_keys
 from .._schedule import format_schedule_at
 from ..audience import prepare_audience
+from ..batch import validate_sender
 from ..campaign import Campaign, SendSummary
 from ..compose import render_messages
 from ..errors import ConfigError
@@ -187,6 +188,10 @@ def _gateway(args: argparse.Namespace) -> tuple[Gateway, SmppConfig | None]:
     """
     _schedule_at(args)
     gateway = Gateway.from_env(base_url=args.gateway, sender=args.sender)
+    try:
+        validate_sender(gateway.sender)
+    except ConfigError as exc:
+        raise ConfigError(f"{'--sender' if args.sender is not None else 'PLASGATE_SENDER'}: {exc}") from None
     smpp = _smpp_config(args)  # reads and checks the SMPP login
     if not args.dry_run and args.transport != "smpp":
         gateway.require(args.transport)
