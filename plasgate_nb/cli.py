@@ -32,10 +32,11 @@ a campaign from start to finish:
   plasgate-nb demo                                  # the whole product on the built-in simulator
   plasgate-nb simulator --port 8080 &               # a local gateway to rehearse against
   export PLASGATE_BASE_URL=http://127.0.0.1:8080 PLASGATE_PRIVATE_KEY=... PLASGATE_SECRET='...'
-  plasgate-nb preview customers.csv --template offer.j2 --mask coupon
+  plasgate-nb preview customers.csv --template offer.j2 --mask coupon --price 0.012
   plasgate-nb send customers.csv --template offer.j2 --mask coupon --key customer_id \\
-      --campaign spring --ledger spring.db --dry-run
+      --campaign spring --ledger spring.db --price 0.012 --dry-run
   plasgate-nb send ... (the same without --dry-run; run it again: nothing is sent twice)
+  plasgate-nb send ... --resend-rejected   (after fixing why rows were rejected; or KEY1,KEY2)
   plasgate-nb status --campaign spring --ledger spring.db
   plasgate-nb report customers.csv --key customer_id --campaign spring --ledger spring.db \\
       --by carrier --output spring_results.csv
