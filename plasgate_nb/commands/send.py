@@ -331,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
     code = exit_code(summary, standing)
     if code != EXIT_OK:
         _say(f"{_incomplete(summary, standing)} (exit {code})")
-        unreachable = _unreachable(gateway, standing) if code == EXIT_RETRY_LATER else None
-        if unreachable:
+        unreachable = _unreachable(gateway, standing)
+        if unreachable:  # the last line: rows wait because the gateway could not be reached at all
             _say(unreachable)
     return code
