@@ -21,7 +21,7 @@ def test_add_remove_export_and_list(tmp_path: Path, capsys: pytest.CaptureFixtur
     remove.write_text("phone\n0971234567\n", encoding="utf-8")
     assert main(["suppressions", "--ledger", str(ledger), "--add", str(add), "--reason", "complaint"]) == EXIT_OK
     captured = capsys.readouterr()
-    assert "added 2, removed 0" in captured.out and "created a new ledger" in captured.err
+    assert "added 2, removed 0" in captured.out and "creating a new ledger" in captured.err
     out = tmp_path / "list.csv"
     code = main(["suppressions", "--ledger", str(ledger), "--remove", str(remove), "--export", str(out), "--json"])
     assert code == EXIT_OK
@@ -38,7 +38,7 @@ def test_listing_never_creates_a_ledger_and_bad_files_exit_2(
 ) -> None:
     missing = tmp_path / "nope.db"
     assert main(["suppressions", "--ledger", str(missing)]) == EXIT_BAD_INPUT
-    assert f"ledger file {missing} not found" in capsys.readouterr().err
+    assert f"--ledger file {missing} not found" in capsys.readouterr().err
     assert not missing.exists()
     bad = tmp_path / "bad.csv"
     bad.write_text("phone\n012 345 678\nnot a number\n", encoding="utf-8")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..ledger import Ledger
-from ._common import emit, read_suppress, write_frame
+from ._common import emit, ledger_file, read_suppress, write_frame
 
 EPILOG = """\
 numbers land on the list when a customer replies an opt-out keyword (STOP, UNSUBSCRIBE, ឈប់ ...) and
@@ -32,18 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def _existing(url: str) -> None:
-    """Refuse an SQLite ledger file that does not exist (listing must not create one)."""
-    if "://" not in url and not Path(url).expanduser().exists():
-        raise ConfigError(f"ledger file {url} not found")
-
-
 def run(args: argparse.Namespace) -> int:
     """Apply --remove, then --add, then print (and --export) the list."""
     added = removed = 0
-    new = "://" not in args.ledger and not Path(args.ledger).expanduser().exists()
-    if args.add is None:
-        _existing(args.ledger)
+    path = ledger_file(args.ledger)
+    new = path is not None and not path.is_file()
+    if new and args.add is None:
+        raise ConfigError(f"--ledger file {args.ledger} not found (only --add creates a ledger)")
     with Ledger(args.ledger) as ledger:
         if args.remove is not None:
             numbers = read_suppress(args.remove)
@@ -53,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             added = ledger.suppress(numbers.dropna().tolist() if numbers is not None else [], reason=args.reason)
         listed = ledger.suppressions()
     if new:
-        print(f"plasgate-nb suppressions: created a new ledger {args.ledger}", file=sys.stderr)
+        print(f"plasgate-nb suppressions: creating a new ledger {args.ledger}", file=sys.stderr)
     if args.export is not None:
         write_frame(listed.set_index("msisdn"), args.export)
     text = listed.to_string(index=False) if len(listed) else "the suppression list is empty"
