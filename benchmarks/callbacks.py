@@ -38,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from plasgate_nb._keys import key_digest
 from plasgate_nb.callbacks import create_app_from
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.server import BackgroundServer
@@ -51,8 +52,10 @@ TOKEN = "bench-token-not-secret"
 LUA = r"""
 local token, quota, per_thread = "%(token)s", %(quota)d, %(per_thread)d
 local signal_dir = "%(signal_dir)s"
-local base = "/dlr/bench/" .. token .. "/"
-local batch = "/batch/bench/" .. token
+local base = "/dlr/%(campaign)d/" .. token .. "/"
+local batch = "/batch/%(campaign)d/" .. token
+local digests = {}  -- the key digests callback URLs carry, digests[m + 1] for key "k" .. m
+for line in io.lines("%(digests)s") do digests[#digests + 1] = line end
 local form = {["Content-Type"] = "application/x-www-form-urlencoded"}
 local threads = {}
 tid, sent, answered, acked, other, checked = 0, 0, 0, 0, 0, false
@@ -88,7 +91,7 @@ function request()
     end
     return wrk.format("POST", base .. "_group", form, level2(id, final))
   end
-  local key = base .. "k" .. m
+  local key = base .. digests[m + 1]
   if j == 0 then
     return wrk.format("GET", key .. "?id=" .. id .. "&message_status=ESME_ROK&level=1&connector=smsc")
   elseif j == 1 then
@@ -121,9 +124,9 @@ class NullSink:
     def __init__(self, token: str) -> None:
         self.token = token
 
-    def campaign_token(self, campaign: str) -> str | None:
-        """Every campaign has the bench token."""
-        return self.token
+    def campaign_route(self, campaign_id: int) -> tuple[str, str] | None:
+        """Every campaign id is the bench campaign, with the bench token."""
+        return CAMPAIGN, self.token
 
     def record_events(self, events: list[dict[str, Any]]) -> int:
         """Store nothing."""
@@ -135,10 +138,12 @@ def null_app(token: str) -> Any:
     return create_app_from(NullSink(token))
 
 
-def build_ledger(path: Path, messages: int) -> tuple[Ledger, str]:
-    """An SQLite ledger whose ``messages`` rows were accepted by the gateway; returns it and the token."""
+def build_ledger(path: Path, messages: int) -> tuple[Ledger, str, int]:
+    """An SQLite ledger whose ``messages`` rows were accepted by the gateway; returns it, the token and
+    the campaign's id."""
     ledger = Ledger(path)
-    token = ledger.open_campaign(CAMPAIGN).token
+    info = ledger.open_campaign(CAMPAIGN)
+    token = info.token
     keys = [f"k{m}" for m in range(messages)]
     ledger.plan(
         CAMPAIGN,
@@ -153,7 +158,7 @@ def build_ledger(path: Path, messages: int) -> tuple[Ledger, str]:
     ledger.mark_submitting(CAMPAIGN, keys, batch_id="b-bench")
     ledger.settle(CAMPAIGN, keys, state="accepted", queue_id=QUEUE_ID, status=200)
     ledger.close()
-    return ledger, token
+    return ledger, token, info.id
 
 
 def count_events(path: Path) -> int:
@@ -162,15 +167,28 @@ def count_events(path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM plasgate_events").fetchone()[0])
 
 
-def run_wrk(url: str, token: str, reports: int, workdir: Path, *, timeout: float = 600.0) -> dict[str, float]:
+def run_wrk(
+    url: str, token: str, reports: int, workdir: Path, *, campaign_id: int = 1, timeout: float = 600.0
+) -> dict[str, float]:
     """Send ``reports`` distinct reports with wrk; return reports/s, ACKs and other answers."""
     quota = reports // THREADS
+    per_thread = (quota + 2) // 3
+    digests = workdir / "digests.txt"
+    digests.write_text("".join(f"{key_digest(f'k{m}')}\n" for m in range(THREADS * per_thread)))
     signal_dir = workdir / f"signals-{time.monotonic_ns()}"
     signal_dir.mkdir()
     script = workdir / "reports.lua"
     script.write_text(
         LUA
-        % {"token": token, "quota": quota, "per_thread": (quota + 2) // 3, "signal_dir": signal_dir, "queue": QUEUE_ID}
+        % {
+            "token": token,
+            "quota": quota,
+            "per_thread": per_thread,
+            "signal_dir": signal_dir,
+            "queue": QUEUE_ID,
+            "campaign": campaign_id,
+            "digests": digests,
+        }
     )
     command = [
         "wrk",
@@ -241,13 +259,13 @@ def main() -> None:
         work = Path(tmp)
         for run in range(runs):
             path = work / f"ledger-{run}.db"
-            ledger, token = build_ledger(path, (reports + 2) // 3 + THREADS)
+            ledger, token, campaign_id = build_ledger(path, (reports + 2) // 3 + THREADS)
             with BackgroundServer(
                 "plasgate_nb.callbacks:create_app",
                 mode="process",
                 kwargs={"ledger_url": ledger.url, "writer": args.writer},
             ) as server:
-                result = run_wrk(server.url, token, reports, work)
+                result = run_wrk(server.url, token, reports, work, campaign_id=campaign_id)
             result["stored"] = count_events(path)
             stored.append(result)
             path.unlink()

@@ -6,14 +6,27 @@ so both name the same rows the same way.
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 
 from .errors import AudienceError
 
-__all__ = ["GROUP_KEY", "key_index", "message_keys"]
+__all__ = ["DIGEST_LENGTH", "GROUP_KEY", "key_digest", "key_index", "message_keys"]
 
 GROUP_KEY = "_group"  # the key in the dlr_url of grouped content (one text, many numbers): reserved
 _SHOWN = 10
+DIGEST_LENGTH = 32  # hex characters: 128 bits of SHA-256
+
+
+def key_digest(key: str) -> str:
+    """The digest of a message key that callback URLs carry in its place (32 lowercase hex characters).
+
+    Any key (slashes, ``%``, ``?``, ``#``, spaces, Khmer, thousands of characters) gives the same short,
+    URL-safe text; the ledger stores it with the row and finds the row by it. It can never be
+    :data:`GROUP_KEY`.
+    """
+    return hashlib.sha256(str(key).encode("utf-8", "surrogatepass")).hexdigest()[:DIGEST_LENGTH]
 
 
 def _text_index(values: pd.Index | pd.Series) -> pd.Index:

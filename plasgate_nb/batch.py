@@ -3,7 +3,8 @@
 Input is a frame with columns ``message_key``, ``msisdn`` and ``content`` (content already rendered,
 ``#ma#`` markers kept: the gateway masks them). Rows with identical content share one message entry
 with a ``to`` list; an entry with a single recipient carries its own ``dlr_url`` (built from a template
-containing ``{key}``) so a delivery report can be tied to its row. Grouped entries inherit the global
+containing ``{key}``, filled with the digest of the row's key: ``_keys.key_digest``, 32 hex characters
+whatever the key holds) so a delivery report can be tied to its row. Grouped entries inherit the global
 ``dlr_url`` in which ``{key}`` is replaced by :data:`GROUP_KEY`; their message ids are paired with
 numbers through the batch callbacks (``callback_url``), as DESIGN.md section 3 explains.
 
@@ -23,11 +24,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import quote
 
 import pandas as pd
 
-from ._keys import GROUP_KEY
+from ._keys import GROUP_KEY, key_digest
 from ._schedule import GATEWAY_TZ, format_schedule_at
 from .errors import AudienceError, ConfigError, TemplateError
 
@@ -60,7 +60,6 @@ _SHOWN = 10
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_URL_SAFE_KEY = re.compile(r"[A-Za-z0-9_.~-]+")  # what quote(key, safe="") leaves unchanged
 _encode_string = json.encoder.encode_basestring  # C-accelerated JSON string literal (ensure_ascii=False)
 
 
@@ -157,11 +156,11 @@ class _Dlr:
         return cls(dlr, url, level, method)
 
     def url_for(self, key: str | None) -> str | None:
-        """Return the dlr_url for one message key, or for grouped content when ``key`` is None."""
+        """Return the dlr_url for one message key (its :func:`key_digest` in the ``{key}`` slot), or for
+        grouped content (:data:`GROUP_KEY`) when ``key`` is None."""
         if self.url is None:
             return None
-        key = GROUP_KEY if key is None else key
-        return self.url.replace("{key}", key if _URL_SAFE_KEY.fullmatch(key) else quote(key, safe=""))
+        return self.url.replace("{key}", GROUP_KEY if key is None else key_digest(key))
 
     def fields(self, key: str | None) -> dict[str, Any]:
         """Return the dlr fields of a body ({} when delivery reports are off)."""
@@ -360,8 +359,9 @@ def build_batches(
 ) -> list[Batch]:
     """Chunk rows into ``/rest/batch-send`` payloads, grouping identical content into one ``to`` list.
 
-    ``dlr_url`` may contain ``{key}``: single-recipient entries get the row's URL-quoted message key
-    there, grouped entries get :data:`GROUP_KEY` (pair them through ``callback_url``). Each batch holds
+    ``dlr_url`` may contain ``{key}``: single-recipient entries get the digest of the row's message key
+    there (:func:`~plasgate_nb._keys.key_digest`), grouped entries get :data:`GROUP_KEY` (pair them
+    through ``callback_url``). Each batch holds
     at most ``max_recipients`` numbers, ``max_messages`` message entries (default: no limit of its own;
     a personalized row is one entry, a content group one entry per request it spans) and ``max_bytes``
     bytes of JSON. ``campaign`` is mixed into the
@@ -432,7 +432,7 @@ def build_singles(
     """Build one request per row for ``/rest/send`` (``path='single'``) or ``/api/send`` (``'http'``).
 
     Each body carries ``sender``, ``to``, ``content`` and, with ``dlr=True``, ``dlr``, ``dlr_url`` (with
-    the row's key in place of ``{key}``), ``dlr_level`` and ``dlr_method``. HTTP API credentials are
+    the digest of the row's key in place of ``{key}``), ``dlr_level`` and ``dlr_method``. HTTP API credentials are
     added by the transport at send time, never stored here.
     """
     if path not in ("single", "http"):

@@ -218,7 +218,7 @@ class Campaign:
         from .callbacks import callback_urls
 
         public = self.receiver if isinstance(self.receiver, str) else self.receiver.public_url
-        urls = callback_urls(public, self.name, self.info.token)
+        urls = callback_urls(public, self.info.id, self.info.token)
         options: dict[str, Any] = {
             "dlr": True,
             "dlr_url": urls["dlr_url"],

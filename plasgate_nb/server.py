@@ -2,11 +2,13 @@
 
 The listening socket is pre-bound on port 0 with ``IPPROTO_TCP`` so that asyncio sets TCP_NODELAY on
 accepted connections (DESIGN.md section 7); ``start()`` returns once the server is serving, and
-``stop()`` is idempotent and leaves no thread or process behind.
+``stop()`` is idempotent and leaves no thread or process behind. With ``header_timeout``, a connection
+that does not finish its request headers in time is closed (uvicorn alone would wait forever).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import importlib
@@ -26,7 +28,7 @@ import uvicorn
 
 from .errors import PlasgateError
 
-__all__ = ["BackgroundServer", "bind_socket", "live_servers"]
+__all__ = ["BackgroundServer", "bind_socket", "header_timeout_protocol", "live_servers"]
 
 logger = logging.getLogger("plasgate_nb")
 
@@ -60,7 +62,60 @@ def _resolve(factory: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def _config(app: Any, host: str, port: int, *, log_level: str) -> uvicorn.Config:
+class _HeaderDeadline:
+    """Mixin for a uvicorn HTTP protocol: close a connection whose request headers are not complete
+    ``header_timeout`` seconds after it opened or after its previous response (slowloris).
+
+    A request whose headers were read is being handled (``cycle`` set, its response not complete) and
+    is left alone, however long the application takes.
+    """
+
+    header_timeout: float = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def _arm_header_deadline(self) -> None:
+        """(Re)start the deadline for the next request's headers."""
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline)  # type: ignore[attr-defined]
+
+    def _header_deadline(self) -> None:
+        """Close the connection unless a request's headers arrived and it is being answered."""
+        self._header_timer = None
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            return
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport is not None and not transport.is_closing():
+            logger.info("closing a connection that sent no complete request headers in %.3g s", self.header_timeout)
+            transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if not self.transport.is_closing():  # type: ignore[attr-defined]
+            self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools when installed, else h11) closing slow-header connections."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
+    return type("HeaderDeadlineProtocol", (_HeaderDeadline, Base), {"header_timeout": float(seconds)})
+
+
+def _config(app: Any, host: str, port: int, *, log_level: str, header_timeout: float | None = None) -> uvicorn.Config:
     """Return a quiet uvicorn configuration for ``app``."""
     return uvicorn.Config(
         app,
@@ -71,6 +126,7 @@ def _config(app: Any, host: str, port: int, *, log_level: str) -> uvicorn.Config
         lifespan="auto",
         timeout_graceful_shutdown=3,
         backlog=2048,
+        http=header_timeout_protocol(header_timeout) if header_timeout is not None else "auto",
     )
 
 
@@ -80,7 +136,9 @@ def serve_child() -> None:  # pragma: no cover - runs in the child process
     try:
         app = _resolve(job["factory"])(**job["kwargs"])
         sock = bind_socket(job["host"], job["port"])
-        server = uvicorn.Server(_config(app, job["host"], job["port"], log_level=job["log_level"]))
+        server = uvicorn.Server(
+            _config(app, job["host"], job["port"], log_level=job["log_level"], header_timeout=job.get("header_timeout"))
+        )
     except BaseException as exc:
         print(f"ERROR {type(exc).__name__}: {exc}", flush=True)
         return
@@ -109,6 +167,7 @@ class BackgroundServer:
 
     ``factory`` is a callable in thread mode, or a ``"module:function"`` string (required in process
     mode, where the app is built in the child). Use as a context manager or call ``start``/``stop``.
+    ``header_timeout`` (seconds) closes connections that do not finish their request headers in time.
     """
 
     def __init__(
@@ -121,6 +180,7 @@ class BackgroundServer:
         mode: Mode = "thread",
         log_level: str = "warning",
         start_timeout: float = 30.0,
+        header_timeout: float | None = None,
     ) -> None:
         if mode not in ("thread", "process"):
             raise PlasgateError(f"mode must be 'thread' or 'process', not {mode!r}")
@@ -133,6 +193,7 @@ class BackgroundServer:
         self.mode: Mode = mode
         self.log_level = log_level
         self.start_timeout = start_timeout
+        self.header_timeout = header_timeout
         self.app: Any = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -168,7 +229,9 @@ class BackgroundServer:
         self.app = factory(**self.kwargs)
         self._sock = bind_socket(self.host, self.port)
         self.port = self._sock.getsockname()[1]
-        self._server = uvicorn.Server(_config(self.app, self.host, self.port, log_level=self.log_level))
+        self._server = uvicorn.Server(
+            _config(self.app, self.host, self.port, log_level=self.log_level, header_timeout=self.header_timeout)
+        )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, name=THREAD_NAME, daemon=True
         )
@@ -194,6 +257,7 @@ class BackgroundServer:
             "host": self.host,
             "port": self.port,
             "log_level": self.log_level,
+            "header_timeout": self.header_timeout,
         }
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)

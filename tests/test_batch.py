@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from urllib.parse import quote
 
 import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from plasgate_nb._keys import key_digest
 from plasgate_nb.batch import (
     GROUP_KEY,
     build_batches,
@@ -141,8 +141,9 @@ def test_personalized_rows_carry_their_keyed_dlr_url_and_groups_the_marker() -> 
     }
     grouped, single2, single3 = batch.payload["messages"]
     assert "dlr_url" not in grouped
-    assert single2["dlr_url"] == "https://h/dlr/spring/k2?token=abc"
-    assert single3["dlr_url"] == f"https://h/dlr/spring/{quote('a/b c?&', safe='')}?token=abc"
+    # the slot carries the key's digest (32 hex characters), whatever the key holds
+    assert single2["dlr_url"] == f"https://h/dlr/spring/{key_digest('k2')}?token=abc"
+    assert single3["dlr_url"] == f"https://h/dlr/spring/{key_digest('a/b c?&')}?token=abc"
     assert batch.payload["batch_config"] == {"callback_url": "https://h/cb"}
 
 
@@ -261,7 +262,7 @@ def test_single_and_http_bodies() -> None:
         "to": "85512000000",
         "content": "Hi 0, code #ma#0000#ma#",
         "dlr": "yes",
-        "dlr_url": "https://h/d/k0",
+        "dlr_url": f"https://h/d/{key_digest('k0')}",
         "dlr_level": 1,
         "dlr_method": "POST",
     }

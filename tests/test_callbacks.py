@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from plasgate_nb._dlr import parse_batch_callback, parse_dlr, parse_jasmin_date
+from plasgate_nb._keys import key_digest
 from plasgate_nb.callbacks import ACK, CallbackServer, callback_urls
 from plasgate_nb.errors import CallbackError
 from plasgate_nb.ledger import Ledger
@@ -45,8 +46,14 @@ def server(ledger: Ledger) -> Iterator[CallbackServer]:
         yield srv
 
 
+def route(ledger: Ledger) -> tuple[int, str]:
+    """The campaign's ledger id and callback token (what its callback URLs carry)."""
+    info = ledger.open_campaign(CAMPAIGN)
+    return info.id, info.token
+
+
 def urls(server: CallbackServer, ledger: Ledger) -> dict[str, str]:
-    return callback_urls(server.public_url, CAMPAIGN, ledger.campaign_token(CAMPAIGN) or "")
+    return callback_urls(server.public_url, *route(ledger))
 
 
 def level2(message_id: str, status: str = "DELIVRD") -> dict[str, str]:
@@ -119,7 +126,7 @@ def test_parse_jasmin_date_rejects_garbage() -> None:
 
 # ------------------------------------------------------------------------------------------ server
 def test_dlr_with_key_is_recorded_then_acked(server: CallbackServer, ledger: Ledger) -> None:
-    url = urls(server, ledger)["dlr_url"].format(key="k1")
+    url = urls(server, ledger)["dlr_url"].format(key=key_digest("k1"))
     answer = httpx.post(url, data=level2("m-k1"))
     assert (answer.status_code, answer.text) == (200, ACK)
     current = row(ledger, "k1")
@@ -128,7 +135,7 @@ def test_dlr_with_key_is_recorded_then_acked(server: CallbackServer, ledger: Led
 
 
 def test_get_and_json_dlrs_are_accepted(server: CallbackServer, ledger: Ledger) -> None:
-    base = urls(server, ledger)["dlr_url"].format(key="k1")
+    base = urls(server, ledger)["dlr_url"].format(key=key_digest("k1"))
     level1 = {"id": "m-k1", "level": "1", "message_status": "ESME_ROK", "connector": "smsc"}
     assert httpx.get(base, params=level1).text == ACK
     assert httpx.post(base, json=level2("m-k1")).text == ACK
@@ -137,14 +144,14 @@ def test_get_and_json_dlrs_are_accepted(server: CallbackServer, ledger: Ledger) 
 
 
 def test_duplicate_reports_are_recorded_once(server: CallbackServer, ledger: Ledger) -> None:
-    url = urls(server, ledger)["dlr_url"].format(key="k1")
+    url = urls(server, ledger)["dlr_url"].format(key=key_digest("k1"))
     for _ in range(3):
         assert httpx.post(url, data=level2("m-k1")).text == ACK
     assert len(ledger.events(CAMPAIGN)) == 1
 
 
 def test_late_non_final_report_does_not_overwrite_final(server: CallbackServer, ledger: Ledger) -> None:
-    url = urls(server, ledger)["dlr_url"].format(key="k1")
+    url = urls(server, ledger)["dlr_url"].format(key=key_digest("k1"))
     httpx.post(url, data=level2("m-k1", "UNDELIV"))
     httpx.post(url, data=level2("m-k1", "ENROUTE"))
     assert row(ledger, "k1")["delivery_status"] == "UNDELIV"
@@ -168,14 +175,15 @@ def test_batch_callback_pairs_id_and_settles_uncertain(server: CallbackServer, l
 
 
 def test_forged_report_without_token_is_refused(server: CallbackServer, ledger: Ledger) -> None:
-    url = urls(server, ledger)["dlr_url"].format(key="k1")
+    url = urls(server, ledger)["dlr_url"].format(key=key_digest("k1"))
     token = ledger.campaign_token(CAMPAIGN) or ""
     for forged in (url.replace(token, "wrong"), url.replace(token, token[:-1])):
         answer = httpx.post(forged, data=level2("m-k1"))
         assert answer.status_code == 403
-    assert httpx.post(url.replace(f"/{token}/k1", "/k1"), data=level2("m-k1")).status_code == 404
-    unknown = url.replace("spring%20sale", "nope")
-    assert httpx.post(unknown, data=level2("m-k1")).status_code == 403
+    assert httpx.post(url.replace(f"/{token}/", "/"), data=level2("m-k1")).status_code == 404
+    cid = route(ledger)[0]
+    for unknown in (url.replace(f"/dlr/{cid}/", "/dlr/9999/"), url.replace(f"/dlr/{cid}/", "/dlr/spring%20sale/")):
+        assert httpx.post(unknown, data=level2("m-k1")).status_code == 403
     assert ledger.events(CAMPAIGN).empty
 
 
@@ -192,7 +200,7 @@ def test_forged_report_without_token_is_refused(server: CallbackServer, ledger: 
 def test_malformed_requests_get_4xx_and_change_nothing(
     server: CallbackServer, ledger: Ledger, kwargs: dict[str, Any], status: int
 ) -> None:
-    url = urls(server, ledger)["dlr_url"].format(key="k1")
+    url = urls(server, ledger)["dlr_url"].format(key=key_digest("k1"))
     assert httpx.post(url, **kwargs).status_code == status
     assert ledger.events(CAMPAIGN).empty
     assert httpx.get(f"{server.url}/health").text == "ok"
@@ -206,7 +214,7 @@ def test_wrong_method_is_refused(server: CallbackServer, ledger: Ledger) -> None
 def test_storage_failure_answers_503_so_the_gateway_retries(
     server: CallbackServer, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = urls(server, ledger)["dlr_url"].format(key="k1")
+    url = urls(server, ledger)["dlr_url"].format(key=key_digest("k1"))
 
     def broken(events: list[dict[str, Any]]) -> int:
         raise OSError("disk full")
@@ -250,8 +258,8 @@ def test_concurrent_reports_are_committed_in_groups(
 def test_process_mode_shares_the_ledger_file(ledger: Ledger) -> None:
     with CallbackServer(ledger) as srv:
         assert "running" in repr(srv)
-        url = callback_urls(srv.public_url, CAMPAIGN, ledger.campaign_token(CAMPAIGN) or "")["dlr_url"]
-        assert httpx.post(url.format(key="k1"), data=level2("m-k1")).text == ACK
+        url = callback_urls(srv.public_url, *route(ledger))["dlr_url"]
+        assert httpx.post(url.format(key=key_digest("k1")), data=level2("m-k1")).text == ACK
     assert row(ledger, "k1")["delivery_status"] == "DELIVRD"
 
 
@@ -259,7 +267,7 @@ def test_process_mode_commits_concurrent_reports_in_its_writer_process(ledger: L
     import asyncio
 
     with CallbackServer(ledger) as srv:
-        url = callback_urls(srv.public_url, CAMPAIGN, ledger.campaign_token(CAMPAIGN) or "")["dlr_url"]
+        url = callback_urls(srv.public_url, *route(ledger))["dlr_url"]
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(limits=httpx.Limits(max_connections=20)) as client:
@@ -291,7 +299,7 @@ def test_a_dead_writer_process_means_503_then_a_new_writer(ledger: Ledger) -> No
     import signal
 
     with CallbackServer(ledger) as srv:
-        url = callback_urls(srv.public_url, CAMPAIGN, ledger.campaign_token(CAMPAIGN) or "")["dlr_url"]
+        url = callback_urls(srv.public_url, *route(ledger))["dlr_url"]
         server_pid = srv._server._process.pid  # type: ignore[union-attr]
         writers = [
             pid
@@ -300,7 +308,9 @@ def test_a_dead_writer_process_means_503_then_a_new_writer(ledger: Ledger) -> No
         ]
         assert len(writers) == 1
         os.kill(writers[0], signal.SIGKILL)
-        answer = httpx.post(url.format(key="k1"), data=level2("m-k1"), timeout=30)
+        answer = httpx.post(url.format(key=key_digest("k1")), data=level2("m-k1"), timeout=30)
         assert answer.status_code == 503 and ACK not in answer.text
-        assert httpx.post(url.format(key="k1"), data=level2("m-k1"), timeout=30).text == ACK  # the retry lands
+        assert (
+            httpx.post(url.format(key=key_digest("k1")), data=level2("m-k1"), timeout=30).text == ACK
+        )  # the retry lands
     assert row(ledger, "k1")["delivery_status"] == "DELIVRD"

@@ -17,6 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from plasgate_nb._keys import key_digest
 from plasgate_nb.callbacks import ACK, CallbackServer, callback_urls
 from plasgate_nb.campaign import Campaign
 from plasgate_nb.gateway import Gateway
@@ -211,13 +212,12 @@ def test_forged_report_without_the_token_changes_nothing(sim: Simulator, gateway
         key = df.index[0]
         mid = before.loc[key, "message_id"]
         forged = {"id": mid, "level": "2", "message_status": "REJECTD", "err": "099"}
-        good = callback_urls(receiver.public_url, campaign.name, campaign.info.token)["dlr_url"].format(key=key)
+        info = campaign.info
+        good = callback_urls(receiver.public_url, info.id, info.token)["dlr_url"].format(key=key_digest(key))
         for url in (
-            good.replace(campaign.info.token, "not-the-token"),
-            good.replace(f"/{campaign.info.token}/", "/"),
-            callback_urls(receiver.public_url, campaign.name, "x" * len(campaign.info.token))["dlr_url"].format(
-                key=key
-            ),
+            good.replace(info.token, "not-the-token"),
+            good.replace(f"/{info.token}/", "/"),
+            callback_urls(receiver.public_url, info.id, "x" * len(info.token))["dlr_url"].format(key=key_digest(key)),
         ):
             answer = httpx.post(url, data=forged)
             assert answer.status_code in (403, 404) and answer.text != ACK

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 import pandas as pd
 import pytest
 
+from plasgate_nb._keys import key_digest
 from plasgate_nb.callbacks import ACK, CallbackServer
 from plasgate_nb.ledger import Ledger
 
@@ -82,10 +83,10 @@ def snapshot(ledger: Ledger, path: Path) -> tuple[pd.DataFrame, pd.DataFrame, in
 class Generator:
     """Seeded builder of hostile requests against one receiver."""
 
-    def __init__(self, rng: random.Random, token: str) -> None:
+    def __init__(self, rng: random.Random, token: str, campaign_id: int) -> None:
         self.rng = rng
         self.token = token
-        self.name = quote(CAMPAIGN, safe="")
+        self.name = str(campaign_id)  # callback URLs name the campaign by its ledger id
 
     def text(self, limit: int = 40) -> str:
         """Random text: ASCII, punctuation, Khmer, control characters, surrogates escaped."""
@@ -141,8 +142,8 @@ class Generator:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
 
     def dlr_path(self, token: str | None = None, key: str = "k1") -> str:
-        """The DLR path of ``key`` with the right (or a given) token."""
-        return f"/dlr/{self.name}/{self.token if token is None else token}/{key}"
+        """The DLR path of ``key`` (its digest, as callback URLs carry it) with the right (or a given) token."""
+        return f"/dlr/{self.name}/{self.token if token is None else token}/{key_digest(key)}"
 
     def wrong_token(self) -> str:
         """A token that is not the campaign's (near misses included)."""
@@ -381,9 +382,9 @@ async def health(port: int) -> bool:
     return status == 200
 
 
-async def fuzz(port: int, token: str) -> tuple[Counter[tuple[str, int | None]], list[str]]:
+async def fuzz(port: int, token: str, campaign_id: int) -> tuple[Counter[tuple[str, int | None]], list[str]]:
     """Send REQUESTS hostile requests with CONCURRENCY workers; return (kind, status) counts and failures."""
-    gen = Generator(random.Random(SEED), token)
+    gen = Generator(random.Random(SEED), token, campaign_id)
     requests = [gen.build() for _ in range(REQUESTS)]
     seen: Counter[tuple[str, int | None]] = Counter()
     failures: list[str] = []
@@ -406,16 +407,17 @@ async def fuzz(port: int, token: str) -> tuple[Counter[tuple[str, int | None]], 
 
 def test_hostile_requests_never_crash_the_receiver_or_touch_the_ledger(ledger: Ledger, tmp_path: Path) -> None:
     before = snapshot(ledger, tmp_path / "fuzz.db")
-    token = ledger.campaign_token(CAMPAIGN) or ""
+    info = ledger.open_campaign(CAMPAIGN)
+    token = info.token
     with CallbackServer(ledger, mode="thread") as server:
         port = int(server.url.rsplit(":", 1)[1])
-        seen, failures = asyncio.run(fuzz(port, token))
+        seen, failures = asyncio.run(fuzz(port, token, info.id))
         assert asyncio.run(health(port))
         after = snapshot(ledger, tmp_path / "fuzz.db")
         # the server still works: a genuine report is stored and ACKed after the storm
         import httpx
 
-        genuine = httpx.post(f"{server.url}/dlr/{quote(CAMPAIGN, safe='')}/{token}/k1", data=VALID_L2)
+        genuine = httpx.post(f"{server.url}/dlr/{info.id}/{token}/{key_digest('k1')}", data=VALID_L2)
         assert (genuine.status_code, genuine.text) == (200, ACK)
     assert failures == [], Counter(f.split(":")[0] for f in failures)
     assert sum(seen.values()) == REQUESTS

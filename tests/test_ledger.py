@@ -586,6 +586,9 @@ def test_bad_replies_are_refused_whole(ledger: Ledger) -> None:
 def _downgrade(engine: sa.Engine, version: int) -> None:
     """Make a current ledger look like one of schema ``version`` (what the upgrades add removed)."""
     with engine.begin() as conn:
+        if version < 5:
+            conn.exec_driver_sql("DROP INDEX ix_plasgate_messages_key_digest")
+            conn.exec_driver_sql("ALTER TABLE plasgate_messages DROP COLUMN key_digest")
         if version < 4:
             conn.exec_driver_sql("DROP TABLE plasgate_suppressions")
             conn.exec_driver_sql("DROP TABLE plasgate_settings")
@@ -642,6 +645,34 @@ def test_version_2_ledger_forgets_digests_of_masked_values(url: str) -> None:
         again = led.plan("c", df)
         assert (again.kept, again.replanned, again.changed) == (2, (), ())
         assert led.messages("c")["part_ids"].isna().all()
+    assert _version(engine) == str(SCHEMA_VERSION)
+    engine.dispose()
+
+
+def test_version_4_ledger_gains_key_digests_for_callback_routing(url: str) -> None:
+    """Rows planned before version 5 get the digest their callback URLs carry, and are found by it."""
+    from plasgate_nb._keys import key_digest
+
+    keys = ["a/b", "50% ?#", "ស្វាគមន៍", "k" * 1000]
+    df = pd.DataFrame({"message_key": keys, "msisdn": ["85512000001"] * 4, "content": ["t1", "t2", "t3", "t4"]})
+    with Ledger(url) as led:
+        led.plan("c", df)
+        engine = sa.create_engine(led.url)
+    _downgrade(engine, 4)
+    with Ledger(url) as led:
+        assert led.summary("c")["planned"] == 4
+        led.mark_submitting("c", keys, batch_id="b")
+        led.settle("c", keys, state="accepted")
+        event = {
+            "campaign": "c",
+            "key_digest": key_digest(keys[3]),
+            "message_id": "m4",
+            "level": 2,
+            "status": "DELIVRD",
+        }
+        assert led.record_events([event]) == 1
+        rows = led.messages("c").set_index("message_key")
+        assert (rows.loc[keys[3], "message_id"], rows.loc[keys[3], "delivery_status"]) == ("m4", "DELIVRD")
     assert _version(engine) == str(SCHEMA_VERSION)
     engine.dispose()
 

@@ -101,7 +101,13 @@ def normalize(event: Mapping[str, Any], *, now: datetime) -> Event:
         if level not in (1, 2):
             raise LedgerError("event 'level' must be 1 or 2")
         status = (_text(event.get("status"), "status", required=True, limit=40) or "").upper()
-        dedupe = f"dlr|{message_id}|{level}|{status}"
+        # a report authenticated for one campaign is a copy only of that campaign's reports: a forged copy
+        # stored under another campaign's token must not shadow the genuine one
+        dedupe = (
+            f"dlr|{message_id}|{level}|{status}"
+            if campaign is None
+            else f"dlr|{campaign}|{message_id}|{level}|{status}"
+        )
     else:
         msisdn = _text(event.get("msisdn"), "msisdn", required=True, limit=32)
         batch = _text(event.get("queue_id") or event.get("batch_id"), "batch_id")
@@ -115,7 +121,7 @@ def normalize(event: Mapping[str, Any], *, now: datetime) -> Event:
             if message_id is None:
                 raise LedgerError("a batch callback needs a 'message_id'")
             status = BATCH_OK
-            dedupe = f"batch|{message_id}"
+            dedupe = f"batch|{message_id}" if campaign is None else f"batch|{campaign}|{message_id}"
     try:
         raw_json = json.dumps(raw)
     except (TypeError, ValueError):

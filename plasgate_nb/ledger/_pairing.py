@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -35,8 +36,13 @@ _CANDIDATES = (
     "WHERE campaign_id = ? AND {cond}"
 )  # no ORDER BY: SQLite would then walk the whole campaign in id order rather than use the number index
 _BY_ID = f"SELECT id, campaign_id, message_id FROM {M} WHERE {{cond}} ORDER BY id"
+_BY_DIGEST = f"SELECT key_digest, message_key FROM {M} WHERE campaign_id = ? AND {{cond}}"
 _ORPHANS = f"SELECT DISTINCT message_id FROM {E} WHERE {{cond}} AND message_row IS NULL"
-_ATTACH = f"UPDATE {E} SET message_row = ?, campaign_id = ? WHERE message_id = ? AND message_row IS NULL"
+# an orphan stored under one campaign (its callback's token) never attaches to another campaign's row
+_ATTACH = (
+    f"UPDATE {E} SET message_row = ?, campaign_id = ? "
+    "WHERE message_id = ? AND message_row IS NULL AND (campaign_id IS NULL OR campaign_id = ?)"
+)
 _SET_IDS = f"UPDATE {M} SET message_id = ?, queue_id = COALESCE(queue_id, ?) WHERE id = ?"
 _STATES = f"SELECT id, state, {', '.join(DELIVERY_COLUMNS)} FROM {M} WHERE {{cond}}"
 _EVENTS_OF = (
@@ -116,8 +122,32 @@ def attach_orphans(conn: sa.Connection, pairs: dict[str, tuple[int, int]]) -> se
     orphaned = {row[0] for row in _select(conn, _ORPHANS, "message_id", list(pairs))}
     if not orphaned:
         return set()
-    _many(conn, _ATTACH, [(pairs[mid][0], pairs[mid][1], mid) for mid in sorted(orphaned)])
+    _many(conn, _ATTACH, [(pairs[mid][0], pairs[mid][1], mid, pairs[mid][1]) for mid in sorted(orphaned)])
     return {pairs[mid][0] for mid in orphaned}
+
+
+def keys_from_digests(
+    conn: sa.Connection, evs: list[Event], digests: list[str | None], cids: dict[str, int]
+) -> list[Event]:
+    """Give events that name their row by key digest (callback URLs) that row's key, within their campaign.
+
+    A digest no row of the event's campaign has leaves the event without a key (placed by message id).
+    """
+    wanted: dict[int, set[str]] = defaultdict(set)
+    for e, digest in zip(evs, digests, strict=True):
+        if digest is not None and e.campaign in cids:
+            wanted[cids[e.campaign]].add(digest)
+    found = {
+        (cid, row.key_digest): row.message_key
+        for cid, values in wanted.items()
+        for row in _select(conn, _BY_DIGEST, "key_digest", sorted(values), cid)
+    }
+    return [
+        replace(e, message_key=found.get((cids[e.campaign], digest)))
+        if digest is not None and e.campaign in cids
+        else e
+        for e, digest in zip(evs, digests, strict=True)
+    ]
 
 
 def _by_key(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> dict[tuple[int, str], Any]:
@@ -203,9 +233,10 @@ def locate(conn: sa.Connection, evs: list[Event], cids: dict[str, int]) -> tuple
             if e.message_id in pairs:
                 placed[i] = pairs[e.message_id]
             elif by_id.get(e.message_id):
-                rows = by_id[e.message_id]
-                row = next((r for r in rows if r.campaign_id == cid), rows[0])
-                placed[i] = (row.id, row.campaign_id)
+                # a callback authenticated for one campaign reaches only that campaign's rows
+                rows = [r for r in by_id[e.message_id] if cid is None or r.campaign_id == cid]
+                if rows:
+                    placed[i] = (rows[0].id, rows[0].campaign_id)
     return placed, attach_orphans(conn, pairs)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from .._keys import key_digest
 from .._masking import content_digest
 from ..errors import LedgerError
 
@@ -48,7 +49,7 @@ def keys_of(keys: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(str(k) for k in keys))
 
 
-PLAN_COLUMNS = ("message_key", "msisdn", "content_hash", "content_report", "encoding", "segments")
+PLAN_COLUMNS = ("message_key", "msisdn", "content_hash", "content_report", "encoding", "segments", "key_digest")
 
 
 def plan_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
@@ -87,4 +88,5 @@ def plan_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
         "content_report": column("content_report"),
         "encoding": column("encoding"),
         "segments": [None if s is None else int(s) for s in column("segments")],
+        "key_digest": [key_digest(k) for k in keys],
     }

@@ -14,13 +14,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
+from .._keys import DIGEST_LENGTH, key_digest
 from .._masking import REPORT_MASK, content_digest
 from ..errors import LedgerError
 
 logger = logging.getLogger("plasgate_nb")
 
-SCHEMA_VERSION = 4  # 1: campaigns, messages, events; 2: + replies; 3: + part_ids, digests of report views;
-# 4: + settings, suppressions
+SCHEMA_VERSION = 5  # 1: campaigns, messages, events; 2: + replies; 3: + part_ids, digests of report views;
+# 4: + settings, suppressions; 5: + key_digest (callback URLs name a row by the digest of its key)
 DEFAULT_PATH = "plasgate_nb.db"
 BUSY_TIMEOUT_S = 60.0
 WRITE_OPTION = "plasgate_write"
@@ -74,11 +75,13 @@ messages = sa.Table(
     sa.Column("done_at", TS, nullable=True),
     sa.Column("error_code", sa.String(40), nullable=True),
     sa.Column("part_ids", sa.Text, nullable=True),  # SMPP: the message ids of a long message's parts, comma-separated
+    sa.Column("key_digest", sa.String(DIGEST_LENGTH), nullable=True),  # what callback URLs carry for the key
     sa.UniqueConstraint("campaign_id", "message_key", name="uq_plasgate_messages_key"),
     sa.Index("ix_plasgate_messages_campaign", "campaign_id"),  # lets "WHERE campaign ORDER BY id" skip a sort
     sa.Index("ix_plasgate_messages_state", "campaign_id", "state"),
     sa.Index("ix_plasgate_messages_msisdn", "campaign_id", "msisdn"),
     sa.Index("ix_plasgate_messages_message_id", "message_id"),
+    sa.Index("ix_plasgate_messages_key_digest", "campaign_id", "key_digest"),
 )
 
 events = sa.Table(
@@ -261,7 +264,25 @@ def _add_suppressions(conn: sa.Connection) -> None:
     suppressions.create(conn, checkfirst=True)
 
 
-_MIGRATIONS = {1: _add_replies, 2: _part_ids_and_masked_digests, 3: _add_suppressions}  # from version N to N + 1
+def _key_digests(conn: sa.Connection) -> None:
+    """Version 4 -> 5: the ``key_digest`` column (and its index), filled for the rows already planned."""
+    conn.exec_driver_sql(f"ALTER TABLE {messages.name} ADD COLUMN key_digest VARCHAR({DIGEST_LENGTH})")
+    keys = conn.execute(sa.select(messages.c.id, messages.c.message_key)).all()
+    if keys:
+        conn.execute(
+            messages.update().where(messages.c.id == sa.bindparam("b_id")).values(key_digest=sa.bindparam("b_digest")),
+            [{"b_id": rid, "b_digest": key_digest(key)} for rid, key in keys],
+        )
+    conn.exec_driver_sql(f"CREATE INDEX ix_plasgate_messages_key_digest ON {messages.name} (campaign_id, key_digest)")
+    logger.info("ledger upgrade: %d message keys digested for callback routing", len(keys))
+
+
+_MIGRATIONS = {
+    1: _add_replies,
+    2: _part_ids_and_masked_digests,
+    3: _add_suppressions,
+    4: _key_digests,
+}  # from version N to N + 1
 
 
 def _migrate(conn: sa.Connection, found: int) -> None:

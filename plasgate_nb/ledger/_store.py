@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from .._keys import DIGEST_LENGTH
 from ..errors import LedgerError
 from ..optout import Keywords
 from . import _columns, _pairing, _suppress
@@ -42,6 +43,7 @@ from ._schema import (
     lock_writers,
     make_engine,
     messages,
+    meta,
     redacted,
     resolve_url,
 )
@@ -53,11 +55,23 @@ STATES = ("planned", "submitting", "accepted", "rejected", "uncertain")
 SETTLE_STATES = frozenset({"accepted", "rejected", "uncertain", "planned"})
 MAX_BODY = 4000
 INTERRUPTED = "interrupted: request may have reached the gateway"
+HEX_DIGITS = "0123456789abcdef"
+REPLY_TOKEN_KEY = "reply_token"
 
 
 def _now() -> datetime:
     """The current time, aware UTC."""
     return datetime.now(UTC)
+
+
+def _digest_of(item: Any) -> str | None:
+    """An event's ``key_digest`` (32 hex characters) or None; LedgerError when malformed."""
+    digest = item.get("key_digest") if isinstance(item, Mapping) else None
+    if digest is None:
+        return None
+    if not isinstance(digest, str) or len(digest) != DIGEST_LENGTH or digest.strip(HEX_DIGITS):
+        raise LedgerError("event field 'key_digest' must be 32 hexadecimal characters")
+    return digest
 
 
 @dataclass(frozen=True)
@@ -77,12 +91,16 @@ class PlanResult:
 
 @dataclass(frozen=True)
 class CampaignInfo:
-    """A campaign's stored record; the callback token is kept out of the repr."""
+    """A campaign's stored record; the callback token is kept out of the repr.
+
+    ``id`` is the ledger's number for the campaign: callback URLs carry it (never the name).
+    """
 
     name: str
     created_at: datetime
     settings: dict[str, Any]
     token: str = field(repr=False)
+    id: int = 0
 
 
 class Ledger:
@@ -209,13 +227,27 @@ class Ledger:
             cid = self._cid(conn, name, create=True, settings=settings)
             row = conn.execute(sa.select(campaigns).where(campaigns.c.id == cid)).one()
         return CampaignInfo(
-            name=row.name, created_at=as_utc(row.created_at), settings=dict(row.settings), token=row.callback_token
+            name=row.name,
+            created_at=as_utc(row.created_at),
+            settings=dict(row.settings),
+            token=row.callback_token,
+            id=int(row.id),
         )
 
     def campaign_token(self, name: str) -> str | None:
         """The secret token callbacks for campaign ``name`` must carry, or None for an unknown campaign."""
         with self._read("token lookup") as conn:
             return conn.execute(sa.select(campaigns.c.callback_token).where(campaigns.c.name == name)).scalar()
+
+    def campaign_route(self, campaign_id: int) -> tuple[str, str] | None:
+        """The name and callback token of the campaign with ledger id ``campaign_id`` (None when unknown)."""
+        if isinstance(campaign_id, bool) or not isinstance(campaign_id, int):
+            return None
+        with self._read("campaign lookup") as conn:
+            row = conn.execute(
+                sa.select(campaigns.c.name, campaigns.c.callback_token).where(campaigns.c.id == campaign_id)
+            ).first()
+        return None if row is None else (row.name, row.callback_token)
 
     # -- planning and sending ----------------------------------------------------------------------
 
@@ -451,14 +483,20 @@ class Ledger:
         """Store delivery events in one transaction and apply them; return how many were new.
 
         Duplicates (same message id, level and status) are recorded once; events for a message id not
-        yet paired with a row are kept and applied when the pairing arrives.
+        yet paired with a row are kept and applied when the pairing arrives. An event names its row by
+        ``campaign`` and ``message_key``, or ``campaign`` and ``key_digest`` (what callback URLs carry:
+        :func:`plasgate_nb._keys.key_digest` of the key); a campaign's events only reach its own rows.
         """
         now = _now()
+        items = list(items)
+        digests = [_digest_of(item) for item in items]
         evs = [normalize(item, now=now) for item in items]
         if not evs:
             return 0
         with self._write("record events") as conn:
             cids = {n: c for n in {e.campaign for e in evs if e.campaign} if (c := self._cid(conn, n)) is not None}
+            if any(digests):
+                evs = _pairing.keys_from_digests(conn, evs, digests, cids)
             placed, attached = _pairing.locate(conn, evs, cids)  # every copy pairs: a duplicate may carry the key
             evs, placed = _pairing.first_copies(evs, placed)
             inserted = _pairing.insert_events(conn, evs, placed)
@@ -476,8 +514,10 @@ class Ledger:
 
         Each item has ``msisdn`` (the handset), ``to`` (the address it replied to), ``text`` (kept up to
         1600 characters) and optionally ``data_coding`` and ``received_at`` (default: now) -- the reply
-        dicts ``send_smpp`` hands to ``on_event``. ``campaign`` names an existing campaign they are filed
-        under, or None. Nothing is deduplicated: a reply carries no id, and the same text twice is two replies.
+        dicts ``send_smpp`` hands to ``on_event``, an SMPP receiver or the receiver's MO route store.
+        ``campaign`` names an existing campaign they are filed under, or None (the receiver's replies:
+        a reply names no campaign). Nothing is deduplicated: a reply carries no id, and the same text
+        twice is two replies.
         """
         items = list(items)
         if not items:
@@ -490,6 +530,23 @@ class Ledger:
         if changed:
             logger.info("%d opt-out/opt-in replies changed the suppression list", changed)
         return len(rows)
+
+    def reply_token(self) -> str:
+        """The secret token of this ledger's reply (MO) URL, created on first use and kept.
+
+        The gateway's MO connector is configured once per account, so the token outlives campaigns and
+        receiver restarts; ``CallbackServer.reply_url`` shows the whole URL.
+        """
+        with self._read("reply token") as conn:
+            token = conn.execute(sa.select(meta.c.value).where(meta.c.key == REPLY_TOKEN_KEY)).scalar()
+        if token is not None:
+            return token
+        with self._write("reply token") as conn:  # writers take turns: the first one creates it
+            token = conn.execute(sa.select(meta.c.value).where(meta.c.key == REPLY_TOKEN_KEY)).scalar()
+            if token is None:
+                token = secrets.token_urlsafe(18)
+                conn.execute(meta.insert().values(key=REPLY_TOKEN_KEY, value=token))
+        return token
 
     # -- suppression list --------------------------------------------------------------------------
 

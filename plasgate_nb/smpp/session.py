@@ -273,6 +273,10 @@ class SmppSession:
         )
         self._bound.set()  # wake the waiters so that they see the failure
 
+    async def wait_lost(self) -> None:
+        """Return once the current connection is lost or closed (the receiver's supervisor waits on it)."""
+        await self._lost.wait()
+
     async def _wait_bound(self) -> None:
         """Wait until bound; raise TransportError once the session has given up or is closed."""
         while True:
