@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,3 +315,53 @@ def test_a_dead_writer_process_means_503_then_a_new_writer(ledger: Ledger) -> No
             httpx.post(url.format(key=key_digest("k1")), data=level2("m-k1"), timeout=30).text == ACK
         )  # the retry lands
     assert row(ledger, "k1")["delivery_status"] == "DELIVRD"
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(server: CallbackServer, ledger: Ledger) -> None:
+    url = urls(server, ledger)["dlr_url"].format(key=key_digest("k1"))
+    for depth in (2_000, 7_000):
+        body = '{"id": ' + "[" * depth + "]" * depth + "}"
+        answer = httpx.post(url, content=body.encode(), headers={"content-type": "application/json"})
+        assert answer.status_code == 400, answer.text
+    assert ledger.events(CAMPAIGN).empty
+    assert httpx.get(f"{server.url}/health").text == "ok"
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Read until the server closes the connection (True) or 10 s pass without it (False)."""
+    sock.settimeout(10)
+    try:
+        while chunk := sock.recv(4096):
+            if not chunk:
+                break
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_connections_that_never_finish_their_headers_are_closed(ledger: Ledger, mode: str) -> None:
+    with CallbackServer(ledger, mode=mode, header_timeout=0.3) as srv:  # type: ignore[arg-type]
+        host, port = srv.url.removeprefix("http://").split(":")
+        # slowloris: a request line and one header, then silence
+        with socket.create_connection((host, int(port))) as slow:
+            slow.sendall(b"POST /dlr/1/token/" + b"a" * 32 + b" HTTP/1.1\r\nHost: x\r\n")
+            assert _closed_by_server(slow)
+        # a keep-alive connection whose second request stalls in its headers is closed too, after the
+        # first was answered
+        with socket.create_connection((host, int(port))) as kept:
+            kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            kept.settimeout(10)
+            assert b"200 OK" in kept.recv(4096)
+            kept.sendall(b"GET /health HTTP/1.1\r\nHo")
+            assert _closed_by_server(kept)
+        # a prompt request on a fresh connection is answered as before
+        url = callback_urls(srv.public_url, *route(ledger))["dlr_url"].format(key=key_digest("k1"))
+        assert httpx.post(url, data=level2("m-k1")).text == ACK
+
+
+def test_header_timeout_must_be_positive(ledger: Ledger) -> None:
+    with pytest.raises(CallbackError, match="header_timeout"):
+        CallbackServer(ledger, header_timeout=0)
