@@ -1,4 +1,10 @@
-"""``plasgate-nb callbacks``: run the delivery-report receiver in the foreground until Ctrl-C."""
+"""``plasgate-nb callbacks``: run the callback receiver in the foreground until Ctrl-C.
+
+It answers the gateway's delivery reports, batch callbacks and replies (MO) over HTTP; with
+``--smpp HOST:PORT`` it also keeps a ``bind_receiver`` to the gateway for receipts and replies that
+arrive after a campaign's SMPP session unbound (login from ``PLASGATE_SMPP_SYSTEM_ID`` and
+``PLASGATE_SMPP_PASSWORD``), reconnecting with backoff.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,11 @@ import errno
 
 import uvicorn
 
-from ..callbacks import create_app
+from ..callbacks import HEADER_TIMEOUT, create_app, reply_url
 from ..errors import ConfigError, PlasgateError
 from ..ledger import Ledger
-from ..server import bind_socket
+from ..server import bind_socket, header_timeout_protocol
+from ..smpp import SmppConfig
 
 
 def port_number(text: str) -> int:
@@ -37,13 +44,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the URL the gateway reaches this receiver at (tunnel or reverse proxy); "
         "give it to `plasgate-nb send --callback-url`",
     )
+    parser.add_argument(
+        "--smpp",
+        default=None,
+        metavar="HOST:PORT",
+        help="also stay bound to this SMPP server as a receiver and store late receipts and replies "
+        "(login from PLASGATE_SMPP_SYSTEM_ID and PLASGATE_SMPP_PASSWORD)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=positive_seconds,
+        default=HEADER_TIMEOUT,
+        help="close connections that send no complete request headers in this many seconds "
+        f"(default {HEADER_TIMEOUT:g})",
+    )
+
+
+def positive_seconds(text: str) -> float:
+    """A ``--header-timeout`` value: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def smpp_config(address: str | None) -> SmppConfig | None:
+    """The receiver's SMPP settings from ``--smpp HOST:PORT`` (None without it)."""
+    if address is None:
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--smpp needs HOST:PORT (e.g. smpp.example.com:2775), not {address!r}")
+    return SmppConfig(host=host, port=int(port), bind="receiver")
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (a normal stop: exit 0), then say so."""
+    smpp = smpp_config(args.smpp)  # before anything starts: a missing SMPP login is one clear line
     with Ledger(args.ledger) as ledger:  # a bad --ledger fails here in one line, not in the server's startup
-        ledger.campaign_token("")
-    app = create_app(args.ledger)
+        token = ledger.reply_token()
+    app = create_app(args.ledger, smpp=smpp)
     try:
         sock = bind_socket(args.host, args.port)
     except (PlasgateError, OSError) as exc:
@@ -54,7 +97,15 @@ def run(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     public = args.public_url or f"http://{args.host}:{port}"
     print(f"callback receiver listening on http://{args.host}:{port}; tell the gateway {public}", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    print(
+        f"replies (MO) over HTTP: set the account's MO URL to {reply_url(public, token)} (keep it secret)", flush=True
+    )
+    if smpp is not None:
+        print(f"keeping an SMPP receiver bound to {smpp.host}:{smpp.port} for late receipts and replies", flush=True)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, http=header_timeout_protocol(args.header_timeout)
+    )
+    server = uvicorn.Server(config)
     started = False
     try:
         server.run(sockets=[sock])

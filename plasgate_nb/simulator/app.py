@@ -25,6 +25,7 @@ from .clock import ScheduleError, SimClock, parse_schedule
 from .config import Account, SimulatorConfig
 from .dlr import Dispatcher
 from .faults import FaultBook, FaultMiddleware, fault_from_dict
+from .mo import MoThrower
 from .model import Gateway, InsufficientBalance, MessageSpec, new_ids
 from .parse import MSISDN, Invalid, check_content, check_dlr, check_sender, parse_batch, parse_single
 from .smpp_server import GatewayBackend, SmppServer
@@ -60,6 +61,9 @@ class SimApp:
             retry_delay=config.callback_retry_delay,
         )
         self.faults = FaultBook(config.faults, rng=random.Random(None if config.seed is None else config.seed + 2))
+        self.mo_http = MoThrower(
+            retries=config.callback_retries, retry_delay=config.callback_retry_delay, timeout=config.callback_timeout
+        )
         self.smpp: SmppServer | None = None
         if config.smpp:
             self.smpp = SmppServer(
@@ -256,11 +260,13 @@ class SimApp:
             "faults": self.faults.describe(),
             "smpp_port": self.smpp.port if self.smpp is not None else None,
             "smpp": dict(self.smpp.stats) if self.smpp is not None else None,
+            "mo_http": {**self.mo_http.stats, "in_flight": self.mo_http.in_flight},
         }
 
     async def admin_control(self, request: Request) -> Response:
         """POST /_sim/control: {"faults": [...]} | {"advance": s} | {"speed": x} | {"balance": {u: x}}
-        | {"mo": {"account", "from", "to", "text"}} (an SMPP reply from a handset)."""
+        | {"mo": {"account", "from", "to", "text"[, "via": "http", "url"]}} (a reply from a handset, over SMPP
+        or posted to ``url`` as Jasmin's MO connector does) | {"smpp_drop": true} (cut every SMPP link)."""
         if not self._admin(request):
             return _json(403, {"message": "admin token required"})
         try:
@@ -271,13 +277,22 @@ class SimApp:
                 self.clock.set_speed(float(body["speed"]))
             if "advance" in body:
                 self.clock.advance(float(body["advance"]))
-            if "mo" in body:  # {"mo": {"account", "from", "to", "text"}}: a handset replies over SMPP
+            if "mo" in body and body["mo"].get("via") == "http":  # posted to an MO URL, as Jasmin's connector
+                mo = body["mo"]
+                self.mo_http.throw(
+                    str(mo["url"]), sender=str(mo["from"]), destination=str(mo["to"]), text=str(mo["text"])
+                )
+            elif "mo" in body:  # {"mo": {"account", "from", "to", "text"}}: a handset replies over SMPP
                 if self.smpp is None:
                     raise ValueError("the simulator serves no SMPP (smpp=True)")
                 mo = body["mo"]
                 self.smpp.send_mo(
                     str(mo["account"]), sender=str(mo["from"]), destination=str(mo["to"]), text=str(mo["text"])
                 )
+            if body.get("smpp_drop"):
+                if self.smpp is None:
+                    raise ValueError("the simulator serves no SMPP (smpp=True)")
+                self.smpp.drop_connections()
             for username, amount in (body.get("balance") or {}).items():
                 if username not in self.gateway.balances:
                     raise ValueError(f"no account {username!r}")
@@ -310,6 +325,7 @@ class SimApp:
         finally:
             if self.smpp is not None:
                 await self.smpp.stop_async()
+            await self.mo_http.aclose()
             await self.dispatcher.stop()
 
 

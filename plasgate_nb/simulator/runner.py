@@ -277,14 +277,36 @@ class Simulator:
         name = account or self.config.accounts[0].username
         self._admin("POST", "/_sim/control", json={"balance": {name: amount}})
 
-    def reply(self, msisdn: str, text: str, *, to: str | None = None, account: str | None = None) -> None:
-        """Make handset ``msisdn`` reply ``text`` over SMPP (to the account's bound receiver/transceiver).
+    def reply(
+        self,
+        msisdn: str,
+        text: str,
+        *,
+        to: str | None = None,
+        account: str | None = None,
+        via: Literal["smpp", "http"] = "smpp",
+        url: str | None = None,
+    ) -> None:
+        """Make handset ``msisdn`` reply ``text``: over SMPP (to the account's bound receiver/transceiver,
+        held until one binds), or with ``via="http"`` posted to ``url`` as Jasmin's MO connector posts it
+        (retried until the receiver answers ``ACK/Jasmin``).
 
         ``to`` is the address replied to (default: the account's first sender).
         """
+        if via not in ("smpp", "http"):
+            raise PlasgateError(f"via must be 'smpp' or 'http', not {via!r}")
+        if via == "http" and not url:
+            raise PlasgateError("a reply over HTTP needs the receiver's MO url=")
         name = account or self.config.accounts[0].username
         target = to or self.credentials_for(name).sender
-        self._admin("POST", "/_sim/control", json={"mo": {"account": name, "from": msisdn, "to": target, "text": text}})
+        mo: dict[str, Any] = {"account": name, "from": msisdn, "to": target, "text": text}
+        if via == "http":
+            mo.update(via="http", url=url)
+        self._admin("POST", "/_sim/control", json={"mo": mo})
+
+    def drop_smpp_connections(self) -> None:
+        """Cut every SMPP connection at once, without an unbind (a network failure)."""
+        self._admin("POST", "/_sim/control", json={"smpp_drop": True})
 
     def wait_idle(self, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until no receipt is scheduled or in flight; return the state (raise on timeout)."""

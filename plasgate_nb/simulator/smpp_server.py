@@ -542,6 +542,14 @@ class SmppServer:
         self.stats["deliver_sm_sent"] = self.stats.get("deliver_sm_sent", 0) + 1
         self.receipts_sent.append({"message_id": message_id, "stat": stat, "err": err, "to": to})
 
+    def drop_connections(self) -> int:
+        """Cut every ESME connection without an unbind (a network failure); return how many (server loop)."""
+        dropped = [c for c in list(self._connections) if c.transport is not None and not c.transport.is_closing()]
+        for conn in dropped:
+            conn.transport.abort()  # type: ignore[union-attr]
+        self.stats["dropped"] = self.stats.get("dropped", 0) + len(dropped)
+        return len(dropped)
+
     def send_mo(self, system_id: str, *, sender: str, destination: str, text: str) -> None:
         """Send a mobile-originated message (a handset's reply, at most one part) to the account's
         bound receiver or transceiver, or hold it until one binds; callable from any thread."""
