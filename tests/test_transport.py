@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from plasgate_nb._classify import classify, parse_retry_after
+from plasgate_nb._keys import key_digest
 from plasgate_nb._ratelimit import RateLimiter, projected_seconds
 from plasgate_nb.batch import build_batches, build_singles, dumps
 from plasgate_nb.errors import ConfigError
@@ -129,7 +130,7 @@ def test_single_and_http_api_wire_shape() -> None:
         "to": "85512000000",
         "content": "Hello 0",
         "dlr": "yes",
-        "dlr_url": "https://h/d/k0",
+        "dlr_url": f"https://h/d/{key_digest('k0')}",  # the slot carries the key digest
         "dlr_level": "3",
         "dlr_method": "POST",
         "username": "acme",
