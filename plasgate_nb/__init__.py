@@ -16,6 +16,7 @@ from .compose import (
     CostEstimate,
     EmptyMessageWarning,
     LongMessageWarning,
+    MessagePreview,
     estimate_cost,
     preview,
     render_messages,
@@ -34,6 +35,7 @@ from .errors import (
 )
 from .experiments import VariantComparison, assign_variants, compare_variants, plot_variants
 from .gateway import Gateway, redact
+from .io import NumericTextWarning, read_customers
 from .ledger import Ledger
 from .report import collect, delivery_summary, export_report, wait_for_reports
 from .segments import SegmentCount, count_segments, split_parts
@@ -69,6 +71,8 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LongMessageWarning",
+    "MessagePreview",
+    "NumericTextWarning",
     "OptionError",
     "PlasgateError",
     "Rejected",
@@ -97,6 +101,7 @@ __all__ = [
     "plot_variants",
     "prepare_audience",
     "preview",
+    "read_customers",
     "redact",
     "render_messages",
     "send_smpp",

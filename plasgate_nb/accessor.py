@@ -18,14 +18,14 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from .audience import prepare_audience
 from .campaign import Campaign, SendSummary
-from .compose import CostEstimate, estimate_cost, preview, render_messages
+from .compose import CostEstimate, MessagePreview, Template, estimate_cost, preview, render_messages
 from .errors import OptionError
 from .report import collect, delivery_summary
 
@@ -42,26 +42,48 @@ class SmsAccessor:
         self._df = df
 
     def prepare(
-        self, *, phone: str = "phone", region: str = "KH", suppress: Iterable[Any] | None = None
+        self,
+        *,
+        phone: str = "phone",
+        region: str = "KH",
+        suppress: Iterable[Any] | None = None,
+        consent: str | None = None,
     ) -> pd.DataFrame:
         """Normalize phone numbers and flag unusable rows: :func:`plasgate_nb.prepare_audience`."""
-        return prepare_audience(self._df, phone=phone, region=region, suppress=suppress)
+        return prepare_audience(self._df, phone=phone, region=region, suppress=suppress, consent=consent)
 
     def render(
-        self, template: str, *, mask: Iterable[str] | str = (), column: str = "content", max_parts: int | None = 5
+        self,
+        template: Template | Mapping[Any, Template],
+        *,
+        mask: Iterable[str] | str = (),
+        column: str = "content",
+        max_parts: int | None = 5,
+        by: str | None = None,
+        default: Any = None,
     ) -> pd.DataFrame:
-        """Render a Jinja template per row, masking columns: :func:`plasgate_nb.render_messages`."""
-        return render_messages(self._df, template, mask=mask, column=column, max_parts=max_parts)
+        """Render a Jinja template per row (or one per value of ``by``): :func:`plasgate_nb.render_messages`.
 
-    def preview(self, n: int = 5) -> pd.DataFrame:
-        """Show rendered messages, report views, encodings and parts: :func:`plasgate_nb.preview`.
+        >>> frame = pd.DataFrame({"name": ["Dara", "សុភា"], "language": ["en", "km"]})
+        >>> frame.sms.render({"en": "Hi {{ name }}", "km": "សួស្តី {{ name }}"}, by="language")[
+        ...     ["content", "template", "encoding"]]
+               content template encoding
+        0      Hi Dara       en    GSM-7
+        1  សួស្តី សុភា       km    UCS-2
+        """
+        return render_messages(
+            self._df, template, mask=mask, column=column, max_parts=max_parts, by=by, default=default
+        )
+
+    def preview(self, n: int | None = None, *, by: str | Sequence[str] | None = None) -> MessagePreview:
+        """Show whole rendered messages, report views, encodings and parts: :func:`plasgate_nb.preview`.
 
         >>> frame = pd.DataFrame({"name": ["Dara"]}).sms.render("សួស្តី {{ name }}")
         >>> frame.sms.preview()[["encoding", "units", "segments"]]
           encoding  units  segments
         0    UCS-2     11         1
         """
-        return preview(self._df, n)
+        return preview(self._df, n, by=by)
 
     def estimate(self, *, price_per_segment: float, currency: str = "USD") -> CostEstimate:
         """Estimate the cost of sending the rendered rows: :func:`plasgate_nb.estimate_cost`.

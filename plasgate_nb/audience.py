@@ -31,7 +31,7 @@ __all__ = ["STATUSES", "normalize_msisdn", "prepare_audience"]
 
 log = logging.getLogger("plasgate_nb")
 
-STATUSES = ("ok", "invalid", "not_mobile", "duplicate", "suppressed", "missing")
+STATUSES = ("ok", "invalid", "not_mobile", "duplicate", "suppressed", "missing", "no_consent")
 """Every value ``audience_status`` can take; only ``ok`` rows should be sent."""
 
 # (msisdn, carrier, status, reason) for one distinct raw value.
@@ -297,12 +297,68 @@ def _suppressed_numbers(suppress: Any, plan: _Plan) -> set[str]:
     return numbers
 
 
+# Consent answers, compared after strip() and casefold(); empty cells are no consent.
+CONSENT_YES = frozenset({"true", "1", "yes", "y", "t", "បាទ", "ចាស", "បាទ/ចាស", "យល់ព្រម"})
+CONSENT_NO = frozenset({"false", "0", "no", "n", "f", "", "ទេ", "មិនយល់ព្រម"})
+# Columns that look like consent: a frame holding one without consent= gets a logged warning.
+_CONSENT_LIKE = ("opt_in", "optin", "opted_in", "consent", "sms_consent", "marketing_consent")
+
+
+def _consent_answer(value: Any) -> bool | None:
+    """True (consent), False (none) or None (not a yes/no answer) for one consent cell."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return False
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer | float | np.floating) and not isinstance(value, bool):
+        if math.isnan(value):
+            return False
+        return {1: True, 0: False}.get(value)  # type: ignore[call-overload]
+    text = str(value).strip().casefold()
+    if text in CONSENT_YES:
+        return True
+    if text in CONSENT_NO:
+        return False
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A consent cell as the reason shows it: ``'no'``, ``False``, ``empty``."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "empty"
+    if isinstance(value, str):
+        return repr(value) if value.strip() else "empty"
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _consent(df: pd.DataFrame, consent: str) -> np.ndarray:
+    """Per row: whether the ``consent`` column says yes; AudienceError for a missing column or odd values."""
+    if not isinstance(consent, str) or consent not in df.columns:
+        raise AudienceError(f"no consent column {consent!r}; available columns: {list(df.columns)}")
+    column = df[consent]
+    if isinstance(column, pd.DataFrame):
+        raise AudienceError(f"the frame has {column.shape[1]} columns named {consent!r}; keep only one")
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    answers = [_consent_answer(u) for u in np.asarray(uniques, dtype=object)]
+    odd = [u for u, a in zip(np.asarray(uniques, dtype=object), answers, strict=True) if a is None]
+    if odd:
+        rows = df.index[np.isin(codes, [i for i, a in enumerate(answers) if a is None])].tolist()
+        shown = ", ".join(map(repr, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        raise AudienceError(
+            f"consent column {consent!r} holds values that are neither yes nor no: "
+            f"{', '.join(map(repr, odd[:5]))} in {len(rows)} row(s): {shown} "
+            "(consent: true, 1, yes, y; no consent: false, 0, no, n, empty)"
+        )
+    return np.asarray([*answers, False], dtype=bool)[codes]
+
+
 def prepare_audience(
     df: pd.DataFrame,
     *,
     phone: str = "phone",
     region: str = "KH",
     suppress: Iterable[Any] | pd.Series | None = None,
+    consent: str | None = None,
 ) -> pd.DataFrame:
     """Return a copy of ``df`` with ``msisdn``, ``carrier``, ``audience_status`` and ``audience_reason``.
 
@@ -311,6 +367,11 @@ def prepare_audience(
     :data:`STATUSES` and ``audience_reason`` says why in plain words. The first row with a number wins;
     later rows with the same number are ``duplicate`` and name the first row's index label. Numbers on
     the ``suppress`` opt-out list (any formats) are ``suppressed``. The caller's frame is not modified.
+
+    ``consent`` names a column saying whether each person agreed to receive messages: rows holding
+    false, 0, no, n or nothing (any case; Khmer ទេ too) are ``no_consent``; true, 1, yes, y (បាទ, ចាស)
+    are consent. Any other value raises :class:`AudienceError` naming it and its rows, as does a
+    missing column. A row without consent does not take its number from a later row that has it.
     """
     if not isinstance(df, pd.DataFrame):
         raise AudienceError(f"prepare_audience expects a pandas DataFrame, not {type(df).__name__}")
@@ -325,6 +386,18 @@ def prepare_audience(
     carrier = np.array([v[1] for v in found], dtype=object)[codes]
     status = np.array([v[2] for v in found], dtype=object)[codes]
     reason = np.array([v[3] for v in found], dtype=object)[codes]
+
+    if consent is not None:
+        refused = (status == "ok") & ~_consent(df, consent)
+        status[refused] = "no_consent"
+        reason[refused] = [f"no consent ({consent} is {_shown(v)})" for v in df[consent].to_numpy()[refused]]
+    else:
+        looks_like = [name for name in _CONSENT_LIKE if name in df.columns]
+        if looks_like:
+            log.warning(
+                "the frame has a %r column but consent= was not given: every row counts as consenting",
+                looks_like[0],
+            )
 
     if suppress is not None:
         numbers = _suppressed_numbers(suppress, plan)

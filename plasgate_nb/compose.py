@@ -9,27 +9,33 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import os
+import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jinja2
 import numpy as np
 import pandas as pd
 
-from ._masking import UnbalancedMarkers
-from ._render import render_frame
-from ._template import compile_template
-from .errors import ConfigError, TemplateError
+from ._masking import REPORT_MASK, UnbalancedMarkers
+from ._render import Rendered, render_frame
+from ._template import CompiledTemplate, compile_template
+from .errors import ConfigError, OptionError, TemplateError
+from .io import NumericTextWarning, warn_numeric_text
+from .segments import MASK_MARKER
 
 __all__ = [
     "CostEstimate",
     "EmptyMessageWarning",
     "LongMessageWarning",
+    "MessagePreview",
+    "NumericTextWarning",
     "estimate_cost",
     "preview",
     "render_messages",
@@ -75,13 +81,140 @@ def _undefined_name(error: Exception) -> str | None:
     return None
 
 
+Template = str | os.PathLike[str]
+"""A template: Jinja text, or a path to a UTF-8 file holding it."""
+
+
+def _source(template: Any, *, name: Any = None) -> str:
+    """The text of a template (a path-like is read as UTF-8)."""
+    where = f"template {name!r}" if name is not None else "template"
+    if isinstance(template, os.PathLike):
+        try:
+            return Path(template).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"cannot read {where} file {template}: {exc}") from exc
+    if not isinstance(template, str):
+        raise TemplateError(f"{where} must be text or a path, not {type(template).__name__}")
+    return template
+
+
+def _render_one(compiled: CompiledTemplate, df: pd.DataFrame, *, name: Any = None) -> Rendered:
+    """Render one compiled template over every row of ``df``; failures name the row (and the template)."""
+    where = f"template {name!r}: " if name is not None else ""
+    missing = sorted(compiled.names - set(df.columns) - set(compiled.environment.globals))
+    try:
+        rendered, failure = render_frame(compiled, df)
+    except UnbalancedMarkers as exc:
+        raise TemplateError(f"{where}{exc}") from exc
+    if failure is not None:
+        label = _label(df.index[failure.position])
+        variable = _undefined_name(failure.error)
+        if variable is not None and variable in missing:
+            raise TemplateError(
+                f"{where}template variable {variable!r} is not a column of the frame (first failing row: {label!r})"
+            ) from failure.error
+        raise TemplateError(f"{where}template failed on row {label!r}: {failure.error}") from failure.error
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise TemplateError(f"{where}template variables are not columns of the frame: {names}")
+    if rendered is None:  # render_frame returns a result or a failure
+        raise TemplateError(f"{where}template produced no result")
+    return rendered
+
+
+def _choose(df: pd.DataFrame, keys: list[Any], by: str, has_default: bool) -> np.ndarray:
+    """Per row, the position in ``keys`` of the template for its ``by`` value (``len(keys)``: the default)."""
+    codes, uniques = pd.factorize(df[by], use_na_sentinel=True)
+    lookup = {key: i for i, key in enumerate(keys)}
+    fallback = len(keys)
+    chosen = []
+    for value in np.asarray(uniques, dtype=object).tolist():
+        try:
+            chosen.append(lookup.get(value, fallback))
+        except TypeError:  # an unhashable cell never names a template
+            chosen.append(fallback)
+    per_value = np.asarray([*chosen, fallback], dtype=np.int64)  # code -1 (missing) takes the default
+    assigned = per_value[np.asarray(codes, dtype=np.int64)]
+    if not has_default and (assigned == fallback).any():
+        unmatched = np.flatnonzero(assigned == fallback)
+        values = pd.unique(pd.Series(np.asarray(df[by], dtype=object)[unmatched], dtype=object))
+        shown = ", ".join("no value" if _is_na(v) else repr(_label(v)) for v in values[:_SHOWN_ROWS])
+        raise TemplateError(
+            f"no template for {by} {shown} in {_rows(df.index[unmatched])}: add one to the templates "
+            f"(keys: {', '.join(map(repr, keys))}) or give default="
+        )
+    return assigned
+
+
+def _is_na(value: Any) -> bool:
+    """Whether a scalar is a missing value."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _render_by(
+    df: pd.DataFrame,
+    templates: Mapping[Any, Template],
+    *,
+    by: str | None,
+    default: Any,
+    masked: set[str],
+) -> tuple[Rendered, np.ndarray]:
+    """Render each row with the template for its ``by`` value; returns the rows and each row's template key."""
+    if by is None:
+        raise TemplateError("several templates need by=<column> (the column whose value picks each row's template)")
+    if by not in df.columns:
+        raise TemplateError(f"by names a column the frame does not have: {by!r} (columns: {list(df.columns)})")
+    if not templates:
+        raise TemplateError("templates is empty: give at least one {value: template}")
+    keys = list(templates)
+    compiled = [compile_template(_source(templates[key], name=key), mask=masked) for key in keys]
+    labels: list[Any] = list(keys)
+    if default is not None:
+        is_key = not isinstance(default, os.PathLike) and _is_key(default, keys)
+        if is_key:
+            index = keys.index(default)
+            compiled.append(compiled[index])
+            labels.append(keys[index])
+        else:
+            compiled.append(compile_template(_source(default, name="default"), mask=masked))
+            labels.append("default")
+    assigned = _choose(df, keys, by, default is not None)
+    n = len(df)
+    content, report = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    gsm, blank = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    units, segments = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for i, template in enumerate(compiled):
+        positions = np.flatnonzero(assigned == i)
+        used = [name for name in df.columns if name in template.names]
+        rows = df if len(positions) == n else df.iloc[positions]
+        part = _render_one(template, rows[used] if len(used) < len(df.columns) else rows, name=labels[i])
+        content[positions], report[positions] = part.content, part.report
+        gsm[positions], units[positions] = part.gsm, part.units
+        segments[positions], blank[positions] = part.segments, part.blank
+    chosen = np.asarray(labels, dtype=object)[assigned]
+    return Rendered(content.tolist(), report.tolist(), gsm, units, segments, blank), chosen
+
+
+def _is_key(value: Any, keys: list[Any]) -> bool:
+    """Whether ``value`` is one of the template keys."""
+    try:
+        return value in keys
+    except (TypeError, ValueError):
+        return False
+
+
 def render_messages(
     df: pd.DataFrame,
-    template: str | os.PathLike[str],
+    template: Template | Mapping[Any, Template],
     *,
     mask: Iterable[str] | str = (),
     column: str = "content",
     max_parts: int | None = 5,
+    by: str | None = None,
+    default: Any = None,
 ) -> pd.DataFrame:
     """Render ``template`` for every row of ``df`` into a copy with the message columns added.
 
@@ -91,44 +224,40 @@ def render_messages(
     ``YYYY-MM-DD`` unless the template formats them. Outputs using a column of ``mask`` are wrapped
     in ``#ma#`` markers. Added columns: ``column`` (the text sent), ``<column>_report`` (masked areas
     as ``******``), ``encoding``, ``units`` and ``segments``. Warns with :class:`LongMessageWarning`
-    above ``max_parts`` parts (None: never) and :class:`EmptyMessageWarning` for blank messages.
+    above ``max_parts`` parts (None: never), :class:`EmptyMessageWarning` for blank messages and
+    :class:`~plasgate_nb.io.NumericTextWarning` for a masked column holding numbers.
+
+    One template per group: ``template`` may map values of the column ``by`` to templates
+    (``{"km": tpl_km, "en": tpl_en}, by="language"``); each row renders with the template for its
+    value, and a ``template`` column records the key used. A value without a template (or a missing
+    value) takes ``default`` (a key of the mapping, or a template of its own, recorded as
+    ``"default"``); without ``default`` it raises :class:`TemplateError` naming the values and rows.
 
     Raises :class:`TemplateError` for a syntax error (naming the line), a mask name that is not a
-    column, a variable that is not a column, or a row that fails to render (naming the row label).
+    column, a variable that is not a column, or a row that fails to render (naming the row label and,
+    with several templates, the template's key).
     """
-    source = Path(template).read_text(encoding="utf-8") if isinstance(template, os.PathLike) else template
-    if not isinstance(source, str):
-        raise TemplateError(f"template must be text or a path, not {type(template).__name__}")
     masked = _mask_names(mask)
     unknown = sorted(masked - set(df.columns))
     if unknown:
         raise TemplateError(f"mask names columns the frame does not have: {', '.join(map(repr, unknown))}")
-    compiled = compile_template(source, mask=masked)
-    missing = sorted(compiled.names - set(df.columns) - set(compiled.environment.globals))
-    rendered, failure = (None, None)
-    try:
-        rendered, failure = render_frame(compiled, df)
-    except UnbalancedMarkers as exc:
-        raise TemplateError(str(exc)) from exc
-    if failure is not None:
-        label = _label(df.index[failure.position])
-        name = _undefined_name(failure.error)
-        if name is not None and name in missing:
-            raise TemplateError(
-                f"template variable {name!r} is not a column of the frame (first failing row: {label!r})"
-            ) from failure.error
-        raise TemplateError(f"template failed on row {label!r}: {failure.error}") from failure.error
-    if missing:
-        names = ", ".join(map(repr, missing))
-        raise TemplateError(f"template variables are not columns of the frame: {names}")
-    if rendered is None:  # render_frame returns a result or a failure
-        raise TemplateError("template produced no result")
+    warn_numeric_text(df, sorted(masked), role="masked", stacklevel=2)
+    chosen = None
+    if isinstance(template, Mapping):
+        rendered, chosen = _render_by(df, template, by=by, default=default, masked=masked)
+    else:
+        if by is not None or default is not None:
+            raise TemplateError("by= and default= go with several templates: pass {value: template, ...}")
+        rendered = _render_one(compile_template(_source(template), mask=masked), df)
     out = df.copy(deep=False)
     out[column] = pd.Series(rendered.content, index=df.index, dtype="str")
     out[f"{column}_report"] = pd.Series(rendered.report, index=df.index, dtype="str")
     out["encoding"] = pd.Series(np.where(rendered.gsm, "GSM-7", "UCS-2"), index=df.index, dtype="str")
     out["units"] = pd.Series(rendered.units, index=df.index, dtype="int64")
     out["segments"] = pd.Series(rendered.segments, index=df.index, dtype="int64")
+    if chosen is not None:
+        text_keys = all(isinstance(key, str) for key in chosen.tolist())
+        out["template"] = pd.Series(chosen, index=df.index, dtype="str" if text_keys else object)
     _warn(df.index, rendered.segments, rendered.blank, max_parts=max_parts)
     logger.debug("rendered %d messages (%d parts)", len(out), int(rendered.segments.sum()))
     return out
@@ -217,9 +346,102 @@ def estimate_cost(
     )
 
 
-def preview(df: pd.DataFrame, n: int = 5, *, column: str = "content") -> pd.DataFrame:
-    """Show the first ``n`` rendered rows: sent text, report view, encoding, units and parts."""
+class MessagePreview(pd.DataFrame):
+    """A preview table that shows whole messages: never truncated, masked areas highlighted in Jupyter.
+
+    It is a DataFrame (select, filter, ``to_dict`` as usual; what you derive from it is a plain
+    DataFrame); only its display differs: no ``...`` in long texts, messages wrapped in their cells, and
+    each ``#ma#...#ma#`` area of the sent text and each ``******`` of the report view highlighted.
+    """
+
+    _metadata: ClassVar[list[str]] = ["message_column"]
+    message_column: str
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    def __repr__(self) -> str:
+        """The text table, with whole messages and every column."""
+        return self.to_string()
+
+    def _repr_html_(self) -> str:
+        """The HTML table for Jupyter: whole messages, wrapped, masked areas highlighted."""
+        column = getattr(self, "message_column", "content")
+        shown = pd.DataFrame(
+            {name: [_cell_html(name, value, column) for value in self[name].tolist()] for name in self.columns},
+            index=pd.Index([html.escape(str(_label(label))) for label in self.index], name=self.index.name),
+        )
+        with pd.option_context("display.max_colwidth", None, "display.max_rows", None):
+            return shown.to_html(escape=False, na_rep="")
+
+
+_MARK = '<mark title="{title}" style="background:#ffe58a">{text}</mark>'
+_MASKED_AREA = re.compile(re.escape(MASK_MARKER) + ".*?" + re.escape(MASK_MARKER), re.DOTALL)
+
+
+def _cell_html(name: str, value: Any, column: str) -> str:
+    """One preview cell as HTML: messages wrapped and their masked areas marked, other values escaped."""
+    if value is None or (not isinstance(value, str) and _is_na(value)):
+        return ""
+    text = html.escape(str(value), quote=False)
+    if name not in (column, f"{column}_report"):
+        return text
+    if name == column:
+        text = _MASKED_AREA.sub(lambda m: _MARK.format(title="masked: ****** in the gateway's report", text=m[0]), text)
+    else:
+        text = text.replace(REPORT_MASK, _MARK.format(title="a masked area", text=REPORT_MASK))
+    return f'<div style="white-space:pre-wrap;text-align:left;min-width:22em">{text}</div>'
+
+
+def _sample(df: pd.DataFrame, by: str | Sequence[str] | None, column: str) -> pd.DataFrame:
+    """The first row of each group (``by``, else ``template``, else ``language``) plus the longest message."""
+    pool = df
+    if "audience_status" in df.columns and (df["audience_status"] == "ok").any():
+        pool = df[df["audience_status"] == "ok"]
+    sent = pool[column].fillna("").astype(str).str.len() > 0
+    if sent.any():
+        pool = pool[sent.to_numpy()]
+    if by is None:
+        by = [name for name in ("template", "language") if name in df.columns][:1]
+    groups = [by] if isinstance(by, str) else list(by)
+    if groups:
+        positions = np.flatnonzero(~pool.reset_index(drop=True).duplicated(subset=groups, keep="first").to_numpy())
+    else:
+        positions = np.arange(min(len(pool), _SHOWN_ROWS))
+    if len(pool):
+        # the most parts, then the most units (units of GSM-7 and UCS-2 texts are not comparable alone)
+        longest = int(np.lexsort((-np.arange(len(pool)), pool["units"].to_numpy(), pool["segments"].to_numpy()))[-1])
+        if longest not in positions:
+            positions = np.append(positions, longest)
+    return pool.iloc[positions]
+
+
+def preview(
+    df: pd.DataFrame,
+    n: int | None = None,
+    *,
+    by: str | Sequence[str] | None = None,
+    column: str = "content",
+) -> MessagePreview:
+    """Show whole rendered messages: sent text, report view, encoding, units and parts.
+
+    By default a sample: the first row to be sent of each template (the ``template`` column, else
+    each ``language``, or the groups of ``by``), plus the longest message; ``n`` shows the first
+    ``n`` rows instead. Rows whose ``audience_status`` is not ``ok``, and blank messages, are left
+    out of the sample when other rows remain. The result is a :class:`MessagePreview`: a DataFrame
+    whose display never truncates the messages and highlights their masked areas.
+    """
     report = f"{column}_report"
     _require(df, [column, report, "encoding", "units", "segments"])
-    shown = [name for name in ("msisdn",) if name in df.columns]
-    return df.head(n)[[*shown, column, report, "encoding", "units", "segments"]].copy()
+    if by is not None:
+        missing = [name for name in ([by] if isinstance(by, str) else by) if name not in df.columns]
+        if missing:
+            raise OptionError(f"by names columns the frame does not have: {', '.join(map(repr, missing))}")
+    rows = df.head(n) if n is not None else _sample(df, by, column)
+    groups = [by] if isinstance(by, str) else list(by or ())
+    shown = [name for name in ("msisdn", *groups, "template", "language") if name in df.columns]
+    shown = list(dict.fromkeys(shown))
+    out = MessagePreview(rows[[*shown, column, report, "encoding", "units", "segments"]].copy())
+    out.message_column = column
+    return out

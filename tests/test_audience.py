@@ -485,3 +485,66 @@ def test_sample_audience_has_the_promised_mix() -> None:
     assert 0.01 <= shares["duplicate"] <= 0.03
     assert 0.005 <= shares["suppressed"] <= 0.03
     assert shares["ok"] > 0.85
+
+
+def consent_frame(answers: list[object]) -> pd.DataFrame:
+    """One distinct mobile number per answer."""
+    phones = [f"012 345 {i:03d}" for i in range(len(answers))]
+    return pd.DataFrame({"phone": phones, "opt_in": pd.Series(answers, dtype=object)})
+
+
+def test_consent_column_marks_rows_without_consent() -> None:
+    yes = [True, 1, 1.0, "true", "TRUE", " Yes ", "y", "1", "បាទ", "ចាស"]
+    no = [False, 0, 0.0, "false", "False", "NO", "n", "0", "", "  ", None, np.nan, "ទេ"]
+    df = consent_frame(yes + no)
+    before = df.copy()
+    out = prepare_audience(df, consent="opt_in")
+    pd.testing.assert_frame_equal(df, before)  # the caller's frame is untouched
+    assert out["audience_status"].tolist() == ["ok"] * len(yes) + ["no_consent"] * len(no)
+    reasons = out["audience_reason"].tolist()
+    assert reasons[len(yes)] == "no consent (opt_in is False)"
+    assert reasons[len(yes) + 4] == "no consent (opt_in is 'False')"
+    assert reasons[len(yes) + 8] == reasons[len(yes) + 10] == "no consent (opt_in is empty)"
+    assert "no_consent" in STATUSES
+
+
+def test_unknown_consent_values_name_their_rows() -> None:
+    df = consent_frame(["yes", "maybe", "no", 2, "maybe"])
+    with pytest.raises(AudienceError, match=r"'maybe', 2 in 3 row\(s\): 1, 3, 4"):
+        prepare_audience(df, consent="opt_in")
+
+
+def test_a_missing_consent_column_names_the_columns() -> None:
+    with pytest.raises(AudienceError, match=r"no consent column 'consent'; available columns: \['phone', 'opt_in'\]"):
+        prepare_audience(consent_frame(["yes"]), consent="consent")
+
+
+def test_consent_comes_after_the_number_and_before_suppression_and_duplicates() -> None:
+    df = pd.DataFrame(
+        {
+            "phone": ["bad", "012 345 678", "012345678", "097 123 4567", "097 123 4567"],
+            "opt_in": ["no", "no", "yes", "no", "yes"],
+        }
+    )
+    out = prepare_audience(df, consent="opt_in", suppress=["0971234567"])
+    # an unusable number stays invalid; a refusing row does not make the next row with its number a duplicate
+    assert out["audience_status"].tolist() == ["invalid", "no_consent", "ok", "no_consent", "suppressed"]
+
+
+def test_a_consent_like_column_without_consent_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="plasgate_nb"):
+        out = prepare_audience(consent_frame(["no"]))
+    assert out["audience_status"].tolist() == ["ok"]
+    assert "'opt_in' column but consent= was not given" in caplog.text
+
+
+def test_sample_audience_with_consent_and_opt_outs() -> None:
+    from plasgate_nb import read_customers
+
+    df = read_customers(SAMPLE / "customers.csv")
+    opt_out = read_customers(SAMPLE / "opt_out.csv")["phone"]
+    out = prepare_audience(df, consent="opt_in", suppress=opt_out)
+    refused = df["opt_in"] == "false"
+    assert refused.sum() > 50  # the sample has customers who did not opt in
+    assert set(out.loc[refused, "audience_status"]) <= {"no_consent", "invalid", "not_mobile", "missing"}
+    assert not out.loc[out["audience_status"] == "ok", "opt_in"].eq("false").any()

@@ -21,7 +21,7 @@ from plasgate_nb.compose import (
     preview,
     render_messages,
 )
-from plasgate_nb.errors import ConfigError, TemplateError
+from plasgate_nb.errors import ConfigError, OptionError, TemplateError
 from plasgate_nb.segments import count_segments, strip_markers
 
 
@@ -296,3 +296,104 @@ def test_piece_renderer_equals_row_by_row_rendering(rows: list, template: str, m
     assert got == [(s, r, c.encoding, c.units, c.segments) for s, r, c in expected]
     for sent in out["content"]:
         assert sent.count("#ma#") % 2 == 0
+
+
+def languages() -> pd.DataFrame:
+    """Customers in two languages (and one the templates do not cover), codes as text."""
+    return pd.DataFrame(
+        {
+            "first_name": ["Dara", "សុភា", "Vanna", "Bopha", "Chan"],
+            "language": ["en", "km", "en", "fr", None],
+            "otp": ["004821", "000007", "120000", "000001", "777777"],
+        },
+        index=pd.Index(["c1", "c2", "c3", "c4", "c5"], name="customer_id"),
+    )
+
+
+TEMPLATES = {"en": "Hi {{ first_name }}, code {{ otp }}", "km": "សួស្តី {{ first_name }} កូដ {{ otp }}"}
+
+
+def test_one_template_per_language() -> None:
+    df = languages().iloc[:3]
+    before = df.copy()
+    out = render(df, TEMPLATES, by="language", mask=["otp"])
+    pd.testing.assert_frame_equal(df, before)
+    assert out["content"].tolist() == [
+        "Hi Dara, code #ma#004821#ma#",
+        "សួស្តី សុភា កូដ #ma#000007#ma#",
+        "Hi Vanna, code #ma#120000#ma#",
+    ]
+    assert out["content_report"].tolist()[1] == "សួស្តី សុភា កូដ ******"
+    assert out["template"].tolist() == ["en", "km", "en"]
+    assert out["encoding"].tolist() == ["GSM-7", "UCS-2", "GSM-7"]
+    for single in ("en", "km"):  # each row is exactly what its template alone renders
+        rows = df[df["language"] == single]
+        alone = render(rows, TEMPLATES[single], mask=["otp"])
+        cols = ["content", "content_report", "encoding", "units", "segments"]
+        pd.testing.assert_frame_equal(out.loc[rows.index, cols], alone[cols])
+
+
+def test_a_value_without_a_template_is_an_error_naming_it_and_its_rows() -> None:
+    with pytest.raises(TemplateError, match=r"no template for language 'fr', no value in 2 row\(s\): 'c4', 'c5'"):
+        render(languages(), TEMPLATES, by="language")
+
+
+def test_default_is_a_key_or_a_template_of_its_own() -> None:
+    out = render(languages(), TEMPLATES, by="language", default="en")
+    assert out["template"].tolist() == ["en", "km", "en", "en", "en"]
+    assert out.loc["c4", "content"] == "Hi Bopha, code 000001"
+    out = render(languages(), TEMPLATES, by="language", default="Hello {{ first_name }}")
+    assert out["template"].tolist() == ["en", "km", "en", "default", "default"]
+    assert out.loc["c5", "content"] == "Hello Chan"
+
+
+def test_template_errors_name_the_template_and_the_row(tmp_path: object) -> None:
+    broken = {**TEMPLATES, "km": "{{ first_name.nope() }}"}
+    with pytest.raises(TemplateError, match=r"template 'km': template failed on row 'c2'"):
+        render(languages().iloc[:3], broken, by="language")
+    with pytest.raises(TemplateError, match=r"template 'km': .*'surname'"):  # even with no km row at all
+        render(languages().iloc[[0]], {**TEMPLATES, "km": "{{ surname }}"}, by="language")
+    with pytest.raises(TemplateError, match="by=<column>"):
+        render(languages(), TEMPLATES)
+    with pytest.raises(TemplateError, match="'lang'"):
+        render(languages(), TEMPLATES, by="lang")
+    with pytest.raises(TemplateError, match="several templates"):
+        render(languages(), "Hi", by="language")
+
+
+def test_templates_may_be_files_and_keys_any_value(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "b.j2"
+    path.write_text("B {{ first_name }}", encoding="utf-8")
+    df = languages().assign(variant=[1, 2, 1, 2, 1])
+    out = render(df, {1: "A {{ first_name }}", 2: path}, by="variant")
+    assert out["content"].tolist() == ["A Dara", "B សុភា", "A Vanna", "B Bopha", "A Chan"]
+    assert out["template"].tolist() == [1, 2, 1, 2, 1]
+
+
+def test_preview_shows_one_row_per_template_and_the_longest() -> None:
+    df = languages().iloc[:3].copy()
+    df.loc["c3", "first_name"] = "Vanna " * 40  # the longest message: three parts
+    df["audience_status"] = ["ok", "ok", "ok"]
+    out = render(df, TEMPLATES, by="language", mask=["otp"])
+    shown = preview(out)
+    assert list(shown.index) == ["c1", "c2", "c3"]
+    assert list(shown.columns) == ["template", "language", "content", "content_report", "encoding", "units", "segments"]
+    assert shown.loc["c3", "segments"] == 2
+    assert preview(out, 1).index.tolist() == ["c1"]  # n: the first rows, as before
+    assert preview(out, by="language").index.tolist() == ["c1", "c2", "c3"]
+    with pytest.raises(OptionError):
+        preview(out, by="nope")
+
+
+def test_preview_displays_whole_messages_with_masked_areas_marked() -> None:
+    df = languages().iloc[:2].assign(first_name=["D" * 120, "សុភា"])
+    shown = preview(render(df, TEMPLATES, by="language", mask=["otp"]))
+    whole = shown.loc["c1", "content"]
+    assert len(whole) > 120 and whole in repr(shown)  # the text view is not cut at 50 characters
+    page = shown._repr_html_()
+    assert whole.replace("#ma#004821#ma#", "") in page and "..." not in page
+    assert page.count("<mark") == 4  # two masked areas in the sent texts, two ****** in the reports
+    assert ">#ma#004821#ma#</mark>" in page and ">******</mark>" in page
+    assert type(shown[["content"]]) is pd.DataFrame  # what is derived from a preview is a plain frame
