@@ -118,3 +118,98 @@ def test_key_columns_get_the_same_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_numeric_text(df, ["flag", "absent"], role="key")  # booleans and absent columns are not numbers
+
+
+# The command line reads its input the same way, and composes with consent and one template per value.
+
+
+@pytest.fixture
+def cli_files(tmp_path: Path) -> dict[str, Path]:
+    customers = tmp_path / "customers.csv"
+    customers.write_text(
+        "customer_id,phone,name,language,otp,opt_in,due\n"
+        "0001,012 345 678,Sokha,en,004821,yes,2026-05-01\n"
+        "0002,097 123 4567,ដារា,km,000007,true,2026-05-02\n"
+        "0003,016 222 333,Chan,en,123456,no,2026-05-03\n"
+        "0004,010 234 567,Bopha,en,654321,,2026-05-04\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "en.j2").write_text("Hi {{ name }}, OTP {{ otp }}", encoding="utf-8")
+    (tmp_path / "km.j2").write_text("សួស្តី {{ name }} {{ otp }}", encoding="utf-8")
+    (tmp_path / "due.j2").write_text("{{ name }}: pay by {{ due.strftime('%d %b') }}", encoding="utf-8")
+    return {"customers": customers, "dir": tmp_path}
+
+
+def run_cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from plasgate_nb.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_sends_codes_with_their_zeros_one_template_per_language_and_only_with_consent(
+    cli_files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from plasgate_nb.simulator import RateLimits, Simulator, SimulatorConfig
+
+    d = cli_files["dir"]
+    with Simulator(SimulatorConfig(seed=5, rate_limits=RateLimits.off()), mode="thread") as sim:
+        creds = sim.credentials
+        monkeypatch.setenv("PLASGATE_BASE_URL", sim.url)
+        monkeypatch.setenv("PLASGATE_PRIVATE_KEY", creds.private_key)
+        monkeypatch.setenv("PLASGATE_SECRET", creds.secret)
+        monkeypatch.setenv("PLASGATE_SENDER", creds.sender)
+        code, out, err = run_cli(
+            "send", str(cli_files["customers"]),
+            "--template", f"en={d / 'en.j2'}", "--template", f"km={d / 'km.j2'}", "--template-by", "language",
+            "--mask", "otp", "--consent", "opt_in", "--key", "customer_id",
+            "--campaign", "zeros", "--ledger", str(d / "cli.db"), "--json",
+            capsys=capsys,
+        )  # fmt: skip
+        assert code == 0, err
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["accepted"] == 2 and summary["skipped_reasons"] == {"no_consent": 2}
+        sent = {r["to"]: r["content"] for r in sim.records()}
+    assert sent == {"85512345678": "Hi Sokha, OTP #ma#004821#ma#", "855971234567": "សួស្តី ដារា #ma#000007#ma#"}
+
+
+def test_cli_preview_parses_dates_only_on_request(
+    cli_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    d = cli_files["dir"]
+    args = ["preview", str(cli_files["customers"]), "--template", str(d / "due.j2"), "--json"]
+    code, _, err = run_cli(*args, capsys=capsys)
+    assert code == 2 and "failed on row 0" in err  # a text column has no strftime
+    code, out, err = run_cli(*args, "--parse-dates", "due", capsys=capsys)
+    assert code == 0, err
+    shown = json.loads(out.strip().splitlines()[-1])["preview"]
+    assert [row["content"] for row in shown][:1] == ["Sokha: pay by 01 May"]
+    code, _, err = run_cli(*args, "--parse-dates", "nope", capsys=capsys)
+    assert code == 2 and "'nope'" in err and "columns: customer_id, phone" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--template", "x=km.j2"], ["needs --template-by COLUMN"]),
+        (["--template", "km.j2", "--template-by", "language"], ["one --template VALUE=FILE per value"]),
+        (["--template", "en.j2", "--template", "km.j2"], ["given several times", "--template-by"]),
+        (["--template", "en=en.j2", "--template-by", "lang"], ["--template-by column 'lang'", "columns: customer_id"]),
+        (["--template", "en=en.j2", "--template-by", "language"], ["no template for language 'km'", "default="]),
+        (["--template", "en.j2", "--consent", "consent"], ["no consent column 'consent'"]),
+    ],
+)
+def test_cli_template_and_consent_mistakes_are_one_line(
+    cli_files: dict[str, Path], capsys: pytest.CaptureFixture[str], extra: list[str], words: list[str]
+) -> None:
+    d = cli_files["dir"]
+    extra = [str(d / e) if e.endswith(".j2") and "=" not in e else e for e in extra]
+    extra = [f"{e.split('=')[0]}={d / e.split('=')[1]}" if e.endswith(".j2") and "=" in e else e for e in extra]
+    code, out, err = run_cli("preview", str(cli_files["customers"]), *extra, capsys=capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert all(word in err for word in words), err

@@ -1,6 +1,7 @@
 """Helpers shared by the subcommands: reading input files, campaign options, exit codes, printing results.
 
-Every user error found here (a missing or unreadable file, a missing column, Parquet without pyarrow)
+Every user error found here (a missing or unreadable file, a missing column, Parquet without pyarrow,
+``--template`` files that do not fit ``--template-by``)
 is raised as :class:`~plasgate_nb.errors.ConfigError` naming the file, column or option at fault; the
 command line prints it as one line and exits with :data:`EXIT_BAD_INPUT`.
 """
@@ -11,12 +12,16 @@ import argparse
 import importlib.util
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ..compose import render_messages
 from ..errors import ConfigError, LedgerError
+from ..io import read_customers
 from ..ledger import Ledger
 from ..ledger._schema import resolve_url
 
@@ -28,7 +33,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_RETRY_LATER",
     "EXIT_TABLE",
+    "Templates",
     "add_campaign_options",
+    "add_template_options",
     "check_columns",
     "emit",
     "existing_ledger",
@@ -36,6 +43,8 @@ __all__ = [
     "read_frame",
     "read_suppress",
     "read_template",
+    "read_templates",
+    "render_templates",
     "write_frame",
 ]
 
@@ -81,15 +90,21 @@ def _need_parquet(path: Path, doing: str) -> None:
         raise ConfigError(f"{doing} Parquet file {path} needs pyarrow: `pip install pyarrow`, or use a .csv file")
 
 
-def read_frame(path: Path, *, key: str | None = None, what: str = "input") -> pd.DataFrame:
-    """Read a CSV or Parquet file (by extension); ``key`` becomes a text column kept as written."""
+def read_frame(
+    path: Path, *, key: str | None = None, what: str = "input", parse_dates: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Read a CSV, Excel or Parquet file (by extension) with :func:`~plasgate_nb.read_customers`.
+
+    Every CSV column is text as written (``key`` too: codes keep their leading zeros); only the
+    ``parse_dates`` columns (``--parse-dates``) become dates.
+    """
     _need_file(path, what)
     try:
         if path.suffix.lower() in PARQUET:
             _need_parquet(path, "reading")
-            return pd.read_parquet(path)
-        dtype = {key: "string"} if key else None
-        return pd.read_csv(path, dtype=dtype)
+        return read_customers(path, parse_dates=list(parse_dates) or None)
+    except ConfigError:
+        raise
     except ImportError as exc:
         raise ConfigError(f"reading {what} file {path} needs a package that is not installed: {exc}") from exc
     except pd.errors.EmptyDataError as exc:
@@ -108,6 +123,88 @@ def read_template(path: Path) -> str:
         raise ConfigError(f"--template file {path} is not UTF-8 text") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read --template file {path}: {exc.strerror or exc}") from exc
+
+
+@dataclass(frozen=True)
+class Templates:
+    """The ``--template`` files read: one template, or one per value of ``--template-by`` (and a default)."""
+
+    template: str | dict[str, str]
+    by: str | None = None
+    default: str | None = None
+
+
+def add_template_options(parser: argparse.ArgumentParser) -> None:
+    """The options choosing templates, consent and date columns (``preview`` and ``send``)."""
+    parser.add_argument(
+        "--template",
+        action="append",
+        required=True,
+        metavar="[VALUE=]FILE",
+        help="Jinja template file (columns are variables); with --template-by, one per value "
+        "(--template km=offer_km.j2 --template en=offer_en.j2); a file without VALUE= is then the default",
+    )
+    parser.add_argument(
+        "--template-by",
+        metavar="COLUMN",
+        default=None,
+        help="column whose value picks each row's template (e.g. language)",
+    )
+    parser.add_argument(
+        "--consent",
+        metavar="COLUMN",
+        default=None,
+        help="column saying whether each customer agreed (true/1/yes; false/0/no/empty are not sent)",
+    )
+    parser.add_argument(
+        "--parse-dates",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="read this column as dates (repeatable); every other column is read as text, as written",
+    )
+
+
+def read_templates(values: Sequence[str], *, by: str | None = None) -> Templates:
+    """Read the ``--template`` files: ``FILE`` alone, or ``VALUE=FILE`` per value of ``--template-by``."""
+    keyed: dict[str, str] = {}
+    plain: list[str] = []
+    for value in values:  # every file is read first: a missing one is named before anything else
+        name, sep, file = value.partition("=")
+        if sep and name and file and not Path(value).is_file():
+            if name in keyed:
+                raise ConfigError(f"--template {name}=... is given twice")
+            keyed[name] = read_template(Path(file))
+        else:
+            plain.append(read_template(Path(value)))
+    if len(plain) > 1:
+        raise ConfigError(
+            "--template is given several times: name each one by its value (--template km=offer_km.j2) "
+            "and say which column picks it (--template-by language)"
+        )
+    default = plain[0] if plain else None
+    if not keyed:
+        if by is not None:
+            raise ConfigError(f"--template-by {by} needs one --template VALUE=FILE per value (e.g. km=offer_km.j2)")
+        if default is None:  # pragma: no cover - argparse requires --template
+            raise ConfigError("--template FILE is required")
+        return Templates(default)
+    if by is None:
+        raise ConfigError(
+            f"--template {next(iter(keyed))}=... needs --template-by COLUMN (e.g. --template-by language)"
+        )
+    return Templates(keyed, by=by, default=default)
+
+
+def render_templates(df: pd.DataFrame, templates: Templates, *, mask: Sequence[str]) -> pd.DataFrame:
+    """Render ``df`` with the ``--template`` files (:func:`~plasgate_nb.render_messages`)."""
+    if templates.by is not None and templates.by not in df.columns:
+        raise ConfigError(
+            f"--template-by column {templates.by!r} is not in the input (columns: {', '.join(map(str, df.columns))})"
+        )
+    if templates.by is None:
+        return render_messages(df, templates.template, mask=mask)
+    return render_messages(df, templates.template, mask=mask, by=templates.by, default=templates.default)
 
 
 def read_suppress(path: Path | None, *, column: str = "phone") -> pd.Series | None:

@@ -6,18 +6,31 @@ import argparse
 from pathlib import Path
 
 from ..audience import prepare_audience
-from ..compose import estimate_cost, preview, render_messages
-from ._common import check_columns, emit, read_frame, read_suppress, read_template
+from ..compose import estimate_cost, preview
+from ._common import (
+    add_template_options,
+    check_columns,
+    emit,
+    read_frame,
+    read_suppress,
+    read_templates,
+    render_templates,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the preview options."""
-    parser.add_argument("input", type=Path, help="customers as CSV or Parquet")
-    parser.add_argument("--template", type=Path, required=True, help="Jinja template file")
+    parser.add_argument("input", type=Path, help="customers as CSV, Excel (.xlsx) or Parquet")
+    add_template_options(parser)
     parser.add_argument("--mask", action="append", default=[], metavar="COLUMN", help="column to mask (repeatable)")
     parser.add_argument("--phone", default="phone", metavar="COLUMN", help="phone column (default phone)")
     parser.add_argument("--suppress", type=Path, help="opt-out file (CSV with a phone column)")
-    parser.add_argument("--rows", type=int, default=5, help="rows to show (default 5)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="show the first N rows (default: one per template or language, plus the longest message)",
+    )
     parser.add_argument(
         "--price", type=float, default=None, help="price per SMS part, for the cost estimate (default: no estimate)"
     )
@@ -26,11 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the preview table and the cost estimate."""
-    df = read_frame(args.input)
+    df = read_frame(args.input, parse_dates=args.parse_dates)
     check_columns(df, args.input, phone=args.phone, mask=args.mask)
     suppress = read_suppress(args.suppress)
-    template = read_template(args.template)
-    rendered = render_messages(prepare_audience(df, phone=args.phone, suppress=suppress), template, mask=args.mask)
+    templates = read_templates(args.template, by=args.template_by)
+    audience = prepare_audience(df, phone=args.phone, suppress=suppress, consent=args.consent)
+    rendered = render_templates(audience, templates, mask=args.mask)
     ok = rendered[rendered["audience_status"] == "ok"]
     table = preview(ok, n=args.rows)
     # the same price as `send --price`: none given, no cost (parts are still counted)

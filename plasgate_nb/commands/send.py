@@ -20,7 +20,6 @@ from .._schedule import format_schedule_at
 from ..audience import prepare_audience
 from ..batch import validate_sender
 from ..campaign import Campaign, SendSummary
-from ..compose import render_messages
 from ..errors import ConfigError
 from ..gateway import Gateway, redact
 from ..ledger import STATES, Ledger
@@ -31,12 +30,14 @@ from ._common import (
     EXIT_RETRY_LATER,
     EXIT_TABLE,
     add_campaign_options,
+    add_template_options,
     check_columns,
     emit,
     ledger_file,
     read_frame,
     read_suppress,
-    read_template,
+    read_templates,
+    render_templates,
 )
 
 # the reason the transport gives rows whose request never left (connect refused, DNS, connect timeout)
@@ -83,8 +84,8 @@ class _ResendKeys(argparse.Action):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the send options."""
-    parser.add_argument("input", type=Path, help="customers as CSV or Parquet")
-    parser.add_argument("--template", type=Path, required=True, help="Jinja template file (columns are variables)")
+    parser.add_argument("input", type=Path, help="customers as CSV, Excel (.xlsx) or Parquet")
+    add_template_options(parser)
     parser.add_argument(
         "--mask",
         action="append",
@@ -284,12 +285,12 @@ def _say(text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Send the campaign; the exit code says whether every row is accepted (see :func:`exit_code`)."""
     gateway, smpp = _gateway(args)
-    df = read_frame(args.input, key=args.key)
+    df = read_frame(args.input, key=args.key, parse_dates=args.parse_dates)
     check_columns(df, args.input, key=args.key, phone=args.phone, mask=args.mask)
     suppress = read_suppress(args.suppress)
-    template = read_template(args.template)
-    audience = prepare_audience(df, phone=args.phone, suppress=suppress)
-    rendered = render_messages(audience, template, mask=args.mask)
+    templates = read_templates(args.template, by=args.template_by)
+    audience = prepare_audience(df, phone=args.phone, suppress=suppress, consent=args.consent)
+    rendered = render_templates(audience, templates, mask=args.mask)
     path = ledger_file(args.ledger)
     if path is not None and not path.exists():
         _say(f"creating a new ledger {args.ledger}")
