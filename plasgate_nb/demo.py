@@ -1,7 +1,8 @@
 """The one-command demo: the whole product on the embedded simulator, with no account.
 
-Loads ``sample_data/customers.csv``, prepares the audience (invalid, duplicate and opted-out rows
-reported), renders the English and Khmer templates with a masked coupon, previews the cost, sends
+Loads ``sample_data/customers.csv`` (text as text), prepares the audience (customers without consent,
+invalid, duplicate and opted-out rows reported), renders the English or Khmer template by each customer's
+language with a masked coupon, previews a message per template and the cost, sends
 through REST batch-send with delivery reports to a real callback receiver, waits for the reports,
 summarizes delivery by carrier and writes the charts and the enriched CSV into an output folder:
 ``demo_results.csv`` and ``demo_results.png`` (the main chart, delivered rate by carrier), then
@@ -26,6 +27,7 @@ from .campaign import Campaign, SendSummary
 from .compose import estimate_cost, preview, render_messages
 from .errors import ConfigError
 from .gateway import Gateway
+from .io import read_customers
 from .ledger import Ledger
 from .report import collect, delivery_summary, export_report, wait_for_reports
 from .simulator import RateLimits, Simulator, SimulatorConfig
@@ -71,16 +73,15 @@ def find_sample_data(start: Path | None = None) -> Path:
 
 
 def compose_sample(data: Path) -> pd.DataFrame:
-    """Prepare and render the sample audience: English or Khmer offer by language, coupon masked."""
-    customers = pd.read_csv(data / "customers.csv", dtype={"phone": "string", "customer_id": "string"})
-    opt_out = pd.read_csv(data / "opt_out.csv", dtype={"phone": "string"})["phone"]
-    opted_out = customers.loc[~customers["opt_in"].astype(bool), "phone"]
-    audience = prepare_audience(customers, phone="phone", suppress=pd.concat([opt_out, opted_out]))
-    parts = []
-    for language, template in (("en", "offer_en.j2"), ("km", "offer_km.j2")):
-        rows = audience[audience["language"] == language]
-        parts.append(render_messages(rows, data / "templates" / template, mask=["coupon"]))
-    return pd.concat(parts).loc[audience.index]
+    """Prepare and render the sample audience: consent and opt-outs honoured, offer by language, coupon masked.
+
+    The README's tour does exactly this, so both send to the same customers.
+    """
+    customers = read_customers(data / "customers.csv")
+    opt_out = read_customers(data / "opt_out.csv")["phone"]
+    audience = prepare_audience(customers, consent="opt_in", suppress=opt_out)
+    templates = {language: data / "templates" / f"offer_{language}.j2" for language in ("en", "km")}
+    return render_messages(audience, templates, by="language", mask=["coupon"])
 
 
 def write_charts(collected: pd.DataFrame, output: Path, *, dpi: int = CHART_DPI) -> list[Path]:
@@ -133,11 +134,7 @@ def run_demo(
     say(f"audience: {len(rendered)} customers; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     cost = estimate_cost(rendered, price_per_segment=PRICE_PER_SEGMENT)
     say(f"cost preview: {cost}")
-    say(
-        preview(rendered[rendered["audience_status"] == "ok"], n=4)[
-            ["msisdn", "content_report", "encoding", "segments"]
-        ].to_string()
-    )
+    say(preview(rendered)[["msisdn", "template", "content_report", "encoding", "segments"]].to_string())
     config = SimulatorConfig(seed=2026, rate_limits=RateLimits.off(), clock_speed=30.0, callback_retry_delay=0.5)
     ledger = Ledger(output / "demo_ledger.db")
     with Simulator(config) as sim, CallbackServer(ledger) as receiver:
