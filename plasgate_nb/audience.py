@@ -395,7 +395,7 @@ def prepare_audience(
         looks_like = [name for name in _CONSENT_LIKE if name in df.columns]
         if looks_like:
             log.warning(
-                "the frame has a %r column but consent= was not given: every row counts as consenting",
+                "the frame has a consent-like column %r but consent= was not given: every row counts as consenting",
                 looks_like[0],
             )
 

@@ -535,7 +535,7 @@ def test_a_consent_like_column_without_consent_is_logged(caplog: pytest.LogCaptu
     with caplog.at_level(logging.WARNING, logger="plasgate_nb"):
         out = prepare_audience(consent_frame(["no"]))
     assert out["audience_status"].tolist() == ["ok"]
-    assert "'opt_in' column but consent= was not given" in caplog.text
+    assert "consent-like column 'opt_in' but consent= was not given" in caplog.text
 
 
 def test_sample_audience_with_consent_and_opt_outs() -> None:
