@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import importlib
 import logging
@@ -156,7 +157,8 @@ def serve_child() -> None:  # pragma: no cover - runs in the child process
             return
         thread.join(0.01)
     print(f"STARTED {sock.getsockname()[1]}", flush=True)
-    sys.stdin.read()  # returns at EOF: the parent stopped us, or died
+    with contextlib.suppress(SystemExit):  # SIGTERM (see _child): stop serving as at EOF, quietly
+        sys.stdin.read()  # returns at EOF: the parent stopped us, or died
     server.should_exit = True
     thread.join(10)
     sock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import nbformat
@@ -78,3 +79,50 @@ def test_pipeline_notebook_runs_with_papermill_parameters(tmp_path: Path) -> Non
         assert ("sent 0 message(s)" in text) == (run == 1)
     results = (tmp_path / "out" / "nightly_results.csv").read_text()
     assert "accepted" in results
+
+
+def _stream_text(message: dict) -> list[str]:
+    """The printed text of an iopub message (nothing for the others)."""
+    return [message["content"]["text"]] if message["msg_type"] == "stream" else []
+
+
+KERNEL_SETUP = """
+import plasgate_nb as pg
+sim = pg.Simulator().start()
+ledger = pg.Ledger({db!r})
+receiver = pg.CallbackServer(ledger).start()
+print("serving", sim.url, receiver.public_url)
+"""
+
+
+@pytest.mark.slow
+def test_interrupting_and_stopping_a_kernel_prints_no_tracebacks(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An interrupt reaches the kernel's whole process group: the simulator and receiver ignore it and keep
+    serving; a shutdown stops them without a word."""
+    import httpx
+    from jupyter_client.manager import start_new_kernel
+
+    os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    outputs: list[str] = []
+
+    def run(code: str) -> None:
+        reply = client.execute_interactive(code, timeout=120, output_hook=lambda msg: outputs.extend(_stream_text(msg)))
+        assert reply["content"]["status"] == "ok", reply["content"]
+
+    try:
+        run(KERNEL_SETUP.format(db=str(tmp_path / "kernel.db")))
+        _, sim_url, receiver_url = "".join(outputs).split()
+        manager.interrupt_kernel()  # SIGINT to the kernel's process group, as the stop button does
+        time.sleep(2)
+        assert httpx.get(f"{receiver_url}/health", timeout=10).status_code == 200  # both still serving
+        run("print(len(sim.records()), sim.url)")
+        assert outputs[-1].split() == ["0", sim_url]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+    time.sleep(1)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
