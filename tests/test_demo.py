@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +16,19 @@ from plasgate_nb.ledger import Ledger
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_sample_is_composed_with_masked_coupons_in_both_languages() -> None:
-    rendered = compose_sample(find_sample_data())
+def test_sample_is_composed_with_masked_coupons_in_both_languages(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="plasgate_nb"):
+        rendered = compose_sample(find_sample_data())  # warnings are errors here: the sample raises none
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # nor logs one
     ok = rendered[rendered["audience_status"] == "ok"]
     assert set(ok["encoding"]) == {"GSM-7", "UCS-2"}
+    assert (ok["template"] == ok["language"]).all()  # one template per language
+    assert ok.loc[ok["language"] == "km", "content"].str.startswith("សួស្តី").all()
+    customers = pd.read_csv(find_sample_data() / "customers.csv", dtype=str)
+    refused = customers.loc[customers["opt_in"] == "false", "customer_id"]
+    assert not ok["customer_id"].isin(refused).any()  # nobody without consent
+    assert (rendered.loc[rendered["customer_id"].isin(refused), "audience_status"] != "ok").all()
+    assert len(ok) == 2024
     assert ok["content"].str.contains("#ma#").all()
     assert not ok["content_report"].str.contains("SPRING-").any()
     assert (ok["content_report"].str.contains(r"\*\*\*\*\*\*")).all()

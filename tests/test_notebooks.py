@@ -57,6 +57,14 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
         images = [out for cell in book.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
         assert images, "the charts cell drew nothing"
         assert "sent 0 message(s)" in text  # the re-run cell sent nothing twice
+        assert "no_consent" in text and "សួស្តី" in text  # consent honoured; Khmer customers get Khmer text
+        assert "sent 2024 message(s)" in text  # exactly the demo's (and the README tour's) customers
+        assert not noise(book), noise(book)
+
+
+def noise(book: nbformat.NotebookNode) -> list[str]:
+    """What the notebook printed on stderr: warnings, logged warnings, tracebacks (progress bars are widgets)."""
+    return [out["text"] for cell in book.cells for out in cell.get("outputs", []) if out.get("name") == "stderr"]
 
 
 @pytest.mark.slow
@@ -77,6 +85,8 @@ def test_pipeline_notebook_runs_with_papermill_parameters(tmp_path: Path) -> Non
         text = outputs_text(nbformat.read(out, as_version=4))
         assert "campaign 'nightly'" in text
         assert ("sent 0 message(s)" in text) == (run == 1)
+        assert ("sent 2024 message(s)" in text) == (run == 0)  # consent and opt-outs honoured, as in the demo
+        assert not noise(nbformat.read(out, as_version=4))
     results = (tmp_path / "out" / "nightly_results.csv").read_text()
     assert "accepted" in results
 
