@@ -25,6 +25,7 @@ from ._masking import MASKED_AREA, REPORT_MASK
 from .batch import Batch, build_requests
 from .errors import AudienceError, ConfigError
 from .gateway import Gateway
+from .io import warn_numeric_text
 from .ledger import Ledger
 from .segments import count_segments
 from .transport import GatewayClient, SendResult
@@ -173,6 +174,8 @@ class Campaign:
                 "the frame needs 'msisdn' (from prepare_audience) and 'content' (from "
                 f"render_messages) columns; it has {list(df.columns)}"
             )
+        if self.key is not None:  # a key read as a number lost its zeros: another read would give other keys
+            warn_numeric_text(df, [self.key], role="key", stacklevel=4)
         keys = message_keys(df, self.key)
         skipped: dict[str, int] = {}
         keep = pd.Series(True, index=df.index)

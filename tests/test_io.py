@@ -213,3 +213,18 @@ def test_cli_template_and_consent_mistakes_are_one_line(
     code, out, err = run_cli("preview", str(cli_files["customers"]), *extra, capsys=capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert all(word in err for word in words), err
+
+
+def test_a_campaign_warns_when_its_key_column_is_numeric(tmp_path: Path) -> None:
+    from plasgate_nb import Campaign, Gateway, prepare_audience
+
+    df = prepare_audience(pd.DataFrame({"customer_id": [17, 1019], "phone": ["012 345 678", "097 123 4567"]}))
+    rendered = render_messages(df, "Hi")
+    gateway = Gateway(base_url="http://127.0.0.1:9", private_key="k", secret="s")
+    campaign = Campaign("keys", gateway=gateway, ledger=tmp_path / "l.db", key="customer_id", progress=False)
+    with pytest.warns(NumericTextWarning, match=r"key column 'customer_id' is numeric .*\(0\)"):
+        campaign.send(rendered, dry_run=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        campaign.send(rendered.assign(customer_id=["00017", "01019"]), dry_run=True)
+    campaign.ledger.close()
