@@ -8,7 +8,11 @@ fragments; the README's Development section says which sections are run.
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +125,50 @@ def check_tour_sends_what_the_demo_sends(namespace: dict[str, object], text: str
     khmer = demo[demo["language"] == "km"]
     assert (khmer["encoding"] == "UCS-2").all() and (sent.loc[khmer.index, "encoding"] == "UCS-2").all()
     assert f"{len(demo):,} of 2,400" in text  # the README's count is the measured one
+
+
+def shell_commands(text: str, section: str) -> list[list[str]]:
+    """The commands of the bash blocks in ``section``: continuation lines joined, comments dropped."""
+    commands: list[list[str]] = []
+    title, in_block, language = "", False, ""
+    pending = ""
+    for line in text.splitlines():
+        fence = re.match(r"^```(\w*)\s*$", line)
+        if fence:
+            in_block, language = (not in_block), fence.group(1) if not in_block else ""
+            continue
+        if not in_block and line.startswith("#"):
+            title = line.lstrip("#").strip()
+        if in_block and language == "bash" and title == section:
+            pending += line.split("  #")[0].rstrip().removesuffix("\\") + " "
+            if not line.rstrip().endswith("\\"):
+                commands.append(shlex.split(pending))
+                pending = ""
+    return commands
+
+
+@pytest.mark.slow
+def test_readme_command_line_sequence_runs_and_sends_what_the_demo_sends(workdir: Path) -> None:
+    commands = shell_commands(README.read_text(encoding="utf-8"), TOUR)
+    assert [c[:2] for c in commands] == [
+        ["plasgate-nb", "preview"],
+        ["plasgate-nb", "send"],
+        ["plasgate-nb", "send"],
+        ["plasgate-nb", "status"],
+        ["plasgate-nb", "report"],
+    ]
+    outputs = []
+    for command in commands:
+        assert "--consent" in command or command[1] == "status"
+        done = subprocess.run(
+            [sys.executable, "-m", "plasgate_nb.cli", *command[1:]], capture_output=True, text=True, timeout=240
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout)
+    sent = json.loads(outputs[2].strip().splitlines()[-1])
+    demo = compose_sample(find_sample_data(ROOT))
+    assert sent["accepted"] == (demo["audience_status"] == "ok").sum()
+    assert sent["skipped_reasons"]["no_consent"] == (demo["audience_status"] == "no_consent").sum()
+    report = pd.read_csv(workdir / "spring_results.csv", dtype=str)
+    accepted = set(report.loc[report["send_state"] == "accepted", "customer_id"])
+    assert accepted == set(demo.loc[demo["audience_status"] == "ok", "customer_id"])

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--phone", default="phone", help="phone column: adds msisdn, carrier and the audience verdict (default phone)"
     )
+    parser.add_argument(
+        "--consent", metavar="COLUMN", default=None, help="the consent column used when sending (as in send)"
+    )
     parser.add_argument("--by", default=None, help="report: group delivery rates by this column (e.g. carrier)")
     parser.add_argument("--output", type=Path, required=True, help="CSV or Parquet file to write")
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     check_columns(df, args.input, key=args.key)
     ledger = existing_ledger(args.ledger, args.campaign)
     if args.phone in df.columns:
-        df = prepare_audience(df, phone=args.phone)
+        df = prepare_audience(df, phone=args.phone, consent=args.consent)
     collected = collect(df, (ledger, args.campaign), key=args.key)
     if args.command == "collect":
         write_frame(collected, args.output)
