@@ -172,16 +172,12 @@ def _render_by(
     keys = list(templates)
     compiled = [compile_template(_source(templates[key], name=key), mask=masked) for key in keys]
     labels: list[Any] = list(keys)
-    if default is not None:
-        is_key = not isinstance(default, os.PathLike) and _is_key(default, keys)
-        if is_key:
-            index = keys.index(default)
-            compiled.append(compiled[index])
-            labels.append(keys[index])
-        else:
-            compiled.append(compile_template(_source(default, name="default"), mask=masked))
-            labels.append("default")
     assigned = _choose(df, keys, by, default is not None)
+    if default is not None and not isinstance(default, os.PathLike) and _is_key(default, keys):
+        assigned[assigned == len(keys)] = keys.index(default)  # the default is one of the templates
+    elif default is not None:
+        compiled.append(compile_template(_source(default, name="default"), mask=masked))
+        labels.append("default")
     n = len(df)
     content, report = np.empty(n, dtype=object), np.empty(n, dtype=object)
     gsm, blank = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
@@ -189,8 +185,8 @@ def _render_by(
     for i, template in enumerate(compiled):
         positions = np.flatnonzero(assigned == i)
         used = [name for name in df.columns if name in template.names]
-        rows = df if len(positions) == n else df.iloc[positions]
-        part = _render_one(template, rows[used] if len(used) < len(df.columns) else rows, name=labels[i])
+        rows = df[used] if len(used) < len(df.columns) else df  # take only the columns the template uses
+        part = _render_one(template, rows if len(positions) == n else rows.iloc[positions], name=labels[i])
         content[positions], report[positions] = part.content, part.report
         gsm[positions], units[positions] = part.gsm, part.units
         segments[positions], blank[positions] = part.segments, part.blank
