@@ -90,6 +90,11 @@ def text(fragment: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", fragment))
 
 
+def status_text(form: SendForm) -> str:
+    """The line beside the progress bar as plain text ("Done: accepted 4, ...")."""
+    return " ".join(text(form.status.value).split()).replace(" :", ":")
+
+
 def outputs_text(output: w.Output) -> str:
     """Everything in an Output widget as text (streams and text/plain of displays)."""
     parts = [o.get("text") or o.get("data", {}).get("text/plain", "") for o in output.outputs]
@@ -169,6 +174,35 @@ def test_missing_credentials_name_the_environment_variable(sim: Simulator, tmp_p
         assert f.confirm_box.layout.display == "none"
     finally:
         f.close()
+
+
+def test_dry_run_needs_no_credentials_and_send_names_them(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``plasgate-nb send --dry-run``: totals without credentials; Send stops and names what is missing."""
+    for name in ("PRIVATE_KEY", "SECRET", "USERNAME", "PASSWORD", "SENDER"):
+        monkeypatch.delenv(f"PLASGATE_{name}", raising=False)
+    monkeypatch.setenv("PLASGATE_BASE_URL", sim.url)  # a request that left by mistake would be recorded
+    before = len(sim.records())
+    f = SendForm(customers(), campaign="no-keys", ledger=tmp_path / "l.db", template=TEMPLATE, price_per_segment=PRICE)
+    try:
+        f.dry_run_button.click()
+        assert f.error.value == ""
+        assert "Dry run: nothing was sent." in text(f.notice.value)
+        assert (cells(f.notice.value)["recipients"], cells(f.notice.value)["cost"]) == ("4", f"{4 * PRICE:.4f} USD")
+        assert "PLASGATE_PRIVATE_KEY" in text(f.notice.value)  # the note says what a send would need
+        f.transport.value = "http"
+        f.dry_run_button.click()
+        assert f.error.value == "" and "PLASGATE_USERNAME" in text(f.notice.value)
+        f.send_button.click()
+        assert "PLASGATE_USERNAME" in text(f.error.value) and "PLASGATE_PASSWORD" in text(f.error.value)
+        assert f.confirm_box.layout.display == "none"
+        f.confirm_button.click()
+        assert not f.running
+    finally:
+        f.close()
+    assert len(sim.records()) == before
+    assert len(Ledger(tmp_path / "l.db").messages("no-keys")) == 0
 
 
 def test_a_refusing_gateway_is_reported_in_the_form(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
@@ -324,8 +358,12 @@ def test_results_fill_in_as_delivery_reports_arrive(sim: Simulator, gateway: Gat
             assert "delivery reports: 4 of 4 final" in results
             table = [o for o in f.results.outputs if "text/html" in o.get("data", {})]
             assert len(table) == 1 and "Siem Reap" in table[0]["data"]["text/html"]
+            assert "overflow: auto" in table[0]["data"]["text/html"]  # the table scrolls in its box
             assert any("image/png" in o.get("data", {}) for o in f.results.outputs)
-            assert f.progress.description == "reports 4/4"
+            assert (f.progress.value, f.progress.max) == (4, 4)
+            status = status_text(f)
+            assert status.startswith("Done") and "delivery reports: 4 of 4 final" in status
+            assert f.stop_button.layout.display == "none" and not f.send_button.disabled
             # the area was filled more than once: first right after the send, before any report was
             # counted, then as reports came in; each refresh replaces the previous one
             assert len(shown) >= 2
@@ -339,6 +377,96 @@ def test_results_fill_in_as_delivery_reports_arrive(sim: Simulator, gateway: Gat
             f.results.unobserve(on_change, names="outputs")
             f.close()
     ledger.close()
+
+
+def test_buttons_come_back_when_sending_ends_and_stop_waiting_ends_the_wait(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    """A number whose final report never comes: the form waits, the buttons are back, Stop waiting ends it."""
+    ledger = Ledger(tmp_path / "l.db")
+    df = customers().iloc[:2]
+    df = pd.concat([df, pd.DataFrame({"phone": ["010 000 004"], "first_name": ["Never"], "coupon": ["N0N0"]})])
+    df.index = pd.Index(["a", "b", "never"], name="customer")
+    before = len(sim.records())
+    with CallbackServer(ledger, mode="thread") as receiver:
+        f = SendForm(
+            df, campaign="stop", gateway=gateway, ledger=ledger, receiver=receiver, template=TEMPLATE, poll=0.1
+        )
+        try:
+            assert f.stop_button.layout.display == "none"  # nothing to stop yet
+            f.send_button.click()
+            f.confirm_button.click()
+            deadline = time.monotonic() + 20
+            while f.sending and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not f.sending and f.running  # sent; still waiting for the third report
+            assert not f.send_button.disabled and not f.dry_run_button.disabled
+            assert f.stop_button.layout.display is None and not f.stop_button.disabled
+            assert "accepted 3" in text(f.notice.value)
+            f.dry_run_button.click()  # usable while reports arrive: nothing new would be sent
+            assert f.error.value == "" and cells(f.notice.value)["already sent (not resent)"] == "3"
+            while time.monotonic() < deadline and "2 of 3 final" not in status_text(f):
+                time.sleep(0.02)
+            assert status_text(f).startswith("Waiting for delivery reports: 2 of 3 final")
+            assert f.running
+            f.stop_button.click()
+            assert f.wait(10)
+            status = status_text(f)
+            assert status.startswith("Done") and "you stopped waiting" in status and "2 of 3 final" in status
+            assert f.stop_button.layout.display == "none"
+            assert "delivery reports: 2 of 3 final" in outputs_text(f.results)
+        finally:
+            f.close()
+    ledger.close()
+    assert Counter(r["to"] for r in sim.records(offset=before)) == Counter(
+        [*ok_numbers(df.iloc[:2]).elements(), "85510000004"]
+    )
+
+
+def test_a_new_send_ends_the_wait_for_the_previous_reports(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    df = pd.DataFrame({"phone": ["010 000 004"], "first_name": ["Never"], "coupon": ["N0N0"]})
+    with CallbackServer(ledger, mode="thread") as receiver:
+        f = SendForm(
+            df, campaign="first", gateway=gateway, ledger=ledger, receiver=receiver, template=TEMPLATE, poll=0.1
+        )
+        try:
+            f.send_button.click()
+            f.confirm_button.click()
+            deadline = time.monotonic() + 20
+            while f.sending and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert f.running and not f.send_button.disabled
+            f.name.value = "second"
+            f.send_button.click()
+            f.confirm_button.click()  # the first wait ends; the second send starts
+            deadline = time.monotonic() + 20
+            while f.sending and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert "Sent campaign 'second'" in text(f.notice.value) and f.running
+            f.stop_button.click()
+            assert f.wait(10) and status_text(f).startswith("Done")
+        finally:
+            f.close()
+    assert [len(ledger.messages(name)) for name in ("first", "second")] == [1, 1]
+    ledger.close()
+
+
+def test_without_reports_the_done_state_says_so_and_an_unknown_carrier_reads_unknown(
+    form: SendForm, sim: Simulator
+) -> None:
+    form.send_button.click()
+    form.confirm_button.click()
+    assert form.wait(20)
+    status = status_text(form)
+    assert status.startswith("Done") and "accepted 4" in status and "delivery reports not requested" in status
+    assert form.progress.bar_style == "success" and form.stop_button.layout.display == "none"
+    table = next(o for o in form.results.outputs if "text/html" in o.get("data", {}))
+    plain = table["data"]["text/plain"]
+    assert form.by.value == "carrier"
+    groups = [line.split()[0] for line in plain.splitlines()[2:]]  # under the header and the index name
+    assert "unknown" in groups and "NaN" not in groups and "nan" not in groups  # the invalid number's carrier
+    assert "<th>unknown</th>" in table["data"]["text/html"]
 
 
 def test_a_campaign_object_gives_the_defaults(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:

@@ -148,6 +148,12 @@ class SendForm:
         )
         self.dry_run_button = w.Button(description="Dry run", icon="calculator", tooltip="totals; sends nothing")
         self.send_button = w.Button(description="Send…", button_style="primary", icon="paper-plane")
+        self.stop_button = w.Button(
+            description="Stop waiting",
+            icon="stop",
+            tooltip="stop following delivery reports (the receiver still records them)",
+            layout=w.Layout(display="none"),
+        )
         self.confirm_button = w.Button(description="Confirm send", button_style="danger", icon="check")
         self.cancel_button = w.Button(description="Cancel", icon="times")
         self.confirm_text = w.HTML()
@@ -157,9 +163,9 @@ class SendForm:
         )
         self.error = w.HTML(layout=wide)
         self.notice = w.HTML(layout=wide)
-        self.progress = w.IntProgress(
-            value=0, min=0, max=1, description="", bar_style="info", layout=w.Layout(visibility="hidden")
-        )
+        self.progress = w.IntProgress(value=0, min=0, max=1, bar_style="info", layout=w.Layout(width="14em"))
+        self.status = w.HTML(layout=w.Layout(width="auto", flex="1 1 auto"))
+        self.progress_box = w.HBox([self.progress, self.status], layout=w.Layout(display="none", width="95%"))
         self.results = w.Output(layout=wide)
         self.widget = w.VBox(
             [
@@ -170,14 +176,15 @@ class SendForm:
                 self.preview,
                 w.HBox([self.transport, self.schedule]),
                 w.HBox([self.dlr, self.by]),
-                w.HBox([self.dry_run_button, self.send_button]),
+                w.HBox([self.dry_run_button, self.send_button, self.stop_button]),
                 self.confirm_box,
                 self.error,
                 self.notice,
-                self.progress,
+                self.progress_box,
                 self.results,
             ]
         )
+        self._name_parts()
         for control in (self.template, self.row, self.mask, self.phone):
             control.observe(self._on_preview_input, names="value")
         for control in (self.name, self.key, self.sender, self.transport, self.schedule, self.dlr):
@@ -186,7 +193,15 @@ class SendForm:
         self.send_button.on_click(self._on_send)
         self.confirm_button.on_click(self._on_confirm)
         self.cancel_button.on_click(self._on_cancel)
+        self.stop_button.on_click(self._on_stop)
         self.refresh_preview()
+
+    def _name_parts(self) -> None:
+        """Give each control a CSS class ``plasgate-<attribute>`` (stable handles for styling and browser tests)."""
+        self.widget.add_class("plasgate-form")
+        for attribute, value in vars(self).items():
+            if isinstance(value, w.DOMWidget) and value is not self.widget:
+                value.add_class("plasgate-" + attribute.replace("_", "-"))
 
     def _ipython_display_(self) -> None:
         """Show the form in Jupyter."""
@@ -274,7 +289,7 @@ class SendForm:
         return self._ledger
 
     def _campaign(self) -> Campaign:
-        """A Campaign with the form's settings (errors name the field to fix)."""
+        """A Campaign with the form's settings (errors name the field to fix; credentials are not checked here)."""
         name = self.name.value.strip()
         if not name:
             raise ConfigError("enter a campaign name (keep it to re-run the form without sending twice)")
@@ -292,7 +307,6 @@ class SendForm:
                 smpp=self._smpp,
                 receipt_timeout=self.receipt_timeout,
             )
-        gateway.require(self.transport.value)
         receiver = self._receiver if self.dlr.value else None
         return Campaign(
             name,
@@ -305,8 +319,22 @@ class SendForm:
             progress=False,
         )
 
-    def plan(self) -> Plan:
-        """Prepare, render and dry-run the whole frame with the form's settings; send nothing."""
+    def _missing_credentials(self, campaign: Campaign) -> str | None:
+        """Why the campaign's gateway could not send (the message of ``Gateway.require``), or None."""
+        if campaign.transport == "smpp":  # the SmppConfig holds the session's login
+            return None
+        try:
+            campaign.gateway.require(campaign.transport)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+    def plan(self, *, dry_run: bool = False) -> Plan:
+        """Prepare, render and dry-run the whole frame with the form's settings; send nothing.
+
+        A plan for sending (the default) needs the gateway's credentials and raises ConfigError naming
+        the missing ones; ``dry_run=True`` does not (as the CLI's ``send --dry-run``): it notes them.
+        """
         prepared = self._audience()
         rendered, notes = self._render(prepared)
         estimate = estimate_cost(rendered, price_per_segment=self.price_per_segment, currency=self.currency)
@@ -314,6 +342,11 @@ class SendForm:
             counts = prepared["audience_status"].value_counts()
             raise ConfigError("no row can be sent: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         campaign = self._campaign()
+        missing = self._missing_credentials(campaign)
+        if missing is not None:
+            if not dry_run:
+                raise ConfigError(missing)
+            notes.append(f"A send would stop here: {missing}.")
         schedule = self.schedule.value.strip() or None
         summary = campaign.send(rendered, dry_run=True, schedule_at=schedule)
         return Plan(campaign, rendered, summary, estimate, schedule, notes)
@@ -325,21 +358,21 @@ class SendForm:
             return True
         return False
 
-    def _fresh_plan(self) -> Plan | None:
+    def _fresh_plan(self, *, dry_run: bool = False) -> Plan | None:
         """Clear the messages and compute a plan, or show why not (None when busy or invalid)."""
         self._hide_confirm()
         if self._busy():
             return None
         self.error.value = self.notice.value = ""
         try:
-            return self.plan()
+            return self.plan(dry_run=dry_run)
         except Exception as exc:
             self._fail(exc)
             return None
 
     def _on_dry_run(self, _button: Any = None) -> None:
         """Show what a send would do: totals, cost and projected duration. Sends nothing."""
-        plan = self._fresh_plan()
+        plan = self._fresh_plan(dry_run=True)
         if plan is None:
             return
         self.last_summary = plan.summary
@@ -383,31 +416,72 @@ class SendForm:
         if plan is None:
             self.error.value = _view.error_html("nothing to confirm: press Send first")
             return
+        self._end_previous()
+        total = plan.summary.recipients
         self.error.value = ""
-        self.notice.value = _view.notice_html(f"Sending {plan.summary.recipients} message(s)…")
+        self.notice.value = _view.notice_html(f"Sending {total} message(s)…")
         _view.clear(self.results)
-        for button in (self.send_button, self.dry_run_button):
-            button.disabled = True
-        self.progress.layout.visibility = "visible"
+        self._set_sending(True)
+        self.progress.bar_style = "info"
+        self.progress.max, self.progress.value = max(total, 1), 0
+        self.status.value = _view.status_html("Sending", f"0 of {total} message(s) answered")
+        self.progress_box.layout.display = "flex"
         follow = self.dlr.value and self._receiver is not None and plan.campaign.transport != "smpp"
-        self._job = SendJob(
+        job = SendJob(
             plan,
             follow_reports=follow,
             report_timeout=self.report_timeout,
             report_until=self.report_until,
             poll=self.poll,
             on_progress=self._show_progress,
-            on_results=self._show_results,
-            on_done=self._finished,
-        ).start()
+            on_sent=lambda summary: self._sent(summary, waiting=follow),
+            on_results=lambda summary, counts: self._show_results(plan, summary, counts),
+            on_done=lambda summary, error: self._finished(job, summary, error),
+        )
+        self._job = job
+        job.start()
+
+    def _end_previous(self) -> None:
+        """Stop following the reports of the previous send (its messages are all sent) and wait for its thread."""
+        if self._job is not None and self._job.running:
+            self._job.stop()
+            self._job.wait()
+
+    def _set_sending(self, sending: bool) -> None:
+        """Disable Dry run and Send while requests are leaving; enable them again after."""
+        for button in (self.send_button, self.dry_run_button):
+            button.disabled = sending
 
     def _show_progress(self, done: int, total: int, label: str) -> None:
-        """Move the progress bar (called from the send thread)."""
+        """Move the progress bar and say what it counts (called from the send thread)."""
         self.progress.max = max(total, 1)
         self.progress.value = min(done, self.progress.max)
-        self.progress.description = f"{label} {done}/{total}"
+        if label == "sending":
+            self.status.value = _view.status_html("Sending", f"{done} of {total} message(s) answered")
+        else:
+            self.status.value = _view.status_html(
+                "Waiting for delivery reports", f"{done} of {total} final; Stop waiting ends the wait"
+            )
 
-    def _show_results(self, summary: SendSummary, counts: dict[str, Any] | None) -> None:
+    def _sent(self, summary: SendSummary, *, waiting: bool) -> None:
+        """The send has ended (called from the send thread): say how it went and give the buttons back."""
+        self.last_summary = summary
+        self._set_sending(False)
+        self.notice.value = _view.notice_html(
+            f"Sent campaign {summary.campaign!r}: accepted {summary.accepted}, rejected {summary.rejected}, "
+            f"uncertain {summary.uncertain}, to retry {summary.retry_later}.",
+            ["Why some were not accepted is listed in the results below."]
+            if summary.rejected or summary.uncertain
+            else [],
+        )
+        if waiting and summary.accepted:
+            self.stop_button.disabled = False
+            self.stop_button.layout.display = None
+            self.status.value = _view.status_html(
+                "Waiting for delivery reports", f"0 of {summary.accepted} final; Stop waiting ends the wait"
+            )
+
+    def _show_results(self, plan: Plan, summary: SendSummary, counts: dict[str, Any] | None) -> None:
         """Replace the results area: the send summary, the delivery summary table and its chart.
 
         Called from the send thread: everything is computed first, then shown with the ``Output``'s
@@ -416,67 +490,90 @@ class SendForm:
         from .. import charts
         from ..report import collect, delivery_summary
 
-        job = self._job
-        frame = job.plan.frame if job is not None else self.df
-        campaign = job.plan.campaign if job is not None else None
+        campaign = plan.campaign
         outputs = [_view.text_bundle(str(summary))]
         if counts is not None:
+            outputs.append(_view.text_bundle(_view.reports_line(counts)))
+        collected = collect(plan.frame, campaign)
+        by = self.by.value if self.by.value in collected.columns else None
+        if by is not None:  # a missing group value (a number of no known carrier) reads "unknown", not NaN
+            collected[by] = collected[by].astype("object").where(collected[by].notna(), "unknown")
+        outputs.append(_view.table_bundle(delivery_summary(collected, by=by)))
+        refused = collected["send_state"].isin(["rejected", "uncertain"])
+        if refused.any():
+            reasons = collected.loc[refused, "reason"].fillna("no reason recorded").value_counts()
             outputs.append(
                 _view.text_bundle(
-                    f"delivery reports: {counts['final']} of {counts['accepted']} final "
-                    f"({counts['delivered']} delivered, {counts['failed']} failed, {counts['pending']} pending)"
+                    "not accepted, why:\n" + "\n".join(f"  {n} x {reason}" for reason, n in reasons.items())
                 )
             )
-        if campaign is not None:
-            collected = collect(frame, campaign)
-            by = self.by.value if self.by.value in collected.columns else None
-            outputs.append(_view.table_bundle(delivery_summary(collected, by=by)))
-            refused = collected["send_state"].isin(["rejected", "uncertain"])
-            if refused.any():
-                reasons = collected.loc[refused, "reason"].fillna("no reason recorded").value_counts()
-                outputs.append(
-                    _view.text_bundle(
-                        "not accepted, why:\n" + "\n".join(f"  {n} x {reason}" for reason, n in reasons.items())
-                    )
+        if campaign.transport == "smpp":
+            replies = campaign.replies()
+            if len(replies):
+                outputs.append(_view.text_bundle(f"replies received: {len(replies)}"))
+                outputs.append(_view.table_bundle(replies[["msisdn", "text", "received_at"]]))
+        if by is None:
+            outputs.append(_view.chart_bundle(lambda ax: charts.plot_funnel(collected, ax=ax), alt="send funnel"))
+        else:
+            outputs.append(
+                _view.chart_bundle(
+                    lambda ax: charts.plot_delivery_rate(collected, by, ax=ax), alt=f"delivered rate by {by}"
                 )
-            if campaign.transport == "smpp":
-                replies = campaign.replies()
-                if len(replies):
-                    outputs.append(_view.text_bundle(f"replies received: {len(replies)}"))
-                    outputs.append(_view.table_bundle(replies[["msisdn", "text", "received_at"]]))
-            if by is None:
-                outputs.append(_view.chart_bundle(lambda ax: charts.plot_funnel(collected, ax=ax), alt="send funnel"))
-            else:
-                outputs.append(
-                    _view.chart_bundle(
-                        lambda ax: charts.plot_delivery_rate(collected, by, ax=ax), alt=f"delivered rate by {by}"
-                    )
-                )
+            )
         _view.show(self.results, outputs)
 
-    def _finished(self, summary: SendSummary | None, error: BaseException | None) -> None:
-        """End of the send thread: say what happened and enable the buttons again."""
-        for button in (self.send_button, self.dry_run_button):
-            button.disabled = False
+    def _finished(self, job: SendJob, summary: SendSummary | None, error: BaseException | None) -> None:
+        """End of the send thread: the done state (or the failure), the buttons back, Stop waiting gone."""
+        self._set_sending(False)
+        self.stop_button.layout.display = "none"
         self.last_summary = summary
         if error is not None:
             self._fail(error)
             self.progress.bar_style = "danger"
-        if summary is not None:
-            self.progress.bar_style = "success" if not (summary.rejected or summary.uncertain) else "warning"
-            self.notice.value = _view.notice_html(
-                f"Sent campaign {summary.campaign!r}: accepted {summary.accepted}, rejected {summary.rejected}, "
-                f"uncertain {summary.uncertain}, to retry {summary.retry_later}.",
-                ["Why some were not accepted is listed in the results below."]
-                if summary.rejected or summary.uncertain
-                else [],
-            )
+            self.status.value = _view.status_html("Failed", "the error is shown above", tone="error")
+            return
+        if summary is None:
+            return
+        troubled = summary.rejected or summary.uncertain
+        self.progress.bar_style = "warning" if troubled else "success"
+        if not job.follow_reports:
+            wait = "receipts came over the SMPP session" if job.plan.campaign.transport == "smpp" else ""
+            wait = wait or "delivery reports not requested"
+        elif job.counts is None or not job.counts["done"]:
+            seen = "" if job.counts is None else f" with {_view.reports_line(job.counts)}"
+            why = "you stopped waiting" if job.stopped else f"stopped waiting after {self.report_timeout:g} s"
+            wait = f"{why}{seen}; reports that arrive later are still recorded, collect() shows them"
+        else:
+            wait = _view.reports_line(job.counts)
+        self.status.value = _view.status_html(
+            "Done",
+            f"accepted {summary.accepted}, rejected {summary.rejected}, uncertain {summary.uncertain}; {wait}",
+            tone="warning" if troubled else "done",
+        )
 
     # ------------------------------------------------------------------------------------------ control
     @property
     def running(self) -> bool:
-        """Whether a send (or the wait for its reports) is in progress."""
+        """Whether a send, or the wait for its delivery reports, is in progress."""
         return self._job is not None and self._job.running
+
+    @property
+    def sending(self) -> bool:
+        """Whether a send is in progress (its requests may still be leaving); False while only waiting for reports."""
+        return self._job is not None and self._job.sending
+
+    def _busy(self) -> bool:
+        """Say so when a send is in progress (and no other dry run or send should start)."""
+        if self.sending:
+            self.error.value = _view.error_html("a send is running: wait for it to finish")
+            return True
+        return False
+
+    def _on_stop(self, _button: Any = None) -> None:
+        """Stop waiting for delivery reports (the Stop waiting button)."""
+        self.stop_button.disabled = True
+        self.status.value = _view.status_html("Stopping", "the wait for delivery reports ends in a moment")
+        self.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background send (and its report follow-up) to finish; True when it has."""

@@ -68,8 +68,11 @@ class ProgressClient(GatewayClient):
 class SendJob:
     """Send one confirmed plan in a thread named ``plasgate-nb-sendform``, then follow its reports.
 
-    ``on_progress(done, total, label)`` follows sending, then reports; ``on_results(summary, counts)``
-    refreshes the results area; ``on_done(summary, error)`` runs last, always.
+    ``on_progress(done, total, label)`` follows sending (label ``"sending"``), then reports (``"reports"``);
+    ``on_sent(summary)`` runs as soon as the send has ended (the form gives its buttons back then, while
+    reports may still arrive); ``on_results(summary, counts)`` refreshes the results area;
+    ``on_done(summary, error)`` runs last, always. :attr:`counts` holds the last report counts and
+    :attr:`stopped` says whether :meth:`stop` ended the wait.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class SendJob:
         report_until: float,
         poll: float,
         on_progress: Callable[[int, int, str], None],
+        on_sent: Callable[[SendSummary], None],
         on_results: Callable[[SendSummary, dict[str, Any] | None], None],
         on_done: Callable[[SendSummary | None, BaseException | None], None],
     ) -> None:
@@ -90,11 +94,14 @@ class SendJob:
         self.report_until = report_until
         self.poll = poll
         self.on_progress = on_progress
+        self.on_sent = on_sent
         self.on_results = on_results
         self.on_done = on_done
         self.summary: SendSummary | None = None
         self.error: BaseException | None = None
+        self.counts: dict[str, Any] | None = None
         self._stop = threading.Event()
+        self._send_over = threading.Event()
         self._thread = threading.Thread(target=self._run, name="plasgate-nb-sendform", daemon=True)
 
     def start(self) -> SendJob:
@@ -104,8 +111,18 @@ class SendJob:
 
     @property
     def running(self) -> bool:
-        """Whether the thread is still working."""
+        """Whether the thread is still working (sending, or following reports)."""
         return self._thread.is_alive()
+
+    @property
+    def sending(self) -> bool:
+        """Whether requests may still be leaving (the send itself has not ended)."""
+        return self._thread.is_alive() and not self._send_over.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
 
     def stop(self) -> None:
         """Stop following reports (a send in progress finishes its requests first)."""
@@ -119,7 +136,11 @@ class SendJob:
     def _run(self) -> None:
         """Send, then follow reports; always end with ``on_done``."""
         try:
-            self.summary = self._send()
+            try:
+                self.summary = self._send()
+            finally:
+                self._send_over.set()
+            self.on_sent(self.summary)
             self.on_results(self.summary, None)
             if self.follow_reports and self.summary.accepted:
                 self._follow()
@@ -154,6 +175,7 @@ class SendJob:
             counts = wait_for_reports(
                 self.plan.campaign, timeout=min(self.poll, left), until=self.report_until, progress=False
             )
+            self.counts = counts
             self.on_progress(counts["final"], counts["accepted"], "reports")
             self.on_results(self.summary, counts)  # type: ignore[arg-type]
             if counts["done"] or left <= 0 or (counts["accepted"] == 0 and counts["in_flight"] == 0):

@@ -24,13 +24,17 @@ __all__ = [
     "error_html",
     "notice_html",
     "preview_html",
+    "reports_line",
     "show",
+    "status_html",
     "table_bundle",
     "text_bundle",
     "totals_html",
 ]
 
 _PRE = "white-space: pre-wrap; font-family: monospace; margin: 0"
+_TONES = {"info": "#1565c0", "done": "#2e7d32", "warning": "#8a6d00", "error": "#b00020"}
+TABLE_HEIGHT = "22em"  # the results table scrolls inside a box of this height (and the form's width)
 
 
 def _esc(value: Any) -> str:
@@ -51,6 +55,27 @@ def notice_html(title: str, lines: Sequence[str] = ()) -> str:
     """A bold title followed by plain lines (escaped)."""
     body = "".join(f"<br>{_esc(line)}" for line in lines)
     return f'<div style="{_PRE}"><b>{_esc(title)}</b>{body}</div>'
+
+
+def status_html(title: str, detail: str = "", *, tone: str = "info") -> str:
+    """The line beside the progress bar: a coloured title (``Sending``, ``Done``...) and what it counts.
+
+    It wraps rather than being cut, whatever its length.
+    """
+    colour = _TONES.get(tone, _TONES["info"])
+    body = f": {_esc(detail)}" if detail else ""
+    return (
+        f'<div style="white-space: normal; overflow-wrap: anywhere; line-height: 1.3">'
+        f'<b style="color: {colour}">{_esc(title)}</b>{body}</div>'
+    )
+
+
+def reports_line(counts: dict[str, Any]) -> str:
+    """Delivery report counts (from ``wait_for_reports``) as one line."""
+    return (
+        f"delivery reports: {counts['final']} of {counts['accepted']} final "
+        f"({counts['delivered']} delivered, {counts['failed']} failed, {counts['pending']} pending)"
+    )
 
 
 def _rows(pairs: Sequence[tuple[str, Any]]) -> str:
@@ -122,11 +147,16 @@ def text_bundle(text: str) -> dict[str, Any]:
 
 
 def table_bundle(frame: pd.DataFrame) -> dict[str, Any]:
-    """A display_data entry showing a DataFrame as HTML and text (what ``append_display_data`` appends)."""
+    """A display_data entry showing a DataFrame as HTML and text (what ``append_display_data`` appends).
+
+    The HTML table sits in a box that scrolls (down past ``TABLE_HEIGHT``, sideways past the form's width).
+    """
+    table = frame.to_html(float_format=lambda v: f"{v:.3f}")
+    scroller = f'<div class="plasgate-table" style="max-height: {TABLE_HEIGHT}; max-width: 100%; overflow: auto">'
     return {
         "output_type": "display_data",
         "metadata": {},
-        "data": {"text/plain": frame.to_string(), "text/html": frame.to_html(float_format=lambda v: f"{v:.3f}")},
+        "data": {"text/plain": frame.to_string(), "text/html": f"{scroller}{table}</div>"},
     }
 
 
