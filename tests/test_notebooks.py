@@ -46,25 +46,71 @@ def outputs_text(book: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS[:2], ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
-    book = execute(path, tmp_path)
+def test_quickstart_notebook_runs_top_to_bottom(tmp_path: Path) -> None:
+    book = execute(ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path)
     errors = [out for cell in book.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors
     text = outputs_text(book)
     assert "accepted" in text
-    if path.stem == "01_quickstart":
-        images = [out for cell in book.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
-        assert images, "the charts cell drew nothing"
-        assert "sent 0 message(s)" in text  # the re-run cell sent nothing twice
-        assert "no_consent" in text and "សួស្តី" in text  # consent honoured; Khmer customers get Khmer text
-        assert "sent 2024 message(s)" in text  # exactly the demo's (and the README tour's) customers
-        assert not noise(book), noise(book)
+    images = [out for cell in book.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+    assert images, "the charts cell drew nothing"
+    assert "sent 0 message(s)" in text  # the re-run cell sent nothing twice
+    assert "no_consent" in text and "សួស្តី" in text  # consent honoured; Khmer customers get Khmer text
+    assert "sent 2024 message(s)" in text  # exactly the demo's (and the README tour's) customers
+    assert not noise(book), noise(book)
 
 
 def noise(book: nbformat.NotebookNode) -> list[str]:
     """What the notebook printed on stderr: warnings, logged warnings, tracebacks (progress bars are widgets)."""
     return [out["text"] for cell in book.cells for out in cell.get("outputs", []) if out.get("name") == "stderr"]
+
+
+SEND_FORM = ROOT / "notebooks" / "02_send_form.ipynb"
+
+
+@pytest.mark.slow
+def test_send_form_notebook_sends_only_when_the_suite_drives_it(tmp_path: Path) -> None:
+    """With papermill's ``drive_form=True`` the notebook clicks Dry run, Send and Confirm itself and sends."""
+    import papermill
+
+    out = tmp_path / "run.ipynb"
+    papermill.execute_notebook(
+        str(SEND_FORM),
+        str(out),
+        parameters={"drive_form": True},
+        cwd=str(ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    book = nbformat.read(out, as_version=4)
+    errors = [out for cell in book.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors
+    text = outputs_text(book)
+    assert "campaign 'form-demo': sent " in text and "accepted" in text
+
+
+@pytest.mark.slow
+def test_send_form_notebook_sends_nothing_on_run_all(tmp_path: Path) -> None:
+    """Run All as committed shows the form and sends nothing (an appended cell counts what reached the simulator)."""
+    book = nbformat.read(SEND_FORM, as_version=4)
+    book.cells.append(
+        nbformat.v4.new_code_cell(
+            'print("simulator received", len(sim.records()), "message(s);",'
+            ' "ledger rows", len(ledger.messages("form-demo")))\n'
+            "shut_down()"
+        )
+    )
+    client = NotebookClient(book, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    client.execute()
+    text = outputs_text(book)
+    assert "simulator received 0 message(s); ledger rows 0" in text
+    widgets = [
+        out
+        for cell in book.cells
+        for out in cell.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+    ]
+    assert widgets, "the form was not shown"
 
 
 @pytest.mark.slow
