@@ -134,6 +134,16 @@ def test_masked_column_shows_stars_in_the_report_view(form: SendForm) -> None:
     assert cells(form.preview.value)["report view"] == "Code ****** for Dara"
 
 
+def test_every_dropdown_shows_a_choice(form: SendForm) -> None:
+    """No dropdown starts blank: the row index and the overall summary are choices with their own labels."""
+    dropdowns = [c for c in vars(form).values() if isinstance(c, w.Dropdown)]
+    assert {d.description for d in dropdowns} == {"phone column", "key column", "transport", "report by"}
+    assert all(d.index is not None and d.label for d in dropdowns)
+    assert (form.key.label, form.key_column) == ("(row index)", None)
+    form.key.value = "coupon"
+    assert form.key_column == "coupon"
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
@@ -467,6 +477,16 @@ def test_without_reports_the_done_state_says_so_and_an_unknown_carrier_reads_unk
     groups = [line.split()[0] for line in plain.splitlines()[2:]]  # under the header and the index name
     assert "unknown" in groups and "NaN" not in groups and "nan" not in groups  # the invalid number's carrier
     assert "<th>unknown</th>" in table["data"]["text/html"]
+    form.by.value = "(overall)"  # one row, and the funnel chart
+    form.name.value = "overall"
+    form.send_button.click()
+    form.confirm_button.click()
+    assert form.wait(20) and form.error.value == ""
+    table = next(o for o in form.results.outputs if "text/html" in o.get("data", {}))
+    assert table["data"]["text/plain"].splitlines()[1].split()[0] == "all"
+    assert [o["data"]["text/plain"] for o in form.results.outputs if "image/png" in o.get("data", {})] == [
+        "send funnel"
+    ]
 
 
 def test_a_campaign_object_gives_the_defaults(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:

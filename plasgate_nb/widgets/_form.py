@@ -108,9 +108,9 @@ class SendForm:
         style = {"description_width": "9em"}
         self.name = w.Text(value=name, description="campaign", placeholder="a name you keep for re-runs", style=style)
         self.phone = w.Dropdown(options=columns, value=guess_phone(columns), description="phone column", style=style)
-        key_default = campaign.key if isinstance(campaign, Campaign) else None
-        self.key = w.Dropdown(
-            options=[(INDEX, None), *[(c, c) for c in columns]],
+        key_default = campaign.key if isinstance(campaign, Campaign) and campaign.key is not None else INDEX
+        self.key = w.Dropdown(  # sentinel strings, not None: a Dropdown shows a None value as an empty box
+            options=[INDEX, *columns],
             value=key_default,
             description="key column",
             style=style,
@@ -134,7 +134,10 @@ class SendForm:
         chosen = campaign.transport if isinstance(campaign, Campaign) else transports[0][1]
         self.transport = w.Dropdown(options=transports, value=chosen, description="transport", style=style)
         self.schedule = w.Text(
-            description="schedule at", placeholder="YYYY-MM-DD HH:MM:SS Phnom Penh; empty: now", style=style
+            description="schedule at",
+            placeholder="YYYY-MM-DD HH:MM:SS Phnom Penh; empty: now",
+            style=style,
+            layout=w.Layout(width="34em"),
         )
         self.dlr = w.Checkbox(
             value=self._receiver is not None,
@@ -142,9 +145,11 @@ class SendForm:
             description="delivery reports" + ("" if self._receiver is not None else " (needs receiver=)"),
             indent=False,
         )
-        by_options = [(OVERALL, None), *[(c, c) for c in ["carrier", *columns] if c]]
         self.by = w.Dropdown(
-            options=list(dict.fromkeys(by_options)), value="carrier", description="report by", style=style
+            options=list(dict.fromkeys([OVERALL, "carrier", *columns])),
+            value="carrier",
+            description="report by",
+            style=style,
         )
         self.dry_run_button = w.Button(description="Dry run", icon="calculator", tooltip="totals; sends nothing")
         self.send_button = w.Button(description="Send…", button_style="primary", icon="paper-plane")
@@ -301,7 +306,7 @@ class SendForm:
                 gateway=gateway,
                 ledger=self._ledger_obj(),
                 transport="smpp",
-                key=self.key.value,
+                key=self.key_column,
                 price_per_segment=self.price_per_segment,
                 progress=False,
                 smpp=self._smpp,
@@ -313,7 +318,7 @@ class SendForm:
             gateway=gateway,
             ledger=self._ledger_obj(),
             transport=self.transport.value,
-            key=self.key.value,
+            key=self.key_column,
             receiver=receiver,
             price_per_segment=self.price_per_segment,
             progress=False,
@@ -495,7 +500,7 @@ class SendForm:
         if counts is not None:
             outputs.append(_view.text_bundle(_view.reports_line(counts)))
         collected = collect(plan.frame, campaign)
-        by = self.by.value if self.by.value in collected.columns else None
+        by = self.by.value if self.by.value != OVERALL and self.by.value in collected.columns else None
         if by is not None:  # a missing group value (a number of no known carrier) reads "unknown", not NaN
             collected[by] = collected[by].astype("object").where(collected[by].notna(), "unknown")
         outputs.append(_view.table_bundle(delivery_summary(collected, by=by)))
@@ -552,6 +557,11 @@ class SendForm:
         )
 
     # ------------------------------------------------------------------------------------------ control
+    @property
+    def key_column(self) -> str | None:
+        """The chosen key column, or None for the row index."""
+        return None if self.key.value == INDEX else self.key.value
+
     @property
     def running(self) -> bool:
         """Whether a send, or the wait for its delivery reports, is in progress."""
