@@ -465,6 +465,7 @@ def test_a_new_send_ends_the_wait_for_the_previous_reports(sim: Simulator, gatew
 def test_without_reports_the_done_state_says_so_and_an_unknown_carrier_reads_unknown(
     form: SendForm, sim: Simulator
 ) -> None:
+    before = len(sim.records())
     form.send_button.click()
     form.confirm_button.click()
     assert form.wait(20)
@@ -477,6 +478,11 @@ def test_without_reports_the_done_state_says_so_and_an_unknown_carrier_reads_unk
     groups = [line.split()[0] for line in plain.splitlines()[2:]]  # under the header and the index name
     assert "unknown" in groups and "NaN" not in groups and "nan" not in groups  # the invalid number's carrier
     assert "<th>unknown</th>" in table["data"]["text/html"]
+    assert "NaN" not in plain and "NaN" not in table["data"]["text/html"]  # nothing sent there: its rates read "-"
+    form.by.value = "city"  # after the send: the results are regrouped at once, nothing is sent
+    table = next(o for o in form.results.outputs if "text/html" in o.get("data", {}))
+    assert "<th>Siem Reap</th>" in table["data"]["text/html"] and "<th>unknown</th>" not in table["data"]["text/html"]
+    assert len(sim.records(offset=before)) == 4
     form.by.value = "(overall)"  # one row, and the funnel chart
     form.name.value = "overall"
     form.send_button.click()

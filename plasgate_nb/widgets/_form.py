@@ -137,7 +137,7 @@ class SendForm:
             description="schedule at",
             placeholder="YYYY-MM-DD HH:MM:SS Phnom Penh; empty: now",
             style=style,
-            layout=w.Layout(width="34em"),
+            layout=w.Layout(width="40em"),
         )
         self.dlr = w.Checkbox(
             value=self._receiver is not None,
@@ -199,6 +199,7 @@ class SendForm:
         self.confirm_button.on_click(self._on_confirm)
         self.cancel_button.on_click(self._on_cancel)
         self.stop_button.on_click(self._on_stop)
+        self.by.observe(self._on_by_input, names="value")
         self.refresh_preview()
 
     def _name_parts(self) -> None:
@@ -526,6 +527,19 @@ class SendForm:
                 )
             )
         _view.show(self.results, outputs)
+
+    def _on_by_input(self, _change: Any) -> None:
+        """Regroup the results of the last send by the new "report by" column (sends nothing).
+
+        While reports are still followed the next refresh uses it; after the send, the results are redrawn now.
+        """
+        job = self._job
+        if job is None or job.running or job.summary is None:
+            return
+        try:
+            self._show_results(job.plan, job.summary, job.counts)
+        except Exception as exc:
+            self._fail(exc)
 
     def _finished(self, job: SendJob, summary: SendSummary | None, error: BaseException | None) -> None:
         """End of the send thread: the done state (or the failure), the buttons back, Stop waiting gone."""

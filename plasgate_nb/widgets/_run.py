@@ -170,13 +170,14 @@ class SendJob:
         from ..report import wait_for_reports
 
         deadline = time.monotonic() + self.report_timeout
-        while not self._stop.is_set():
-            left = max(deadline - time.monotonic(), 0.0)
+        while True:  # at least one count, so the results and the done state show the reports in so far
+            left = 0.0 if self._stop.is_set() else max(deadline - time.monotonic(), 0.0)
             counts = wait_for_reports(
                 self.plan.campaign, timeout=min(self.poll, left), until=self.report_until, progress=False
             )
             self.counts = counts
             self.on_progress(counts["final"], counts["accepted"], "reports")
             self.on_results(self.summary, counts)  # type: ignore[arg-type]
-            if counts["done"] or left <= 0 or (counts["accepted"] == 0 and counts["in_flight"] == 0):
+            finished = counts["done"] or (counts["accepted"] == 0 and counts["in_flight"] == 0)
+            if finished or left <= 0 or self._stop.is_set():
                 break

@@ -149,14 +149,15 @@ def text_bundle(text: str) -> dict[str, Any]:
 def table_bundle(frame: pd.DataFrame) -> dict[str, Any]:
     """A display_data entry showing a DataFrame as HTML and text (what ``append_display_data`` appends).
 
-    The HTML table sits in a box that scrolls (down past ``TABLE_HEIGHT``, sideways past the form's width).
+    The HTML table sits in a box that scrolls (down past ``TABLE_HEIGHT``, sideways past the form's width);
+    missing values (the rates of a group with nothing sent) show as ``-``, not NaN.
     """
-    table = frame.to_html(float_format=lambda v: f"{v:.3f}")
+    table = frame.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-")
     scroller = f'<div class="plasgate-table" style="max-height: {TABLE_HEIGHT}; max-width: 100%; overflow: auto">'
     return {
         "output_type": "display_data",
         "metadata": {},
-        "data": {"text/plain": frame.to_string(), "text/html": f"{scroller}{table}</div>"},
+        "data": {"text/plain": frame.to_string(na_rep="-"), "text/html": f"{scroller}{table}</div>"},
     }
 
 
