@@ -46,8 +46,11 @@ class SendForm:
     last answer); ``suppress`` an opt-out list for ``prepare_audience``. Display it as the last expression
     of a cell, or ``display(form.widget)``.
 
-    Send asks for confirmation with the totals; the confirmed send runs in a background thread
-    (``form.wait()`` joins it) and fills the results area as delivery reports arrive.
+    Dry run needs no credentials; Send checks them, then asks for confirmation with the totals. The
+    confirmed send runs in a background thread (``form.wait()`` joins it) and gives the buttons back as
+    soon as the messages are sent; it then fills the results area as delivery reports arrive, until all
+    are in, ``report_timeout`` seconds, or Stop waiting (``form.stop()``). The line beside the progress
+    bar says what is happening and ends with a ``Done`` state.
     """
 
     def __init__(
