@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ._states import LEVEL2_STATUSES
 from .errors import CallbackError
 
 __all__ = [
-    "FINAL_STATUSES",
     "LEVEL1_STATUS",
     "MAX_FIELD",
     "parse_batch_callback",
@@ -25,8 +25,6 @@ __all__ = [
 ]
 
 PHNOM_PENH = ZoneInfo("Asia/Phnom_Penh")
-FINAL_STATUSES = frozenset({"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED"})
-LEVEL2_STATUSES = FINAL_STATUSES | {"ACCEPTD", "ENROUTE", "UNKNOWN"}
 LEVEL1_STATUS = re.compile(r"^ESME_R[A-Z0-9_]{1,24}$")
 MAX_FIELD = 256
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")

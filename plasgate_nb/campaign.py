@@ -300,11 +300,18 @@ class Campaign:
             return self._totals(summary, todo, [])
         requests = requests if len(todo) == len(rows) else self._build(todo, schedule_at=schedule_at)
         self._totals(summary, todo, requests)
+        self.ledger.update_settings(self.name, {"reports": self._reports_requested()})  # collect: "not requested"
         if self.transport == "smpp":
             self._send_smpp(todo, summary)
         else:
             self._send(requests, summary)
         return summary
+
+    def _reports_requested(self) -> bool:
+        """Whether this campaign's sends ask for delivery reports (a receiver; over SMPP, registered_delivery)."""
+        if self.transport == "smpp":
+            return bool(self.smpp.registered_delivery & 0x03)
+        return self.receiver is not None
 
     def _totals(self, summary: SendSummary, rows: pd.DataFrame, requests: list[Batch]) -> SendSummary:
         """Fill in the counts, cost and projected duration of what is about to be sent."""

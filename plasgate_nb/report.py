@@ -7,6 +7,10 @@ id, delivery status and times, error code, segments and cost; rows never sent sa
 delivered rates (with a 95% Wilson interval) overall or per any column, wide or tidy;
 ``wait_for_reports`` blocks until most delivery reports are in; ``export_report`` writes the rows as
 CSV or Parquet with a PNG chart beside them. The charts live in :mod:`plasgate_nb.charts`.
+
+Final, intermediate and "not requested" are those of :mod:`plasgate_nb._states`, as everywhere: a
+message sent without asking for delivery reports shows ``not requested``, never 0% delivered, and one
+awaiting its reports is ``pending``, never a failure.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from tqdm.auto import tqdm
 
 from ._keys import key_index
 from ._masking import content_digest
+from ._states import AWAITING, FINAL_STATUSES, NOT_REQUESTED, row_kinds
 from .errors import ConfigError
-from .ledger import FINAL_STATUSES, Ledger
+from .ledger import Ledger
 
 __all__ = [
     "COLLECT_COLUMNS",
@@ -68,7 +73,8 @@ _LEDGER_COLUMNS = [
     "submitted_at",
     "done_at",
 ]
-OUTCOMES = ("delivered", "failed", "pending", "uncertain", "rejected", "not_sent")
+OUTCOMES = ("delivered", "failed", "pending", "not_requested", "uncertain", "rejected", "not_sent")
+SENT_OUTCOMES = ("delivered", "failed", "pending", "not_requested")  # handed to the gateway, one by one
 STATUS_ORDER = ("DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED")  # how final statuses are listed
 STATUS_PREFIX = "status_"
 TIDY_COLUMNS = ("status", "count", "rate", "ci_low", "ci_high")
@@ -98,6 +104,18 @@ def _source(campaign: Any) -> tuple[Ledger, str, str | None, float | None]:
 def _read(ledger: Ledger, name: str) -> pd.DataFrame:
     """The collect columns of campaign ``name`` (the ledger's fastest reader)."""
     return ledger.read_columns(name, _LEDGER_COLUMNS)
+
+
+def reports_requested(ledger: Ledger, name: str) -> bool | None:
+    """Whether campaign ``name`` asked for delivery reports when it was last sent (None: not recorded)."""
+    requested = (ledger.campaign_settings(name) or {}).get("reports")
+    return None if requested is None else bool(requested)
+
+
+def _not_before(times: pd.Series, start: pd.Series) -> pd.Series:
+    """``times``, but never earlier than ``start`` (a gateway's minute-precision dates, another clock)."""
+    early = (times < start).fillna(False)
+    return times.mask(early, start) if early.any() else times
 
 
 def _take(values: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
@@ -174,10 +192,13 @@ def collect(
     matched on the message key: ``key`` (default the campaign's key column, else the frame's index).
     Added columns (replacing any of the same name): ``send_state`` (``planned``, ``submitting``,
     ``accepted``, ``rejected``, ``uncertain`` or ``not_sent``), ``message_id``, ``delivery_status``
-    (``DELIVRD``, ``UNDELIV``...; missing until a report arrives), ``delivered_at`` (UTC),
-    ``error_code``, ``segments``, ``cost`` (segments x ``price_per_segment`` for accepted rows;
-    missing without a price), ``attempts``, ``reason`` (why a row was not sent or was refused),
-    ``submitted_at`` and ``done_at``.
+    (``DELIVRD``, ``UNDELIV``...; an intermediate ``UNKNOWN``, ``ENROUTE`` or ``ACCEPTD`` while the final
+    report is awaited; missing until a report arrives; ``not requested`` for accepted rows of a campaign
+    sent without asking for delivery reports), ``delivered_at`` (UTC), ``error_code`` (a failure's code:
+    the report's ``err``, an SMSC refusal ``ESME_*``, ``ERRBACK``), ``segments``, ``cost`` (segments x
+    ``price_per_segment`` for accepted rows; missing without a price), ``attempts``, ``reason`` (why a
+    row was not sent or was refused), ``submitted_at`` and ``done_at`` (both UTC; neither ``done_at``
+    nor ``delivered_at`` is ever earlier than ``submitted_at``: Jasmin's done date is only to the minute).
     """
     if not isinstance(df, pd.DataFrame):
         raise ConfigError("collect() needs a pandas DataFrame")
@@ -192,6 +213,7 @@ def collect(
             pending: pd.DataFrame | None = waiting.result()
     else:
         stored, pending = _read(ledger, name), None
+    requested = reports_requested(ledger, name)
     index = df.index
     audience = _not_sent_reasons(df, index)
     positions = _positions(keys, stored["message_key"], audience.isna().to_numpy())
@@ -210,38 +232,54 @@ def collect(
         cost = pd.Series(pd.NA, index=index, dtype="Float64")
     else:
         cost = (segments.astype("Float64") * float(price)).where(state.eq("accepted"), 0.0)
+    status = cols["delivery_status"].astype(TEXT)
+    error_code = cols["error_code"].astype(TEXT)
+    if requested is False:
+        unreported = state.eq("accepted").fillna(False) & status.isna() & error_code.isna()
+        status = status.mask(unreported, NOT_REQUESTED)
+    submitted = cols["submitted_at"]
     out = {
         "send_state": state,
         "message_id": cols["message_id"].astype(TEXT),
-        "delivery_status": cols["delivery_status"].astype(TEXT),
-        "delivered_at": cols["delivered_at"],
-        "error_code": cols["error_code"].astype(TEXT),
+        "delivery_status": status,
+        "delivered_at": _not_before(cols["delivered_at"], submitted),
+        "error_code": error_code,
         "segments": segments,
         "cost": cost,
         "attempts": cols["attempts"],
         "reason": reason,
-        "submitted_at": cols["submitted_at"],
-        "done_at": cols["done_at"],
+        "submitted_at": submitted,
+        "done_at": _not_before(cols["done_at"], submitted),
     }
     base = df.drop(columns=[c for c in COLLECT_COLUMNS if c in df.columns])
     return base.assign(**out)
 
 
 def outcome(df: pd.DataFrame) -> pd.Series:
-    """Each collected row's outcome: delivered, failed, pending, uncertain, rejected or not_sent."""
+    """Each collected row's outcome, by the delivery states of :mod:`plasgate_nb._states`.
+
+    ``delivered`` (DELIVRD); ``failed``: a final failure, with its ``error_code`` (UNDELIV, REJECTD,
+    EXPIRED, DELETED; an SMSC refusal, ``ESME_*`` in a level-1 report or a submit_sm_resp; a batch
+    errback, ``ERRBACK``); ``pending``: accepted and awaiting reports (none yet, or only intermediate
+    ones: UNKNOWN, ENROUTE, ACCEPTD); ``not_requested``: accepted, no delivery reports were asked for;
+    ``uncertain`` (submitting or uncertain); ``rejected``: the request was refused at send (without a
+    per-message code); ``not_sent``. The frame needs ``send_state`` and ``delivery_status`` (and uses
+    ``error_code`` when it has one).
+    """
     _need(df, ("send_state", "delivery_status"))
     state = df["send_state"].astype("string")
-    status = df["delivery_status"].astype("string")
-    final = status.isin(list(FINAL_STATUSES)).fillna(False)
+    kinds = row_kinds(df["delivery_status"], df["error_code"] if "error_code" in df.columns else None)
+    handed = state.isin(["accepted", "rejected", "uncertain", "submitting"]).fillna(False).to_numpy()
     result = np.select(
         [
-            status.eq("DELIVRD").fillna(False),
-            final,
-            state.eq("accepted").fillna(False),
-            state.isin(["uncertain", "submitting"]).fillna(False),
-            state.eq("rejected").fillna(False),
+            handed & (kinds == "final-good"),
+            handed & (kinds == "final-bad"),
+            state.eq("accepted").fillna(False).to_numpy() & (kinds == "none-requested"),
+            state.eq("accepted").fillna(False).to_numpy(),
+            state.isin(["uncertain", "submitting"]).fillna(False).to_numpy(),
+            state.eq("rejected").fillna(False).to_numpy(),
         ],
-        ["delivered", "failed", "pending", "uncertain", "rejected"],
+        ["delivered", "failed", "not_requested", "pending", "uncertain", "rejected"],
         default=NOT_SENT,
     )
     return pd.Series(pd.Categorical(result, categories=OUTCOMES), index=df.index, name="outcome")
@@ -275,11 +313,16 @@ def final_status(df: pd.DataFrame, kinds: pd.Series | None = None) -> pd.Series:
     """Each collected row's final delivery status (DELIVRD, UNDELIV...) when it was sent, else missing.
 
     A categorical over the final statuses that occur, in the order DELIVRD, UNDELIV, EXPIRED, REJECTD,
-    DELETED (any other final status after them). Its rows are exactly the ``delivered`` and ``failed``
-    outcomes of :func:`outcome` (``kinds``: that outcome, when already computed).
+    DELETED, then any other final status and the refusal codes (``ESME_*``, ``ERRBACK``) of failures
+    without a final report. Its rows are exactly the ``delivered`` and ``failed`` outcomes of
+    :func:`outcome` (``kinds``: that outcome, when already computed).
     """
     kinds = outcome(df) if kinds is None else kinds
-    status = df["delivery_status"].astype("string").where(kinds.isin(["delivered", "failed"]).to_numpy())
+    status = df["delivery_status"].astype("string")
+    if "error_code" in df.columns:
+        reported = status.isin(list(FINAL_STATUSES)).fillna(False).to_numpy() | kinds.ne("failed").to_numpy()
+        status = status.where(reported, df["error_code"].astype("string"))
+    status = status.where(kinds.isin(["delivered", "failed"]).to_numpy())
     seen = set(status.dropna().unique())
     order = [s for s in STATUS_ORDER if s in seen] + sorted(seen - set(STATUS_ORDER))
     return pd.Series(pd.Categorical(status, categories=order), index=df.index, name="final_status")
@@ -289,16 +332,24 @@ def delivery_summary(df: pd.DataFrame, by: str | Sequence[str] | None = None, *,
     """Outcome and delivery-status counts and rates of a collected frame, overall or per ``by`` column(s).
 
     One row per group (``all`` without ``by``) with the columns ``rows``, ``not_sent``, ``rejected``,
-    ``uncertain``, ``sent`` (accepted by the gateway), ``delivered``, ``failed`` (a final status other
-    than DELIVRD), ``pending`` (no final report yet), ``delivered_rate`` and ``failed_rate`` (shares of
-    ``sent``), ``ci_low``/``ci_high`` (the 95% Wilson interval of the delivered rate), then one count
-    column per final delivery status that occurs in ``df``: ``status_DELIVRD``, ``status_UNDELIV``,
-    ``status_EXPIRED``, ``status_REJECTD``, ``status_DELETED`` (they add up to ``delivered + failed``).
-    Groups with nothing sent have missing rates.
+    ``uncertain``, ``sent`` (handed to the gateway: accepted, or refused one by one with an error
+    code), ``delivered``, ``failed`` (a final failure: a final status other than DELIVRD, an SMSC
+    refusal, an errback), ``pending`` (awaiting reports: none yet, or only intermediate ones),
+    ``delivered_rate`` and ``failed_rate`` (shares of the sent messages whose reports were requested,
+    ``sent - not_requested``), ``ci_low``/``ci_high`` (the 95% Wilson interval of the delivered rate),
+    ``not_requested`` (sent without asking for delivery reports), ``delivery`` (in words:
+    ``93.1% delivered, 12 awaiting reports``, ``awaiting reports``, ``not requested`` or ``nothing
+    sent``), then one count column per final delivery status that occurs in ``df``: ``status_DELIVRD``,
+    ``status_UNDELIV``, ``status_EXPIRED``, ``status_REJECTD``, ``status_DELETED`` and the codes of
+    failures without a final report (``status_ESME_RINVDSTADR``, ``status_ERRBACK``); they add up to
+    ``delivered + failed``. Groups with no report requested (or nothing sent) have missing rates,
+    never 0%.
 
     ``tidy=True`` returns one row per group and status instead: the ``by`` columns, ``status`` (the
-    final statuses that occur, then ``pending``), ``count``, ``rate`` (share of the group's ``sent``;
-    the rates of a group add up to 1) and ``ci_low``/``ci_high`` (95% Wilson interval of ``rate``).
+    final statuses that occur, then ``pending``, then ``not_requested`` when some were), ``count``,
+    ``rate`` (share of the group's ``sent - not_requested``; the rates of a group's final statuses and
+    ``pending`` add up to 1; ``not_requested`` has none) and ``ci_low``/``ci_high`` (95% Wilson
+    interval of ``rate``).
     """
     kinds = outcome(df)
     status = final_status(df, kinds)
@@ -323,28 +374,54 @@ def delivery_summary(df: pd.DataFrame, by: str | Sequence[str] | None = None, *,
     out["rows"] = counts[list(OUTCOMES)].sum(axis=1)
     for name in ("not_sent", "rejected", "uncertain"):
         out[name] = counts[name]
-    out["sent"] = counts["delivered"] + counts["failed"] + counts["pending"]
+    out["sent"] = sum(counts[name] for name in SENT_OUTCOMES)
     for name in ("delivered", "failed", "pending"):
         out[name] = counts[name]
-    sent = out["sent"].where(out["sent"] > 0)
-    out["delivered_rate"] = (out["delivered"] / sent).astype(float)
-    out["failed_rate"] = (out["failed"] / sent).astype(float)
-    out["ci_low"], out["ci_high"] = wilson_interval(out["delivered"], out["sent"])
+    reported = out["sent"] - counts["not_requested"]
+    share = reported.where(reported > 0)
+    out["delivered_rate"] = (out["delivered"] / share).astype(float)
+    out["failed_rate"] = (out["failed"] / share).astype(float)
+    out["ci_low"], out["ci_high"] = wilson_interval(out["delivered"], reported)
+    out["not_requested"] = counts["not_requested"]
+    out["delivery"] = [
+        _in_words(*values)
+        for values in zip(out["sent"], out["not_requested"], out["pending"], out["delivered_rate"], strict=True)
+    ]
     for name in status.cat.categories:
         out[STATUS_PREFIX + name] = counts[STATUS_PREFIX + name]
     return _tidy(out, groups) if tidy else out
 
 
+def _in_words(sent: int, not_requested: int, pending: int, rate: float) -> str:
+    """A group's delivery in words: a rate only where reports were requested and some are in."""
+    if sent == 0:
+        return "nothing sent"
+    if not_requested == sent:
+        return NOT_REQUESTED
+    if pending == sent - not_requested:
+        return AWAITING
+    words = [f"{rate:.1%} delivered"]
+    if pending:
+        words.append(f"{pending:,} {AWAITING}")
+    if not_requested:
+        words.append(f"{not_requested:,} {NOT_REQUESTED}")
+    return ", ".join(words)
+
+
 def _tidy(summary: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
-    """The long form of a wide summary: one row per group and status (final statuses, then pending)."""
+    """The long form of a wide summary: one row per group and status (final statuses, pending, not requested)."""
     columns = [c for c in summary.columns if c.startswith(STATUS_PREFIX)] + ["pending"]
+    if summary["not_requested"].any():
+        columns.append("not_requested")
     names = [c.removeprefix(STATUS_PREFIX) for c in columns]
     width = len(columns)
     count = summary[columns].to_numpy(dtype="int64").ravel()
-    sent = np.repeat(summary["sent"].to_numpy(dtype="int64"), width)
-    low, high = wilson_interval(count, sent)
+    reported = (summary["sent"] - summary["not_requested"]).to_numpy(dtype="int64")
+    sent = np.repeat(reported, width)
+    asked = np.tile([name != "not_requested" for name in names], len(summary))
+    low, high = wilson_interval(count, np.where(asked, sent, 0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(sent > 0, count / np.where(sent > 0, sent, 1), np.nan)
+        rate = np.where(asked & (sent > 0), count / np.where(sent > 0, sent, 1), np.nan)
     long = pd.DataFrame(
         {
             "status": pd.Categorical(np.tile(names, len(summary)), categories=names),
@@ -363,18 +440,21 @@ def _tidy(summary: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
 
 def _counts(ledger: Ledger, name: str) -> dict[str, Any]:
     """Accepted messages and how many of them have a final delivery status, by outcome."""
-    rows = ledger.messages(name, columns=["state", "delivery_status"])
-    accepted = rows["state"].eq("accepted")
-    status = rows.loc[accepted, "delivery_status"]
-    final = status.isin(list(FINAL_STATUSES))
-    delivered = int(status.eq("DELIVRD").sum())
-    done = int(final.sum())
+    rows = ledger.messages(name, columns=["state", "delivery_status", "error_code"])
+    accepted = rows["state"].eq("accepted").to_numpy()
+    kinds = row_kinds(rows["delivery_status"], rows["error_code"])[accepted]
+    delivered = int((kinds == "final-good").sum())
+    failed = int((kinds == "final-bad").sum())
+    done = delivered + failed
+    total = int(accepted.sum())
+    not_requested = total - done if reports_requested(ledger, name) is False else 0
     return {
-        "accepted": int(accepted.sum()),
+        "accepted": total,
         "final": done,
         "delivered": delivered,
-        "failed": done - delivered,
-        "pending": int(accepted.sum()) - done,
+        "failed": failed,
+        "pending": total - done - not_requested,
+        "not_requested": not_requested,
         "in_flight": int(rows["state"].isin(["submitting", "uncertain"]).sum()),
     }
 
@@ -384,9 +464,14 @@ def wait_for_reports(
 ) -> dict[str, Any]:
     """Block until ``until`` (a share) of accepted messages has a final report, or ``timeout`` seconds.
 
-    Shows a progress bar (``tqdm.auto``: a widget in Jupyter). Returns the counts: ``accepted``,
-    ``final``, ``delivered``, ``failed``, ``pending``, ``in_flight`` (submitting or uncertain),
-    ``share`` (final / accepted), ``done`` (the share was reached) and ``waited_s``.
+    Final is that of :mod:`plasgate_nb._states`: DELIVRD, UNDELIV, REJECTD, EXPIRED, DELETED, or an
+    SMSC refusal (a level-1 ``ESME_*`` error, after which no report follows); UNKNOWN, ENROUTE and
+    ACCEPTD are intermediate, and their messages are still waited for. A campaign sent without asking
+    for delivery reports has nothing to wait for: it returns at once, ``done``. Shows a progress bar
+    (``tqdm.auto``: a widget in Jupyter). Returns the counts: ``accepted``, ``final``, ``delivered``,
+    ``failed``, ``pending`` (awaiting reports), ``not_requested``, ``in_flight`` (submitting or
+    uncertain), ``share`` (final / accepted messages whose reports were requested), ``done`` (the share
+    was reached, or no report was requested) and ``waited_s``.
     """
     if not 0 < until <= 1:
         raise ConfigError("until must be a share in (0, 1]")
@@ -400,8 +485,11 @@ def wait_for_reports(
             began = time.monotonic()
             counts = _counts(ledger, name)
             accepted = counts["accepted"]
-            counts["share"] = counts["final"] / accepted if accepted else 0.0
-            counts["done"] = accepted > 0 and counts["share"] >= until
+            awaited = accepted - counts["not_requested"]
+            counts["share"] = counts["final"] / awaited if awaited else 0.0
+            counts["done"] = (awaited > 0 and counts["share"] >= until) or (accepted > 0 and awaited == 0)
+            if accepted > 0 and awaited == 0:
+                logger.info("campaign %r requested no delivery reports: nothing to wait for", name)
             bar.total = accepted
             bar.n = counts["final"]
             bar.set_postfix(delivered=counts["delivered"], failed=counts["failed"], refresh=False)

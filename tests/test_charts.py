@@ -84,12 +84,18 @@ def png(ax: object, path: Path) -> Path:
 def test_delivery_rate_bars_per_group_with_percentages_and_intervals(collected: pd.DataFrame, tmp_path: Path) -> None:
     ax = plot_delivery_rate(collected, "city", ax=axes())
     summary = delivery_summary(collected, "city")
-    assert len(ax.patches) == len(summary) == 3
+    delivered, waiting = ax.containers[1].patches, ax.containers[2].patches  # [0]: the interval bars
+    assert len(delivered) == len(waiting) == len(summary) == 3
     labels = [t.get_text() for t in ax.texts]
     for name, row in summary.iterrows():
         assert any(f"{row['delivered_rate'] * 100:.1f}%" in t for t in labels), name
-    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    heights = sorted(round(p.get_height(), 6) for p in delivered)
     assert heights == sorted(round(v * 100, 6) for v in summary["delivered_rate"])
+    # the rows awaiting reports sit on top of the delivered part, in their own colour
+    expected = (summary["pending"] / summary["sent"] * 100).round(6).tolist()
+    assert [round(p.get_height(), 6) for p in waiting] == expected and sum(expected) > 0
+    assert [round(p.get_y(), 6) for p in waiting] == [round(p.get_height(), 6) for p in delivered]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["delivered", "awaiting reports"]
     assert [t.get_text() for t in ax.get_xticklabels()] == [str(v) for v in summary.index]
     assert "city" in ax.get_title()
     png(ax, tmp_path / "rate.png")
@@ -103,7 +109,7 @@ def test_status_breakdown_stacks_to_100_percent(collected: pd.DataFrame, tmp_pat
         tops[x] = max(tops.get(x, 0.0), patch.get_y() + patch.get_height())
     assert len(tops) == 3 and all(top == pytest.approx(100) for top in tops.values())
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["DELIVRD (delivered)", "UNDELIV (undeliverable)", "no final report yet", "not sent"]
+    assert legend == ["DELIVRD (delivered)", "UNDELIV (undeliverable)", "awaiting reports", "not sent"]
     assert any(t.get_text().endswith("%") for t in ax.texts)
     png(ax, tmp_path / "status.png")
 
@@ -140,7 +146,7 @@ def test_status_breakdown_stacks_each_delivery_status(tmp_path: Path) -> None:
         "EXPIRED (validity ended)",
         "REJECTD (refused by the network)",
         "DELETED (deleted by the SMSC)",
-        "no final report yet",
+        "awaiting reports",
         "uncertain",
         "refused at send",
         "not sent",
@@ -179,7 +185,7 @@ def test_status_breakdown_overall_leaves_out_empty_parts(tmp_path: Path) -> None
         "DELIVRD (delivered)",
         "UNDELIV (undeliverable)",
         "EXPIRED (validity ended)",
-        "no final report yet",
+        "awaiting reports",
         "not sent",
     ]
     assert [round(p.get_height(), 6) for p in ax.patches] == [50, 20, 10, 10, 10]
@@ -207,7 +213,8 @@ def test_funnel_counts_and_percentages(collected: pd.DataFrame, tmp_path: Path) 
     delivered = int((collected["delivery_status"] == "DELIVRD").sum())
     assert widths == [30, 27, 27, delivered]
     assert ax.texts[0].get_text() == "30 (100%)"
-    assert ax.texts[-1].get_text() == f"{delivered} ({delivered / 30:.0%})"
+    waiting = int((collected["send_state"].eq("accepted") & collected["delivery_status"].isna()).sum())
+    assert waiting == 3 and ax.texts[-1].get_text() == f"{delivered} ({delivered / 30:.0%}); 3 awaiting reports"
     png(ax, tmp_path / "funnel.png")
 
 

@@ -87,7 +87,7 @@ def sent(tmp_path: Path) -> tuple[pd.DataFrame, Ledger]:
 
 def test_collect_joins_states_and_says_why_rows_were_not_sent(sent: tuple[pd.DataFrame, Ledger]) -> None:
     df, ledger = sent
-    done = datetime(2026, 1, 5, 2, 0, 7, tzinfo=UTC)
+    done = datetime.now(UTC)  # a done date with seconds is exact, and after the submission
     ledger.record_events([dlr("a", "DELIVRD", done=done, err="000")])
     before = df.copy()
     out = collect(df, (ledger, NAME), price_per_segment=0.02)
@@ -237,6 +237,8 @@ SUMMARY_COLUMNS = [
     "failed_rate",
     "ci_low",
     "ci_high",
+    "not_requested",
+    "delivery",
 ]
 
 
@@ -415,9 +417,10 @@ def test_fast_and_general_paths_agree_on_odd_keys_missing_values_and_all_states(
     ledger.settle(NAME, k[:4], state="accepted", message_ids={k[0]: "gw-0", k[1]: "gw,1", k[2]: "gw-ស"})
     ledger.settle(NAME, [k[4]], state="rejected", status=400, reason="HTTP 400: bad\nnumber ☹")
     ledger.settle(NAME, [k[5]], state="uncertain", reason="read timeout")
+    done = datetime.now(UTC)  # after the submission, to the microsecond
     ledger.record_events(
         [
-            dlr(k[0], "DELIVRD", done=datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC)),
+            dlr(k[0], "DELIVRD", done=done),
             {**dlr(k[1], "UNDELIV", err="001"), "message_id": "gw,1"},
         ]
     )
@@ -439,6 +442,6 @@ def test_fast_and_general_paths_agree_on_odd_keys_missing_values_and_all_states(
     by_key = fast.loc[list(k)]
     assert by_key["segments"].tolist() == [1, 12, 2, 1, 1, 3, 1, 1, 10, 1]
     assert by_key["message_id"].iloc[1] == "gw,1" and by_key["message_id"].iloc[2] == "gw-ស"
-    assert by_key["delivered_at"].iloc[0] == pd.Timestamp("2026-01-05 02:00:07.123456", tz="UTC")
+    assert by_key["delivered_at"].iloc[0] == pd.Timestamp(done)
     assert by_key["delivered_at"].iloc[1:].isna().all() and by_key["error_code"].iloc[1] == "001"
     assert fast.loc["never planned", "send_state"] == "not_sent"

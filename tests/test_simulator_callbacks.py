@@ -129,6 +129,7 @@ def test_dlr_gives_up_after_the_configured_retries(receiver: Receiver, caplog: p
         ("004", "ESME_ROK", []),
         ("005", "ESME_RINVDSTADR", []),
         ("006", "ESME_ROK", [("UNKNOWN", "000"), ("DELIVRD", "000")]),
+        ("008", "ESME_ROK", [("ENROUTE", "000"), ("DELIVRD", "000")]),
     ],
 )
 def test_special_numbers(
@@ -239,4 +240,39 @@ def test_seeded_delivery_model_is_reproducible() -> None:
             assert rest(sim, "/rest/batch-send", body).status_code == 200
             outcomes.append([r["outcome"] for r in sim.records()])
     assert outcomes[0] == outcomes[1]
-    assert 0.85 < outcomes[0].count("DELIVRD") / len(numbers) < 0.995
+    delivered = [o for o in outcomes[0] if o.endswith("DELIVRD")]  # DELIVRD, or an interim report then DELIVRD
+    assert 0.85 < len(delivered) / len(numbers) < 0.995
+
+
+def test_default_model_sends_interim_reports_and_smsc_refusals(receiver: Receiver) -> None:
+    """By default (as the Jasmin recordings show) a share of messages gets an UNKNOWN or ENROUTE report
+    before its final one, and a share is refused by the SMSC: a level-1 ESME_RINVDSTADR and no level 2."""
+    numbers = [f"855{p}{i:07d}" for p in ("12", "97") for i in range(1500)]
+    with Simulator(SimulatorConfig(seed=7, clock_speed=1000, callback_retry_delay=0.1), mode="thread") as sim:
+        body = {
+            "globals": {"sender": "SMS Info", "dlr_url": receiver.url("/bulk"), "dlr_level": 3, "dlr_method": "GET"},
+            "messages": [{"to": numbers, "content": "Hello"}],
+        }
+        assert rest(sim, "/rest/batch-send", body).status_code == 200
+        fates = {r["message_id"]: r["outcome"] for r in sim.records()}
+        level2 = {"ESME_RINVDSTADR": 0, "NEVER": 0, "UNKNOWN_THEN_DELIVRD": 2, "ENROUTE_THEN_DELIVRD": 2}
+        expected = sum(1 + level2.get(fate, 1) for fate in fates.values())
+        sim.advance(700)  # EXPIRED comes after 600 simulated seconds
+        receiver.wait("/bulk", expected, timeout=60)
+        sim.wait_idle()
+    reports: dict[str, list[tuple[str, str]]] = {}
+    for f in receiver.fields("/bulk"):
+        reports.setdefault(f["id"], []).append((f["level"], f["message_status"]))
+    counts = {fate: list(fates.values()).count(fate) for fate in set(fates.values())}
+    assert 0.05 < (counts["UNKNOWN_THEN_DELIVRD"] + counts["ENROUTE_THEN_DELIVRD"]) / len(numbers) < 0.15
+    assert counts["UNKNOWN_THEN_DELIVRD"] > 0 and counts["ENROUTE_THEN_DELIVRD"] > 0
+    assert 0 < counts["ESME_RINVDSTADR"] < 0.01 * len(numbers)
+    for message_id, fate in fates.items():
+        got = sorted(reports[message_id])  # level 1 first; the level-2 reports in the order they came
+        if fate == "ESME_RINVDSTADR":
+            assert got == [("1", "ESME_RINVDSTADR")]
+        elif fate.endswith("_THEN_DELIVRD"):
+            interim = fate.split("_")[0]
+            # (advanced at once, both are due together and may cross on the wire; their order in time is
+            # checked by test_special_numbers)
+            assert sorted(r for r in reports[message_id] if r[0] == "2") == sorted([("2", interim), ("2", "DELIVRD")])

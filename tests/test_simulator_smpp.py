@@ -105,3 +105,29 @@ def test_receipt_reaches_a_receiver_bound_beside_a_transmitter(sim: Simulator) -
             events += rx.events(count=1, timeout=0.1)
     ours = [(e.stat, e.recipient) for e in events if e.message_id == result.message_id]
     assert ours == [("UNDELIV", "85510000001")]
+
+
+def test_smsc_refusal_is_a_submit_sm_resp_error_and_interim_receipts_come_first(sim: Simulator) -> None:
+    """A number the SMSC refuses gets submit_sm_resp ESME_RINVDSTADR (no id, no receipt); UNKNOWN and
+    ENROUTE receipts come before the DELIVRD of the numbers that get them, as Jasmin sends them."""
+    before = len(sim.records())
+    with client(sim) as c:
+        refused = c.submit(message("85510000005"))
+        unknown = c.submit(message("85510000006"))
+        enroute = c.submit(message("85510000008"))
+        sim.advance(120)
+        wanted = {unknown.message_id: "unknown", enroute.message_id: "enroute"}
+        seen: dict[str, list[tuple[str, bool]]] = {"unknown": [], "enroute": []}
+        for _ in range(100):
+            if all(len(stats) == 2 for stats in seen.values()):
+                break
+            for event in c.events(count=1, timeout=0.05):
+                if event.message_id in wanted:
+                    seen[wanted[event.message_id]].append((event.stat, event.final))
+    assert (refused.outcome, refused.status, refused.message_id) == ("rejected", 0x0B, None)
+    assert seen == {
+        "unknown": [("UNKNOWN", False), ("DELIVRD", True)],
+        "enroute": [("ENROUTE", False), ("DELIVRD", True)],
+    }
+    outcomes = {r["to"]: r["outcome"] for r in sim.records(offset=before)}
+    assert outcomes["85510000005"] == "ESME_RINVDSTADR"

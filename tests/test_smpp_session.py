@@ -142,27 +142,32 @@ def test_sar_concatenation(server: SmppServer) -> None:
 
 
 def test_receipts_for_every_final_status(server: SmppServer) -> None:
-    """Each fate the server draws arrives as a parsed receipt with its stat and err."""
+    """Each fate the server gives arrives as parsed receipts with their stat, intermediate ones (UNKNOWN,
+    ENROUTE: not final) before the final one; a refused number gets submit_sm_resp ESME_RINVDSTADR."""
     fates = {
-        "85512345600": "DELIVRD",
-        "85512345699": "UNDELIV",
-        "85512345698": "REJECTD",
-        "85512345697": "EXPIRED",
-        "85512345695": "DELETED",
-        "85512345694": "UNKNOWN",
+        "85512345601": ["DELIVRD"],
+        "85512345699": ["UNDELIV"],
+        "85512345698": ["REJECTD"],
+        "85512345697": ["EXPIRED"],
+        "85512345696": ["UNKNOWN", "DELIVRD"],  # as recorded from Jasmin
+        "85512345695": ["DELETED"],
+        "85512345694": ["ENROUTE", "DELIVRD"],
     }
 
-    async def main() -> dict[str, str]:
+    async def main() -> tuple[dict[str, list[tuple[str, bool]]], object]:
         async with SmppSession(config(server)) as session:
+            refused = await session.submit({"to": "85512345600", "text": "hi", "sender": "S"})
             results = await session.submit_many([{"to": to, "text": "hi", "sender": "S"} for to in fates])
             by_id = {r.message_id: r.to for r in results}
-            got = {}
-            for _ in fates:
+            got: dict[str, list[tuple[str, bool]]] = {to: [] for to in fates}
+            while not all(seen and seen[-1][1] for seen in got.values()):
                 receipt = await asyncio.wait_for(session.events.get(), 5)
-                got[by_id[receipt.message_id]] = receipt.stat
-            return got
+                got[by_id[receipt.message_id]].append((receipt.stat, receipt.final))
+            return got, refused
 
-    assert run(main()) == fates
+    got, refused = run(main())
+    assert got == {to: [(stat, stat == stats[-1]) for stat in stats] for to, stats in fates.items()}
+    assert refused.outcome == "rejected" and refused.status == 0x0B and refused.message_id is None
 
 
 def test_enquire_link_both_ways(server: SmppServer) -> None:

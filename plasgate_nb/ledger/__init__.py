@@ -9,7 +9,7 @@ by an earlier one arriving late. The ledger never stores credentials nor the unm
 
 from __future__ import annotations
 
-from ._events import FINAL_STATUSES
+from .._states import FINAL_STATUSES
 from ._schema import SCHEMA_VERSION
 from ._store import INTERRUPTED, STATES, CampaignInfo, Ledger, PlanResult
 

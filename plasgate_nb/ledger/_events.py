@@ -11,9 +11,11 @@ An event dict (as built by the callback receiver) has:
 - batch callbacks: ``msisdn`` (the callback's ``to``), ``batch_id`` or ``queue_id`` (the callback's
   ``batchId``), ``ok``/``error`` (an errback's text becomes the row's reason).
 
-Derivation is a pure function of a message's events in arrival order: level 1 (SMSC acceptance) and
-level 2 (handset) are kept apart; the first final level-2 status wins and is never replaced by a
-non-final one arriving late; without a final status the latest non-final one shows.
+Derivation is a pure function of a message's events in arrival order, with the final and intermediate
+states of :mod:`plasgate_nb._states`: level 1 (SMSC acceptance) and level 2 (handset) are kept apart;
+the first final level-2 status wins and is never replaced by a non-final one arriving late; without a
+final status the latest non-final one shows. An SMSC refusal (a level-1 ``ESME_*`` error) is final: it
+stays the row's ``error_code`` whatever intermediate report follows it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .._states import ERRBACK, FINAL_STATUSES, is_refusal
 from ..errors import LedgerError
 from ._rows import as_utc
 
-FINAL_STATUSES = frozenset({"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED"})
 SOURCES = frozenset({"dlr", "smpp", "batch", "errback"})
 MAX_TEXT = 256
 BATCH_OK = "SENT"
@@ -169,12 +171,31 @@ def delivered_time(done_at: datetime | str | None, received_at: datetime | str) 
     return min(received, done + step)
 
 
+def _code(err: str | None) -> str | None:
+    """A report's error code, or None for none (``000``) or no code."""
+    return err if err and err.strip("0") else None
+
+
+def _error_code(level1: str | None, final: Any, latest: Any) -> str | None:
+    """A row's error code: the final report's, else an SMSC refusal's (final), else the latest report's."""
+    if final is not None:
+        return _code(final.err)
+    if is_refusal(level1):
+        return level1
+    return _code(latest.err) if latest is not None else None
+
+
 def derive(rows: Iterable[Any], *, state: str) -> dict[str, Any]:
     """Derive a message's delivery columns and state from its events (rows in arrival order).
 
     ``rows`` carry ``source, level, status, err, done_at, received_at, raw``; ``state`` is the row's
-    current send state. Any report from the gateway proves the message was accepted (so it is never
-    resent); an errback settles a row still in flight as rejected.
+    current send state. The kinds of states are those of :mod:`plasgate_nb._states`: the first final
+    level-2 status stays; an SMSC refusal (a level-1 ``ESME_*`` error, after which Jasmin sends no
+    level 2) is final too, kept as the row's ``error_code``; intermediate statuses only show until a
+    final one comes. Any report from the gateway proves the message was accepted (so it is never
+    resent); a batch errback with no such proof refuses the row whatever came before it (a 200 comes
+    before the errback on a real gateway): ``rejected``, with the gateway's text as its reason and
+    the error code ``ERRBACK``.
     """
     level1 = final = latest = None
     accepted = False
@@ -198,19 +219,17 @@ def derive(rows: Iterable[Any], *, state: str) -> dict[str, Any]:
         "delivery_status": chosen.status if chosen else None,
         "done_at": chosen.done_at if chosen else None,
         "delivered_at": None,
-        "error_code": None,
+        "error_code": _error_code(level1.status if level1 else None, final, latest),
     }
     if chosen is not None and chosen.status == "DELIVRD":
         out["delivered_at"] = delivered_time(chosen.done_at, chosen.received_at)
-    if chosen is not None and chosen.err and chosen.err.strip("0"):
-        out["error_code"] = chosen.err
-    elif chosen is None and level1 is not None and level1.status != "ESME_ROK":
-        out["error_code"] = level1.status
     if accepted and state != "accepted":
         out["state"], out["reason"] = "accepted", None
-    elif refusal is not None and state in ("submitting", "uncertain"):
-        text = str((refusal.raw or {}).get("statusText") or "refused by the gateway (batch errback)")
-        out["state"], out["reason"] = "rejected", text[:MAX_TEXT]
+    elif refusal is not None and not accepted:
+        out["error_code"] = ERRBACK
+        if state in ("submitting", "uncertain", "accepted"):
+            text = str((refusal.raw or {}).get("statusText") or "refused by the gateway (batch errback)")
+            out["state"], out["reason"] = "rejected", text[:MAX_TEXT]
     return out
 
 
@@ -244,9 +263,15 @@ def advance(current: Mapping[str, Any], rows: Iterable[Any], *, state: str) -> d
     if chosen is not None:
         out["delivery_status"], out["done_at"] = chosen.status, chosen.done_at
         out["delivered_at"] = delivered_time(chosen.done_at, chosen.received_at) if chosen.status == "DELIVRD" else None
-        out["error_code"] = chosen.err if chosen.err and chosen.err.strip("0") else None
+    if status in FINAL_STATUSES:
+        if chosen is not None:
+            out["error_code"] = _code(chosen.err)
+    elif is_refusal(level1):
+        out["error_code"] = level1
+    elif chosen is not None:
+        out["error_code"] = _code(chosen.err)
     elif status is None:
-        out["error_code"] = level1 if level1 is not None and level1 != "ESME_ROK" else None
+        out["error_code"] = None
     if accepted and state != "accepted":
         out["state"], out["reason"] = "accepted", None
     return out

@@ -234,6 +234,21 @@ class Ledger:
             id=int(row.id),
         )
 
+    def campaign_settings(self, name: str) -> dict[str, Any] | None:
+        """The stored settings of campaign ``name``, or None for an unknown campaign (creates nothing)."""
+        with self._read("campaign settings") as conn:
+            stored = conn.execute(sa.select(campaigns.c.settings).where(campaigns.c.name == name)).scalar()
+        return None if stored is None else dict(stored)
+
+    def update_settings(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into the stored settings of campaign ``name`` (credentials dropped); return them."""
+        with self._write("update settings") as conn:
+            cid = self._need(conn, name)
+            stored = conn.execute(sa.select(campaigns.c.settings).where(campaigns.c.id == cid)).scalar()
+            merged = {**dict(stored or {}), **scrub(changes)}
+            conn.execute(campaigns.update().where(campaigns.c.id == cid).values(settings=merged))
+        return merged
+
     def campaign_token(self, name: str) -> str | None:
         """The secret token callbacks for campaign ``name`` must carry, or None for an unknown campaign."""
         with self._read("token lookup") as conn:
@@ -367,13 +382,16 @@ class Ledger:
         body: str | None = None,
         reason: str | None = None,
         part_ids: Mapping[Any, Iterable[str]] | None = None,
+        error_code: str | None = None,
     ) -> int:
         """Record the outcome of a request for ``keys`` and return how many rows took ``state``.
 
         ``state`` is ``accepted``, ``rejected``, ``uncertain`` or ``planned`` (a definite failure to
         retry). Rows a callback already settled keep their state (the gateway's word wins) but get the
         response recorded; ``message_ids`` maps keys to gateway message ids; ``part_ids`` maps keys of
-        long SMPP messages to the message ids of their parts, in order; ``body`` is truncated.
+        long SMPP messages to the message ids of their parts, in order; ``body`` is truncated;
+        ``error_code`` is the gateway's code for a refusal of these very messages (an SMPP submit_sm_resp
+        status name), which makes them final failures (:mod:`plasgate_nb._states`).
         """
         if state not in SETTLE_STATES:
             raise LedgerError(f"cannot settle rows as {state!r}")
@@ -381,7 +399,13 @@ class Ledger:
         ids = {str(k): str(v) for k, v in (message_ids or {}).items()}
         now = _now()
         response = {"updated_at": now}
-        response.update({k: v for k, v in (("queue_id", queue_id), ("response_status", status)) if v is not None})
+        response.update(
+            {
+                k: v
+                for k, v in (("queue_id", queue_id), ("response_status", status), ("error_code", error_code))
+                if v is not None
+            }
+        )
         if body is not None:
             response["response_body"] = str(body)[:MAX_BODY]
         with self._write("settle") as conn:
@@ -468,7 +492,7 @@ class Ledger:
         """Move rows in ``state`` (all, or only ``keys``) back to ``planned``; return how many moved."""
         with self._write("requeue") as conn:
             cid = self._need(conn, campaign)
-            base = messages.update().values(state="planned", reason=reason, updated_at=_now())
+            base = messages.update().values(state="planned", reason=reason, error_code=None, updated_at=_now())
             where = (messages.c.campaign_id == cid, messages.c.state == state)
             if keys is None:
                 return conn.execute(base.where(*where)).rowcount

@@ -61,8 +61,12 @@ class Account:
 class Carrier:
     """Outcome probabilities and latency (simulated seconds) of one carrier, chosen by number prefix.
 
-    ``undeliverable``, ``expired`` and ``rejected`` are probabilities; the rest is DELIVRD. Level-2
-    latency is log-normal around ``median_latency``; EXPIRED comes after ``expiry_after``.
+    ``undeliverable``, ``expired``, ``rejected`` and ``refused`` are probabilities; the rest is DELIVRD.
+    ``refused`` is an SMSC refusal: a level-1 DLR with ``ESME_RINVDSTADR`` and no level 2 (over SMPP, a
+    submit_sm_resp with that status), as Jasmin reports a number its upstream refuses. A share
+    ``interim`` of the delivered messages first gets an intermediate level-2 report (UNKNOWN or
+    ENROUTE, as recorded from Jasmin), then DELIVRD a second later. Level-2 latency is log-normal
+    around ``median_latency``; EXPIRED comes after ``expiry_after``.
     """
 
     name: str
@@ -70,6 +74,8 @@ class Carrier:
     undeliverable: float = 0.03
     expired: float = 0.01
     rejected: float = 0.005
+    refused: float = 0.002
+    interim: float = 0.1
     median_latency: float = 3.0
     latency_sigma: float = 0.6
     submit_latency: float = 0.05
@@ -113,6 +119,7 @@ SPECIAL_NUMBERS: dict[str, str] = {
     "85510000004": "NEVER",  # level 1 ESME_ROK, never a level 2
     "85510000005": "ESME_RINVDSTADR",  # refused at submit: level 1 carries the ESME error, no level 2
     "85510000006": "UNKNOWN_THEN_DELIVRD",  # level 2 UNKNOWN, then level 2 DELIVRD
+    "85510000008": "ENROUTE_THEN_DELIVRD",  # level 2 ENROUTE, then level 2 DELIVRD
     "85510000007": "DELETED",
 }
 

@@ -1,7 +1,9 @@
 """The delivery model: what becomes of each accepted message, and the receipts Jasmin would throw.
 
 Outcomes are drawn from a seeded ``random.Random`` per carrier (chosen by the two digits after 855);
-special numbers always meet the same fate. Receipt fields follow the recorded Jasmin DLRThrower.
+special numbers always meet the same fate. Receipt fields follow the recorded Jasmin DLRThrower: by
+default a share of messages is refused by the SMSC (a level-1 ESME error and no level 2) and a share of
+the delivered ones first gets an intermediate UNKNOWN or ENROUTE report, as the recordings show.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from ..segments import split_parts
 from .clock import GATEWAY_TZ
 from .config import Carrier, DeliveryModel
 
-__all__ = ["FINAL_STATUS", "OUTCOME_NAMES", "Outcome", "Outcomes", "level1_fields", "level2_fields"]
+__all__ = ["FINAL_STATUS", "INTERIM_STATUS", "OUTCOME_NAMES", "Outcome", "Outcomes", "level1_fields", "level2_fields"]
 
 
 class Outcome:
@@ -28,6 +30,7 @@ class Outcome:
     ESME_ERROR = 5  # refused at submit_sm: level 1 carries ESME_RINVDSTADR, no level 2
     UNKNOWN_THEN_DELIVRD = 6
     DELETED = 7
+    ENROUTE_THEN_DELIVRD = 8
 
 
 OUTCOME_NAMES = (
@@ -39,6 +42,7 @@ OUTCOME_NAMES = (
     "ESME_RINVDSTADR",
     "UNKNOWN_THEN_DELIVRD",
     "DELETED",
+    "ENROUTE_THEN_DELIVRD",
 )
 # final level-2 message_status and err code per outcome
 FINAL_STATUS = {
@@ -48,7 +52,10 @@ FINAL_STATUS = {
     3: ("REJECTD", "002"),
     6: ("DELIVRD", "000"),
     7: ("DELETED", "004"),
+    8: ("DELIVRD", "000"),
 }
+# the intermediate level-2 report an outcome gets before its final one
+INTERIM_STATUS = {6: ("UNKNOWN", "000"), 8: ("ENROUTE", "000")}
 _SPECIAL_CODES = {
     "UNDELIV": 1,
     "REJECTD": 3,
@@ -57,6 +64,7 @@ _SPECIAL_CODES = {
     "ESME_RINVDSTADR": 5,
     "UNKNOWN_THEN_DELIVRD": 6,
     "DELETED": 7,
+    "ENROUTE_THEN_DELIVRD": 8,
 }
 
 
@@ -86,12 +94,20 @@ class Outcomes:
             r = rnd()
             code = special.get(to, 0) if special else 0
             if code == 0:
+                failing = c.undeliverable + c.expired + c.rejected
                 if r < c.undeliverable:
                     code = 1
                 elif r < c.undeliverable + c.expired:
                     code = 2
-                elif r < c.undeliverable + c.expired + c.rejected:
+                elif r < failing:
                     code = 3
+                elif r < failing + c.refused:
+                    code = 5
+                elif c.interim and (r - failing - c.refused) < c.interim * (1 - failing - c.refused):
+                    # the same draw (no extra one: seeds keep their failures): the first share of the
+                    # delivered ones gets an intermediate report first, half UNKNOWN, half ENROUTE
+                    share = (r - failing - c.refused) / (c.interim * (1 - failing - c.refused))
+                    code = 6 if share < 0.5 else 8
             codes[i] = code
             latencies[i] = (
                 c.expiry_after if code == 2 else c.submit_latency + lognorm(math.log(c.median_latency), c.latency_sigma)

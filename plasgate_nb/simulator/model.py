@@ -32,7 +32,7 @@ from typing import Any
 from ..segments import MASK_MARKER, count_segments, split_parts, strip_markers
 from .clock import GATEWAY_TZ, SimClock
 from .config import Account, SimulatorConfig
-from .delivery import FINAL_STATUS, OUTCOME_NAMES, Outcome, Outcomes, level1_fields, level2_fields
+from .delivery import FINAL_STATUS, INTERIM_STATUS, OUTCOME_NAMES, Outcome, Outcomes, level1_fields, level2_fields
 
 __all__ = ["Gateway", "InsufficientBalance", "MessageSpec", "Sink", "Submission", "mask_report", "new_ids"]
 
@@ -342,7 +342,7 @@ class Gateway:
             if level in (1, 3):
                 events.append((l1_at, 0, LEVEL1, i, 0))
             if level in (2, 3) and l2_at is not None:
-                if code == Outcome.UNKNOWN_THEN_DELIVRD:
+                if code in INTERIM_STATUS:
                     events.append((l2_at, 0, LEVEL2_INTERIM, i, 0))
                     l2_at += 1.0
                 events.append((l2_at, 0, LEVEL2, i, 0))
@@ -403,7 +403,7 @@ class Gateway:
         if kind == LEVEL1:
             fields = level1_fields(message_id, code, self.outcomes.carrier(self.tos[index]).name)
         else:
-            status, err = ("UNKNOWN", "000") if kind == LEVEL2_INTERIM else FINAL_STATUS[code]
+            status, err = INTERIM_STATUS[code] if kind == LEVEL2_INTERIM else FINAL_STATUS[code]
             done = sub.due_at + self.latency[index]
             fields = level2_fields(
                 message_id,

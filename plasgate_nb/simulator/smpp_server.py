@@ -3,9 +3,10 @@
 Binds check system_id/password (a refusal is bind_resp 0x0E with no body, as Jasmin sends it);
 submit_sm before a bind, or on a receiver, is answered ESME_RINVBNDSTS. Each submit_sm gets its own
 message id; parts of a long message are reassembled (UDH or sar_ TLVs) and accepted as one message.
-Receipts for a final status go as deliver_sm (esm_class 0x04, Jasmin's text and TLVs) to a bound
-receiver or transceiver of the same system_id, queued until one binds. Idle links get enquire_link.
-Faults on request: throttling answers, a dropped connection, or silence after accepting.
+Receipts (intermediate UNKNOWN or ENROUTE ones for a share of messages, then the final one) go as
+deliver_sm (esm_class 0x04, Jasmin's text and TLVs) to a bound receiver or transceiver of the same
+system_id, queued until one binds; a number the SMSC refuses gets a submit_sm_resp ESME_RINVDSTADR.
+Idle links get enquire_link. Faults on request: throttling answers, a dropped connection, or silence after accepting.
 The submit_sm of one received chunk are read without building ``Pdu`` objects and handed to the
 backend in one ``accept_many`` call (each still its own request), their answers leaving in one write.
 

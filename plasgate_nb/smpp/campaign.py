@@ -3,10 +3,13 @@
 ``send_smpp`` is what ``Campaign.send`` calls for ``transport="smpp"``. Rows go in groups (a few
 windows' worth): each group is marked ``submitting`` and committed before its first submit_sm leaves,
 then settled from the submit_sm_resp answers: ``accepted`` (with the message id receipts refer to),
-``rejected`` (command_status and its name as the reason) or ``uncertain`` (a submit_sm written whose
-answer never came: never resent unless the user asks). Rows of a group the session never got to
-write (it gave up reconnecting) go back to ``planned``. Receipts (deliver_sm) become ledger events
-(source ``smpp``), recorded as they come, so ``collect`` and the charts work as with HTTP DLRs.
+``rejected`` (command_status and its name as the reason and error code: a final failure) or
+``uncertain`` (a submit_sm written whose answer never came: never resent unless the user asks). Rows
+of a group the session never got to write (it gave up reconnecting) go back to ``planned``.
+Receipts (deliver_sm) become ledger events (source ``smpp``), recorded as they come, so ``collect``
+and the charts work as with HTTP DLRs; the session stays bound for the final receipts (UNKNOWN,
+ENROUTE and ACCEPTD are intermediate: their message is still waited for, as
+:mod:`plasgate_nb._states` defines), unless none was requested.
 Mobile-originated replies arriving on the session are filed in the ledger under the campaign being sent
 (``Ledger.replies``), flushed with the receipts, and handed to ``on_event`` too.
 """
@@ -110,6 +113,7 @@ class _Run:
                 state="rejected",
                 status=status,
                 reason=f"submit_sm refused: {_pdu.status_name(status)}",
+                error_code=_pdu.status_name(status),
             )
         unsure = [k for k, r in by_key.items() if r.outcome == "uncertain"]
         # a multi-part message may have had parts written before the session gave up
@@ -170,7 +174,8 @@ async def _send(
         while flying:
             await land()
         deadline = time.monotonic() + receipt_timeout
-        while failure is None and run.waiting and time.monotonic() < deadline:
+        wanted = config.registered_delivery & 0x03 == 1  # 2: receipts of failures only, 0: none at all
+        while failure is None and wanted and run.waiting and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
             if time.monotonic() - run.last_flush >= FLUSH_EVERY:
                 run.flush()

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from .._states import is_final
 from . import pdu as _pdu
 from .message import decode_short_message
 
 __all__ = [
-    "FINAL_STATES",
     "MobileOriginated",
     "Receipt",
     "event_from_deliver",
@@ -31,7 +31,6 @@ __all__ = [
 GATEWAY_TZ = timezone(timedelta(hours=7))
 ESM_RECEIPT_MASK = 0x3C
 ESM_SMSC_RECEIPT = 0x04
-FINAL_STATES = frozenset({"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED", "UNKNOWN"})
 _STATE_WORDS = {code: word for word, code in _pdu.MESSAGE_STATES.items()}
 _KEYS = re.compile(r"(?:^|\s)(id|sub|dlvrd|submit date|done date|stat|err|text|Text):", re.IGNORECASE)
 
@@ -74,8 +73,11 @@ class Receipt:
 
     @property
     def final(self) -> bool:
-        """Whether the state is final (DELIVRD, UNDELIV, EXPIRED, REJECTD, DELETED, UNKNOWN)."""
-        return self.stat in FINAL_STATES
+        """Whether the state is final (DELIVRD, UNDELIV, EXPIRED, REJECTD, DELETED; see ``plasgate_nb._states``).
+
+        UNKNOWN, ENROUTE and ACCEPTD are intermediate: the final receipt is still to come.
+        """
+        return is_final(self.stat)
 
 
 @dataclass(frozen=True, slots=True)
