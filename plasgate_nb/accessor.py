@@ -128,11 +128,11 @@ class SmsAccessor:
         ...                       secret=sim.credentials.secret)
         ...     campaign = Campaign("doc", gateway=gateway, ledger=ledger, progress=False)
         ...     _ = rows.sms.send(campaign)
-        >>> results = rows.sms.collect(campaign)  # no receiver here, so no delivery report yet
+        >>> results = rows.sms.collect(campaign)  # no receiver here: no delivery reports were requested
         >>> results[["msisdn", "send_state", "delivery_status"]]
                        msisdn send_state delivery_status
         customer
-        c1        85512345678   accepted            <NA>
+        c1        85512345678   accepted   not requested
         c2                NaN   not_sent            <NA>
         >>> results.loc["c2", "reason"]
         'skipped by audience: too short for a Cambodian number'
