@@ -44,6 +44,7 @@ EXPECTED_LEVEL2 = {
     "REJECTD": "REJECTD",
     "DELETED": "DELETED",
     "UNKNOWN_THEN_DELIVRD": "DELIVRD",
+    "ENROUTE_THEN_DELIVRD": "DELIVRD",  # an intermediate ENROUTE first, by default for a share
 }
 
 
