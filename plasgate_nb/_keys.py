@@ -12,8 +12,9 @@ import pandas as pd
 
 from .errors import AudienceError
 
-__all__ = ["DIGEST_LENGTH", "GROUP_KEY", "key_digest", "key_index", "message_keys"]
+__all__ = ["DIGEST_LENGTH", "GROUP_KEY", "HOLDOUT", "key_digest", "key_index", "message_keys"]
 
+HOLDOUT = "holdout"  # the A/B variant (and ledger state) of rows held out: planned, never sent
 GROUP_KEY = "_group"  # the key in the dlr_url of grouped content (one text, many numbers): reserved
 _SHOWN = 10
 DIGEST_LENGTH = 32  # hex characters: 128 bits of SHA-256

@@ -23,6 +23,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from ._keys import HOLDOUT
 from ._masking import REPORT_MASK, UnbalancedMarkers
 from ._render import Rendered, render_frame
 from ._template import CompiledTemplate, compile_template
@@ -123,10 +124,12 @@ def _render_one(compiled: CompiledTemplate, df: pd.DataFrame, *, name: Any = Non
 
 
 def _choose(df: pd.DataFrame, keys: list[Any], by: str, has_default: bool) -> np.ndarray:
-    """Per row, the position in ``keys`` of the template for its ``by`` value (``len(keys)``: the default)."""
+    """Per row, the position in ``keys`` of the template for its ``by`` value (``len(keys)``: the default;
+    ``len(keys) + 1``: the A/B holdout, which gets no message unless the templates name it)."""
     codes, uniques = pd.factorize(df[by], use_na_sentinel=True)
     lookup = {key: i for i, key in enumerate(keys)}
     fallback = len(keys)
+    lookup.setdefault(HOLDOUT, fallback + 1)
     chosen = []
     for value in np.asarray(uniques, dtype=object).tolist():
         try:
@@ -190,6 +193,11 @@ def _render_by(
         content[positions], report[positions] = part.content, part.report
         gsm[positions], units[positions] = part.gsm, part.units
         segments[positions], blank[positions] = part.segments, part.blank
+    held = np.flatnonzero(assigned == len(keys) + 1)  # holdout rows: planned, never sent, no text
+    content[held], report[held] = "", ""
+    if len(labels) == len(keys):
+        labels.append("default")  # keeps the holdout's label at len(keys) + 1
+    labels.append(HOLDOUT)
     chosen = np.asarray(labels, dtype=object)[assigned]
     return Rendered(content.tolist(), report.tolist(), gsm, units, segments, blank), chosen
 

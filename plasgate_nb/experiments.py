@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from ._keys import key_index
+from ._keys import HOLDOUT, key_index
 from .errors import ConfigError
 from .report import Z95, outcome, wilson_interval
 
 __all__ = ["HOLDOUT", "VariantComparison", "assign_variants", "compare_variants", "plot_variants"]
 
-HOLDOUT = "holdout"
 _SCALE = float(2**64)
 _SHOWN = 10
 

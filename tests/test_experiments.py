@@ -136,3 +136,18 @@ def test_plot_variants_draws_rates_with_intervals() -> None:
     heights = [round(p.get_height(), 4) for p in ax.patches]
     assert heights == [0.15, 0.225, 0.1]
     assert "Wilson" in ax.get_title()
+
+
+def test_render_by_variant_gives_holdout_rows_no_message() -> None:
+    from plasgate_nb import EmptyMessageWarning, render_messages
+
+    df = assign_variants(customers(200), {"A": "a", "B": "b"}, holdout=0.2, key="customer_id", seed="s")
+    out = render_messages(df, {"A": "Offer A for {{ customer_id }}", "B": "Offer B"}, by="variant")
+    held = out["variant"].astype(str).eq(HOLDOUT)
+    assert held.any() and (~held).any()
+    assert (out.loc[held, "content"] == "").all() and (out.loc[held, "segments"] == 0).all()
+    assert (out.loc[held, "template"] == HOLDOUT).all()
+    assert (out.loc[~held, "template"] == out.loc[~held, "variant"].astype(str)).all()
+    assert out.loc[out["template"] == "A", "content"].str.startswith("Offer A for C").all()
+    with pytest.warns(EmptyMessageWarning):  # a real empty message still warns; holdout rows never do
+        render_messages(df, {"A": "", "B": "Offer B"}, by="variant")
