@@ -24,6 +24,7 @@ from .compose import (
 from .errors import (
     AudienceError,
     CallbackError,
+    CampaignBusy,
     ConfigError,
     GatewayError,
     LedgerError,
@@ -61,6 +62,7 @@ __all__ = [
     "CallbackError",
     "CallbackServer",
     "Campaign",
+    "CampaignBusy",
     "ConfigError",
     "CostEstimate",
     "EmptyMessageWarning",

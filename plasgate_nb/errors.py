@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 __all__ = [
     "AudienceError",
     "CallbackError",
+    "CampaignBusy",
     "ConfigError",
     "GatewayError",
     "LedgerError",
@@ -55,6 +58,31 @@ class Rejected(GatewayError):
 
 class LedgerError(PlasgateError):
     """The campaign ledger cannot be read or written, or its content contradicts a request."""
+
+
+class CampaignBusy(LedgerError):
+    """Another live sender holds the campaign's lease: nothing was sent; rerun later, or pass ``wait=``.
+
+    ``host``, ``pid`` and ``since`` (aware UTC) name the holder when it is known; ``waited`` is how many
+    seconds this sender waited for it before giving up (0 when it did not wait).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        campaign: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+        since: datetime | None = None,
+        waited: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.campaign = campaign
+        self.host = host
+        self.pid = pid
+        self.since = since
+        self.waited = waited
 
 
 class CallbackError(PlasgateError):

@@ -20,8 +20,8 @@ from ..errors import LedgerError
 
 logger = logging.getLogger("plasgate_nb")
 
-SCHEMA_VERSION = 5  # 1: campaigns, messages, events; 2: + replies; 3: + part_ids, digests of report views;
-# 4: + settings, suppressions; 5: + key_digest (callback URLs name a row by the digest of its key)
+SCHEMA_VERSION = 6  # 1: campaigns, messages, events; 2: + replies; 3: + part_ids, digests of report views;
+# 4: + settings, suppressions; 5: + key_digest (callback URLs name a row by the digest of its key); 6: + leases
 DEFAULT_PATH = "plasgate_nb.db"
 BUSY_TIMEOUT_S = 60.0
 WRITE_OPTION = "plasgate_write"
@@ -137,6 +137,21 @@ suppressions = sa.Table(  # one row per number ever suppressed; ``active`` false
     sa.Column("campaign_id", sa.Integer, sa.ForeignKey("plasgate_campaigns.id"), nullable=True),
     sa.Column("text", sa.String(200), nullable=True),  # the reply (cut), or the reason given
     sa.Index("ix_plasgate_suppressions_active", "active"),
+)
+
+
+leases = sa.Table(
+    "plasgate_leases",
+    metadata,
+    # one row per campaign being sent: the sender holding it (see _lease.py); deleted when it lets go
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("plasgate_campaigns.id"), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),  # random per lease: tells two senders of one process apart
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("machine", sa.String(200), nullable=True),  # boot id and pid namespace: where ``pid`` can be checked
+    sa.Column("acquired_at", TS, nullable=False),
+    sa.Column("heartbeat_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
 )
 
 
@@ -277,11 +292,17 @@ def _key_digests(conn: sa.Connection) -> None:
     logger.info("ledger upgrade: %d message keys digested for callback routing", len(keys))
 
 
+def _add_leases(conn: sa.Connection) -> None:
+    """Version 5 -> 6: the ``plasgate_leases`` table (one sender per campaign)."""
+    leases.create(conn, checkfirst=True)
+
+
 _MIGRATIONS = {
     1: _add_replies,
     2: _part_ids_and_masked_digests,
     3: _add_suppressions,
     4: _key_digests,
+    5: _add_leases,
 }  # from version N to N + 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,9 +18,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from .._keys import DIGEST_LENGTH
-from ..errors import LedgerError
+from ..errors import LedgerError, OptionError
 from ..optout import Keywords
-from . import _columns, _pairing, _suppress
+from . import _columns, _lease, _pairing, _suppress
 from ._events import normalize
 from ._frames import (
     EVENT_COLUMNS,
@@ -109,14 +110,19 @@ class Ledger:
     ``Ledger()`` opens ``./plasgate_nb.db``; ``Ledger("path/to/file.db")`` another file;
     ``Ledger("postgresql://user@host/db")`` a PostgreSQL database (psycopg 3). The schema is created on
     first use. Several processes may share one ledger (writers take turns); create one ``Ledger`` per
-    process (it pickles as its URL).
+    process (it pickles as its URL). One sender per campaign: a sender holds the campaign's
+    :meth:`lease`, which lapses ``lease_ttl`` seconds after its holder stops renewing it (it died).
     """
 
-    def __init__(self, url: str | Path | None = None) -> None:
+    def __init__(self, url: str | Path | None = None, *, lease_ttl: float = _lease.DEFAULT_TTL) -> None:
+        if not isinstance(lease_ttl, int | float) or not math.isfinite(lease_ttl) or lease_ttl <= 0:
+            raise OptionError(f"lease_ttl must be a positive number of seconds, not {lease_ttl!r}")
         self._url = resolve_url(url)
+        self.lease_ttl = float(lease_ttl)
         self._engine: sa.Engine | None = None
         self._lock = threading.Lock()
         self._cids: dict[str, int] = {}
+        self._held: dict[int, str] = {}  # campaign id -> owner of the lease this ledger holds on it
 
     @property
     def url(self) -> str:
@@ -127,10 +133,10 @@ class Ledger:
         return f"Ledger({redacted(self._url)!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url}
+        return {"url": self.url, "lease_ttl": self.lease_ttl}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"])  # type: ignore[misc]
+        self.__init__(state["url"], lease_ttl=state.get("lease_ttl", _lease.DEFAULT_TTL))  # type: ignore[misc]
 
     def close(self) -> None:
         """Close the ledger's database connections (it reopens on next use)."""
@@ -264,6 +270,43 @@ class Ledger:
             ).first()
         return None if row is None else (row.name, row.callback_token)
 
+    # -- one sender per campaign -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(self, campaign: str, *, wait: float = 0.0) -> Iterator[_lease.Lease]:
+        """Hold ``campaign``'s lease for a ``with`` block: one sender per campaign, across processes and hosts.
+
+        Raises :class:`~plasgate_nb.errors.CampaignBusy` (naming the holder's host, pid and since when)
+        when another live sender holds it, after waiting up to ``wait`` seconds for it to finish. A
+        background thread renews the lease every ``lease_ttl / 6`` seconds; it is released when the block
+        ends, normally or by any exception (KeyboardInterrupt too). The lease of a sender that died is
+        taken over once ``lease_ttl`` seconds passed without a heartbeat, or at once on the same machine
+        when its process is gone. While held, :meth:`mark_submitting`, :meth:`resume` and the requeues of
+        other senders of the campaign are refused; this ledger's own go ahead only while it still holds it.
+        """
+        if not isinstance(wait, int | float) or not math.isfinite(wait) or wait < 0:
+            raise OptionError(f"wait must be a number of seconds >= 0, not {wait!r}")
+        with self._read("lease") as conn:
+            cid = self._need(conn, campaign)
+        held = _lease.acquire(self._write, campaign, cid, ttl=self.lease_ttl, wait=float(wait))
+        self._held[cid] = held.owner
+        try:
+            yield held
+        finally:
+            if self._held.get(cid) == held.owner:
+                del self._held[cid]
+            held.release()
+
+    def lease_holder(self, campaign: str) -> _lease.LeaseHolder | None:
+        """Who holds ``campaign``'s lease (host, pid, since, heartbeat, expiry, ``live``), or None."""
+        with self._read("lease holder") as conn:
+            cid = self._cid(conn, campaign)
+            return None if cid is None else _lease.holder(conn, cid, campaign)
+
+    def _guard(self, conn: sa.Connection, cid: int, campaign: str) -> None:
+        """Refuse (CampaignBusy) a write to ``campaign``'s rows that another live sender's lease forbids."""
+        _lease.guard(conn, cid, campaign, self._held.get(cid))
+
     # -- planning and sending ----------------------------------------------------------------------
 
     def plan(self, campaign: str, rows: pd.DataFrame) -> PlanResult:
@@ -345,11 +388,13 @@ class Ledger:
         """Mark ``planned`` rows ``submitting`` under ``batch_id`` (commit this before the request leaves).
 
         All keys must be ``planned``: otherwise nothing changes and LedgerError names them (another
-        sender got there first, or the rows were already sent).
+        sender got there first, or the rows were already sent). CampaignBusy when another live sender
+        holds the campaign's :meth:`lease`, or when this ledger held it and lost it.
         """
         wanted = keys_of(keys)
         with self._write("mark submitting") as conn:
             cid = self._need(conn, campaign)
+            self._guard(conn, cid, campaign)
             current = rows_by_key(conn, cid, wanted)
             ids = [current[k][0] for k in wanted if k in current and current[k][1] == "planned"]
             done = 0
@@ -467,9 +512,14 @@ class Ledger:
         return ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
 
     def resume(self, campaign: str) -> int:
-        """Turn rows left ``submitting`` by an interrupted run into ``uncertain``; return how many."""
+        """Turn rows left ``submitting`` by an interrupted run into ``uncertain``; return how many.
+
+        Only once no live sender holds the campaign (they are its rows in flight): CampaignBusy names
+        the holder otherwise. An expired lease (its sender died) is broken.
+        """
         with self._write("resume") as conn:
             cid = self._need(conn, campaign)
+            self._guard(conn, cid, campaign)
             count = conn.execute(
                 messages.update()
                 .where(messages.c.campaign_id == cid, messages.c.state == "submitting")
@@ -489,9 +539,13 @@ class Ledger:
         return self._requeue(campaign, "rejected", keys, "requeued after rejection")
 
     def _requeue(self, campaign: str, state: str, keys: Iterable[Any] | None, reason: str) -> int:
-        """Move rows in ``state`` (all, or only ``keys``) back to ``planned``; return how many moved."""
+        """Move rows in ``state`` (all, or only ``keys``) back to ``planned``; return how many moved.
+
+        Refused (CampaignBusy) while another live sender holds the campaign.
+        """
         with self._write("requeue") as conn:
             cid = self._need(conn, campaign)
+            self._guard(conn, cid, campaign)
             base = messages.update().values(state="planned", reason=reason, error_code=None, updated_at=_now())
             where = (messages.c.campaign_id == cid, messages.c.state == state)
             if keys is None:
