@@ -258,6 +258,7 @@ class Campaign:
         resend_uncertain: bool | Sequence[str] = False,
         resend_rejected: bool | Sequence[str] = False,
         schedule_at: datetime | timedelta | str | None = None,
+        wait: float = 0.0,
     ) -> SendSummary:
         """Plan ``df`` and send every row not yet submitted; return a summary.
 
@@ -267,6 +268,12 @@ class Campaign:
         keys); ``rejected`` rows (bad credentials, balance, an unapproved sender: fix the cause first)
         only with ``resend_rejected``. ``dry_run=True`` plans nothing and sends nothing: it reports what
         would be sent, its cost and how long the gateway's rate limits make it take.
+
+        One sender per campaign: the send holds the campaign's lease in the ledger (renewed in the
+        background, released at the end). If another live sender holds it, nothing is done and
+        :class:`~plasgate_nb.errors.CampaignBusy` names it (host, pid, since when), unless it finishes
+        within ``wait`` seconds; the lease of a sender that died is taken over once it expires
+        (``Ledger(lease_ttl=...)``), and its rows left ``submitting`` become ``uncertain``.
         """
         rows, skipped = self._rows(df)
         requests = self._build(rows, schedule_at=schedule_at)  # validate before anything is stored
@@ -279,6 +286,27 @@ class Campaign:
                 requests = self._build(todo, schedule_at=schedule_at) if len(todo) else []
             summary.already_sent = len(rows) - len(todo)
             return self._totals(summary, todo, requests)
+        with self.ledger.lease(self.name, wait=wait):
+            return self._send_leased(
+                rows,
+                requests,
+                summary,
+                resend_uncertain=resend_uncertain,
+                resend_rejected=resend_rejected,
+                schedule_at=schedule_at,
+            )
+
+    def _send_leased(
+        self,
+        rows: pd.DataFrame,
+        requests: list[Batch],
+        summary: SendSummary,
+        *,
+        resend_uncertain: bool | Sequence[str],
+        resend_rejected: bool | Sequence[str],
+        schedule_at: datetime | timedelta | str | None,
+    ) -> SendSummary:
+        """The part of :meth:`send` that runs under the campaign's lease: resume, requeue, plan, send."""
         self.ledger.resume(self.name)
         for wanted, requeue in (
             (resend_uncertain, self.ledger.requeue_uncertain),
@@ -400,9 +428,14 @@ class Campaign:
         logger.info("%s", summary)
 
     # ---------------------------------------------------------------------------------------- state
-    def resume(self) -> int:
-        """Turn rows an interrupted run left ``submitting`` into ``uncertain``; return how many."""
-        return self.ledger.resume(self.name)
+    def resume(self, *, wait: float = 0.0) -> int:
+        """Turn rows an interrupted run left ``submitting`` into ``uncertain``; return how many.
+
+        Under the campaign's lease, like :meth:`send`: CampaignBusy while another live sender holds it
+        (after waiting up to ``wait`` seconds).
+        """
+        with self.ledger.lease(self.name, wait=wait):
+            return self.ledger.resume(self.name)
 
     def requeue_uncertain(self, keys: Sequence[str] | None = None) -> int:
         """Move ``uncertain`` rows (all, or ``keys``) back to ``planned``: the next send resends them."""

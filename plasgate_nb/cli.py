@@ -8,8 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .commands._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TABLE
-from .errors import PlasgateError
+from .commands._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RETRY_LATER, EXIT_TABLE
+from .errors import CampaignBusy, PlasgateError
 
 __all__ = ["main"]
 
@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(importlib.import_module(args._module).run(args) or EXIT_OK)
+    except CampaignBusy as exc:  # another live sender holds the campaign: nothing was done, try again later
+        print(f"plasgate-nb {args.command}: {exc} (exit {EXIT_RETRY_LATER})", file=sys.stderr)
+        return EXIT_RETRY_LATER
     except PlasgateError as exc:
         print(f"plasgate-nb {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -69,8 +69,9 @@ exit codes:
        A rerun exits 3 again until they are resent (--resend-rejected,
        --resend-uncertain) or settled; look at them first (status, collect)
   {EXIT_RETRY_LATER}    send: rows are only left to retry (the gateway throttled them, turned them
-       away unread, or could not be reached), nothing worse; run the same command
-       again later
+       away unread, or could not be reached), nothing worse; send, resume: another
+       live sender holds the campaign (one line names its host and pid), nothing
+       was done; run the same command again later
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
 
 PARQUET = (".parquet", ".pq")

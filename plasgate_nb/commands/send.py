@@ -150,6 +150,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="KEYS",
             help=f"also resend rows left {state} ({why}): all of them, or only KEYS (comma-separated, repeatable)",
         )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another sender is sending this campaign, wait up to this long for it to finish (default 0)",
+    )
 
 
 def _smpp_config(args: argparse.Namespace) -> SmppConfig | None:
@@ -316,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
         resend_uncertain=args.resend_uncertain,
         resend_rejected=args.resend_rejected,
         schedule_at=_schedule_at(args),
+        wait=args.wait,
     )
     standing = None
     if not args.dry_run:
