@@ -25,6 +25,7 @@ SENDER = textwrap.dedent("""
     import pandas as pd
     from plasgate_nb.campaign import Campaign
     from plasgate_nb.gateway import Gateway
+    from plasgate_nb.ledger import Ledger
 
     url, key, secret, ledger, rows = sys.argv[1:6]
     rows = int(rows)
@@ -33,8 +34,10 @@ SENDER = textwrap.dedent("""
                       index=[f"c{i}" for i in range(rows)])
     gateway = Gateway(base_url=url, private_key=key, secret=secret, sender="SMS Info", max_in_flight=4,
                       rate_limits={"batch": None})
-    campaign = Campaign("crash-test", gateway=gateway, ledger=ledger, max_recipients=100, progress=False)
-    print(campaign.send(df))
+    # a killed sender's lease is taken over at once on this machine (its pid is gone), else once it expires
+    campaign = Campaign("crash-test", gateway=gateway, ledger=Ledger(ledger, lease_ttl=5), max_recipients=100,
+                        progress=False)
+    print(campaign.send(df, wait=60))
 """)
 
 
@@ -81,6 +84,7 @@ def test_kill_9_at_random_points_then_resume_sends_each_message_at_most_once(tmp
     assert max(sent.values()) == 1, "a message reached the gateway twice"
     with Ledger(ledger_path) as ledger:
         view = ledger.messages("crash-test").set_index("msisdn")
+        assert ledger.lease_holder("crash-test") is None  # the last sender let go of the campaign
     assert len(view) == ROWS
     states = view["state"].value_counts().to_dict()
     assert set(states) <= {"accepted", "uncertain"}, states
