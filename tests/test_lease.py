@@ -331,7 +331,7 @@ def test_smpp_send_holds_the_lease_and_is_refused_while_another_holds_it(db: str
 def test_two_processes_sending_one_campaign_send_each_message_once(sim: Simulator, db: str) -> None:
     """(a) A second sender started mid-campaign is refused (exit 4) or, with wait=, waits and sends nothing."""
     rows = 400
-    sim.set_faults(held(1.0))  # the first sender cannot finish before the test lets it
+    sim.set_faults(held(2.0))  # the first sender cannot finish before the test lets it
     first = start_sender(sim, db, rows)
     wait_for_records(sim, 10, first)
     refused = start_sender(sim, db, rows)
@@ -375,7 +375,7 @@ def test_overlapping_cli_resend_uncertain_touches_nothing(sim: Simulator, db: st
     )
     common = [str(customers), "--template", str(template), "--mask", "code", "--key", "id"]
     command = [sys.executable, "-m", "plasgate_nb.cli", "send", *common, "--campaign", CAMPAIGN, "--ledger", db]
-    sim.set_faults(held(2.0, route="rest"))
+    sim.set_faults(held(3.0, route="rest"))
     first = subprocess.Popen(
         [*command, "--transport", "single", "--json"],
         env=env,

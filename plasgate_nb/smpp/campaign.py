@@ -205,7 +205,9 @@ def send_smpp(
     every receipt event and reply dict; replies are also stored (``ledger.replies(campaign_name)``).
     The session stays bound up to ``receipt_timeout`` seconds after the last answer for the final
     receipts of the accepted messages (and any replies). Raises TransportError (after settling what
-    was answered) when the session cannot be kept or re-established.
+    was answered) when the session cannot be kept or re-established. ``Campaign.send`` holds the
+    campaign's lease around this call; called on its own, it stops with CampaignBusy before marking a
+    group when another live sender holds the campaign.
     """
     size = group_size or max(config.window * 2, 100)
     run = _Run(ledger, campaign_name, progress_bar=progress_bar, on_event=on_event)
