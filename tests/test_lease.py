@@ -272,28 +272,21 @@ def test_campaign_send_releases_the_lease_when_it_fails(
 ) -> None:
     gateway = gateway_for(sim)
     df = frame(30)
-    crashing = Campaign(
-        CAMPAIGN,
-        gateway=gateway,
-        ledger=Ledger(db),
-        client=FailingClient(gateway, exc=exc),
-        max_recipients=10,
-        progress=False,
-    )
-    with pytest.raises(type(exc)):
-        crashing.send(df)
-    assert crashing.ledger.lease_holder(CAMPAIGN) is None
-    again = Campaign(CAMPAIGN, gateway=gateway, ledger=Ledger(db), max_recipients=10, progress=False)
-    summary = again.send(df)  # at once: nobody holds the campaign
+    with Ledger(db) as first, Ledger(db) as second:
+        client = FailingClient(gateway, exc=exc)
+        crashing = Campaign(CAMPAIGN, gateway=gateway, ledger=first, client=client, max_recipients=10, progress=False)
+        with pytest.raises(type(exc)):
+            crashing.send(df)
+        assert first.lease_holder(CAMPAIGN) is None
+        again = Campaign(CAMPAIGN, gateway=gateway, ledger=second, max_recipients=10, progress=False)
+        summary = again.send(df)  # at once: nobody holds the campaign
     assert (summary.recipients, summary.accepted, summary.already_sent) == (20, 20, 10)
     assert len(sent_once(sim)) == 30
-    crashing.ledger.close()
-    again.ledger.close()
 
 
 def test_smpp_send_holds_the_lease_and_is_refused_while_another_holds_it(db: str) -> None:
     config = SimulatorConfig(seed=3, smpp=True, rate_limits=RateLimits.off())
-    with Simulator(config, mode="thread") as smpp_sim:
+    with Simulator(config, mode="thread") as smpp_sim, Ledger(db) as ledger, Ledger(db) as other:
         creds = smpp_sim.credentials
         smpp = SmppConfig(port=smpp_sim.smpp_port, system_id=creds.username, password=creds.password)
         seen: list[Any] = []
@@ -306,22 +299,20 @@ def test_smpp_send_holds_the_lease_and_is_refused_while_another_holds_it(db: str
         campaign = Campaign(
             CAMPAIGN,
             gateway=gateway,
-            ledger=Ledger(db),
+            ledger=ledger,
             transport="smpp",
             smpp=smpp,
             client=Watching(gateway),
             progress=False,
         )
-        other = open_ledger(db)
+        other.open_campaign(CAMPAIGN)
         with other.lease(CAMPAIGN), pytest.raises(CampaignBusy, match=f"pid {os.getpid()}"):
             campaign.send(frame(20))
         assert smpp_sim.records() == [] and campaign.status()["total"] == 0
         summary = campaign.send(frame(20))
         assert summary.accepted == 20 and len(sent_once(smpp_sim)) == 20
         assert seen and all(h is not None and h.live and h.pid == os.getpid() for h in seen)
-        assert campaign.ledger.lease_holder(CAMPAIGN) is None
-        other.close()
-        campaign.ledger.close()
+        assert ledger.lease_holder(CAMPAIGN) is None
 
 
 # -- real processes ---------------------------------------------------------------------------------------
@@ -339,7 +330,17 @@ def test_two_processes_sending_one_campaign_send_each_message_once(sim: Simulato
     _, err = refused.communicate(timeout=120)
     assert refused.returncode == 4, err[-2000:]
     assert f"host {HOST}, pid {first.pid}, since" in err
-    assert first.poll() is None  # still mid-campaign: it was refused, not late
+    resume = subprocess.run(
+        [sys.executable, "-m", "plasgate_nb.cli", "resume", "--campaign", CAMPAIGN, "--ledger", db],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resume.returncode == EXIT_RETRY_LATER, resume.stderr[-2000:]
+    lines = resume.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"host {HOST}, pid {first.pid}, since" in lines[0], resume.stderr
+    assert first.poll() is None  # still mid-campaign: they were refused, not late
     sim.clear_faults()
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
@@ -439,32 +440,22 @@ def test_killed_sender_keeps_the_campaign_until_its_lease_expires(
 ) -> None:
     """(c) kill -9 mid-send: a new sender is refused while the lease is live, takes over once it expired,
     turns the rows left submitting uncertain, sends the rest; 0 duplicates."""
-    rows, ttl = 300, 6.0
-    killed, submitting = _kill_mid_send(sim, db, rows, ttl=ttl)
+    rows = 300
+    killed, submitting = _kill_mid_send(sim, db, rows, ttl=15)
     try:
         # not reaped yet, so its pid still exists: only the expiry frees the lease, as for a holder on another host
-        campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=Ledger(db), max_recipients=10, progress=False)
-        with pytest.raises(CampaignBusy, match=f"pid {killed.pid}") as busy:
-            campaign.send(frame(rows))
-        assert busy.value.host == HOST
-        resume = subprocess.run(
-            [sys.executable, "-m", "plasgate_nb.cli", "resume", "--campaign", CAMPAIGN, "--ledger", db],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert resume.returncode == EXIT_RETRY_LATER, resume.stderr[-2000:]
-        line = resume.stderr.strip()
-        assert "\n" not in line and f"pid {killed.pid}" in line
-        assert campaign.status()["submitting"] == submitting  # nothing touched
-        summary = campaign.send(frame(rows), wait=120)
+        with Ledger(db) as ledger:
+            campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=ledger, max_recipients=10, progress=False)
+            with pytest.raises(CampaignBusy, match=f"pid {killed.pid}") as busy:
+                campaign.send(frame(rows))
+            assert busy.value.host == HOST
+            assert campaign.status()["submitting"] == submitting  # nothing touched
+            summary = campaign.send(frame(rows), wait=120)
     finally:
         killed.communicate(timeout=60)
     assert summary.recipients > 0 and summary.accepted == summary.recipients and summary.uncertain == 0
     assert summary.already_sent == rows - summary.recipients
     _check_takeover(sim, db, rows, submitting)
-    campaign.ledger.close()
 
 
 @pytest.mark.slow
@@ -474,11 +465,11 @@ def test_killed_sender_on_this_machine_is_taken_over_at_once(sim: Simulator, db:
     rows = 300
     killed, submitting = _kill_mid_send(sim, db, rows, ttl=600)
     killed.communicate(timeout=60)
-    campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=Ledger(db), max_recipients=10, progress=False)
-    summary = campaign.send(frame(rows))  # wait=0: the lease (600 s) is not expired, its holder is gone
+    with Ledger(db) as ledger:
+        campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=ledger, max_recipients=10, progress=False)
+        summary = campaign.send(frame(rows))  # wait=0: the lease (600 s) is not expired, its holder is gone
     assert summary.uncertain == 0 and summary.accepted == summary.recipients
     _check_takeover(sim, db, rows, submitting)
-    campaign.ledger.close()
 
 
 @pytest.mark.slow
@@ -491,8 +482,9 @@ def test_frozen_sender_loses_the_campaign_and_sends_nothing_more(sim: Simulator,
         wait_for_records(sim, 20, frozen)
         frozen.send_signal(signal.SIGSTOP)
         sim.clear_faults()
-        campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=Ledger(db), max_recipients=10, progress=False)
-        summary = campaign.send(frame(rows), wait=120)  # its pid exists: taken over once the lease expired
+        with Ledger(db) as ledger:
+            campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=ledger, max_recipients=10, progress=False)
+            summary = campaign.send(frame(rows), wait=120)  # its pid exists: taken over once the lease expired
         assert summary.recipients > 0 and summary.accepted == summary.recipients
     finally:
         frozen.send_signal(signal.SIGCONT)
@@ -504,7 +496,6 @@ def test_frozen_sender_loses_the_campaign_and_sends_nothing_more(sim: Simulator,
         states = ledger.summary(CAMPAIGN)
     # what it had in flight was answered after it thawed (accepted) or stays uncertain; it marked nothing more
     assert states["accepted"] + states["uncertain"] == rows and states["accepted"] <= len(sent) <= rows
-    campaign.ledger.close()
 
 
 @pytest.mark.slow
@@ -519,7 +510,6 @@ def test_interrupted_sender_process_releases_the_lease(sim: Simulator, db: str) 
     sim.clear_faults()
     with Ledger(db) as ledger:
         assert ledger.lease_holder(CAMPAIGN) is None
-    campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=Ledger(db), max_recipients=10, progress=False)
-    campaign.send(frame(300))  # at once: no lease to wait for
+        campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=ledger, max_recipients=10, progress=False)
+        campaign.send(frame(300))  # at once: no lease to wait for
     assert len(sent_once(sim)) <= 300
-    campaign.ledger.close()
