@@ -233,19 +233,19 @@ def test_an_expired_lease_is_taken_over_and_its_holder_stops(db: str) -> None:
     fresh.close()
 
 
-def test_version_4_ledger_gains_the_lease_table(db: str) -> None:
+def test_version_5_ledger_gains_the_lease_table(db: str) -> None:
     with Ledger(db) as led:
         led.open_campaign(CAMPAIGN)
         engine = sa.create_engine(led.url)
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE plasgate_leases")
-        conn.exec_driver_sql("UPDATE plasgate_meta SET value = '4' WHERE key = 'schema_version'")
+        conn.exec_driver_sql("UPDATE plasgate_meta SET value = '5' WHERE key = 'schema_version'")
     with Ledger(db) as led, led.lease(CAMPAIGN):
         assert led.lease_holder(CAMPAIGN).pid == os.getpid()
     assert "plasgate_leases" in sa.inspect(engine).get_table_names()
     with engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT value FROM plasgate_meta WHERE key = 'schema_version'").scalar()
-    assert version == str(SCHEMA_VERSION) == "5"
+    assert version == str(SCHEMA_VERSION) == "6"
     engine.dispose()
 
 
