@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,7 @@ from plasgate_nb.campaign import Campaign
 from plasgate_nb.commands._common import EXIT_RETRY_LATER
 from plasgate_nb.ledger import INTERRUPTED, SCHEMA_VERSION, Ledger
 from plasgate_nb.ledger._lease import machine
+from plasgate_nb.ledger._schema import _PG_LOCK_CLASS, resolve_url
 from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
 from plasgate_nb.smpp import SmppConfig
 from plasgate_nb.transport import GatewayClient
@@ -472,6 +474,39 @@ def test_killed_sender_on_this_machine_is_taken_over_at_once(sim: Simulator, db:
     _check_takeover(sim, db, rows, submitting)
 
 
+def _writers_free(db: str) -> bool:
+    """True when no connection holds the ledger's writer lock (a frozen writer would hold it for good)."""
+    url = resolve_url(db)
+    if url.get_backend_name() == "sqlite":
+        conn = sqlite3.connect(url.database, timeout=0.2, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn, conn.begin():
+            sql = "SELECT pg_try_advisory_xact_lock(:cls, hashtext(current_schema()))"
+            return bool(conn.execute(sa.text(sql), {"cls": _PG_LOCK_CLASS}).scalar())
+    finally:
+        engine.dispose()
+
+
+def freeze_outside_a_write(proc: subprocess.Popen[str], db: str) -> None:
+    """SIGSTOP ``proc`` at a moment it holds no ledger write transaction (else every writer would wait on it)."""
+    for _ in range(200):
+        proc.send_signal(signal.SIGSTOP)
+        if _writers_free(db):
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    pytest.fail("the sender never left a write transaction")
+
+
 @pytest.mark.slow
 def test_frozen_sender_loses_the_campaign_and_sends_nothing_more(sim: Simulator, db: str) -> None:
     """A sender frozen (SIGSTOP) past its lease is taken over; when it thaws it stops without sending."""
@@ -480,7 +515,7 @@ def test_frozen_sender_loses_the_campaign_and_sends_nothing_more(sim: Simulator,
     frozen = start_sender(sim, db, rows, ttl=3.0)
     try:
         wait_for_records(sim, 20, frozen)
-        frozen.send_signal(signal.SIGSTOP)
+        freeze_outside_a_write(frozen, db)
         sim.clear_faults()
         with Ledger(db) as ledger:
             campaign = Campaign(CAMPAIGN, gateway=gateway_for(sim), ledger=ledger, max_recipients=10, progress=False)
