@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
 from phonenumbers.carrierdata import CARRIER_DATA
 
 from .errors import AudienceError
 
-__all__ = ["STATUSES", "normalize_msisdn", "prepare_audience"]
+__all__ = ["STATUSES", "is_mobile_msisdn", "normalize_msisdn", "prepare_audience"]
 
 log = logging.getLogger("plasgate_nb")
 
@@ -81,9 +83,12 @@ _DELETE_SEPARATORS = str.maketrans("", "", _SEPARATORS)
 
 @dataclass(frozen=True, slots=True)
 class _Desc:
-    """One number type of a numbering plan: its national pattern, with the allowed lengths folded in."""
+    """One number type of a numbering plan: its national pattern (``fullmatch`` has the allowed lengths
+    folded in; ``pattern`` and ``lengths`` are the raw parts, for the vectorized check)."""
 
     fullmatch: Callable[[str], re.Match[str] | None]
+    pattern: str
+    lengths: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +114,11 @@ def _desc(raw: Any) -> _Desc | None:
     """Compile a phonenumbers PhoneNumberDesc, or None when the plan has no such type."""
     if raw is None or not raw.national_number_pattern:
         return None
-    lengths = sorted(raw.possible_length or ())
+    lengths = tuple(sorted(raw.possible_length or ()))
     only = "(?=" + "|".join(f"[0-9]{{{n}}}\\Z" for n in lengths) + ")" if lengths else ""
-    return _Desc(re.compile(f"{only}(?:{raw.national_number_pattern})").fullmatch)
+    # re.ASCII: \d is [0-9] only (a Khmer or Arabic-Indic digit left here would be passed on)
+    compiled = re.compile(f"{only}(?:{raw.national_number_pattern})", re.ASCII)
+    return _Desc(compiled.fullmatch, raw.national_number_pattern, lengths)
 
 
 @cache
@@ -219,7 +226,7 @@ def _classify_text(text: str | None, plan: _Plan) -> Verdict:
     if not (text.isascii() and text.isdigit()) and not _PLAIN.fullmatch(text):
         if any(ch.isalpha() for ch in text):
             return None, None, "invalid", "contains letters"
-        odd = next((ch for ch in text if not ch.isdigit() and ch != "+"), None)
+        odd = next((ch for ch in text if not "0" <= ch <= "9" and ch != "+"), None)  # '²' is isdigit()
         return None, None, "invalid", f"unexpected character {odd!r}" if odd else "misplaced '+'"
     label = plan.label
     if len(text) > _MAX_DIGITS + 1:
@@ -267,6 +274,57 @@ def normalize_msisdn(value: Any, *, region: str = "KH") -> str | None:
     except TypeError:
         return _classify_value(value, _plan(region))[0]
     return _classify_cached(value, region)[0]
+
+
+def _in_form(value: Any, plan: _Plan) -> bool:
+    """Tell whether one value is a mobile number already in Plasgate form (the reference for the vectorized check)."""
+    if not (isinstance(value, str) and value.isascii() and value.isdigit() and value.startswith(plan.cc)):
+        return False
+    rest = value[len(plan.cc) :]
+    if plan.trunk and rest.startswith(plan.trunk):
+        return False
+    return _classify_national(rest, plan)[2] == "ok"
+
+
+def _arrow_match(numbers: pa.Array, cc: str, desc: _Desc | None) -> pa.Array:
+    """Which numbers are ``cc`` followed by a national number of type ``desc`` (RE2: \\d is ASCII only)."""
+    if desc is None:
+        return pa.array(np.zeros(len(numbers), dtype=bool))
+    found = pc.match_substring_regex(numbers, f"^{cc}(?:{desc.pattern})$")
+    if desc.lengths:
+        found = pc.and_(found, pc.is_in(pc.binary_length(numbers), pa.array([n + len(cc) for n in desc.lengths])))
+    return found
+
+
+def is_mobile_msisdn(values: pd.Series | pd.Index | Iterable[Any], *, region: str = "KH") -> np.ndarray:
+    """Tell, per value, whether it is a mobile number already in Plasgate form, as the gateway takes it.
+
+    True for text (or an integer) of ASCII digits: the country code (``855``) then a valid mobile
+    national number of the region's numbering plan, without the trunk ``0`` (``8550...`` is False).
+    Exactly the numbers :func:`prepare_audience` leaves unchanged and calls ``ok``; Khmer, Arabic-Indic
+    or full-width digits, separators, ``+``, floats (``85512345678.0``) and missing values are False:
+    ``prepare_audience`` turns them into this form. Vectorized (pyarrow's RE2, in C++), a million
+    numbers take a fraction of a second.
+    """
+    plan = _plan(region)
+    series = values if isinstance(values, pd.Series | pd.Index) else pd.Series(list(values), dtype=object)
+    try:
+        if not isinstance(series.dtype, pd.StringDtype) or series.dtype.storage != "pyarrow":
+            series = series.astype(pd.StringDtype("pyarrow"))
+        numbers = pa.array(series)
+    except (UnicodeError, pa.ArrowException):  # text that is not Unicode (a lone surrogate): one by one
+        return np.fromiter((_in_form(_to_text(v), plan) for v in series.tolist()), dtype=bool, count=len(series))
+    if isinstance(numbers, pa.ChunkedArray):
+        numbers = numbers.combine_chunks()
+    kind = plan.fixed if plan.same_fixed_mobile else plan.mobile  # the type _classify_national calls ok
+    ok = pc.and_(_arrow_match(numbers, plan.cc, plan.general), _arrow_match(numbers, plan.cc, kind))
+    if plan.trunk:
+        ok = pc.and_(ok, pc.invert(pc.starts_with(numbers, plan.cc + plan.trunk)))
+    lengths = set(kind.lengths) if kind is not None else set()
+    for _, other in plan.others:  # a number of another type (premium-rate, toll-free...) is not mobile
+        if not lengths or not other.lengths or lengths & set(other.lengths):
+            ok = pc.and_(ok, pc.invert(_arrow_match(numbers, plan.cc, other)))
+    return np.asarray(ok.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _verdicts(values: pd.Series | pd.Index, plan: _Plan) -> tuple[np.ndarray, list[Verdict]]:

@@ -19,16 +19,18 @@ import gc
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
-from ._keys import GROUP_KEY, key_digest
+from ._controls import describe, refused
+from ._keys import GROUP_KEY, canonical_keys, key_digest
 from ._schedule import GATEWAY_TZ, format_schedule_at
+from .audience import is_mobile_msisdn
 from .errors import AudienceError, ConfigError, TemplateError
 
 __all__ = [
@@ -54,7 +56,6 @@ Path = Literal["batch", "single", "http"]
 DEFAULT_MAX_RECIPIENTS = 1000
 DEFAULT_MAX_BYTES = 512 * 1024
 SENDER_MAX = 11
-_MSISDN = re.compile(r"855\d{8,9}")
 _COLUMNS = ("message_key", "msisdn", "content")
 _SHOWN = 10
 
@@ -104,29 +105,54 @@ def validate_sender(sender: str) -> str:
 
 
 def validate_rows(df: pd.DataFrame, *, sender: str) -> None:
-    """Check rows before anything is built: columns, unique keys, msisdn form, non-empty content, sender.
+    """Check rows before anything is built: columns, unique keys, numbers, content, sender.
 
-    Raises AudienceError (columns, keys, numbers), TemplateError (empty content) or ConfigError (sender),
-    naming the offending rows by message key.
+    Keys are canonical (``101``, ``101.0`` and ``"101"`` are one key, see :mod:`plasgate_nb._keys`).
+    Numbers must be what the gateway takes: ASCII digits, ``855`` and a valid Cambodian mobile
+    national number (no ``8550...``, no Khmer digits: :func:`~plasgate_nb.audience.prepare_audience`
+    normalizes those). Content must be non-blank and free of control characters other than tab,
+    newline, carriage return and form feed (:mod:`plasgate_nb._controls`). Raises AudienceError
+    (columns, keys, numbers), TemplateError (content) or ConfigError (sender), naming the rows by key.
     """
+    _validated(df, sender=sender)
+
+
+def _validated(df: pd.DataFrame, *, sender: str) -> tuple[list[str], list[str]]:
+    """Validate the rows (see :func:`validate_rows`); return their canonical keys and their texts."""
     validate_sender(sender)
     missing = [c for c in _COLUMNS if c not in df.columns]
     if missing:
         raise AudienceError(f"the frame lacks column(s) {missing}; expected {list(_COLUMNS)}")
-    keys = df["message_key"].astype(str)
-    dup = keys[keys.duplicated(keep=False)].unique()
-    if len(dup):
-        raise AudienceError(f"duplicate message keys: {_name_rows(dup)}")
-    if (keys == GROUP_KEY).any():
+    keys = canonical_keys(df["message_key"])
+    distinct = set(keys)
+    if len(distinct) != len(keys):
+        dup = pd.Series(keys, dtype=object).loc[lambda s: s.duplicated(keep=False)].unique()
+        raise AudienceError(f"duplicate message keys: {_name_rows(dup)} (101, 101.0 and '101' are one key)")
+    if GROUP_KEY in distinct:
         raise AudienceError(f"message key {GROUP_KEY!r} is reserved for grouped delivery reports")
-    msisdn = df["msisdn"].astype("string").fillna("")
-    bad = keys[~msisdn.str.fullmatch(_MSISDN.pattern).fillna(False).astype(bool)]
+    bad = np.flatnonzero(~is_mobile_msisdn(df["msisdn"]))
     if len(bad):
-        raise AudienceError(f"invalid msisdn (expected 855 followed by 8-9 digits) in rows: {_name_rows(bad)}")
-    content = df["content"].astype("string").fillna("")
-    empty = keys[(content.str.strip() == "").astype(bool)]
-    if len(empty):
+        shown = ", ".join(f"{keys[i]!r} ({df['msisdn'].iloc[i]!r})" for i in bad[:_SHOWN])
+        more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+        raise AudienceError(
+            "invalid msisdn (expected 855 and a Cambodian mobile number, ASCII digits only, as prepare_audience "
+            f"writes it) in rows: {shown}{more}"
+        )
+    texts = df["content"].tolist()
+    if not all(type(v) is str for v in texts):
+        texts = ["" if not isinstance(v, str) and pd.isna(v) else str(v) for v in texts]
+    if not all(texts) or any(map(str.isspace, texts)):
+        empty = [keys[i] for i, text in enumerate(texts) if not text or text.isspace()]
         raise TemplateError(f"empty content in rows: {_name_rows(empty)}")
+    controls = refused(texts)
+    if controls:
+        shown = ", ".join(f"{keys[i]!r} ({describe(texts[i])})" for i in controls[:_SHOWN])
+        more = f" and {len(controls) - _SHOWN} more" if len(controls) > _SHOWN else ""
+        raise TemplateError(
+            "content holds control characters (only tab, newline, carriage return and form feed may be sent) "
+            f"in rows: {shown}{more}"
+        )
+    return keys, texts
 
 
 # ------------------------------------------------------------------------------------------ dlr options
@@ -198,15 +224,15 @@ def _texts(series: pd.Series) -> list[str]:
     return values if all(type(v) is str for v in values) else [str(v) for v in values]
 
 
-def _rows(df: pd.DataFrame) -> Iterator[tuple[str, str, str]]:
-    """Yield (message_key, msisdn, content) as plain strings."""
-    return zip(*(_texts(df[c]) for c in _COLUMNS), strict=True)
+def _rows(df: pd.DataFrame, keys: list[str], texts: list[str]) -> Iterator[tuple[str, str, str]]:
+    """Yield (message_key, msisdn, content) as plain strings, with the rows' canonical keys and texts."""
+    return zip(keys, _texts(df["msisdn"]), texts, strict=True)
 
 
-def _groups(df: pd.DataFrame) -> list[tuple[str, list[str], list[str]]]:
+def _groups(df: pd.DataFrame, keys: list[str], texts: list[str]) -> list[tuple[str, list[str], list[str]]]:
     """Group rows by content in order of first appearance: [(content, keys, msisdns)]."""
     out: dict[str, tuple[list[str], list[str]]] = {}
-    for key, msisdn, content in _rows(df):
+    for key, msisdn, content in _rows(df, keys, texts):
         keys, numbers = out.setdefault(content, ([], []))
         keys.append(key)
         numbers.append(msisdn)
@@ -367,7 +393,7 @@ def build_batches(
     bytes of JSON. ``campaign`` is mixed into the
     batch ids so two campaigns with the same keys get different ids. The frame is not modified.
     """
-    validate_rows(df, sender=sender)
+    keys, texts = _validated(df, sender=sender)
     if max_recipients < 1:
         raise ConfigError(f"max_recipients must be at least 1, not {max_recipients}")
     if max_messages is not None and max_messages < 1:
@@ -390,9 +416,9 @@ def build_batches(
         raise ConfigError(f"max_bytes={max_bytes} is smaller than an empty batch ({packer.empty_bytes})")
     grouped = 0
     with _gc_paused():
-        for content, keys, numbers in _groups(df):
-            grouped += len(keys) > 1
-            _pack_group(packer, content, keys, numbers, options)
+        for content, group_keys, numbers in _groups(df, keys, texts):
+            grouped += len(group_keys) > 1
+            _pack_group(packer, content, group_keys, numbers, options)
         packer.flush()
     if grouped and options.enabled and not callback_url:
         logger.warning(
@@ -437,9 +463,12 @@ def build_singles(
     """
     if path not in ("single", "http"):
         raise ConfigError(f"build_singles path must be 'single' or 'http', not {path!r}")
-    validate_rows(df, sender=sender)
+    keys, texts = _validated(df, sender=sender)
     options = _Dlr.make(dlr, dlr_url, dlr_level, dlr_method)
-    return [_single(path, key, msisdn, content, sender, options, campaign) for key, msisdn, content in _rows(df)]
+    return [
+        _single(path, key, msisdn, content, sender, options, campaign)
+        for key, msisdn, content in _rows(df, keys, texts)
+    ]
 
 
 def build_requests(df: pd.DataFrame, *, sender: str, path: Path = "batch", **options: Any) -> list[Batch]:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneNumberType
 from phonenumbers import carrier as pn_carrier
 
-from plasgate_nb.audience import STATUSES, normalize_msisdn, prepare_audience
+from plasgate_nb.audience import STATUSES, is_mobile_msisdn, normalize_msisdn, prepare_audience
+from plasgate_nb.batch import build_batches
 from plasgate_nb.errors import AudienceError, PlasgateError
 
 ANY = object()  # carrier not asserted (phonenumbers has no carrier for the range)
@@ -432,6 +433,70 @@ def test_any_cell_gets_a_status_and_ok_means_plasgate_form(cells: list[object]) 
             assert normalize_msisdn(msisdn) == msisdn
             assert normalize_msisdn("+" + msisdn) == msisdn
             assert normalize_msisdn(int(msisdn)) == msisdn
+
+
+# --- numbers in other scripts, and the batch stage's check ---------------------------------------------
+
+_DIGIT_SCRIPTS = {
+    "Khmer": "០១២៣៤៥៦៧៨៩",
+    "Arabic-Indic": "٠١٢٣٤٥٦٧٨٩",
+    "Extended Arabic-Indic": "۰۱۲۳۴۵۶۷۸۹",
+    "full-width": "０１２３４５６７８９",
+    "Devanagari": "०१२३४५६७८९",
+    "Thai": "๐๑๒๓๔๕๖๗๘๙",
+    "Lao": "໐໑໒໓໔໕໖໗໘໙",
+    "Myanmar": "၀၁၂၃၄၅၆၇၈၉",
+}
+
+
+@pytest.mark.parametrize("script", sorted(_DIGIT_SCRIPTS))
+def test_digits_of_any_script_are_normalized_to_ascii_and_pass_the_batch_stage(script: str) -> None:
+    table = str.maketrans("0123456789", _DIGIT_SCRIPTS[script])
+    cells = ["012 345 678".translate(table), "+855 97 123 4567".translate(table), "855012345679".translate(table)]
+    out = prepare_audience(pd.DataFrame({"phone": cells}))
+    assert out["msisdn"].tolist() == ["85512345678", "855971234567", "85512345679"]
+    assert all(m.isascii() for m in out["msisdn"])
+    out["content"], out["message_key"] = "Hi", ["a", "b", "c"]
+    (batch,) = build_batches(out[["message_key", "msisdn", "content"]], sender="SMS Info")
+    assert batch.payload["messages"][0]["to"] == ["85512345678", "855971234567", "85512345679"]
+
+
+@pytest.mark.parametrize(("cell", "char"), [("012 345 67²", "²"), ("①12345678", "①"), ("012 345 6७8x", "x")])
+def test_digit_like_characters_that_are_not_decimal_digits_are_named(cell: str, char: str) -> None:
+    out = prepare_audience(pd.DataFrame({"phone": [cell]}))
+    assert out["audience_status"].tolist() == ["invalid"]
+    reason = out["audience_reason"].iloc[0]
+    assert reason in (f"unexpected character {char!r}", "contains letters"), reason
+
+
+_form_candidates = st.one_of(
+    st.text(alphabet="0123456789", min_size=8, max_size=13).map(lambda s: "855" + s),
+    st.text(alphabet="0123456789០១២", min_size=8, max_size=13).map(lambda s: "855" + s),
+    st.text(alphabet="0123456789+ .", max_size=15),
+    st.integers(min_value=0, max_value=10**13),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_form_candidates, max_size=20))
+def test_the_batch_check_takes_exactly_what_prepare_audience_writes(cells: list[object]) -> None:
+    """is_mobile_msisdn (vectorized, the batch stage's check) is True exactly for a number prepare_audience
+    leaves unchanged and calls ok; and every ok number prepare_audience writes passes it."""
+    out = prepare_audience(pd.DataFrame({"phone": pd.Series(cells, dtype=object)}))
+    checked = is_mobile_msisdn(pd.Series(cells, dtype=object))
+    for cell, ok, (_, row) in zip(cells, checked, out.iterrows(), strict=True):
+        text = str(cell) if isinstance(cell, int) else cell
+        same = row["audience_status"] in ("ok", "duplicate") and row["msisdn"] == text
+        assert ok == same, (cell, row["msisdn"], row["audience_status"])
+    sendable = out.loc[out["audience_status"] == "ok", "msisdn"]
+    assert is_mobile_msisdn(sendable).all()
+
+
+def test_the_batch_check_in_one_table() -> None:
+    cells = ["85512345678", "855012345678", "855១២៣៤៥៦៧៨", "85523212345", "855962345678", None, 85512345678]
+    assert is_mobile_msisdn(cells).tolist() == [True, False, False, False, True, False, True]
+    assert is_mobile_msisdn(pd.Series(["66812345678", "85512345678"]), region="TH").tolist() == [True, False]
 
 
 # --- sample data ------------------------------------------------------------------------------------

@@ -292,3 +292,76 @@ def test_fast_entry_encoding_is_byte_identical_to_json(content: str, numbers: li
     if url is not None:
         entry["dlr_url"] = url
     assert _encode_entry(entry) == dumps(entry)
+
+
+# ------------------------------------------------------------------------------ numbers, keys, control characters
+@pytest.mark.parametrize(
+    "number",
+    [
+        "855\u17e1\u17e2\u17e3\u17e4\u17e5\u17e6\u17e7\u17e8",  # Khmer digits: prepare_audience normalizes them
+        "855\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668",  # Arabic-Indic digits
+        "855\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18",  # full-width digits
+        "85512\u17e3\u17e4\u17e5\u17e6\u17e7\u17e8",  # ASCII and Khmer mixed
+        "855012345678",  # the trunk 0 kept after 855
+        "85523212345",  # a Phnom Penh landline
+        "8559912345",  # too short for a mobile
+        "+85512345678",
+        "85512345678.0",
+    ],
+)
+def test_numbers_are_checked_as_strictly_as_the_gateway_does(number: str) -> None:
+    df = frame(3).astype(object)
+    df.loc[1, "msisdn"] = number
+    with pytest.raises(AudienceError, match=r"invalid msisdn.*'k1'") as info:
+        build_batches(df, sender="SMS Info")
+    assert repr(number) in str(info.value)
+    with pytest.raises(AudienceError, match="'k1'"):
+        build_singles(df, sender="SMS Info", path="http")
+
+
+def test_every_mobile_range_and_integer_numbers_pass() -> None:
+    numbers = ["85512345678", "855962345678", "85510000001", "85597000002", "855234812345", "855881234567"]
+    df = pd.DataFrame({"message_key": range(6), "msisdn": numbers, "content": "Hi"})
+    assert [n for _, n in recipients(build_batches(df, sender="SMS Info"))] == numbers
+    as_int = df.assign(msisdn=df["msisdn"].astype("int64"))
+    assert [n for _, n in recipients(build_batches(as_int, sender="SMS Info"))] == numbers
+
+
+def test_keys_are_canonical_in_requests_and_dlr_urls() -> None:
+    df = frame(3)
+    df["message_key"] = [101.0, 102.0, 103.5]
+    batches = build_batches(df, sender="SMS Info", dlr=True, dlr_url="https://r.example/dlr/{key}")
+    assert batches[0].keys == ("101", "102", "103.5")
+    assert [m["dlr_url"] for m in batches[0].payload["messages"]] == [
+        f"https://r.example/dlr/{key_digest(k)}" for k in ("101", "102", "103.5")
+    ]
+    texts = df.assign(message_key=[" 101", "102.0 ", "103.5"])
+    assert build_batches(texts, sender="SMS Info")[0].batch_id == build_batches(df, sender="SMS Info")[0].batch_id
+    with pytest.raises(AudienceError, match=r"duplicate message keys: '101'"):
+        build_singles(df.assign(message_key=[101, "101.0", 7]), sender="SMS Info")
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x08", "\x0b", "\x1b", "\x7f", "\x85", "\x9f", "\ud800"])
+def test_control_characters_in_content_are_refused_naming_the_row(char: str) -> None:
+    df = frame(3).astype(object)  # an object column can hold a lone surrogate (a pyarrow string column cannot)
+    df.loc[2, "content"] = f"Hi{char}there"
+    with pytest.raises(TemplateError, match=rf"control characters.*'k2' \(.*U\+{ord(char):04X}\)"):
+        build_batches(df, sender="SMS Info")
+    with pytest.raises(TemplateError, match="'k2'"):
+        build_singles(df, sender="SMS Info")
+
+
+def test_tab_newline_carriage_return_and_form_feed_are_message_content() -> None:
+    df = frame(2)
+    df["content"] = ["Line one\nline two\r\nend", "Col\tcol\fpage"]
+    (batch,) = build_batches(df, sender="SMS Info")
+    assert [m["content"] for m in batch.payload["messages"]] == list(df["content"])
+    assert json.loads(batch.encoded())["messages"][1]["content"] == "Col\tcol\fpage"
+
+
+@pytest.mark.parametrize("key", ["k\x00", "a\tb", "line\nbreak", "\x7f"])
+def test_control_characters_in_keys_are_refused(key: str) -> None:
+    df = frame(3).astype(object)
+    df.loc[1, "message_key"] = key
+    with pytest.raises(AudienceError, match="control characters"):
+        build_batches(df, sender="SMS Info")
