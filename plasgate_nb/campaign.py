@@ -59,6 +59,7 @@ class SendSummary:
     cost: float | None = None
     projected_seconds: float | None = None
     skipped_reasons: dict[str, int] = field(default_factory=dict)
+    same_as: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         verb = "would send" if self.dry_run else "sent"
@@ -81,6 +82,13 @@ class SendSummary:
             )
         if self.replanned:
             lines.append(f"  not sent before and changed since planned (sent as they are now) {self.replanned}")
+        if self.same_as:
+            pairs = ", ".join(f"{key} (as {earlier})" for key, earlier in list(self.same_as.items())[:_SHOWN])
+            more = f" and {len(self.same_as) - _SHOWN} more" if len(self.same_as) > _SHOWN else ""
+            lines.append(
+                f"  same number and text as another message (not sent; allow_repeat=True sends them) "
+                f"{len(self.same_as)}: {pairs}{more}"
+            )
         if self.cost is not None:
             lines.append(f"  estimated cost {self.cost:.4f}")
         if self.projected_seconds is not None:
@@ -88,9 +96,10 @@ class SendSummary:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the summary as plain data (for ``--json`` output)."""
+        """Return the summary as plain data (for ``--json`` output); ``same_as`` maps a key to the earlier key."""
         out = asdict(self)
         out["changed"] = list(self.changed)
+        out["same_as"] = dict(self.same_as)
         return out
 
 
@@ -204,13 +213,21 @@ class Campaign:
             rows["segments"] = [c.segments for c in counts]
         return rows, skipped
 
-    def plan(self, df: pd.DataFrame) -> SendSummary:
-        """Record the frame's sendable rows as ``planned`` (idempotent) and validate them; send nothing."""
+    def plan(self, df: pd.DataFrame, *, allow_repeat: bool = False) -> SendSummary:
+        """Record the frame's sendable rows as ``planned`` (idempotent) and validate them; send nothing.
+
+        Rows repeating the number and text of another message are reported in ``same_as`` (see :meth:`send`).
+        """
         rows, skipped = self._rows(df)
         self._build(rows)  # validates numbers, content and sender before anything is stored
-        result = self.ledger.plan(self.name, rows)
+        result = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat)
         return SendSummary(
-            self.name, dry_run=True, skipped=sum(skipped.values()), skipped_reasons=skipped, changed=result.changed
+            self.name,
+            dry_run=True,
+            skipped=sum(skipped.values()),
+            skipped_reasons=skipped,
+            changed=result.changed,
+            same_as=result.same_as,
         )
 
     # ---------------------------------------------------------------------------------------- sending
@@ -259,15 +276,20 @@ class Campaign:
         resend_rejected: bool | Sequence[str] = False,
         schedule_at: datetime | timedelta | str | None = None,
         wait: float = 0.0,
+        allow_repeat: bool = False,
     ) -> SendSummary:
         """Plan ``df`` and send every row not yet submitted; return a summary.
 
         Rows already sent (in any state but ``planned``) are never sent again; rows whose number or
         content changed after they were sent are reported, not resent (rows not yet sent go out as they
-        are now). ``uncertain`` rows are resent only with ``resend_uncertain=True`` (or a list of their
-        keys); ``rejected`` rows (bad credentials, balance, an unapproved sender: fix the cause first)
-        only with ``resend_rejected``. ``dry_run=True`` plans nothing and sends nothing: it reports what
-        would be sent, its cost and how long the gateway's rate limits make it take.
+        are now). Message keys are canonical (``101``, ``101.0`` and ``"101"`` are one key), and a row
+        whose number and text (as the ledger digests it: masked areas as ``******``) another message of
+        this campaign already carries (submitted, accepted or uncertain, or an earlier row of ``df``) is
+        not sent under its new key: it is reported in ``same_as`` (key -> the other message's key),
+        unless ``allow_repeat=True``. ``uncertain`` rows are resent only with ``resend_uncertain=True``
+        (or a list of their keys); ``rejected`` rows (bad credentials, balance, an unapproved sender: fix
+        the cause first) only with ``resend_rejected``. ``dry_run=True`` plans nothing and sends nothing:
+        it reports what would be sent, its cost and how long the gateway's rate limits make it take.
 
         One sender per campaign: the send holds the campaign's lease in the ledger (renewed in the
         background, released at the end). If another live sender holds it, nothing is done and
@@ -279,12 +301,14 @@ class Campaign:
         requests = self._build(rows, schedule_at=schedule_at)  # validate before anything is stored
         summary = SendSummary(self.name, dry_run=dry_run, skipped=sum(skipped.values()), skipped_reasons=skipped)
         if dry_run:
+            preview = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat, dry_run=True)
             known = self.ledger.messages(self.name, columns=["state"])
             done = set(known.loc[known["state"] != "planned", "message_key"])
-            todo = rows[~rows["message_key"].isin(done)]
+            todo = rows[~rows["message_key"].isin(done.union(preview.same_as))]
             if len(todo) < len(rows):  # the requests built above already cover every row otherwise
                 requests = self._build(todo, schedule_at=schedule_at) if len(todo) else []
-            summary.already_sent = len(rows) - len(todo)
+            summary.changed, summary.same_as = preview.changed, preview.same_as
+            summary.already_sent = len(rows) - len(todo) - len(preview.changed) - len(preview.same_as)
             return self._totals(summary, todo, requests)
         with self.ledger.lease(self.name, wait=wait):
             return self._send_leased(
@@ -294,6 +318,7 @@ class Campaign:
                 resend_uncertain=resend_uncertain,
                 resend_rejected=resend_rejected,
                 schedule_at=schedule_at,
+                allow_repeat=allow_repeat,
             )
 
     def _send_leased(
@@ -305,6 +330,7 @@ class Campaign:
         resend_uncertain: bool | Sequence[str],
         resend_rejected: bool | Sequence[str],
         schedule_at: datetime | timedelta | str | None,
+        allow_repeat: bool,
     ) -> SendSummary:
         """The part of :meth:`send` that runs under the campaign's lease: resume, requeue, plan, send."""
         self.ledger.resume(self.name)
@@ -314,15 +340,16 @@ class Campaign:
         ):
             if wanted:
                 requeue(self.name, None if wanted is True else list(wanted))
-        planned = self.ledger.plan(self.name, rows)
+        planned = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat)
         summary.changed = planned.changed
         summary.replanned = len(planned.replanned)
-        if planned.added == len(rows):  # all new: every row is planned, no need to read them back
+        summary.same_as = planned.same_as
+        if planned.added == len(rows) and not planned.same_as:  # all new: every row is planned, no read back
             todo = rows
         else:
-            pending = set(self.ledger.pending(self.name)["message_key"]) - set(planned.changed)
+            pending = set(self.ledger.pending(self.name)["message_key"]).difference(planned.changed, planned.same_as)
             todo = rows[rows["message_key"].isin(pending)]
-        summary.already_sent = len(rows) - len(todo) - len(planned.changed)
+        summary.already_sent = len(rows) - len(todo) - len(planned.changed) - len(planned.same_as)
         if len(todo) == 0:
             logger.info("campaign %r: nothing new to send", self.name)
             return self._totals(summary, todo, [])

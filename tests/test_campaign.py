@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -326,3 +327,105 @@ def test_no_secret_in_logs_reprs_errors_or_ledger(
         assert secret
         assert not any(secret in text for text in texts), secret
         assert secret.encode() not in raw
+
+
+def _as_float(keys: pd.Series) -> pd.Series:
+    return keys.astype("float64")
+
+
+def _as_text(keys: pd.Series) -> pd.Series:
+    return keys.astype(str)
+
+
+def _as_padded_text(keys: pd.Series) -> pd.Series:
+    return " " + keys.astype(str) + "\t"
+
+
+def _as_excel_text(keys: pd.Series) -> pd.Series:
+    return keys.astype(str) + ".0"
+
+
+def _as_nullable(keys: pd.Series) -> pd.Series:
+    return keys.astype("Int64")
+
+
+def _as_numpy_objects(keys: pd.Series) -> pd.Series:
+    return pd.Series([np.int64(k) for k in keys], index=keys.index, dtype=object)
+
+
+@pytest.mark.parametrize(
+    "convert", [_as_float, _as_text, _as_padded_text, _as_excel_text, _as_nullable, _as_numpy_objects]
+)
+def test_changing_the_key_column_dtype_sends_nothing_new(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, convert: Any
+) -> None:
+    df = frame(6, start=3000).assign(customer_id=range(101, 107))
+    before = len(sim.records())
+    assert make(tmp_path, gateway, key="customer_id").send(df).accepted == 6
+    again = df.assign(customer_id=convert(df["customer_id"]))
+    summary = make(tmp_path, gateway, key="customer_id").send(again)
+    assert (summary.recipients, summary.already_sent) == (0, 6)
+    assert summary.same_as == {}
+    assert sent_numbers(sim, before) == Counter(df["msisdn"])  # the simulator got each number once
+    assert sorted(make(tmp_path, gateway).to_frame()["message_key"]) == [str(k) for k in range(101, 107)]
+
+
+def test_an_index_key_that_turned_float_sends_nothing_new(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+    df = frame(4, start=3100).set_axis(pd.Index([7, 8, 9, 10]))
+    before = len(sim.records())
+    assert make(tmp_path, gateway).send(df).accepted == 4
+    summary = make(tmp_path, gateway).send(df.set_axis(df.index.astype("float64")))
+    assert (summary.recipients, summary.already_sent) == (0, 4)
+    assert sent_numbers(sim, before) == Counter(df["msisdn"])
+
+
+def test_same_number_and_text_under_another_key_is_reported_not_resent(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    df = frame(5, start=3200)
+    before = len(sim.records())
+    assert make(tmp_path, gateway).send(df).accepted == 5
+    rekeyed = df.set_axis(pd.Index([f"new{i}" for i in range(5)]))  # the same people and texts, other keys
+    rekeyed.loc["new4", "content"] = "A new text for the last one"
+    summary = make(tmp_path, gateway).send(rekeyed)
+    assert summary.same_as == {f"new{i}": f"cust{3200 + i}" for i in range(4)}
+    assert (summary.recipients, summary.accepted, summary.already_sent) == (1, 1, 0)
+    assert sent_numbers(sim, before) == Counter(df["msisdn"]) + Counter([df["msisdn"].iloc[4]])
+    assert summary.to_dict()["same_as"]["new0"] == "cust3200"
+    assert "same number and text as another message (not sent; allow_repeat=True sends them) 4: new0 (as cust3200)" in (
+        str(summary)
+    )
+    view = make(tmp_path, gateway).to_frame().set_index("message_key")
+    assert (
+        view.loc["new0", "state"] == "planned"
+        and "same number and text as message 'cust3200'" in (view.loc["new0", "reason"])
+    )
+    again = make(tmp_path, gateway).send(rekeyed)  # a re-run reports them again, sends nothing
+    assert (again.recipients, len(again.same_as)) == (0, 4)
+    allowed = make(tmp_path, gateway).send(rekeyed, allow_repeat=True)
+    assert (allowed.accepted, allowed.same_as) == (4, {})
+    assert sent_numbers(sim, before) == Counter(df["msisdn"]) + Counter(df["msisdn"])
+    assert make(tmp_path, gateway).to_frame().set_index("message_key").loc["new0", "reason"] is None
+
+
+def test_repeats_within_one_frame_and_of_uncertain_rows_are_not_sent(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    df = frame(3, start=3300)
+    twin = df.iloc[[0]].set_axis(["twin"])  # the first row again under another key
+    masked = df.iloc[[1]].set_axis(["other-code"]).assign(content="Hi #3301, code #ma#ANOTHER#ma#")
+    before = len(sim.records())
+    campaign = make(tmp_path, gateway)
+    summary = campaign.send(pd.concat([df, twin, masked]))
+    # masked values never reach the ledger: a text differing only inside #ma# is the same text to it
+    assert summary.same_as == {"twin": "cust3300", "other-code": "cust3301"}
+    assert summary.accepted == 3 and sent_numbers(sim, before) == Counter(df["msisdn"])
+    sim.set_faults(Fault("error_after", route="batch", count=1))
+    late = frame(1, start=3350)
+    assert make(tmp_path, gateway).send(late).uncertain == 1
+    sim.clear_faults()
+    repeat = make(tmp_path, gateway).send(late.set_axis(["late-again"]))
+    assert (repeat.recipients, repeat.same_as) == (0, {"late-again": "cust3350"})
+    dry = make(tmp_path, gateway).send(late.set_axis(["late-dry"]), dry_run=True)
+    assert (dry.recipients, dry.same_as) == (0, {"late-dry": "cust3350"})
+    assert "late-dry" not in set(make(tmp_path, gateway).to_frame()["message_key"])  # a dry run writes nothing

@@ -7,7 +7,7 @@ import logging
 import math
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
@@ -34,7 +34,17 @@ from ._frames import (
     update_rows,
 )
 from ._replies import reply_frame, reply_rows
-from ._rows import PLAN_COLUMNS, as_utc, describe, keys_of, plan_rows, scrub
+from ._rows import (
+    PLAN_COLUMNS,
+    REPEAT_REASON,
+    as_utc,
+    describe,
+    keys_of,
+    plan_rows,
+    repeat_reason,
+    repeats,
+    scrub,
+)
 from ._schema import (
     REPLY_TEXT_MAX,
     WRITE_OPTION,
@@ -81,6 +91,9 @@ class PlanResult:
 
     ``replanned`` keys were still ``planned`` (never sent) and now carry the new number and text;
     ``changed`` keys were already submitted with another number or text: left as they are, not resent.
+    ``same_as`` maps each key still to send whose number and text another message of the campaign
+    already carries (submitted, accepted or uncertain, or earlier in these rows) to that message's key:
+    those rows are planned but must not be sent unless repeats are allowed.
     """
 
     campaign: str
@@ -88,6 +101,7 @@ class PlanResult:
     kept: int
     changed: tuple[str, ...] = field(default=())
     replanned: tuple[str, ...] = field(default=())
+    same_as: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -309,57 +323,124 @@ class Ledger:
 
     # -- planning and sending ----------------------------------------------------------------------
 
-    def plan(self, campaign: str, rows: pd.DataFrame) -> PlanResult:
+    def plan(
+        self, campaign: str, rows: pd.DataFrame, *, allow_repeat: bool = False, dry_run: bool = False
+    ) -> PlanResult:
         """Record ``rows`` as ``planned`` (idempotent): new keys are added, known keys kept or replanned.
 
         ``rows`` has ``message_key, msisdn, content`` and optionally ``content_report, encoding,
         segments``; ``content`` is only digested (:func:`~plasgate_nb._masking.content_digest`), never
-        stored. A known key whose number or text differs is replanned with the new values while it is
-        still ``planned`` (it never reached the gateway); once submitted it is reported in ``changed``
-        and neither overwritten nor resent.
+        stored. Keys are canonical (``101``, ``101.0`` and ``"101"`` are one key). A known key whose
+        number or text differs is replanned with the new values while it is still ``planned`` (it
+        never reached the gateway); once submitted it is reported in ``changed`` and neither
+        overwritten nor resent. A row still to send whose number and text digest another message of
+        the campaign already carries (submitted, accepted or uncertain, or an earlier row here) is
+        reported in ``same_as`` with that message's key, and planned with that reason: the sender
+        must not send it, unless ``allow_repeat``. ``dry_run`` computes the result and writes nothing.
+        Keys, numbers or texts holding control characters raise LedgerError before anything is written.
         """
         new = plan_rows(rows)
-        keys = new["message_key"]
+        if dry_run:
+            with self._read("plan (dry run)") as conn:
+                cid = self._cid(conn, campaign)
+                known = self._known(conn, cid) if cid is not None else {}
+            fresh, replan, changed, same_as = self._sort(new, known, allow_repeat=allow_repeat)
+            return self._result(campaign, new, fresh, replan, changed, same_as, log=False)
         with self._write("plan") as conn:
             cid = self._cid(conn, campaign, create=True)
             known = self._known(conn, cid)
+            fresh, replan, changed, same_as = self._sort(new, known, allow_repeat=allow_repeat)
             now = bind_value(conn, messages.c.created_at, _now())
-            changed: list[str] = []
-            replan: list[int] = []
-            if not known:
-                fresh: Iterable[int] = range(len(keys))
-            else:
-                fresh = []
-                for i, (key, msisdn, digest) in enumerate(zip(keys, new["msisdn"], new["content_hash"], strict=True)):
-                    seen = known.get(key)
-                    if seen is None:
-                        fresh.append(i)
-                    elif seen[:2] != (msisdn, digest):
-                        (replan if seen[2] == "planned" else changed).append(i)
             columns = [new[name] for name in PLAN_COLUMNS]
             self._replan(conn, cid, [[column[i] for i in replan] for column in columns], now)
             count = len(fresh)
-            if count != len(keys):
+            if count != len(columns[0]):
                 columns = [[column[i] for i in fresh] for column in columns]
+            names = (*PLAN_COLUMNS, "campaign_id", "state", "attempts", "created_at", "updated_at")
             constants = [repeat(value, count) for value in (cid, "planned", 0, now, now)]
-            bulk_insert(
+            if same_as:  # repeats are planned with their reason (collect shows it)
+                names = (*names, "reason")
+                constants.append([repeat_reason(same_as[k]) if k in same_as else None for k in columns[0]])
+            bulk_insert(conn, messages, names, list(zip(*columns, *constants, strict=True)))
+            self._mark_repeats(conn, cid, known, same_as, now)
+        return self._result(campaign, new, fresh, replan, changed, same_as, log=True)
+
+    @staticmethod
+    def _sort(
+        new: Mapping[str, list[Any]], known: Mapping[str, tuple[Any, ...]], *, allow_repeat: bool
+    ) -> tuple[Sequence[int], list[int], list[int], dict[str, str]]:
+        """Sort planned rows into fresh, to replan and changed positions, and find repeats (key -> earlier key)."""
+        keys, msisdns, digests = new["message_key"], new["msisdn"], new["content_hash"]
+        changed: list[int] = []
+        replan: list[int] = []
+        if not known:
+            fresh: Sequence[int] = range(len(keys))
+            candidates: Sequence[int] = fresh
+        else:
+            fresh, candidates = [], []
+            for i, (key, msisdn, digest) in enumerate(zip(keys, msisdns, digests, strict=True)):
+                seen = known.get(key)
+                if seen is None:
+                    fresh.append(i)
+                elif seen[:2] != (msisdn, digest):
+                    (replan if seen[2] == "planned" else changed).append(i)
+                if seen is None or (seen[2] == "planned"):
+                    candidates.append(i)
+        same_as = {} if allow_repeat else repeats(keys, msisdns, digests, candidates, known)
+        return fresh, replan, changed, same_as
+
+    @staticmethod
+    def _mark_repeats(
+        conn: sa.Connection, cid: int, known: Mapping[str, tuple[Any, ...]], same_as: Mapping[str, str], now: Any
+    ) -> None:
+        """Store (or clear) the repeat reason on already-planned rows whose verdict changed."""
+        updates = []
+        for key, (_, _, state, reason) in known.items():
+            if state != "planned":
+                continue
+            wanted = repeat_reason(same_as[key]) if key in same_as else None
+            if wanted != reason and (wanted is not None or (reason or "").startswith(REPEAT_REASON)):
+                updates.append((wanted, now, cid, key))
+        if updates:
+            sql = _sql(
                 conn,
-                messages,
-                (*PLAN_COLUMNS, "campaign_id", "state", "attempts", "created_at", "updated_at"),
-                list(zip(*columns, *constants, strict=True)),
+                f"UPDATE {messages.name} SET reason = ?, updated_at = ? "
+                "WHERE campaign_id = ? AND message_key = ? AND state = 'planned'",
             )
+            conn.exec_driver_sql(sql, updates)
+
+    @staticmethod
+    def _result(
+        campaign: str,
+        new: Mapping[str, list[Any]],
+        fresh: Sequence[int],
+        replan: list[int],
+        changed: list[int],
+        same_as: dict[str, str],
+        *,
+        log: bool,
+    ) -> PlanResult:
+        """The PlanResult of a plan (logging what changed when ``log``)."""
+        keys = new["message_key"]
         changed_keys = tuple(keys[i] for i in changed)
         replanned = tuple(keys[i] for i in replan)
-        if replanned:
+        if log and replanned:
             logger.info("campaign %r: %d rows not yet sent were replanned with new values", campaign, len(replanned))
-        if changed_keys:
+        if log and changed_keys:
             logger.warning("campaign %r: %d rows changed after they were sent; not resent", campaign, len(changed_keys))
+        if log and same_as:
+            logger.warning(
+                "campaign %r: %d rows repeat the number and text of another message; not sent (allow_repeat=True)",
+                campaign,
+                len(same_as),
+            )
         return PlanResult(
             campaign,
-            added=count,
-            kept=len(keys) - count - len(changed) - len(replan),
+            added=len(fresh),
+            kept=len(keys) - len(fresh) - len(changed) - len(replan),
             changed=changed_keys,
             replanned=replanned,
+            same_as=same_as,
         )
 
     @staticmethod
@@ -377,12 +458,11 @@ class Ledger:
         params = [(*values[1:], now, cid, values[0]) for values in zip(*columns, strict=True)]
         conn.exec_driver_sql(sql, params)
 
-    def _known(self, conn: sa.Connection, cid: int) -> dict[str, tuple[str, str, str]]:
-        """Map each key of campaign ``cid`` to its (msisdn, content digest, state); empty for a new campaign."""
-        stmt = sa.select(messages.c.message_key, messages.c.msisdn, messages.c.content_hash, messages.c.state).where(
-            messages.c.campaign_id == cid
-        )
-        return {key: (msisdn, digest, state) for key, msisdn, digest, state in fetch_rows(conn, stmt)}
+    def _known(self, conn: sa.Connection, cid: int) -> dict[str, tuple[str, str, str, str | None]]:
+        """Map each key of campaign ``cid`` to its (msisdn, content digest, state, reason); empty for a new one."""
+        c = messages.c
+        stmt = sa.select(c.message_key, c.msisdn, c.content_hash, c.state, c.reason).where(c.campaign_id == cid)
+        return {key: (msisdn, digest, state, reason) for key, msisdn, digest, state, reason in fetch_rows(conn, stmt)}
 
     def mark_submitting(self, campaign: str, keys: Iterable[Any], *, batch_id: str) -> int:
         """Mark ``planned`` rows ``submitting`` under ``batch_id`` (commit this before the request leaves).
