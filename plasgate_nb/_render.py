@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._controls import describe, refused
 from ._masking import REPORT_MASK, S_CLOSE, S_OPEN, SENTINELS, finish, mask_views
 from ._template import CompiledTemplate, Piece, missing, to_template_value, to_text
 from .segments import DELETE_GSM_BASIC, GSM_EXTENSION_CHARS, MASK_MARKER, PART_LIMIT, SINGLE_LIMIT, count_segments
@@ -164,6 +165,22 @@ def _views(piece: Piece, columns: _Columns, n: int) -> tuple[_PieceViews, Render
     return _PieceViews(codes, raw, content, report, handset), failure
 
 
+def _control_failure(piece: Piece, views: _PieceViews, n: int) -> RenderFailure | None:
+    """The first row whose piece holds a refused control character (checked once per distinct value)."""
+    bad = refused(views.handset)
+    if not bad or not n:
+        return None
+    position = 0 if views.codes is None else int(np.flatnonzero(np.isin(views.codes, bad))[0])
+    text = views.handset[0 if views.codes is None else views.codes[position]]
+    source = f" (from {', '.join(map(repr, piece.names))})" if piece.names else " (in the template text)"
+    return RenderFailure(
+        position,
+        ValueError(
+            f"the message holds {describe(text)}{source}; only tab, newline, carriage return and form feed may be sent"
+        ),
+    )
+
+
 def _measure(texts: list[str]) -> tuple[np.ndarray, ...]:
     """Per text: GSM-7?, GSM units, UCS-2 units, GSM double-cost chars?, astral chars?, blank?, has '#'?"""
     count = len(texts)
@@ -236,6 +253,8 @@ def render_frame(compiled: CompiledTemplate, df: pd.DataFrame) -> tuple[Rendered
     for piece in compiled.pieces:
         views, failure = _views(piece, columns, n)
         evaluated.append(views)
+        if failure is None:
+            failure = _control_failure(piece, views, n)
         if failure is not None:
             failures.append(failure)
     if failures:

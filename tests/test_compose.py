@@ -258,6 +258,45 @@ def test_preview_and_cost() -> None:
         preview(customers())
 
 
+@pytest.mark.parametrize(
+    ("template", "column", "value", "row", "source"),
+    [
+        ("Hi {{ first_name }}", "first_name", "Da\x00ra", 102, "'first_name'"),
+        ("Code {{ coupon|upper }}", "coupon", "K\x1b[0m", 103, "'coupon'"),
+        ("Hi {{ first_name }}, {{ city }}", "city", "Siem\x85Reap", 104, "'city'"),
+        ("Hi {{ first_name }}, code {{ otp }}", "otp", "12\x7f34", 101, "'otp'"),
+        ("Hi\x07 {{ first_name }}", None, None, 101, "in the template text"),
+    ],
+)
+def test_control_characters_are_a_template_error_naming_the_row(
+    template: str, column: str | None, value: str | None, row: int, source: str
+) -> None:
+    df = customers()
+    if column is not None:
+        df.loc[row, column] = value
+    with pytest.raises(TemplateError, match=rf"row {row}: the message holds control character U\+00") as info:
+        render(df, template, mask=["otp"])
+    assert source in str(info.value) and "tab, newline" in str(info.value)
+    if value is not None:
+        assert value not in str(info.value)  # a masked value never shows in an error
+
+
+def test_tab_newline_carriage_return_and_form_feed_render() -> None:
+    df = customers().assign(city=["Phnom\tPenh", "Siem\nReap", "A\r\nB", "page\fbreak"])
+    out = render(df, "Hi {{ first_name|default('there') }},\n{{ city }}")
+    assert out["content"].tolist()[2] == "Hi there,\nA\r\nB"
+    assert out["encoding"].tolist() == ["UCS-2", "UCS-2", "GSM-7", "GSM-7"]  # 101: a tab is not GSM 03.38; 102: Khmer
+
+
+@pytest.mark.parametrize("price", [float("nan"), float("inf"), float("-inf"), -0.01, np.float64("nan"), "0.01", True])
+def test_a_price_must_be_a_finite_number_at_least_zero(price: object) -> None:
+    out = render(customers(), "Hi {{ first_name }}")
+    with pytest.raises(ConfigError, match=r"price_per_segment must be a (finite )?number >= 0"):
+        estimate_cost(out, price_per_segment=price)  # type: ignore[arg-type]
+    assert estimate_cost(out, price_per_segment=np.float32(0.5)).total == 2.0
+    assert estimate_cost(out, price_per_segment=0).total == 0.0
+
+
 def reference(df: pd.DataFrame, template: str, mask: set[str]) -> list[tuple[str, str, object]]:
     """Render row by row through the whole compiled template: what the piece renderer must equal."""
     compiled = compile_template(template, mask=mask)
