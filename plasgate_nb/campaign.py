@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ._keys import message_keys
 from ._masking import MASKED_AREA, REPORT_MASK
 from .batch import Batch, build_requests
+from .compose import validate_price
 from .errors import AudienceError, ConfigError
 from .gateway import Gateway
 from .io import warn_numeric_text
@@ -165,7 +166,7 @@ class Campaign:
         self.dlr_level = dlr_level
         self.dlr_method = dlr_method
         self.max_recipients = max_recipients
-        self.price_per_segment = price_per_segment
+        self.price_per_segment = None if price_per_segment is None else validate_price(price_per_segment)
         self.progress = progress
         self.client = client or GatewayClient(self.gateway)
         self.info = self.ledger.open_campaign(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import html
 import logging
+import math
+import numbers
 import os
 import re
 import warnings
@@ -315,6 +317,16 @@ def _require(df: pd.DataFrame, names: Iterable[str]) -> None:
         raise TemplateError(f"the frame has no {', '.join(absent)} column(s): run render_messages() first")
 
 
+def validate_price(value: Any, *, name: str = "price_per_segment") -> float:
+    """Return ``value`` as a float if it is a finite number >= 0, else raise ConfigError naming ``name``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number >= 0 (e.g. 0.012), not {value!r}")
+    price = float(value)
+    if not math.isfinite(price) or price < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0 (e.g. 0.012), not {value!r}")
+    return price
+
+
 def estimate_cost(
     df: pd.DataFrame,
     *,
@@ -325,10 +337,10 @@ def estimate_cost(
     """Estimate the price of sending a rendered frame: every part is billed ``price_per_segment``.
 
     Rows with empty content, and rows whose ``audience_status`` (when present) is not ``ok``, are
-    not sent and not counted (``skipped``).
+    not sent and not counted (``skipped``). A price that is not a finite number >= 0 (NaN, inf,
+    negative) raises ConfigError.
     """
-    if not isinstance(price_per_segment, int | float) or price_per_segment < 0:
-        raise ConfigError(f"price_per_segment must be a non-negative number, not {price_per_segment!r}")
+    price_per_segment = validate_price(price_per_segment)
     _require(df, [column, "encoding", "segments"])
     sent = df[column].fillna("").astype(str).str.len() > 0
     if "audience_status" in df.columns:

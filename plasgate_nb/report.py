@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ._keys import key_index
 from ._masking import content_digest
 from ._states import AWAITING, FINAL_STATUSES, NOT_REQUESTED, row_kinds
+from .compose import validate_price
 from .errors import ConfigError
 from .ledger import Ledger
 
@@ -205,6 +206,7 @@ def collect(
     ledger, name, default_key, default_price = _source(campaign)
     key = key if key is not None else default_key
     price = price_per_segment if price_per_segment is not None else default_price
+    price = None if price is None else validate_price(price)
     keys = key_index(df, key)
     if {"msisdn", "content"} <= set(df.columns):  # the planned rows, read while the main read is decoded
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-collect") as pool:

@@ -429,3 +429,12 @@ def test_repeats_within_one_frame_and_of_uncertain_rows_are_not_sent(
     dry = make(tmp_path, gateway).send(late.set_axis(["late-dry"]), dry_run=True)
     assert (dry.recipients, dry.same_as) == (0, {"late-dry": "cust3350"})
     assert "late-dry" not in set(make(tmp_path, gateway).to_frame()["message_key"])  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("price", [float("nan"), float("inf"), -0.012])
+def test_a_price_must_be_a_finite_number_at_least_zero(gateway: Gateway, tmp_path: Path, price: float) -> None:
+    with pytest.raises(ConfigError, match="price_per_segment must be a finite number >= 0"):
+        make(tmp_path, gateway, price_per_segment=price)
+    assert Ledger(tmp_path / "ledger.db").campaign_token("c1") is None  # refused before the campaign was opened
+    summary = make(tmp_path, gateway, price_per_segment=0.0).send(frame(2, start=3400), dry_run=True)
+    assert summary.cost == 0.0

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..compose import render_messages
@@ -301,10 +303,25 @@ def add_campaign_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _jsonable(value: Any) -> Any:
+    """``value`` with every missing or non-finite number (NaN, inf, NA, NaT) as None, numpy scalars as Python."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    """Print ``data`` as one JSON line with ``--json``, else ``text``."""
+    """Print ``data`` as one line of valid JSON with ``--json`` (NaN and infinities as null), else ``text``."""
     if getattr(args, "json", False):
-        print(json.dumps(data, default=str))
+        print(json.dumps(_jsonable(data), default=str, allow_nan=False))
     else:
         print(text)
     sys.stdout.flush()

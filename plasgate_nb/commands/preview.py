@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..audience import prepare_audience
-from ..compose import estimate_cost, preview
+from ..compose import estimate_cost, preview, validate_price
 from ._common import (
     add_template_options,
     check_columns,
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the preview table and the cost estimate."""
+    price = None if args.price is None else validate_price(args.price, name="--price")
     df = read_frame(args.input, parse_dates=args.parse_dates)
     check_columns(df, args.input, phone=args.phone, mask=args.mask)
     suppress = read_suppress(args.suppress)
@@ -48,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     ok = rendered[rendered["audience_status"] == "ok"]
     table = preview(ok, n=args.rows)
     # the same price as `send --price`: none given, no cost (parts are still counted)
-    cost = estimate_cost(rendered, price_per_segment=args.price or 0.0)
+    cost = estimate_cost(rendered, price_per_segment=price or 0.0)
     cost_data = dict(cost.__dict__)
     cost_text = str(cost)
-    if args.price is None:
+    if price is None:
         cost_data.update(price_per_segment=None, total=None)
         cost_text = f"{cost.messages} messages, {cost.segments} parts (no cost estimate: give --price)"
     statuses = rendered["audience_status"].value_counts().to_dict()

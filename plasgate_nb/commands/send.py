@@ -20,6 +20,7 @@ from .._schedule import format_schedule_at
 from ..audience import prepare_audience
 from ..batch import validate_sender
 from ..campaign import Campaign, SendSummary
+from ..compose import validate_price
 from ..errors import ConfigError
 from ..gateway import Gateway, redact
 from ..ledger import STATES, Ledger
@@ -291,6 +292,7 @@ def _say(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Send the campaign; the exit code says whether every row is accepted (see :func:`exit_code`)."""
+    price = None if args.price is None else validate_price(args.price, name="--price")
     gateway, smpp = _gateway(args)
     df = read_frame(args.input, key=args.key, parse_dates=args.parse_dates)
     check_columns(df, args.input, key=args.key, phone=args.phone, mask=args.mask)
@@ -309,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
         transport=args.transport,
         key=args.key,
         receiver=args.callback_url,
-        price_per_segment=args.price,
+        price_per_segment=price,
         progress=not args.json and sys.stderr.isatty(),  # no progress bars in a cron job's mail
         smpp=smpp,
         receipt_timeout=args.receipt_wait,
