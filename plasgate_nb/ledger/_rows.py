@@ -141,7 +141,7 @@ def repeats(
     """
     if not candidates:
         return {}
-    numbers = {msisdns[i] for i in candidates}
+    numbers = set(msisdns) if len(candidates) == len(msisdns) else {msisdns[i] for i in candidates}
     taken: dict[tuple[str, str], str] = {}
     for key, (msisdn, digest, state, *_) in known.items():
         if state in TAKEN_STATES and msisdn in numbers:
