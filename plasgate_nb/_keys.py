@@ -122,9 +122,9 @@ def canonical_keys(values: pd.Series | pd.Index | Iterable[Any], *, labels: pd.I
     empty = [i for i, k in enumerate(keys) if not k] if not all(keys) else []
     if empty:
         raise AudienceError(f"message keys are empty in rows {_rows(empty, labels)}")
-    bad = refused(keys, allow="")
+    bad = refused(keys)
     if bad:
-        shown = ", ".join(f"{keys[i]!r} ({describe(keys[i], allow='')})" for i in bad[:_SHOWN])
+        shown = ", ".join(f"{keys[i]!r} ({describe(keys[i])})" for i in bad[:_SHOWN])
         raise AudienceError(f"message keys hold control characters in rows {_rows(bad, labels)}: {shown}")
     return keys
 

@@ -18,6 +18,7 @@ from plasgate_nb.gateway import Gateway
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
 from tests.conftest import gateway_for
+from tests.test_ledger import url  # noqa: F401 (fixture: a fresh SQLite file or PostgreSQL schema)
 
 
 @pytest.fixture(scope="module")
@@ -438,3 +439,38 @@ def test_a_price_must_be_a_finite_number_at_least_zero(gateway: Gateway, tmp_pat
     assert Ledger(tmp_path / "ledger.db").campaign_token("c1") is None  # refused before the campaign was opened
     summary = make(tmp_path, gateway, price_per_segment=0.0).send(frame(2, start=3400), dry_run=True)
     assert summary.cost == 0.0
+
+
+@pytest.mark.parametrize(
+    ("where", "error", "words"),
+    [
+        ("content", TemplateError, r"control characters .*'cust3501' \(control character U\+0000\)"),
+        ("content", TemplateError, r"'cust3501' \(control character U\+001B\)"),
+        ("key", AudienceError, r"control characters in rows \['cust3501'\]"),
+    ],
+)
+def test_control_characters_are_refused_before_anything_is_planned(
+    sim: Simulator,
+    gateway: Gateway,
+    url: str,  # noqa: F811
+    where: str,
+    error: type[Exception],
+    words: str,
+) -> None:
+    """On SQLite NUL used to be stored and sent, on PostgreSQL it broke planning with a raw psycopg DataError."""
+    df = frame(3, start=3500)
+    char = "\x1b" if "001B" in words else "\x00"
+    if where == "content":
+        df.loc["cust3501", "content"] = f"Hi{char}there"
+    else:
+        df["id"] = ["id0", f"id{char}1", "id2"]
+    campaign = Campaign(
+        "ctl", gateway=gateway, ledger=Ledger(url), progress=False, key="id" if where == "key" else None
+    )
+    before = len(sim.records())
+    for action in (campaign.send, campaign.plan):
+        with pytest.raises(error, match=words):
+            action(df)
+    assert campaign.status()["total"] == 0
+    assert len(sim.records()) == before
+    campaign.ledger.close()

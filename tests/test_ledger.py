@@ -181,7 +181,7 @@ def test_plan_refuses_bad_rows(ledger: Ledger) -> None:
         ("content_report", "Hello\x00******", "U+0000"),
         ("msisdn", "85512000001\x00", "U+0000"),
         ("message_key", "k\x00", "U+0000"),
-        ("message_key", "tab\tkey", "U+0009"),
+        ("message_key", "unit\x1fseparator", "U+001F"),
     ],
 )
 def test_control_characters_are_refused_naming_the_row_before_anything_is_planned(

@@ -101,7 +101,7 @@ def plan_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
         raise LedgerError(f"rows without a number or text content: {bad[:10]}")
     msisdns = [m if isinstance(m, str) else str(m) for m in msisdns]
     reports = column("content_report")
-    _refuse_controls(keys, msisdns, "numbers", allow="")
+    _refuse_controls(keys, msisdns, "numbers")
     _refuse_controls(keys, contents, "texts")
     _refuse_controls(keys, [r if isinstance(r, str) else "" for r in reports], "report texts")
     return {
@@ -115,12 +115,11 @@ def plan_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
     }
 
 
-def _refuse_controls(keys: list[str], values: list[str], what: str, *, allow: str | None = None) -> None:
+def _refuse_controls(keys: list[str], values: list[str], what: str) -> None:
     """Raise LedgerError naming the rows whose ``values`` hold a refused control character."""
-    options = {} if allow is None else {"allow": allow}
-    bad = refused(values, **options)
+    bad = refused(values)
     if bad:
-        shown = ", ".join(f"{keys[i]!r} ({describe_char(values[i], **options)})" for i in bad[:10])
+        shown = ", ".join(f"{keys[i]!r} ({describe_char(values[i])})" for i in bad[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise LedgerError(f"{what} hold control characters in rows {shown}{more}; nothing was planned")
 
