@@ -83,3 +83,25 @@ def test_emit_turns_every_non_finite_or_missing_number_into_null(capsys: pytest.
         "1": {"nested": None},
         "when": "2026-01-02 00:00:00+00:00",
     }
+
+
+def test_rows_repeating_another_message_under_new_keys_exit_3_until_allowed(
+    sim: Simulator,  # noqa: F811
+    env: dict[str, str],  # noqa: F811
+    files: dict[str, Path],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = len(sim.records())
+    assert main(send_args(files)) == 0
+    capsys.readouterr()
+    rekeyed = pd.read_csv(files["customers"], dtype=str)
+    rekeyed["customer_id"] = "N" + rekeyed["customer_id"]  # the CRM re-keyed everybody
+    rekeyed.to_csv(files["customers"], index=False)
+    assert main(send_args(files)) == 3
+    captured = capsys.readouterr()
+    assert strict_json(captured.out.strip().splitlines()[-1])["same_as"] == {"NC1": "C1", "NC2": "C2"}
+    assert "2 repeat the number and text of another message under a new key" in captured.err
+    assert len(sim.records()) == before + 2
+    assert main(send_args(files, "--allow-repeat")) == 0
+    assert strict_json(capsys.readouterr().out.strip().splitlines()[-1])["accepted"] == 2
+    assert len(sim.records()) == before + 4

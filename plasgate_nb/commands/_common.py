@@ -67,7 +67,8 @@ exit codes:
        credentials, a missing --ledger file (status, resume, collect, report), a port
        in use (one line on stderr names the file, column or option)
   {EXIT_NOT_SENT}    send: the campaign still has rows rejected by the gateway or uncertain (now
-       or in an earlier run), or rows changed since planned; stderr says how many.
+       or in an earlier run), rows changed since planned, or rows repeating another
+       message under a new key (--allow-repeat sends them); stderr says how many.
        A rerun exits 3 again until they are resent (--resend-rejected,
        --resend-uncertain) or settled; look at them first (status, collect)
   {EXIT_RETRY_LATER}    send: rows are only left to retry (the gateway throttled them, turned them

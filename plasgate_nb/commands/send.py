@@ -158,6 +158,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="if another sender is sending this campaign, wait up to this long for it to finish (default 0)",
     )
+    parser.add_argument(
+        "--allow-repeat",
+        action="store_true",
+        help="send rows whose number and text another message of the campaign already carries (under another key)",
+    )
 
 
 def _smpp_config(args: argparse.Namespace) -> SmppConfig | None:
@@ -231,7 +236,9 @@ def exit_code(summary: SendSummary, standing: pd.DataFrame | None = None) -> int
     counts = _counts(standing)
     if summary.rejected or summary.uncertain or summary.changed or counts["rejected"] or counts["uncertain"]:
         return EXIT_NOT_SENT
-    if summary.retry_later or counts["planned"] or counts["submitting"]:
+    if summary.same_as:  # rows repeating another message under a new key: planned, deliberately not sent
+        return EXIT_NOT_SENT
+    if summary.retry_later or counts["planned"] - len(summary.same_as) or counts["submitting"]:
         return EXIT_RETRY_LATER
     return EXIT_OK
 
@@ -241,7 +248,7 @@ def _incomplete(summary: SendSummary, standing: pd.DataFrame | None = None) -> s
     counts = _counts(standing)
     rejected = max(counts["rejected"], summary.rejected)
     uncertain = max(counts["uncertain"], summary.uncertain)
-    retry = max(counts["planned"] + counts["submitting"], summary.retry_later)
+    retry = max(counts["planned"] - len(summary.same_as) + counts["submitting"], summary.retry_later)
     parts = []
     if rejected:
         parts.append(f"{rejected} rejected by the gateway (not resent: fix the cause, then add --resend-rejected)")
@@ -249,6 +256,11 @@ def _incomplete(summary: SendSummary, standing: pd.DataFrame | None = None) -> s
         parts.append(f"{uncertain} uncertain (may have reached the gateway; not resent: see --resend-uncertain)")
     if summary.changed:
         parts.append(f"{len(summary.changed)} changed since planned (not sent; revert them or use a new --campaign)")
+    if summary.same_as:
+        parts.append(
+            f"{len(summary.same_as)} repeat the number and text of another message under a new key "
+            "(not sent; see --allow-repeat)"
+        )
     if retry:
         parts.append(
             f"{retry} left to retry (the gateway throttled them, turned them away unread or could not be "
@@ -326,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
         resend_rejected=args.resend_rejected,
         schedule_at=_schedule_at(args),
         wait=args.wait,
+        allow_repeat=args.allow_repeat,
     )
     standing = None
     if not args.dry_run:
