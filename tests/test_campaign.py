@@ -354,6 +354,7 @@ def _as_numpy_objects(keys: pd.Series) -> pd.Series:
     return pd.Series([np.int64(k) for k in keys], index=keys.index, dtype=object)
 
 
+@pytest.mark.filterwarnings("ignore::plasgate_nb.io.NumericTextWarning")  # numeric keys on purpose (it warns)
 @pytest.mark.parametrize(
     "convert", [_as_float, _as_text, _as_padded_text, _as_excel_text, _as_nullable, _as_numpy_objects]
 )
