@@ -177,7 +177,7 @@ def test_batch_callbacks_pair_numbers_with_ids(sim: Simulator, receiver: Receive
         "batchId": answer["queue_id"],
         "to": "bad",
         "status": "0",
-        "statusText": 'HTTPAPI error: Error "Argument [to] has an invalid value: [bad]."',
+        "statusText": 'HTTPAPI error: Error "Argument [to] has an invalid value: [bad].',  # as recorded: no closing "
     }
     dlr_ids = {f["id"] for f in receiver.fields("/batch/dlr")}
     assert dlr_ids == {ids["85512345601"], ids["85512345602"]}

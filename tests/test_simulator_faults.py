@@ -15,7 +15,7 @@ import pytest
 from plasgate_nb.simulator import DeliveryModel, Fault, RateLimits, Simulator, SimulatorConfig
 from plasgate_nb.simulator.cli import parse_carrier, parse_limits
 from plasgate_nb.simulator.faults import parse_fault
-from tests.simulator_helpers import Receiver, rest, single
+from tests.simulator_helpers import Receiver, api, rest, single
 
 
 @pytest.fixture
@@ -212,3 +212,104 @@ def test_cli_options_shape_the_served_gateway() -> None:
         proc.communicate(timeout=15)
     bad = subprocess.run([*argv[:4], "--limit", "sms=3"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "--limit 'sms=3'" in bad.stderr
+
+
+# ------------------------------------------------------------------------------ refusals and late answers
+@pytest.mark.parametrize("status", [503, 408, 502])
+def test_error_after_accepting_answers_the_status_and_still_delivers(sim: Simulator, status: int) -> None:
+    """503/408 after the request was taken: recorded, charged, and every receipt still comes."""
+    with Receiver() as receiver:
+        sim.set_faults(Fault("error_after", route="rest", count=1, status=status))
+        resp = rest(sim, "/rest/send", single(to="85512345670", dlr_url=receiver.url("/late"), dlr_level=3))
+        assert resp.status_code == status
+        assert resp.headers.get("retry-after") == ("1" if status == 503 else None)  # an invitation to resend
+        (record,) = [r for r in sim.records() if r["to"] == "85512345670"]
+        receiver.wait("/late", 1)
+        sim.wait_idle()
+        assert {f["id"] for f in receiver.fields("/late")} == {record["message_id"]}
+
+
+def test_error_fault_status_must_be_408_or_5xx() -> None:
+    assert parse_fault("error_after:batch:status=408").status == 408
+    with pytest.raises(ValueError, match="408 or a 5xx"):
+        parse_fault("error_after:status=404")
+    with pytest.raises(ValueError, match="408 or a 5xx"):
+        parse_fault("error_before:status=200")
+
+
+def test_batch_errbacks_for_unrouted_and_malformed_numbers_come_after_the_200(sim: Simulator) -> None:
+    """A number no route serves (855 13..., qb) and a malformed one: 200 for the batch, then errbacks."""
+    with Receiver() as receiver:
+        body = {
+            "globals": {"sender": "SMS Info"},
+            "messages": [{"to": ["85512345671", "85513345672", "8551234"], "content": "x"}],
+            "batch_config": {"callback_url": receiver.url("/cb"), "errback_url": receiver.url("/eb")},
+        }
+        answer = rest(sim, "/rest/batch-send", body)
+        assert answer.status_code == 200 and answer.json()["message_count"] == 3
+        errbacks = sorted(receiver.wait("/eb", 2), key=lambda c: c["query"]["to"])
+        (ok,) = receiver.wait("/cb", 1)
+        sim.wait_idle()
+    assert [r["to"] for r in sim.records()] == ["85512345671"]  # refused numbers are neither recorded nor charged
+    assert ok["query"]["to"] == "85512345671"
+    assert [(c["query"]["to"], c["query"]["status"], c["query"]["statusText"]) for c in errbacks] == [
+        ("8551234", "0", 'HTTPAPI error: Error "Argument [to] has an invalid value: [8551234].'),
+        ("85513345672", "0", 'HTTPAPI error: Error "No route found'),
+    ]
+    assert {c["query"]["batchId"] for c in errbacks} == {answer.json()["queue_id"]}
+
+
+def test_batch_receipts_are_scheduled_only_once_the_answer_has_left() -> None:
+    """Driven at the ASGI level: when the 200's body is handed to the server, no receipt is scheduled yet."""
+    import asyncio
+    import json
+
+    from plasgate_nb.simulator.app import create_app
+
+    app = create_app(SimulatorConfig(seed=1))
+    gateway = app.sim.gateway  # type: ignore[attr-defined]
+    creds = SimulatorConfig().accounts[0]
+    body = json.dumps(
+        {
+            "globals": {"sender": "SMS Info"},
+            "messages": [{"to": ["85512345673", "85513345674"], "content": "x", "dlr_url": "http://127.0.0.1:9/d"}],
+            "batch_config": {"callback_url": "http://127.0.0.1:9/cb", "errback_url": "http://127.0.0.1:9/eb"},
+        }
+    ).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/rest/batch-send",
+        "raw_path": b"/rest/batch-send",
+        "query_string": f"private_key={creds.private_key}".encode(),
+        "headers": [(b"x-secret", creds.secret.encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    seen: list[tuple[str, int]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        seen.append((str(message["type"]), gateway.scheduled))
+
+    asyncio.run(app(scope, receive, send))
+    assert seen == [("http.response.start", 0), ("http.response.body", 0)]
+    assert len(gateway.ids) == 1  # accepted and recorded before answering ...
+    assert gateway.scheduled == 3  # ... its batch callback, level-1 DLR and the errback only after
+
+
+@pytest.mark.parametrize("path", ["rest", "api"])
+def test_single_sends_to_an_unrouted_number_are_412(sim: Simulator, path: str) -> None:
+    balance = sim.state()["balances"]["demo"]
+    if path == "rest":
+        resp = rest(sim, "/rest/send", single(to="85513345675"))
+        assert (resp.status_code, resp.json()) == (412, {"message": 'Error "No route found'})
+    else:
+        resp = api(sim, to="85513345675", content="x")
+        assert (resp.status_code, resp.text) == (412, 'Error "No route found"')
+    assert sim.records() == [] and sim.state()["balances"]["demo"] == balance

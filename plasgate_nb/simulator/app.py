@@ -12,7 +12,7 @@ import hmac
 import json
 import math
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,7 +27,16 @@ from .dlr import Dispatcher
 from .faults import FaultBook, FaultMiddleware, fault_from_dict
 from .mo import MoThrower
 from .model import Gateway, InsufficientBalance, MessageSpec, new_ids
-from .parse import MSISDN, Invalid, check_content, check_dlr, check_sender, parse_batch, parse_single
+from .parse import (
+    MSISDN,
+    NO_ROUTE,
+    Invalid,
+    check_content,
+    check_dlr,
+    check_sender,
+    parse_batch,
+    parse_single,
+)
 from .smpp_server import GatewayBackend, SmppServer
 
 __all__ = ["ADMIN_HEADER", "create_app"]
@@ -43,6 +52,25 @@ def _json(status: int, body: Any, **headers: str) -> JSONResponse:
 def _text(status: int, text: str) -> PlainTextResponse:
     """A Jasmin HTTP API answer (text/plain)."""
     return PlainTextResponse(text, status_code=status)
+
+
+class _ThenSchedule(JSONResponse):
+    """A JSON answer that schedules its request's receipts once it has left (or failed to leave).
+
+    Jasmin answers a batch first, then its workers hand each number to the HTTP API and throw the batch
+    callbacks, errbacks and DLRs: none can reach the client before the 200 is on the wire.
+    """
+
+    def __init__(self, content: Any, *, after: Callable[[], None]) -> None:
+        super().__init__(content, status_code=200)
+        self.after = after
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Send the answer, then schedule (also when the client has gone: the gateway accepted)."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.after()
 
 
 class SimApp:
@@ -119,6 +147,8 @@ class SimApp:
             return self._too_many("rest", retry)
         try:
             spec = parse_single(await self._body(request), account)
+            if not self.gateway.routed(spec.to[0]):
+                return _json(412, {"message": NO_ROUTE.rstrip('"')})  # Jasmin's REST drops the closing quote
             ids, events = self.gateway.submit(account, "rest", [spec], flags=self._flags(request))
         except Invalid as exc:
             return _json(400, {"message": exc.errors})
@@ -136,7 +166,10 @@ class SimApp:
             return self._too_many("batch", retry)
         try:
             specs, config = parse_batch(
-                await self._body(request), account, reject_invalid=self.config.batch_invalid_numbers == "reject"
+                await self._body(request),
+                account,
+                reject_invalid=self.config.batch_invalid_numbers == "reject",
+                routed=self.gateway.routed,
             )
             due = None
             if config.get("schedule_at") not in (None, ""):
@@ -151,6 +184,7 @@ class SimApp:
                 callback_url=config.get("callback_url"),
                 errback_url=config.get("errback_url"),
                 flags=self._flags(request),
+                defer=True,
             )
         except Invalid as exc:
             return _json(400, {"message": exc.errors})
@@ -158,9 +192,11 @@ class SimApp:
             return _json(412, {"message": str(exc), "error": "schedule_at"})
         except InsufficientBalance as exc:
             return _json(402, {"message": f"Insufficient balance: {exc}"})
-        await self._flush(request, events)
-        count = sum(len(s.to) + len(s.invalid) for s in specs)
-        return _json(200, {"queue_id": batch_id, "message_count": count})
+        answer = {"queue_id": batch_id, "message_count": sum(len(s.to) + len(s.invalid) for s in specs)}
+        if "callbacks_before_response" in self._flags(request):
+            await self._flush(request, events)
+            return _json(200, answer)
+        return _ThenSchedule(answer, after=lambda: self.gateway.schedule(events))
 
     async def report(self, request: Request) -> Response:
         """GET /report: the account's transaction report, masked areas as ******."""
@@ -206,6 +242,8 @@ class SimApp:
         if errors:
             key = next(iter(errors))
             return _text(400, f'Error "Argument [{key}] has an invalid value: [{form.get(key)}]."')
+        if not self.gateway.routed(str(form["to"])):
+            return _text(412, NO_ROUTE)
         spec = MessageSpec([str(form["to"])], content, sender, url, level, method)
         try:
             ids, events = self.gateway.submit(account, "api", [spec], flags=self._flags(request))

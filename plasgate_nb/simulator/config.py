@@ -192,6 +192,9 @@ class SimulatorConfig:
     SMPP v3.4 on ``smpp_port`` (0: any free port; ``Simulator.smpp_port`` tells which), in the same
     process and loop as the HTTP routes, binding with the HTTP API username/password;
     ``smpp_enquire_link_interval`` is how long a link may stay silent before the server probes it.
+    ``no_route`` lists national prefixes (the two digits after 855) no route serves: the gateway refuses
+    those numbers (REST ``/rest/send`` 412, HTTP API ``412 Error "No route found"``, a batch's errback
+    after its 200); by default 13, the closed qb network that number plans still list as mobile.
     """
 
     accounts: tuple[Account, ...] = (Account(),)
@@ -210,3 +213,4 @@ class SimulatorConfig:
     smpp: bool = False
     smpp_port: int = 0
     smpp_enquire_link_interval: float = 30.0
+    no_route: tuple[str, ...] = ("13",)

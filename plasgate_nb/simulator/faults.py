@@ -1,10 +1,13 @@
 """Fault injection: which faults hit a request, and an outermost ASGI middleware that applies them.
 
 Request faults wrap the whole app: ``error_before`` / ``throttle`` answer without processing;
-``error_after`` / ``delay_after`` / ``drop_after`` let the route accept the messages, then swallow its
-answer and send a 5xx, hold it past the client's timeout, or close the connection with no answer at
-all (the client sees ``httpx.RemoteProtocolError``: "Server disconnected without sending a response").
-Callback faults travel to the route in ``scope["sim.flags"]``.
+``error_after`` / ``delay_after`` / ``drop_after`` let the route accept the messages (recorded, and
+delivered with all their receipts), then swallow its answer and send ``status`` instead (any 5xx, or
+408: what a proxy or an overloaded gateway says after the request went through; a 503 carries
+``Retry-After: 1``, the invitation to resend that a client must decline), hold it past the client's
+timeout, or close the connection with no answer at all (the client sees ``httpx.RemoteProtocolError``:
+"Server disconnected without sending a response"). Callback faults travel to the route in
+``scope["sim.flags"]``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import replace
+from http import HTTPStatus
 from typing import Any
 
 from .config import FAULT_KINDS, ROUTES, SMPP_ROUTE, Fault
@@ -38,6 +42,10 @@ def fault_from_dict(data: dict[str, Any]) -> Fault:
         raise ValueError(f"unknown fault kind {fault.kind!r}; choose from {', '.join(FAULT_KINDS)}")
     if fault.route not in (*ROUTES, SMPP_ROUTE, "*"):
         raise ValueError(f"unknown route {fault.route!r}; choose from rest, batch, api, smpp or *")
+    if fault.kind in ("error_before", "error_after") and not (
+        isinstance(fault.status, int) and (fault.status == 408 or 500 <= fault.status <= 599)
+    ):
+        raise ValueError(f"fault status {fault.status!r}: use 408 or a 5xx")
     return fault
 
 
@@ -110,7 +118,7 @@ class FaultMiddleware:
         kinds = {f.kind: f for f in faults}
         scope["sim.flags"] = frozenset(k for k in kinds if k not in REQUEST_KINDS)
         if "error_before" in kinds:
-            await _answer(send, kinds["error_before"].status, {"message": "Internal server error"})
+            await _error(send, kinds["error_before"].status)
             return
         if "throttle" in kinds:
             await _answer(send, 429, {"message": "Too many requests"}, retry_after="60")
@@ -128,7 +136,7 @@ class FaultMiddleware:
         if after[0] == "drop_after":
             await _drop(send)
         elif after[0] == "error_after":
-            await _answer(send, kinds["error_after"].status, {"message": "Internal server error"})
+            await _error(send, kinds["error_after"].status)
         else:
             await asyncio.sleep(kinds["delay_after"].delay)
             for message in held:
@@ -143,6 +151,12 @@ async def _answer(send: Send, status: int, body: dict[str, Any], *, retry_after:
         headers.append((b"retry-after", retry_after.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
+
+
+async def _error(send: Send, status: int) -> None:
+    """Answer ``status`` with its reason phrase; a 503 also says when to come back (``Retry-After: 1``)."""
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Server Error"
+    await _answer(send, status, {"message": phrase}, retry_after="1" if status == 503 else None)
 
 
 async def _drop(send: Send) -> None:

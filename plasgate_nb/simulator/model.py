@@ -2,13 +2,15 @@
 
 An HTTP route (or the SMPP server of a later issue) validates a request, then calls::
 
-    ids = gateway.submit(account, route, [MessageSpec(to=[...], content=..., sender=..., dlr_url=...,
-                                                      dlr_level=3, dlr_method="POST")],
-                         batch_id=None, due_at=None, callback_url=None, errback_url=None,
-                         flags=frozenset(), sink=None)
+    ids, later = gateway.submit(account, route, [MessageSpec(to=[...], content=..., sender=..., dlr_url=...,
+                                                             dlr_level=3, dlr_method="POST")],
+                                batch_id=None, due_at=None, callback_url=None, errback_url=None,
+                                flags=frozenset(), sink=None, defer=False)
 
 which charges the account (``InsufficientBalance`` when it cannot pay), records every recipient, draws
-its fate from the delivery model and schedules its receipts on a heap keyed by simulated time. Receipts
+its fate from the delivery model and schedules its receipts on a heap keyed by simulated time. With
+``defer=True`` it schedules nothing and returns the events instead: the batch route hands them to
+``schedule`` once its answer has left, as Jasmin's batch workers only start after the 200. Receipts
 leave through the dispatcher (``dlr.Dispatcher``): as Jasmin DLR callbacks to ``dlr_url``, or, when a
 ``sink`` is given (SMPP: a bound receiver session), as ``sink(submission, fields)`` calls with the same
 Jasmin fields (id, level, message_status, id_smsc, sub, dlvrd, subdate, donedate, err, text) from which
@@ -132,7 +134,12 @@ class Gateway:
         self._seq = 0
         self.request_seq = 0
         self._smsc_base = random.Random(config.seed).randrange(0x1000000, 0x8000000)
+        self._no_route = frozenset(config.no_route)
         self.wake: Callable[[], None] = lambda: None
+
+    def routed(self, to: str) -> bool:
+        """Whether a route serves ``to`` (855 + national number): its prefix is not in ``no_route``."""
+        return to[3:5] not in self._no_route
 
     # -- auth and limits ---------------------------------------------------------------------------
     def authenticate_rest(self, private_key: str | None, secret: str | None) -> Account | None:
@@ -187,9 +194,14 @@ class Gateway:
         errback_url: str | None = None,
         flags: frozenset[str] = frozenset(),
         sink: Callable[[Submission, dict[str, str]], None] | None = None,
+        defer: bool = False,
     ) -> tuple[list[list[str]], list[Event]]:
-        """Charge, record and schedule ``messages``; return their ids and, with the flag
-        ``callbacks_before_response``, the events the caller must throw before answering."""
+        """Charge, record and schedule ``messages``; return their ids and the events left to the caller.
+
+        Those events are, with the flag ``callbacks_before_response``, the ones the caller must throw
+        before answering; with ``defer``, the ones it must ``schedule`` once its answer has left.
+        Otherwise they are scheduled here and none is returned.
+        """
         parts = [self._segments(m.content) for m in messages]  # once per message: price and record
         per_segment = account.price_per_segment
         cost = sum(p[1] * len(m.to) for p, m in zip(parts, messages, strict=True)) * per_segment
@@ -199,7 +211,7 @@ class Gateway:
         self.request_seq += 1
         now = self.clock.now()
         due = now if due_at is None else due_at
-        immediate = "callbacks_before_response" in flags
+        immediate = defer or "callbacks_before_response" in flags
         pending: list[Event] = []
         all_ids: list[list[str]] = []
         # every recipient of the request at once: ids, numbers and fates (drawn in the same order as
@@ -349,6 +361,13 @@ class Gateway:
         return events
 
     # -- the receipt heap --------------------------------------------------------------------------
+    def schedule(self, events: list[Event]) -> None:
+        """Schedule events ``submit(defer=True)`` returned and wake the dispatcher."""
+        for event in events:
+            self.push(*event)
+        if events:
+            self.wake()
+
     def push(self, due: float, _seq: int, kind: int, index: int, attempt: int) -> None:
         """Schedule one receipt event at simulated time ``due``."""
         self._seq += 1

@@ -3,17 +3,23 @@
 Numbers must be Cambodian MSISDNs in Plasgate form (``855`` + 8-9 digits, digits only). Senders are at
 most 11 characters and approved per account. DLR options follow Jasmin: ``dlr`` yes/no, ``dlr_url``
 http(s), ``dlr_level`` 1-3, ``dlr_method`` GET/POST; a ``dlr_url`` alone means ``dlr=yes``.
+
+In a batch, a number the gateway refuses (malformed, or no route serves its prefix) does not fail the
+request: Jasmin answers 200, then hands each number to its HTTP API and sends the refusal to the
+errback with the HTTP API's answer as text (``'HTTPAPI error: %s' % answer.strip('"')``, recorded in
+reference/jasmin/rest_api.md).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .config import Account
 from .model import MessageSpec
 
-__all__ = ["MSISDN", "Invalid", "parse_batch", "parse_single", "to_errback_text"]
+__all__ = ["MSISDN", "NO_ROUTE", "Invalid", "errback_text", "parse_batch", "parse_single", "to_errback_text"]
 
 MSISDN = re.compile(r"855[1-9]\d{7,8}")
 SENDER_MAX = 11
@@ -27,9 +33,18 @@ class Invalid(Exception):
         self.errors = errors
 
 
+NO_ROUTE = 'Error "No route found"'  # Jasmin's HTTP API answer (412) for a number no route serves
+
+
+def errback_text(answer: str) -> str:
+    """Return the errback statusText of a number whose HTTP API ``answer`` was a refusal (Jasmin's form:
+    the answer with its surrounding quotes stripped, so the closing quote is lost)."""
+    return f"HTTPAPI error: {answer.strip(chr(34))}"
+
+
 def to_errback_text(to: object) -> str:
     """Return the errback statusText Jasmin gives an invalid number in a batch."""
-    return f'HTTPAPI error: Error "Argument [to] has an invalid value: [{to}]."'
+    return errback_text(f'Error "Argument [to] has an invalid value: [{to}]."')
 
 
 def _add(errors: dict[str, list[str]], key: str, message: str) -> None:
@@ -116,11 +131,14 @@ def parse_single(body: object, account: Account) -> MessageSpec:
     return MessageSpec([str(to)], content, sender, url, level, method)
 
 
-def parse_batch(body: object, account: Account, *, reject_invalid: bool) -> tuple[list[MessageSpec], dict[str, Any]]:
+def parse_batch(
+    body: object, account: Account, *, reject_invalid: bool, routed: Callable[[str], bool] = lambda to: True
+) -> tuple[list[MessageSpec], dict[str, Any]]:
     """Validate a /rest/batch-send body; return the messages and the batch_config.
 
     A message inherits ``globals`` and may override any of them. Invalid numbers go to the errback
-    (Jasmin's behaviour) unless ``reject_invalid``, which makes them a 400.
+    (Jasmin's behaviour) unless ``reject_invalid``, which makes them a 400; valid numbers that are not
+    ``routed`` always go to the errback (``No route found``).
     """
     errors: dict[str, list[str]] = {}
     data = _object(body, errors)
@@ -160,9 +178,11 @@ def parse_batch(body: object, account: Account, *, reject_invalid: bool) -> tupl
         bad = [t for t in tos if not (isinstance(t, str) and match(t))] if len(good) != len(tos) else []
         if bad and reject_invalid:
             _add(errors, prefix + "to", f"Invalid phone numbers: {', '.join(map(repr, bad[:5]))}.")
-        specs.append(
-            MessageSpec(good, content, sender, url, level, method, [(str(t), to_errback_text(t)) for t in bad])
-        )
+        refused = [(str(t), to_errback_text(t)) for t in bad]
+        if not all(map(routed, good)):
+            refused += [(t, errback_text(NO_ROUTE)) for t in good if not routed(t)]
+            good = [t for t in good if routed(t)]
+        specs.append(MessageSpec(good, content, sender, url, level, method, refused))
     if errors:
         raise Invalid(errors)
     return specs, config
