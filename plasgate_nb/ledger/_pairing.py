@@ -4,6 +4,11 @@ A gateway message id is paired with its row (campaign + message key) in three wa
 (``Ledger.settle(message_ids=...)``), a DLR whose URL carries the key, or a batch callback (batch id +
 ``to`` number). Events that arrive before their pairing are stored with no row and attached when the
 pairing arrives, then applied.
+
+Settling is order-free (DESIGN.md section 6): a batch errback rejects its row whether it comes before
+or after the request's 200 (Jasmin answers a batch first, then refuses numbers one by one), unless the
+row has a report of its own proving the gateway took it; ``Ledger.settle`` never overrides a row a
+callback settled.
 """
 
 from __future__ import annotations
@@ -185,6 +190,7 @@ def _pick(rows: list, e: Event) -> Any:
 
     tests = (
         lambda r: e.message_id is not None and r.message_id == e.message_id,
+        lambda r: batch_match(r) and r.message_id is None and r.state != "rejected",  # not one an errback took
         lambda r: batch_match(r) and r.message_id is None,
         lambda r: r.queue_id is None and r.message_id is None and r.state in IN_FLIGHT,
         batch_match,
@@ -289,6 +295,21 @@ def _stored(row: Any) -> StoredEvent:
     return StoredEvent(row.source, row.level, row.status, row.err, row.done_at, row.received_at, raw)
 
 
+def _derive(stored: list[StoredEvent], state: str) -> dict[str, Any]:
+    """``derive`` a row's columns; an errback also settles a row its request's 200 accepted.
+
+    The 200 of a batch says the gateway took the request; an errback says it then refused this number.
+    So an ``accepted`` row is derived as if still in flight: an errback makes it ``rejected``, and a
+    report of its own (batch callback, DLR) keeps it ``accepted`` as it is.
+    """
+    if state != "accepted":
+        return derive(stored, state=state)
+    out = derive(stored, state=IN_FLIGHT[0])
+    if out.get("state") == "accepted":  # already so: keep the row's reason (e.g. a count mismatch noted)
+        del out["state"], out["reason"]
+    return out
+
+
 def apply(
     conn: sa.Connection, row_ids: Iterable[int], *, now: datetime, fresh: dict[int, list[Event]] | None = None
 ) -> None:
@@ -317,7 +338,7 @@ def apply(
         for row in _select(conn, _EVENTS_OF, "message_row", rederive) if rederive else ():
             grouped[row.message_row].append(_stored(row))
         for rid in rederive:
-            outs[rid] = derive(grouped.get(rid, []), state=current[rid].state)
+            outs[rid] = _derive(grouped.get(rid, []), current[rid].state)
         for rid, out in outs.items():
             if "state" in out:
                 settled.append((out.pop("state"), out.pop("reason"), when(now), rid))
