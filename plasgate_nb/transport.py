@@ -3,10 +3,12 @@
 This is the only module that imports httpx. It is async inside (``httpx.AsyncClient``, several requests
 in flight, a sliding-window limiter per send path) and offers a plain synchronous API for notebooks that
 also works inside a running event loop (Jupyter): the coroutine then runs on a private loop in a
-helper thread. The retry policy follows DESIGN.md section 6: only what certainly did not reach the
-gateway (connect errors, 408/429/503) is retried automatically; anything ambiguous comes back as
-``uncertain`` and is never resent here. Tests inject an ``httpx.AsyncBaseTransport`` (e.g.
-``httpx.MockTransport``).
+helper thread. The retry policy follows DESIGN.md section 6: only what provably did not reach the
+gateway (connection refused, DNS or TLS failure, connect and pool timeouts: the request was never
+written) and what the gateway refused unread (429, Jasmin's ``403 User throughput exceeded``) is retried
+automatically; anything that may come after the gateway accepted the request (408, 503 and every 5xx,
+read and write timeouts, a dropped connection) comes back as ``uncertain`` and is never resent here.
+Tests inject an ``httpx.AsyncBaseTransport`` (e.g. ``httpx.MockTransport``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ logger = logging.getLogger("plasgate_nb")
 Hook = Callable[[Any], Awaitable[None] | None]
 ENDPOINTS = {"batch": "/rest/batch-send", "single": "/rest/send", "http": "/api/send"}
 USER_AGENT = "plasgate-nb/0.1"
+# Raised before a byte of the request was written: httpx maps a refused connection, a DNS failure and a
+# failed TLS handshake to ConnectError; a proxy that refused the tunnel to ProxyError.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
 install_log_redaction()
@@ -154,11 +158,13 @@ class GatewayClient:
             attempt += 1
             result = await self._attempt(client, request)
             if result.outcome != "retry":
+                if result.status == 503 and result.retry_after:  # not resent (it may have been taken), but
+                    limiter.pause(min(result.retry_after, gw.max_retry_wait))  # the next requests back off
                 break
             wait = result.retry_after
             if wait is None:
-                wait = gw.default_retry_after if result.status in (429, 503) else min(2.0**attempt, 30.0)
-            if result.status in (429, 503):
+                wait = gw.default_retry_after if result.status == 429 else min(2.0**attempt, 30.0)
+            if result.status == 429:
                 limiter.pause(min(wait, gw.max_retry_wait))
             if attempt > gw.max_retries or wait > gw.max_retry_wait:
                 result = _with(result, attempt, wait)
@@ -171,7 +177,7 @@ class GatewayClient:
                 attempt + 1,
                 gw.max_retries + 1,
             )
-            if result.status not in (429, 503):
+            if result.status != 429:
                 await self._sleep(wait)
             await limiter.acquire()
         result = _with(result, attempt, result.retry_after)

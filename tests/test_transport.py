@@ -164,7 +164,13 @@ def test_single_and_http_api_wire_shape() -> None:
         ("batch", 412, '{"title": "Cannot schedule batch in past date"}', "rejected", "past date"),
         ("batch", 404, "not found", "rejected", "HTTP 404"),
         ("batch", 429, '{"message": "Too many requests"}', "retry", "Too many requests"),
-        ("batch", 503, "", "retry", "HTTP 503"),
+        # every answer that may follow an accepted request is uncertain (DESIGN.md section 6)
+        ("batch", 503, "", "uncertain", "HTTP 503"),
+        ("batch", 503, '{"message": "Service Unavailable"}', "uncertain", "Service Unavailable"),
+        ("single", 408, '{"message": "Request Timeout"}', "uncertain", "HTTP 408: Request Timeout"),
+        ("http", 408, "", "uncertain", "HTTP 408"),
+        ("http", 503, "Service Unavailable", "uncertain", "HTTP 503"),
+        ("batch", 504, "<html>gateway timeout</html>", "uncertain", "HTTP 504"),
         ("batch", 500, '{"message": "boom"}', "uncertain", "boom"),
         ("batch", 502, "<html>bad gateway</html>", "uncertain", "HTTP 502"),
         ("http", 200, 'Success "abc-123"', "accepted", None),
@@ -251,17 +257,45 @@ def test_connect_error_then_success_is_accepted() -> None:
     assert result.outcome == "accepted" and result.attempts == 2
 
 
-def test_uncertain_5xx_is_never_retried() -> None:
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_answers_that_may_follow_acceptance_are_never_retried(status: int) -> None:
     calls = 0
 
     def handler(request: httpx.Request) -> httpx.Response:
         nonlocal calls
         calls += 1
-        return httpx.Response(500, text="oops")
+        return httpx.Response(status, headers={"Retry-After": "1"}, text="oops")
 
-    client, _ = client_for(handler, max_retries=5)
-    assert client.send(build_batches(frame(1), sender="SMS Info")[0]).outcome == "uncertain"
-    assert calls == 1
+    client, fake = client_for(handler, max_retries=5)
+    result = client.send(build_batches(frame(1), sender="SMS Info")[0])
+    assert (result.outcome, result.attempts, calls, fake.sleeps) == ("uncertain", 1, 1, [])
+
+
+def test_503_with_retry_after_pauses_the_endpoint_without_resending() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            return httpx.Response(503, headers={"Retry-After": "7"}, json={"message": "Service Unavailable"})
+        return ok(request)
+
+    client, fake = client_for(handler, max_in_flight=1)
+    first, second = client.send_many(build_batches(frame(2), sender="SMS Info", max_recipients=1))
+    assert (first.outcome, first.attempts, second.outcome) == ("uncertain", 1, "accepted")
+    assert len(calls) == 2  # the 503'd request was not sent again
+    assert fake.sleeps == [7.0]  # the next request waited for the gateway's Retry-After
+
+
+def test_jasmin_throughput_403_is_retried_as_refused_unread() -> None:
+    answers = [httpx.Response(403, text='Error "User throughput exceeded"')]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answers.pop() if answers else ok(request)
+
+    client, fake = client_for(handler)
+    result = client.send(build_singles(frame(1), sender="SMS Info", path="http")[0])
+    assert (result.outcome, result.attempts) == ("accepted", 2) and fake.sleeps == [2.0]
 
 
 # ------------------------------------------------------------------------------------------ 429 and limits
@@ -657,18 +691,36 @@ def test_simulator_throttle_is_retried_and_sent_once(sim: Any, sim_client: Gatew
     assert len(recorded(sim, df["msisdn"])) == 3
 
 
-@pytest.mark.parametrize("kind", ["drop_after", "error_after", "delay_after"])
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("drop_after", 500), ("error_after", 500), ("error_after", 503), ("error_after", 408), ("delay_after", 500)],
+)
 def test_simulator_ambiguous_failures_are_uncertain_and_not_resent(
-    sim: Any, sim_client: GatewayClient, kind: str
+    sim: Any, sim_client: GatewayClient, kind: str, status: int
 ) -> None:
     from plasgate_nb.simulator import Fault
 
-    df = audience(kind)
-    sim.set_faults(Fault(kind, route="batch", count=1, status=500, delay=1.0))
-    client = GatewayClient(sim_client.gateway.with_options(read_timeout=0.3))
+    df = audience(f"{kind}{status}")
+    sim.set_faults(Fault(kind, route="batch", count=1, status=status, delay=1.0))
+    client = GatewayClient(sim_client.gateway.with_options(read_timeout=0.3, max_retry_wait=2.0))
     result = client.send(build_batches(df, sender="SMS Info")[0])
     assert result.outcome == "uncertain" and result.attempts == 1
     assert len(recorded(sim, df["msisdn"])) == 3  # it was accepted exactly once: resending would duplicate
+
+
+@pytest.mark.parametrize("status", [503, 408])
+@pytest.mark.parametrize(("path", "route"), [("single", "rest"), ("http", "api")])
+def test_simulator_late_errors_on_single_sends_are_uncertain_and_not_resent(
+    sim: Any, sim_client: GatewayClient, path: str, route: str, status: int
+) -> None:
+    from plasgate_nb.simulator import Fault
+
+    df = audience(f"late-{path}-{status}", n=1)
+    sim.set_faults(Fault("error_after", route=route, count=1, status=status))
+    client = GatewayClient(sim_client.gateway.with_options(max_retry_wait=2.0))
+    result = client.send(build_singles(df, sender="SMS Info", path=path)[0])
+    assert (result.outcome, result.status, result.attempts) == ("uncertain", status, 1)
+    assert len(recorded(sim, df["msisdn"])) == 1
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.3])  # while the helper starts, and while the caller waits
