@@ -29,9 +29,9 @@ SMPP_ROUTE = "smpp"  # faults only: the SMPP server applies throttle, error_*, d
 
 # request-level faults (applied by the fault middleware) and callback-level faults (by the model)
 FAULT_KINDS: tuple[str, ...] = (
-    "error_before",  # answer `status` (5xx) without processing the request
+    "error_before",  # answer `status` (408 or 5xx) without processing the request
     "throttle",  # answer 429 with Retry-After without processing the request
-    "error_after",  # accept the messages, then answer `status` (5xx) instead of the real answer
+    "error_after",  # accept the messages, then answer `status` (408 or 5xx) instead of the real answer
     "delay_after",  # accept, then hold the real answer `delay` seconds (past the client's timeout)
     "drop_after",  # accept, then close the connection without answering
     "duplicate_callbacks",  # every DLR / batch callback of the request is sent twice
@@ -158,7 +158,7 @@ class Fault:
     accepts and answers ESME_RSYSERR.
 
     Applies to the next ``count`` matching requests, or to each with ``probability`` (seeded); with
-    neither, to every matching request. ``status`` is the 5xx to answer; ``delay`` the hold in seconds.
+    neither, to every matching request. ``status`` is the 408 or 5xx to answer; ``delay`` the hold in seconds.
     """
 
     kind: str
