@@ -795,3 +795,45 @@ def test_undecodable_answer_is_uncertain_and_bad_url_is_a_config_error() -> None
     with pytest.raises(ConfigError, match="not a valid URL") as info:  # refused before anything is marked or sent
         client_for(ok, base_url="http://[::1")
     assert KEY not in str(info.value) and SECRET not in str(info.value)
+
+
+def test_tls_failure_and_refused_connection_are_retried_over_real_sockets() -> None:
+    """Nothing was written: a TLS handshake that fails (a plain-HTTP server behind https://) and a port
+    nobody listens on are retried; the server saw a ClientHello, never a request."""
+    import socket
+
+    seen: list[bytes] = []
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(10)
+
+    def plain_http_server() -> None:
+        for _ in range(2):  # the first attempt and its one retry
+            conn, _addr = listener.accept()
+            with conn:
+                seen.append(conn.recv(4096))
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=plain_http_server, name="tls-refuser")
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        fake = FakeTime()
+        client = GatewayClient(
+            gateway(base_url=f"https://127.0.0.1:{port}", max_retries=1), clock=fake.clock, sleep=fake.sleep
+        )
+        result = client.send(build_batches(frame(1), sender="SMS Info")[0])
+    finally:
+        thread.join(timeout=10)
+        listener.close()
+    assert (result.outcome, result.attempts, result.status) == ("retry", 2, None)
+    assert "ConnectError" in (result.reason or "") and fake.sleeps == [2.0]
+    assert len(seen) == 2 and all(hello[:1] == b"\x16" for hello in seen)  # TLS handshake records, no HTTP
+    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    closed.bind(("127.0.0.1", 0))
+    free_port = closed.getsockname()[1]
+    closed.close()  # nobody listens there now: connection refused
+    client = GatewayClient(gateway(base_url=f"http://127.0.0.1:{free_port}", max_retries=1), sleep=FakeTime().sleep)
+    result = client.send(build_batches(frame(1), sender="SMS Info")[0])
+    assert (result.outcome, result.attempts) == ("retry", 2) and "ConnectError" in (result.reason or "")
