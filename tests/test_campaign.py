@@ -213,12 +213,17 @@ def test_uncertain_rows_are_resent_only_when_asked(sim: Simulator, gateway: Gate
     assert [r["to"] for r in sim.records(offset=before)] == ["85512000500"]
 
 
-def test_error_before_processing_is_retried_and_sent_once(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
+def test_a_503_is_uncertain_even_before_processing_and_resent_only_when_asked(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    """The client cannot tell a 503 before processing from one after accepting: it never resends it itself."""
     sim.set_faults(Fault("error_before", route="batch", count=1, status=503))
     df = frame(4, start=600)
     before = len(sim.records())
-    summary = make(tmp_path, gateway).send(df)
-    assert summary.accepted == 4
+    campaign = make(tmp_path, gateway)
+    assert campaign.send(df).uncertain == 4
+    assert sent_numbers(sim, before) == Counter()
+    assert campaign.send(df, resend_uncertain=True).accepted == 4
     assert sent_numbers(sim, before) == Counter(df["msisdn"])
 
 
