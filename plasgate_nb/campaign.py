@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from . import _rules
 from ._keys import message_keys
 from ._masking import MASKED_AREA, REPORT_MASK
 from .batch import Batch, build_requests
@@ -27,7 +28,8 @@ from .compose import validate_price
 from .errors import AudienceError, ConfigError
 from .gateway import Gateway
 from .io import warn_numeric_text
-from .ledger import Ledger
+from .ledger import SKIP_STATES, Ledger
+from .pacing import PHNOM_PENH, FrequencyCap, QuietHours
 from .segments import count_segments
 from .transport import GatewayClient, SendResult
 
@@ -61,6 +63,8 @@ class SendSummary:
     projected_seconds: float | None = None
     skipped_reasons: dict[str, int] = field(default_factory=dict)
     same_as: dict[str, str] = field(default_factory=dict)
+    scheduled_for: datetime | None = None
+    deferred_until: datetime | None = None
 
     def __str__(self) -> str:
         verb = "would send" if self.dry_run else "sent"
@@ -90,6 +94,14 @@ class SendSummary:
                 f"  same number and text as another message (not sent; allow_repeat=True sends them) "
                 f"{len(self.same_as)}: {pairs}{more}"
             )
+        if self.scheduled_for is not None:
+            when = self.scheduled_for.astimezone(PHNOM_PENH).strftime("%Y-%m-%d %H:%M")
+            verb = "would be scheduled" if self.dry_run else "scheduled"
+            lines.append(f"  {verb} for {when} Asia/Phnom_Penh, the end of the quiet hours")
+        if self.deferred_until is not None:
+            when = self.deferred_until.astimezone(PHNOM_PENH).strftime("%Y-%m-%d %H:%M")
+            verb = "would wait" if self.dry_run else "left planned"
+            lines.append(f"  quiet hours: {verb} until {when} Asia/Phnom_Penh; run again then")
         if self.cost is not None:
             lines.append(f"  estimated cost {self.cost:.4f}")
         if self.projected_seconds is not None:
@@ -102,6 +114,21 @@ class SendSummary:
         out["changed"] = list(self.changed)
         out["same_as"] = dict(self.same_as)
         return out
+
+
+class _QuietHoursBegan(Exception):
+    """Raised from the send hook: quiet hours began, no further request may leave."""
+
+
+def _waiting(until: datetime | None) -> str:
+    """The reason kept on rows quiet hours left planned."""
+    when = until.astimezone(PHNOM_PENH).strftime("%Y-%m-%d %H:%M") if until else "later"
+    return f"quiet hours: not sent before {when} Asia/Phnom_Penh; run again then"
+
+
+def _utc_now() -> datetime:
+    """The current time, aware UTC (``Campaign(clock=...)`` replaces it in tests and simulations)."""
+    return datetime.now(UTC)
 
 
 def _report_view(content: pd.Series) -> pd.Series:
@@ -131,6 +158,15 @@ class Campaign:
     path: ``"batch"`` (REST batch-send, default), ``"single"`` (REST send) or ``"http"`` (HTTP API).
     ``key`` names a unique id column (default: the frame's index). ``receiver`` (a running
     :class:`~plasgate_nb.callbacks.CallbackServer` or its public URL) turns on delivery reports.
+
+    Rules across campaigns, applied on every send: numbers on the ledger's suppression list (they replied
+    STOP, or were added with ``Ledger.suppress``) are left out (state ``suppressed``); ``frequency_cap=(2,
+    "7D")`` leaves out numbers that already had that many accepted messages from any campaign of the ledger
+    within the window (state ``capped``); ``quiet_hours=("21:00", "08:00")`` (Asia/Phnom_Penh; off by
+    default) sends nothing inside the window: REST batch-send schedules the messages for its end, the other
+    transports leave them planned until a send after it, and a send running into the window stops the
+    same way. Rows of an A/B holdout (a ``variant`` column holding ``"holdout"``, see
+    :func:`~plasgate_nb.assign_variants`) are planned but never sent (state ``holdout``).
     """
 
     def __init__(
@@ -150,6 +186,9 @@ class Campaign:
         client: GatewayClient | None = None,
         smpp: Any = None,
         receipt_timeout: float = 0.0,
+        quiet_hours: QuietHours | tuple[str, str] | str | None = None,
+        frequency_cap: FrequencyCap | tuple[int, str] | str | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if transport not in ("batch", "single", "http", "smpp"):
             raise ConfigError(f"transport must be 'batch', 'single', 'http' or 'smpp', not {transport!r}")
@@ -157,6 +196,9 @@ class Campaign:
             raise ConfigError("transport='smpp' needs smpp=SmppConfig(...)")
         self.smpp = smpp
         self.receipt_timeout = receipt_timeout
+        self.quiet_hours = QuietHours.parse(quiet_hours)
+        self.frequency_cap = FrequencyCap.parse(frequency_cap)
+        self._clock = clock or _utc_now
         self.name = name
         self.gateway = gateway if gateway is not None else (client.gateway if client else Gateway.from_env())
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
@@ -299,9 +341,18 @@ class Campaign:
         (``Ledger(lease_ttl=...)``), and its rows left ``submitting`` become ``uncertain``.
         """
         rows, skipped = self._rows(df)
-        requests = self._build(rows, schedule_at=schedule_at)  # validate before anything is stored
+        held = self._holdout(df, rows)
+        now = self._clock()
+        excluded = self._exclusions(rows, held, now)
+        sendable = rows[~rows["message_key"].isin(excluded)]
+        if self.quiet_hours is not None and self.quiet_hours.contains(now) and self.transport == "batch":
+            schedule_at = schedule_at or self.quiet_hours.opens_at(now)
+        requests = self._build(sendable, schedule_at=schedule_at)  # validate before anything is stored
         summary = SendSummary(self.name, dry_run=dry_run, skipped=sum(skipped.values()), skipped_reasons=skipped)
+        self._count_exclusions(summary, excluded)
         if dry_run:
+            self._quiet(summary, now, schedule_at)
+            rows = sendable
             preview = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat, dry_run=True)
             known = self.ledger.messages(self.name, columns=["state"])
             done = set(known.loc[known["state"] != "planned", "message_key"])
@@ -314,6 +365,7 @@ class Campaign:
         with self.ledger.lease(self.name, wait=wait):
             return self._send_leased(
                 rows,
+                excluded,
                 requests,
                 summary,
                 resend_uncertain=resend_uncertain,
@@ -325,6 +377,7 @@ class Campaign:
     def _send_leased(
         self,
         rows: pd.DataFrame,
+        excluded: dict[str, tuple[str, str]],
         requests: list[Batch],
         summary: SendSummary,
         *,
@@ -341,11 +394,15 @@ class Campaign:
         ):
             if wanted:
                 requeue(self.name, None if wanted is True else list(wanted))
+        # rows left out last time are re-evaluated: planned again, then left out again if the rule still holds
+        self.ledger.unskip(self.name, rows["message_key"], states=SKIP_STATES)
         planned = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat)
+        self.ledger.skip(self.name, excluded)
+        rows = rows[~rows["message_key"].isin(excluded)]
         summary.changed = planned.changed
         summary.replanned = len(planned.replanned)
         summary.same_as = planned.same_as
-        if planned.added == len(rows) and not planned.same_as:  # all new: every row is planned, no read back
+        if planned.added == len(rows) + len(excluded) and not planned.same_as:  # all new: no need to read back
             todo = rows
         else:
             pending = set(self.ledger.pending(self.name)["message_key"]).difference(planned.changed, planned.same_as)
@@ -356,12 +413,52 @@ class Campaign:
             return self._totals(summary, todo, [])
         requests = requests if len(todo) == len(rows) else self._build(todo, schedule_at=schedule_at)
         self._totals(summary, todo, requests)
+        if self._quiet(summary, self._clock(), schedule_at) and self.transport != "batch":
+            self.ledger.note(self.name, todo["message_key"], _waiting(summary.deferred_until))
+            summary.retry_later = len(todo)
+            logger.warning("campaign %r: quiet hours; %d message(s) left planned", self.name, len(todo))
+            return summary
         self.ledger.update_settings(self.name, {"reports": self._reports_requested()})  # collect: "not requested"
-        if self.transport == "smpp":
+        if self.transport == "smpp":  # quiet hours are checked when the session starts
             self._send_smpp(todo, summary)
-        else:
-            self._send(requests, summary)
+        elif self._send(requests, summary):
+            self._after_quiet_began(todo, summary)
         return summary
+
+    # ---------------------------------------------------------------------------------------- rules
+    def _holdout(self, df: pd.DataFrame, rows: pd.DataFrame) -> set[str]:
+        """Keys of the sendable rows in the A/B holdout."""
+        keys = message_keys(df, self.key)
+        keep = df["audience_status"].eq("ok").to_numpy() if "audience_status" in df.columns else slice(None)
+        held = _rules.holdout_keys(df.loc[keep], keys[keep])
+        return held & set(rows["message_key"])
+
+    def _exclusions(self, rows: pd.DataFrame, held: set[str], now: datetime) -> dict[str, tuple[str, str]]:
+        """``{key: (state, reason)}`` for the rows this send leaves out: holdout, suppressed, capped."""
+        out: dict[str, tuple[str, str]] = {key: ("holdout", "A/B holdout: planned, never sent") for key in held}
+        rest = rows[~rows["message_key"].isin(out)]
+        out.update(_rules.suppressed(rest, self.ledger))
+        if self.frequency_cap is not None:
+            out.update(_rules.capped(rest[~rest["message_key"].isin(out)], self.ledger, self.frequency_cap, now))
+        return out
+
+    @staticmethod
+    def _count_exclusions(summary: SendSummary, excluded: dict[str, tuple[str, str]]) -> None:
+        """Add the rows left out by the rules to the summary's skipped counts."""
+        for state, _ in excluded.values():
+            summary.skipped_reasons[state] = summary.skipped_reasons.get(state, 0) + 1
+            summary.skipped += 1
+
+    def _quiet(self, summary: SendSummary, now: datetime, schedule_at: Any) -> bool:
+        """Note in ``summary`` what quiet hours do to a send at ``now``; True when inside them."""
+        if self.quiet_hours is None or not self.quiet_hours.contains(now):
+            return False
+        opens = self.quiet_hours.opens_at(now)
+        if self.transport == "batch":
+            summary.scheduled_for = schedule_at if isinstance(schedule_at, datetime) else opens
+        else:
+            summary.deferred_until = opens
+        return True
 
     def _reports_requested(self) -> bool:
         """Whether this campaign's sends ask for delivery reports (a receiver; over SMPP, registered_delivery)."""
@@ -382,14 +479,21 @@ class Campaign:
             summary.projected_seconds = self.client.projected_seconds(len(requests), self.transport)
         return summary
 
-    def _send(self, requests: list[Batch], summary: SendSummary) -> None:
-        """Send the requests, marking each batch ``submitting`` before it leaves and settling it after."""
+    def _send(self, requests: list[Batch], summary: SendSummary) -> bool:
+        """Send the requests, marking each batch ``submitting`` before it leaves and settling it after.
+
+        Returns True when quiet hours began before every request left (the rest stay ``planned``).
+        """
         bar = tqdm(total=summary.recipients, desc=f"sending {self.name}", unit="msg", disable=not self.progress)
+        quiet = self.quiet_hours if summary.scheduled_for is None else None  # scheduled requests may all go
+        closes = quiet.closes_at(self._clock()) if quiet is not None else None
 
         # The ledger writes run in a worker thread: while one commit waits for the disk, the event loop
         # keeps reading the answers of the other requests in flight. The transport still awaits each
         # hook (one at a time), so a batch is committed ``submitting`` before its request leaves.
         async def before_send(request: Batch) -> None:
+            if closes is not None and self._clock() >= closes:
+                raise _QuietHoursBegan
             await asyncio.to_thread(self.ledger.mark_submitting, self.name, request.keys, batch_id=request.batch_id)
 
         async def on_result(result: SendResult) -> None:
@@ -418,9 +522,28 @@ class Campaign:
 
         try:
             self.client.send_many(requests, before_send=before_send, on_result=on_result)
+        except _QuietHoursBegan:
+            return True
         finally:
             bar.close()
         logger.info("%s", summary)
+        return False
+
+    def _after_quiet_began(self, todo: pd.DataFrame, summary: SendSummary) -> None:
+        """Quiet hours began mid-send: schedule what is left (REST batch-send) or leave it planned."""
+        if self.quiet_hours is None:
+            return
+        opens = self.quiet_hours.opens_at(self._clock())
+        pending = set(self.ledger.pending(self.name)["message_key"])
+        left = todo[todo["message_key"].isin(pending)]
+        logger.warning("campaign %r: quiet hours began; %d message(s) not sent yet", self.name, len(left))
+        if self.transport == "batch":
+            summary.scheduled_for = opens
+            self._send(self._build(left, schedule_at=opens), summary)
+        else:
+            summary.deferred_until = opens
+            summary.retry_later += len(left)
+            self.ledger.note(self.name, left["message_key"], _waiting(opens))
 
     def _send_smpp(self, rows: pd.DataFrame, summary: SendSummary) -> None:
         """Send ``rows`` over one SMPP session with the same ledger protocol (plasgate_nb.smpp.campaign)."""

@@ -138,4 +138,11 @@ class FrequencyCap:
         raise ConfigError(f"frequency_cap must be (2, '7D'), '2/7D' or None, not {value!r}")
 
     def __str__(self) -> str:
-        return f"{self.messages} per {pd.Timedelta(self.window)}"
+        seconds = int(self.window.total_seconds())
+        if seconds % 86400 == 0:
+            span = f"{seconds // 86400} day" + ("s" if seconds != 86400 else "")
+        elif seconds % 3600 == 0:
+            span = f"{seconds // 3600} h"
+        else:
+            span = str(pd.Timedelta(self.window))
+        return f"{self.messages} per {span}"

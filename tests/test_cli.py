@@ -584,6 +584,9 @@ def test_resend_rejected_by_key_resends_only_those_and_names_keys_it_cannot(
         "accepted": 1,
         "rejected": 1,
         "uncertain": 0,
+        "holdout": 0,
+        "suppressed": 0,
+        "capped": 0,
     }
 
 

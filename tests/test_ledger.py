@@ -123,6 +123,9 @@ def test_plan_is_idempotent(ledger: Ledger) -> None:
         "accepted": 0,
         "rejected": 0,
         "uncertain": 0,
+        "holdout": 0,
+        "suppressed": 0,
+        "capped": 0,
         "total": 4,
     }
 

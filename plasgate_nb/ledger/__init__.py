@@ -15,12 +15,13 @@ from __future__ import annotations
 from .._states import FINAL_STATUSES
 from ._lease import Lease, LeaseHolder
 from ._schema import SCHEMA_VERSION
-from ._store import INTERRUPTED, STATES, CampaignInfo, Ledger, PlanResult
+from ._store import INTERRUPTED, SKIP_STATES, STATES, CampaignInfo, Ledger, PlanResult
 
 __all__ = [
     "FINAL_STATUSES",
     "INTERRUPTED",
     "SCHEMA_VERSION",
+    "SKIP_STATES",
     "STATES",
     "CampaignInfo",
     "Lease",

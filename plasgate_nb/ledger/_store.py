@@ -62,7 +62,9 @@ from ._schema import replies as reply_table
 
 logger = logging.getLogger("plasgate_nb")
 
-STATES = ("planned", "submitting", "accepted", "rejected", "uncertain")
+STATES = ("planned", "submitting", "accepted", "rejected", "uncertain", "holdout", "suppressed", "capped")
+# never sent, by decision: the A/B holdout, numbers on the suppression list, numbers over the frequency cap
+SKIP_STATES = ("holdout", "suppressed", "capped")
 SETTLE_STATES = frozenset({"accepted", "rejected", "uncertain", "planned"})
 MAX_BODY = 4000
 INTERRUPTED = "interrupted: request may have reached the gateway"
@@ -608,6 +610,64 @@ class Ledger:
         if count:
             logger.warning("campaign %r: %d rows were interrupted while submitting; now uncertain", campaign, count)
         return count
+
+    def skip(self, campaign: str, reasons: Mapping[Any, tuple[str, str]]) -> int:
+        """Set rows not yet sent (``planned`` or skipped) to a skip state with its reason; return how many.
+
+        ``reasons`` maps keys to ``(state, reason)``, ``state`` one of SKIP_STATES: ``holdout`` (the A/B
+        holdout: planned, never sent), ``suppressed`` (on the suppression list) or ``capped`` (over the
+        frequency cap). Rows already submitted keep their state: what was sent stays sent.
+        """
+        bad = sorted({state for state, _ in reasons.values()} - set(SKIP_STATES))
+        if bad:
+            raise LedgerError(f"cannot skip rows as {bad}; skip states are {list(SKIP_STATES)}")
+        if not reasons:
+            return 0
+        by_key = {str(k): v for k, v in reasons.items()}
+        with self._write("skip") as conn:
+            cid = self._need(conn, campaign)
+            current = rows_by_key(conn, cid, list(by_key))
+            now = bind_value(conn, messages.c.updated_at, _now())
+            groups: dict[tuple[str, str], list[int]] = {}
+            for key, (rid, state) in current.items():
+                if state == "planned" or state in SKIP_STATES:
+                    groups.setdefault(by_key[key], []).append(rid)
+            return sum(
+                update_rows(
+                    conn,
+                    ids,
+                    "state = ?, reason = ?, updated_at = ?",
+                    (state, reason, now),
+                    states=("planned", *SKIP_STATES),
+                )
+                for (state, reason), ids in groups.items()
+            )
+
+    def unskip(self, campaign: str, keys: Iterable[Any], *, states: Iterable[str] = ("suppressed", "capped")) -> int:
+        """Move rows of ``keys`` that are in ``states`` (skip states) back to ``planned``; return how many.
+
+        For a number taken off the suppression list, or back under the cap: the next send sends it.
+        """
+        wanted = keys_of(keys)
+        chosen = [s for s in states if s in SKIP_STATES]
+        if not wanted or not chosen:
+            return 0
+        with self._write("unskip") as conn:
+            cid = self._need(conn, campaign)
+            ids = [rid for rid, state in rows_by_key(conn, cid, wanted).values() if state in chosen]
+            now = bind_value(conn, messages.c.updated_at, _now())
+            return update_rows(conn, ids, "state = 'planned', reason = NULL, updated_at = ?", (now,), states=chosen)
+
+    def note(self, campaign: str, keys: Iterable[Any], reason: str) -> int:
+        """Set the reason of ``planned`` rows of ``keys`` (why they wait, e.g. quiet hours); return how many."""
+        wanted = keys_of(keys)
+        if not wanted:
+            return 0
+        with self._write("note") as conn:
+            cid = self._need(conn, campaign)
+            ids = [rid for rid, state in rows_by_key(conn, cid, wanted).values() if state == "planned"]
+            now = bind_value(conn, messages.c.updated_at, _now())
+            return update_rows(conn, ids, "reason = ?, updated_at = ?", (reason, now), states=("planned",))
 
     def requeue_uncertain(self, campaign: str, keys: Iterable[Any] | None = None) -> int:
         """Move ``uncertain`` rows (all, or only ``keys``) back to ``planned`` so they are sent again."""
