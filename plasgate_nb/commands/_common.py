@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..compose import render_messages
 from ..errors import ConfigError, LedgerError
+from ..experiments import assign_variants
 from ..io import read_customers
 from ..ledger import Ledger
 from ..ledger._schema import resolve_url
@@ -39,6 +40,7 @@ __all__ = [
     "add_campaign_options",
     "add_template_options",
     "check_columns",
+    "check_holdout",
     "emit",
     "existing_ledger",
     "ledger_file",
@@ -136,6 +138,7 @@ class Templates:
     template: str | dict[str, str]
     by: str | None = None
     default: str | None = None
+    variants: bool = False  # one template per A/B variant (--variant), assigned by assign_variants
 
 
 def add_template_options(parser: argparse.ArgumentParser) -> None:
@@ -143,7 +146,7 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template",
         action="append",
-        required=True,
+        default=[],
         metavar="[VALUE=]FILE",
         help="Jinja template file (columns are variables); with --template-by, one per value "
         "(--template km=offer_km.j2 --template en=offer_en.j2); a file without VALUE= is then the default",
@@ -153,6 +156,24 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
         metavar="COLUMN",
         default=None,
         help="column whose value picks each row's template (e.g. language)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="A/B test: one template per variant (--variant A=a.j2 --variant B=b.j2), instead of --template; "
+        "each customer gets a variant from a hash of its --key and --seed, the same on every run",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="with --variant: this share of customers (e.g. 0.1) is held out: planned, never sent (the baseline)",
+    )
+    parser.add_argument(
+        "--seed", default=None, help="with --variant: the assignment's seed (default: the campaign name)"
     )
     parser.add_argument(
         "--consent",
@@ -169,8 +190,23 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_templates(values: Sequence[str], *, by: str | None = None) -> Templates:
-    """Read the ``--template`` files: ``FILE`` alone, or ``VALUE=FILE`` per value of ``--template-by``."""
+def read_templates(values: Sequence[str], *, by: str | None = None, variants: Sequence[str] = ()) -> Templates:
+    """Read the ``--template`` files: ``FILE`` alone, or ``VALUE=FILE`` per value of ``--template-by``; or
+    the ``--variant NAME=FILE`` files of an A/B test."""
+    if variants:
+        if values or by is not None:
+            raise ConfigError("--variant gives the templates of an A/B test: drop --template and --template-by")
+        named: dict[str, str] = {}
+        for value in variants:
+            name, sep, file = value.partition("=")
+            if not (sep and name.strip() and file):
+                raise ConfigError(f"--variant takes NAME=FILE (e.g. --variant A=offer_a.j2), not {value!r}")
+            if name.strip() in named:
+                raise ConfigError(f"--variant {name.strip()}=... is given twice")
+            named[name.strip()] = read_template(Path(file))
+        return Templates(named, by="variant", variants=True)
+    if not values:
+        raise ConfigError("give --template FILE (or --variant NAME=FILE for an A/B test)")
     keyed: dict[str, str] = {}
     plain: list[str] = []
     for value in values:  # every file is read first: a missing one is named before anything else
@@ -200,8 +236,31 @@ def read_templates(values: Sequence[str], *, by: str | None = None) -> Templates
     return Templates(keyed, by=by, default=default)
 
 
-def render_templates(df: pd.DataFrame, templates: Templates, *, mask: Sequence[str]) -> pd.DataFrame:
-    """Render ``df`` with the ``--template`` files (:func:`~plasgate_nb.render_messages`)."""
+def check_holdout(holdout: float, *, variants: Any) -> None:
+    """Refuse a ``--holdout`` that is not a share in [0, 1), or one given without ``--variant``."""
+    if not (0 <= holdout < 1):
+        raise ConfigError(f"--holdout must be a share from 0 to below 1, not {holdout}")
+    if holdout and not variants:
+        raise ConfigError("--holdout goes with --variant")
+
+
+def render_templates(
+    df: pd.DataFrame,
+    templates: Templates,
+    *,
+    mask: Sequence[str],
+    holdout: float = 0.0,
+    key: str | None = None,
+    seed: str | None = None,
+) -> pd.DataFrame:
+    """Render ``df`` with the ``--template`` files (:func:`~plasgate_nb.render_messages`); with ``--variant``,
+    assign the variants first (:func:`~plasgate_nb.assign_variants`, ``holdout`` share, ``seed``)."""
+    check_holdout(holdout, variants=templates.variants)
+    if templates.variants:
+        if "variant" in df.columns:
+            raise ConfigError("the input already has a 'variant' column: rename it to use --variant")
+        names = list(templates.template) if isinstance(templates.template, dict) else []
+        df = assign_variants(df, names, holdout=holdout, key=key, seed=seed or "plasgate")
     if templates.by is not None and templates.by not in df.columns:
         raise ConfigError(
             f"--template-by column {templates.by!r} is not in the input (columns: {', '.join(map(str, df.columns))})"

@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     df = read_frame(args.input, parse_dates=args.parse_dates)
     check_columns(df, args.input, phone=args.phone, mask=args.mask)
     suppress = read_suppress(args.suppress)
-    templates = read_templates(args.template, by=args.template_by)
+    templates = read_templates(args.template, by=args.template_by, variants=args.variant)
     audience = prepare_audience(df, phone=args.phone, suppress=suppress, consent=args.consent)
-    rendered = render_templates(audience, templates, mask=args.mask)
+    # with --variant: a sample of each variant's text (send assigns them by --key and the campaign's seed)
+    rendered = render_templates(audience, templates, mask=args.mask, holdout=args.holdout, seed=args.seed)
     ok = rendered[rendered["audience_status"] == "ok"]
     table = preview(ok, n=args.rows)
     # the same price as `send --price`: none given, no cost (parts are still counted)

@@ -24,6 +24,7 @@ from ..compose import validate_price
 from ..errors import ConfigError
 from ..gateway import Gateway, redact
 from ..ledger import STATES, Ledger
+from ..pacing import FrequencyCap, QuietHours
 from ..smpp import SmppConfig
 from ._common import (
     EXIT_NOT_SENT,
@@ -33,6 +34,7 @@ from ._common import (
     add_campaign_options,
     add_template_options,
     check_columns,
+    check_holdout,
     emit,
     ledger_file,
     read_frame,
@@ -137,6 +139,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--price", type=float, default=None, help="price per SMS part, for the cost estimate (default: no estimate)"
+    )
+    parser.add_argument(
+        "--quiet-hours",
+        default=None,
+        metavar="HH:MM-HH:MM",
+        help="send nothing in this daily window, Phnom Penh time (e.g. 21:00-08:00): batch sends are scheduled "
+        "for its end, the other transports stop and exit 4 (run again after it); default off",
+    )
+    parser.add_argument(
+        "--cap",
+        default=None,
+        metavar="N/WINDOW",
+        help="frequency cap across the ledger's campaigns (e.g. 2/7D): leave out numbers that already had N "
+        "accepted messages within WINDOW (7D, 24h, ...); default off",
     )
     parser.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
     for state, why in (
@@ -305,13 +321,16 @@ def _say(text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Send the campaign; the exit code says whether every row is accepted (see :func:`exit_code`)."""
     price = None if args.price is None else validate_price(args.price, name="--price")
+    quiet, cap = QuietHours.parse(args.quiet_hours), FrequencyCap.parse(args.cap)  # checked before anything
+    check_holdout(args.holdout, variants=args.variant)
     gateway, smpp = _gateway(args)
     df = read_frame(args.input, key=args.key, parse_dates=args.parse_dates)
     check_columns(df, args.input, key=args.key, phone=args.phone, mask=args.mask)
     suppress = read_suppress(args.suppress)
-    templates = read_templates(args.template, by=args.template_by)
+    templates = read_templates(args.template, by=args.template_by, variants=args.variant)
     audience = prepare_audience(df, phone=args.phone, suppress=suppress, consent=args.consent)
-    rendered = render_templates(audience, templates, mask=args.mask)
+    seed = args.seed or args.campaign
+    rendered = render_templates(audience, templates, mask=args.mask, holdout=args.holdout, key=args.key, seed=seed)
     path = ledger_file(args.ledger)
     if path is not None and not path.exists():
         _say(f"creating a new ledger {args.ledger}")
@@ -327,6 +346,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.json and sys.stderr.isatty(),  # no progress bars in a cron job's mail
         smpp=smpp,
         receipt_timeout=args.receipt_wait,
+        quiet_hours=quiet,
+        frequency_cap=cap,
     )
     if not args.dry_run:
         for line in _resend_warnings(ledger, args.campaign, args):
