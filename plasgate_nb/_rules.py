@@ -12,6 +12,7 @@ from datetime import datetime
 import pandas as pd
 
 from ._keys import HOLDOUT
+from .audience import suppression_reason
 from .ledger import Ledger
 from .pacing import PHNOM_PENH, FrequencyCap
 
@@ -35,16 +36,8 @@ def suppressed(rows: pd.DataFrame, ledger: Ledger) -> dict[str, tuple[str, str]]
         return {}
     by_number = listed.drop_duplicates("msisdn", keep="last").set_index("msisdn")
     hit = rows[rows["msisdn"].isin(by_number.index)]
-    out = {}
-    for key, msisdn in zip(hit["message_key"], hit["msisdn"], strict=True):
-        entry = by_number.loc[msisdn]
-        day = entry["since"].tz_convert(PHNOM_PENH).strftime(_DAY)
-        if entry["source"] == "reply":
-            reason = f"replied {str(entry['text']).strip()[:40]} on {day}"
-        else:
-            reason = f"on the suppression list since {day}" + (f" ({entry['text']})" if pd.notna(entry["text"]) else "")
-        out[str(key)] = ("suppressed", reason)
-    return out
+    reasons = {number: suppression_reason(by_number.loc[number]) for number in set(hit["msisdn"])}
+    return {str(k): ("suppressed", reasons[m]) for k, m in zip(hit["message_key"], hit["msisdn"], strict=True)}
 
 
 def capped(rows: pd.DataFrame, ledger: Ledger, cap: FrequencyCap, now: datetime) -> dict[str, tuple[str, str]]:

@@ -410,6 +410,14 @@ def _consent(df: pd.DataFrame, consent: str) -> np.ndarray:
     return np.asarray([*answers, False], dtype=bool)[codes]
 
 
+def suppression_reason(entry: pd.Series) -> str:
+    """Why a number is on the ledger's suppression list (a row of ``Ledger.suppressions()``), in plain words."""
+    day = entry["since"].tz_convert("Asia/Phnom_Penh").strftime("%Y-%m-%d")
+    if entry["source"] == "reply":
+        return f"replied {str(entry['text']).strip()[:40]} on {day}"
+    return f"on the suppression list since {day}" + (f" ({entry['text']})" if pd.notna(entry["text"]) else "")
+
+
 def prepare_audience(
     df: pd.DataFrame,
     *,
@@ -417,6 +425,7 @@ def prepare_audience(
     region: str = "KH",
     suppress: Iterable[Any] | pd.Series | None = None,
     consent: str | None = None,
+    ledger: Any = None,
 ) -> pd.DataFrame:
     """Return a copy of ``df`` with ``msisdn``, ``carrier``, ``audience_status`` and ``audience_reason``.
 
@@ -424,7 +433,9 @@ def prepare_audience(
     the network the number was allocated to (phonenumbers, in English), ``audience_status`` one of
     :data:`STATUSES` and ``audience_reason`` says why in plain words. The first row with a number wins;
     later rows with the same number are ``duplicate`` and name the first row's index label. Numbers on
-    the ``suppress`` opt-out list (any formats) are ``suppressed``. The caller's frame is not modified.
+    the ``suppress`` opt-out list (any formats) are ``suppressed``, and so are those on the suppression list
+    of ``ledger`` (a :class:`~plasgate_nb.Ledger`: numbers that replied STOP, with the reply and its date as
+    the reason). The caller's frame is not modified.
 
     ``consent`` names a column saying whether each person agreed to receive messages: rows holding
     false, 0, no, n or nothing (any case; Khmer ទេ too) are ``no_consent``; true, 1, yes, y (បាទ, ចាស)
@@ -462,6 +473,12 @@ def prepare_audience(
         hit = (status == "ok") & pd.Series(msisdn).isin(numbers).to_numpy()
         status[hit] = "suppressed"
         reason[hit] = "on the opt-out list"
+
+    if ledger is not None:  # the ledger's suppression list: numbers that replied STOP or were added by hand
+        listed = ledger.suppressions().drop_duplicates("msisdn", keep="last").set_index("msisdn")
+        hit = (status == "ok") & pd.Series(msisdn).isin(listed.index).to_numpy()
+        status[hit] = "suppressed"
+        reason[hit] = [suppression_reason(listed.loc[number]) for number in msisdn[hit]]
 
     ok = np.flatnonzero(status == "ok")
     ok_numbers = pd.Series(msisdn[ok], index=df.index[ok])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -117,3 +118,21 @@ def test_suppression_list_survives_reopen(tmp_path: Path) -> None:
         led.suppress(["012 345 678"])
     with Ledger(path) as led:
         assert led.suppressed_numbers() == {"85512345678"}
+
+
+def test_prepare_audience_reads_the_ledgers_suppression_list(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from plasgate_nb import prepare_audience
+
+    with Ledger(tmp_path / "l.db") as led:
+        led.record_replies(None, [reply("85512345678", "ឈប់")])
+        led.suppress(["097 123 4567"], reason="complaint")
+        df = pd.DataFrame({"phone": ["012 345 678", "+855 97 123 4567", "012 999 888"]})
+        out = prepare_audience(df, ledger=led)
+    assert out["audience_status"].tolist() == ["suppressed", "suppressed", "ok"]
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Phnom_Penh")).strftime("%Y-%m-%d")
+    assert out["audience_reason"].tolist()[:2] == [
+        f"replied ឈប់ on {T0.astimezone(ZoneInfo('Asia/Phnom_Penh')):%Y-%m-%d}",
+        f"on the suppression list since {today} (complaint)",
+    ]
