@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/plasgate-nb demo
 
 test: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
