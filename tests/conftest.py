@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -50,3 +50,12 @@ def gateway_for(sim: Simulator, **overrides: Any) -> Gateway:
         "rate_limits": {"batch": None, "single": None, "http": None},
     }
     return Gateway(**{**settings, **overrides})
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``check`` until it holds (raise AssertionError after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)

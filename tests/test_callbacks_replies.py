@@ -6,8 +6,7 @@ simulator's own MO posts are checked against them and stored over real sockets (
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -18,6 +17,7 @@ from plasgate_nb.callbacks import ACK, CallbackServer, reply_url
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.simulator import Simulator, SimulatorConfig
 from plasgate_nb.simulator.mo import mo_body
+from tests.conftest import wait_for
 from tests.test_ledger import url  # noqa: F401  (the SQLite / PostgreSQL fixture)
 
 # the bodies Jasmin 0.11.1 posted to its MO URL (http_api.md section 5), byte for byte
@@ -36,15 +36,6 @@ JASMIN_HEADERS = {
     "User-Agent": "Jasmin gateway/1.0 deliverSmHttpThrower",
 }
 KHMER_REPLY = "ចាស អរគុណ"  # U+1785 U+17B6 U+179F, space, U+17A2 U+179A U+1782 U+17BB U+178E
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll ``check`` until it holds (raise after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ planned, never sent, and compare against the variants.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from plasgate_nb import (
 )
 from plasgate_nb.pacing import PHNOM_PENH
 from plasgate_nb.simulator import RateLimits, Simulator, SimulatorConfig
-from tests.conftest import gateway_for
+from tests.conftest import gateway_for, wait_for
 from tests.test_ledger import url  # noqa: F401  (url: SQLite and PostgreSQL)
 
 KHMER_STOP = "ឈប់"
@@ -40,15 +39,6 @@ def sim() -> Iterator[Simulator]:
     config = SimulatorConfig(seed=12, smpp=True, rate_limits=RateLimits.off(), callback_retry_delay=0.05)
     with Simulator(config, mode="thread") as simulator:
         yield simulator
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll ``check`` until true (fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def customers(n: int, start: int = 0) -> pd.DataFrame:

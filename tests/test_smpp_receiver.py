@@ -12,8 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,12 @@ from plasgate_nb.ledger import Ledger
 from plasgate_nb.simulator import Simulator, SimulatorConfig
 from plasgate_nb.simulator.config import RateLimits
 from plasgate_nb.smpp import SmppConfig
-from tests.conftest import gateway_for
+from tests.conftest import gateway_for, wait_for
 from tests.test_ledger import url  # noqa: F401  (the SQLite / PostgreSQL fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL = {"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED"}
 _block = iter(range(300, 400))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``check`` until it holds (raise after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
