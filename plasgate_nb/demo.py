@@ -6,7 +6,9 @@ language with a masked coupon, previews a message per template and the cost, sen
 through REST batch-send with delivery reports to a real callback receiver, waits for the reports,
 summarizes delivery by carrier and writes the charts and the enriched CSV into an output folder:
 ``demo_results.csv`` and ``demo_results.png`` (the main chart, delivered rate by carrier), then
-``demo_status_by_carrier.png``, ``demo_time_to_deliver.png`` and ``demo_funnel.png``. The ledger lives
+``demo_status_by_carrier.png``, ``demo_time_to_deliver.png`` and ``demo_funnel.png``. A small share
+of the simulated handsets reply STOP or ឈប់ to the receiver's MO URL: the demo shows those numbers on
+the ledger's suppression list and a dry run of a follow-up campaign leaving them out. The ledger lives
 in that folder, so a second run resumes and sends nothing new.
 """
 
@@ -30,7 +32,8 @@ from .gateway import Gateway
 from .io import read_customers
 from .ledger import Ledger
 from .report import collect, delivery_summary, export_report, wait_for_reports
-from .simulator import RateLimits, Simulator, SimulatorConfig
+from .simulator import Account, RateLimits, Simulator, SimulatorConfig
+from .simulator.delivery import opt_out_reply
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -40,6 +43,9 @@ __all__ = ["DemoResult", "find_sample_data", "run_demo", "write_charts"]
 logger = logging.getLogger("plasgate_nb")
 
 CAMPAIGN = "demo-spring-offer"
+FOLLOW_UP = "demo-spring-reminder"
+OPT_OUT_SHARE = 0.01  # of the simulated handsets reply STOP or ឈប់ to a delivered message
+SEED = 2026
 PRICE_PER_SEGMENT = 0.012
 CHART_DPI = 120
 
@@ -117,6 +123,37 @@ def write_charts(collected: pd.DataFrame, output: Path, *, dpi: int = CHART_DPI)
     return paths
 
 
+def _simulator_config(mo_url: str) -> SimulatorConfig:
+    """The demo's simulator: seeded, fast clock, handsets of :data:`OPT_OUT_SHARE` replying to ``mo_url``."""
+    return SimulatorConfig(
+        seed=SEED,
+        rate_limits=RateLimits.off(),
+        clock_speed=30.0,
+        callback_retry_delay=0.5,
+        opt_out_replies=OPT_OUT_SHARE,
+        accounts=(Account(mo_url=mo_url),),
+    )
+
+
+def _show_opt_outs(
+    rendered: pd.DataFrame, campaign: Campaign, ledger: Ledger, *, timeout: float, say: Callable[[str], None]
+) -> None:
+    """Wait (up to ``timeout`` s) for the opt-out replies to the delivered messages; say what they were."""
+    states = ledger.messages(campaign.name, columns=["msisdn", "delivery_status"])
+    delivered = set(states.loc[states["delivery_status"] == "DELIVRD", "msisdn"])
+    expected = {n for n in delivered if opt_out_reply(n, share=OPT_OUT_SHARE, seed=SEED)}
+    deadline = time.monotonic() + timeout
+    while not expected <= ledger.suppressed_numbers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    listed = ledger.suppressions()
+    listed = listed[listed["source"] == "reply"]
+    english = int((listed["text"].str.strip().str.upper() == "STOP").sum())
+    say(
+        f"opt-out replies: {len(listed)} number(s) replied STOP ({english} in English, "
+        f"{len(listed) - english} in Khmer ឈប់); on the suppression list: {len(ledger.suppressed_numbers())}"
+    )
+
+
 def run_demo(
     output: Path | str = "demo_output",
     *,
@@ -135,9 +172,8 @@ def run_demo(
     cost = estimate_cost(rendered, price_per_segment=PRICE_PER_SEGMENT)
     say(f"cost preview: {cost}")
     say(preview(rendered)[["msisdn", "template", "content_report", "encoding", "segments"]].to_string())
-    config = SimulatorConfig(seed=2026, rate_limits=RateLimits.off(), clock_speed=30.0, callback_retry_delay=0.5)
     ledger = Ledger(output / "demo_ledger.db")
-    with Simulator(config) as sim, CallbackServer(ledger) as receiver:
+    with CallbackServer(ledger) as receiver, Simulator(_simulator_config(receiver.reply_url)) as sim:
         creds = sim.credentials
         gateway = Gateway(
             base_url=sim.url,
@@ -164,6 +200,15 @@ def run_demo(
         else:
             counts = wait_for_reports(campaign, timeout=wait, until=0.95)
             say(f"delivery reports: {counts}")
+        _show_opt_outs(rendered, campaign, ledger, timeout=wait, say=say)
+        follow_up = Campaign(FOLLOW_UP, gateway=gateway, ledger=ledger, key="customer_id", progress=False)
+        reminder = follow_up.send(rendered, dry_run=True)
+        listed = int((rendered["audience_status"] == "suppressed").sum())  # opt_out.csv, left out by the audience
+        suppressed = reminder.skipped_reasons.get("suppressed", 0)
+        say(
+            f"follow-up campaign {FOLLOW_UP!r} (dry run): would send {reminder.recipients}; suppressed {suppressed} "
+            f"({listed} on opt_out.csv, {suppressed - listed} replied STOP or ឈប់)"
+        )
     collected = collect(rendered, campaign)
     collected["carrier"] = collected["carrier"].fillna("(no valid number)")
     delivery = delivery_summary(collected, by="carrier")

@@ -10,8 +10,18 @@ import pandas as pd
 import pytest
 
 from plasgate_nb.cli import main
-from plasgate_nb.demo import CAMPAIGN, CHARTS, compose_sample, find_sample_data, run_demo
+from plasgate_nb.demo import (
+    CAMPAIGN,
+    CHARTS,
+    FOLLOW_UP,
+    OPT_OUT_SHARE,
+    SEED,
+    compose_sample,
+    find_sample_data,
+    run_demo,
+)
 from plasgate_nb.ledger import Ledger
+from plasgate_nb.simulator.delivery import opt_out_reply
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -60,14 +70,42 @@ def test_demo_runs_end_to_end_twice(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert any("delivery by carrier" in line for line in lines)
     with Ledger(tmp_path / "demo_ledger.db") as ledger:
         states = ledger.summary(CAMPAIGN)
+        listed = ledger.suppressions()
+        sent = ledger.messages(CAMPAIGN, columns=["msisdn", "delivery_status"])
+        assert ledger.messages(FOLLOW_UP).empty  # the follow-up was a dry run: nothing planned
     assert states["accepted"] == first.summary.accepted
+
+    # opt-outs: the handsets the seed picks replied STOP or ឈប់ to a delivered message, over HTTP MO
+    delivered = set(sent.loc[sent["delivery_status"] == "DELIVRD", "msisdn"])
+    expected = {n: opt_out_reply(n, share=OPT_OUT_SHARE, seed=SEED) for n in delivered}
+    expected = {n: text for n, text in expected.items() if text}
+    stopped = dict(zip(listed["msisdn"], listed["text"], strict=True))
+    assert (listed["source"] == "reply").all() and len(stopped) >= 0.9 * len(expected) >= 5
+    assert all(expected[n] == text for n, text in stopped.items())  # only numbers the rule picks, their keyword
+    assert set(stopped.values()) == {"STOP", "ឈប់"}
+    english = sum(text == "STOP" for text in stopped.values())
+    stops = (
+        f"opt-out replies: {len(stopped)} number(s) replied STOP ({english} in English, "
+        f"{len(stopped) - english} in Khmer ឈប់); on the suppression list: {len(stopped)}"
+    )
+    assert stops in lines
+    on_file = int((compose_sample(find_sample_data())["audience_status"] == "suppressed").sum())
+    follow_up = (
+        f"follow-up campaign {FOLLOW_UP!r} (dry run): would send {first.summary.accepted - len(stopped)}; "
+        f"suppressed {on_file + len(stopped)} ({on_file} on opt_out.csv, {len(stopped)} replied STOP or ឈប់)"
+    )
+    assert follow_up in lines
 
     # the second run goes through the command line: it resumes from the ledger and sends nothing new
     assert main(["demo", "--output", str(tmp_path), "--wait", "5", "--json"]) == 0
     out = capsys.readouterr().out
     second = json.loads(out.strip().splitlines()[-1])
-    assert second["recipients"] == second["requests"] == 0 and second["already_sent"] == first.summary.accepted
+    assert second["recipients"] == second["requests"] == 0
+    # Campaign.send (main) counts the sent rows of numbers suppressed since as skipped 'suppressed', not as
+    # already sent; the ledger's states below prove nothing moved either way
+    assert second["already_sent"] in (first.summary.accepted, first.summary.accepted - len(stopped))
     assert "nothing new to send" in out and f"results in {tmp_path}/" in out
     assert f"wrote {tmp_path / 'demo_funnel.png'} (send funnel)" in out
+    assert stops in out and follow_up in out  # the stored opt-outs still leave those numbers out
     with Ledger(tmp_path / "demo_ledger.db") as ledger:
         assert ledger.summary(CAMPAIGN) == states  # no row moved: nothing was sent again

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import logging
 import math
 import random
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +43,7 @@ from .smpp_server import GatewayBackend, SmppServer
 __all__ = ["ADMIN_HEADER", "create_app"]
 
 ADMIN_HEADER = "X-Sim-Admin"
+logger = logging.getLogger("plasgate_nb")
 
 
 def _json(status: int, body: Any, **headers: str) -> JSONResponse:
@@ -92,6 +94,7 @@ class SimApp:
         self.mo_http = MoThrower(
             retries=config.callback_retries, retry_delay=config.callback_retry_delay, timeout=config.callback_timeout
         )
+        self.dispatcher.on_opt_out = self._opt_out
         self.smpp: SmppServer | None = None
         if config.smpp:
             self.smpp = SmppServer(
@@ -102,6 +105,16 @@ class SimApp:
             )
 
     # -- helpers -----------------------------------------------------------------------------------
+    def _opt_out(self, index: int) -> None:
+        """A handset replies its opt-out keyword: to the account's MO URL, else to its SMPP receiver."""
+        account, sender, destination, text = self.gateway.opt_out(index)
+        if account.mo_url:
+            self.mo_http.throw(account.mo_url, sender=sender, destination=destination, text=text)
+        elif self.smpp is not None:
+            self.smpp.send_mo(account.username, sender=sender, destination=destination, text=text)
+        else:
+            logger.debug("simulator: an opt-out reply has nowhere to go (no mo_url, no SMPP)")
+
     def _rest_account(self, request: Request) -> Account | None:
         """Authenticate ``?private_key=`` + ``X-Secret``."""
         return self.gateway.authenticate_rest(request.query_params.get("private_key"), request.headers.get("x-secret"))
@@ -293,7 +306,7 @@ class SimApp:
             "requests": self.gateway.request_seq,
             "scheduled": self.gateway.scheduled,
             "in_flight": self.dispatcher.in_flight,
-            "idle": self.dispatcher.idle,
+            "idle": self.dispatcher.idle and not self.mo_http.in_flight,
             "callbacks": self.dispatcher.stats,
             "faults": self.faults.describe(),
             "smpp_port": self.smpp.port if self.smpp is not None else None,

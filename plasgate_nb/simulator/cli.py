@@ -83,6 +83,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "bind with the HTTP API username and password printed at start",
     )
     parser.add_argument(
+        "--opt-out-replies",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of numbers (0-1, chosen per number from --seed) whose handset replies STOP or ឈប់ "
+        "a second after each delivered message (default 0: never)",
+    )
+    parser.add_argument(
+        "--mo-url",
+        default=None,
+        metavar="URL",
+        help="post replies from handsets to URL as Jasmin's MO HTTP connector does (without it they go to "
+        "the bound SMPP receiver)",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -148,6 +163,9 @@ def describe(config: SimulatorConfig) -> str:
     per_minute = {route: getattr(limits, route) for route in ROUTES}
     shown = ", ".join(f"{route} {f'{n}/min' if n else 'off'}" for route, n in per_minute.items())
     lines = [f"  limits:    {shown}; DLR retries {config.callback_retries} x {config.callback_retry_delay:g} s"]
+    if config.opt_out_replies:
+        where = "MO URL" if config.accounts[0].mo_url else "SMPP receiver"
+        lines.append(f"  replies:   {config.opt_out_replies:g} of numbers reply STOP or ឈប់ (to the {where})")
     for c in (*config.delivery.carriers, config.delivery.fallback):
         lines.append(
             f"  carrier:   {c.name:<9} undeliverable {c.undeliverable:g}, expired {c.expired:g}, "
@@ -207,6 +225,12 @@ def run(args: argparse.Namespace) -> int:
     if args.callback_retries is not None and args.callback_retries < 0:
         print("plasgate-nb simulator: --callback-retries cannot be negative", file=sys.stderr)
         return 2
+    if not 0.0 <= args.opt_out_replies <= 1.0:
+        print(f"plasgate-nb simulator: --opt-out-replies is a share 0-1, not {args.opt_out_replies:g}", file=sys.stderr)
+        return 2
+    if args.mo_url is not None and not args.mo_url.startswith(("http://", "https://")):
+        print("plasgate-nb simulator: --mo-url must be an http(s) URL", file=sys.stderr)
+        return 2
     if args.smpp_port is not None and not 0 <= args.smpp_port <= 65535:
         print(f"plasgate-nb simulator: --smpp-port must be 0-65535, not {args.smpp_port}", file=sys.stderr)
         return 2
@@ -219,11 +243,14 @@ def run(args: argparse.Namespace) -> int:
         delivery=delivery,
         smpp=args.smpp_port is not None,
         smpp_port=args.smpp_port or 0,
+        opt_out_replies=args.opt_out_replies,
     )
     if args.callback_retries is not None:
         config = replace(config, callback_retries=args.callback_retries)
     if args.balance is not None:
         config = replace(config, accounts=(replace(config.accounts[0], balance=args.balance),))
+    if args.mo_url is not None:
+        config = replace(config, accounts=(replace(config.accounts[0], mo_url=args.mo_url),))
     token = secrets.token_urlsafe(18)
     try:
         sock = bind_socket(args.host, args.port)

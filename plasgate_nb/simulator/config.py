@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import ConfigError
+
 __all__ = [
     "DEFAULT_CARRIERS",
     "FAULT_KINDS",
@@ -45,7 +47,9 @@ class Account:
     """One gateway account: REST credentials (private key + X-Secret), HTTP API login, senders, money.
 
     The demo secret holds a ``$`` on purpose: real Plasgate secrets do, and clients must pass them
-    verbatim (no shell or template expansion).
+    verbatim (no shell or template expansion). ``mo_url`` is where replies from handsets are posted over
+    HTTP (Jasmin's MO HTTP connector, configured per route); without it they go to the account's bound
+    SMPP receiver. It is left out of the repr: a receiver's URL may carry its token.
     """
 
     username: str = "demo"
@@ -55,6 +59,7 @@ class Account:
     senders: tuple[str, ...] = ("SMS Info",)
     balance: float = 1_000_000.0
     price_per_segment: float = 0.012
+    mo_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +200,10 @@ class SimulatorConfig:
     ``no_route`` lists national prefixes (the two digits after 855) no route serves: the gateway refuses
     those numbers (REST ``/rest/send`` 412, HTTP API ``412 Error "No route found"``, a batch's errback
     after its 200); by default 13, the closed qb network that number plans still list as mobile.
+    ``opt_out_replies`` is the share of numbers whose handset replies an opt-out keyword (``STOP`` or
+    Khmer ``ឈប់``) a second after each delivered message, chosen per number from ``seed``
+    (``delivery.opt_out_reply`` tells which); the reply goes to the account's ``mo_url`` over HTTP, or to
+    its bound SMPP receiver. 0 (the default) turns it off.
     """
 
     accounts: tuple[Account, ...] = (Account(),)
@@ -214,3 +223,8 @@ class SimulatorConfig:
     smpp_port: int = 0
     smpp_enquire_link_interval: float = 30.0
     no_route: tuple[str, ...] = ("13",)
+    opt_out_replies: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.opt_out_replies <= 1.0:
+            raise ConfigError(f"opt_out_replies is a share between 0 and 1, not {self.opt_out_replies!r}")

@@ -8,6 +8,7 @@ the delivered ones first gets an intermediate UNKNOWN or ENROUTE report, as the 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from datetime import datetime
@@ -16,7 +17,17 @@ from ..segments import split_parts
 from .clock import GATEWAY_TZ
 from .config import Carrier, DeliveryModel
 
-__all__ = ["FINAL_STATUS", "INTERIM_STATUS", "OUTCOME_NAMES", "Outcome", "Outcomes", "level1_fields", "level2_fields"]
+__all__ = [
+    "FINAL_STATUS",
+    "INTERIM_STATUS",
+    "OPT_OUT_TEXTS",
+    "OUTCOME_NAMES",
+    "Outcome",
+    "Outcomes",
+    "level1_fields",
+    "level2_fields",
+    "opt_out_reply",
+]
 
 
 class Outcome:
@@ -66,6 +77,25 @@ _SPECIAL_CODES = {
     "DELETED": 7,
     "ENROUTE_THEN_DELIVRD": 8,
 }
+
+# what a handset that opts out replies: English or Khmer ("stop"), chosen per number
+OPT_OUT_TEXTS = ("STOP", "ឈប់")
+REPLY_AFTER = 1.0  # simulated seconds from the final DELIVRD report to the opt-out reply
+
+
+def opt_out_reply(msisdn: str, *, share: float, seed: int | None) -> str | None:
+    """Return the opt-out keyword handset ``msisdn`` replies to a delivered message, or None.
+
+    Deterministic per number and ``seed`` (a hash, not a random stream): the same numbers opt out
+    whatever the order, transport or number of messages, so a test or notebook can tell which.
+    """
+    if share <= 0:
+        return None
+    digest = hashlib.blake2b(f"{seed}:{msisdn}".encode(), digest_size=8).digest()
+    value = int.from_bytes(digest, "big")
+    if (value >> 11) / (1 << 53) >= share:
+        return None
+    return OPT_OUT_TEXTS[value & 1]
 
 
 class Outcomes:

@@ -15,11 +15,12 @@ import contextlib
 import logging
 import re
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus
 
 from ._wire import WireClient, WireError, encode_headers
-from .model import BATCH_CALLBACK, ERRBACK, Event, Gateway
+from .model import BATCH_CALLBACK, ERRBACK, OPT_OUT, Event, Gateway
 
 __all__ = ["DLR_HEADERS", "Dispatcher"]
 
@@ -39,7 +40,10 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what quote_plus leaves as 
 
 
 class Dispatcher:
-    """Sends due receipt events; a DLR is retried ``retries`` times until the receiver ACKs it."""
+    """Sends due receipt events; a DLR is retried ``retries`` times until the receiver ACKs it.
+
+    Opt-out reply events are handed to ``on_opt_out(index)`` (the app posts or sends the reply).
+    """
 
     def __init__(
         self,
@@ -65,6 +69,7 @@ class Dispatcher:
         self._cap = max(1024, self.concurrency * 64)  # ready events held at once; the rest wait on the heap
         self._low = self._cap // 4  # refill the ready queue when it drains to this
         self._tasks: list[asyncio.Task[Any]] = []
+        self.on_opt_out: Callable[[int], None] | None = None
 
     async def start(self) -> None:
         """Open the HTTP client and start the scheduler and the workers (inside the server's loop)."""
@@ -153,6 +158,10 @@ class Dispatcher:
     async def throw(self, event: Event) -> None:
         """Send one event; schedule a retry, or a duplicate when the request asked for one."""
         _due, _seq, kind, index, attempt = event
+        if kind == OPT_OUT:
+            if self.on_opt_out is not None:
+                self.on_opt_out(index)
+            return
         sub, url, method, fields = self.gateway.callback(kind, index)
         if sub.sink is not None and kind not in (BATCH_CALLBACK, ERRBACK):
             sub.sink(sub, fields)

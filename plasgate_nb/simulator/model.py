@@ -34,12 +34,23 @@ from typing import Any
 from ..segments import MASK_MARKER, count_segments, split_parts, strip_markers
 from .clock import GATEWAY_TZ, SimClock
 from .config import Account, SimulatorConfig
-from .delivery import FINAL_STATUS, INTERIM_STATUS, OUTCOME_NAMES, Outcome, Outcomes, level1_fields, level2_fields
+from .delivery import (
+    FINAL_STATUS,
+    INTERIM_STATUS,
+    OUTCOME_NAMES,
+    REPLY_AFTER,
+    Outcome,
+    Outcomes,
+    level1_fields,
+    level2_fields,
+    opt_out_reply,
+)
 
 __all__ = ["Gateway", "InsufficientBalance", "MessageSpec", "Sink", "Submission", "mask_report", "new_ids"]
 
-# event kinds on the receipt heap
-BATCH_CALLBACK, ERRBACK, LEVEL1, LEVEL2_INTERIM, LEVEL2 = range(5)
+# event kinds on the receipt heap (OPT_OUT: the handset replies an opt-out keyword)
+BATCH_CALLBACK, ERRBACK, LEVEL1, LEVEL2_INTERIM, LEVEL2, OPT_OUT = range(6)
+_DELIVERED = frozenset(code for code, (status, _err) in FINAL_STATUS.items() if status == "DELIVRD")
 _MASKED = re.compile(re.escape(MASK_MARKER) + ".*?" + re.escape(MASK_MARKER), re.DOTALL)
 Event = tuple[float, int, int, int, int]  # (due, seq, kind, index, attempt)
 Sink = Callable[["Submission", dict[str, str]], None]
@@ -339,6 +350,8 @@ class Gateway:
         events: list[Event] = []
         if sub.callback_url:
             events.extend((due, 0, BATCH_CALLBACK, i, 0) for i in range(first, first + n))
+        if self.config.opt_out_replies:
+            events.extend(self._opt_outs(first, n, due))
         if not sub.dlr_url and sub.sink is None:
             return events
         level = sub.dlr_level
@@ -359,6 +372,24 @@ class Gateway:
                     l2_at += 1.0
                 events.append((l2_at, 0, LEVEL2, i, 0))
         return events
+
+    def _opt_outs(self, first: int, n: int, due: float) -> list[Event]:
+        """Return the opt-out reply events of delivered recipients ``first..first+n`` whose number opts out."""
+        share, seed, codes = self.config.opt_out_replies, self.config.seed, self.codes
+        events: list[Event] = []
+        for i in range(first, first + n):
+            code = codes[i]
+            if code in _DELIVERED and opt_out_reply(self.tos[i], share=share, seed=seed) is not None:
+                delivered_at = due + self.latency[i] + (1.0 if code in INTERIM_STATUS else 0.0)
+                events.append((delivered_at + REPLY_AFTER, 0, OPT_OUT, i, 0))
+        return events
+
+    def opt_out(self, index: int) -> tuple[Account, str, str, str]:
+        """Return (account, handset number, address replied to, keyword) of recipient ``index``'s opt-out reply."""
+        sub = self.subs[self.sub_of[index]]
+        to = self.tos[index]
+        text = opt_out_reply(to, share=self.config.opt_out_replies, seed=self.config.seed) or ""
+        return self.accounts[sub.account], to, sub.sender, text
 
     # -- the receipt heap --------------------------------------------------------------------------
     def schedule(self, events: list[Event]) -> None:
