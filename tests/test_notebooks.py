@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -16,8 +17,13 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def test_there_are_the_three_notebooks() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_send_form.ipynb", "03_pipeline.ipynb"]
+def test_there_are_the_four_notebooks() -> None:
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_quickstart.ipynb",
+        "02_send_form.ipynb",
+        "03_pipeline.ipynb",
+        "04_experiment.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -135,6 +141,31 @@ def test_pipeline_notebook_runs_with_papermill_parameters(tmp_path: Path) -> Non
         assert not noise(nbformat.read(out, as_version=4))
     results = (tmp_path / "out" / "nightly_results.csv").read_text()
     assert "accepted" in results
+
+
+@pytest.mark.slow
+def test_experiment_notebook_holds_out_compares_and_leaves_opt_outs_out(tmp_path: Path) -> None:
+    book = execute(ROOT / "notebooks" / "04_experiment.ipynb", tmp_path)
+    errors = [out for cell in book.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors, errors
+    assert not noise(book), noise(book)
+    text = outputs_text(book)
+    variants = dict(re.findall(r"(A|B|holdout) (\d+)", re.search(r"variants: (.*)", text).group(1)))
+    sizes = {name: int(n) for name, n in variants.items()}
+    assert set(sizes) == {"A", "B", "holdout"} and 0.07 < sizes["holdout"] / sum(sizes.values()) < 0.13
+    held = re.search(r"holdout numbers the simulator received: (\d+) of (\d+)", text)
+    assert held and held.group(1) == "0" and int(held.group(2)) == sizes["holdout"]  # the simulator's record
+    assert f"sent {sizes['A'] + sizes['B']} message(s)" in text
+    assert f"skipped {sizes['holdout']} {{'holdout': {sizes['holdout']}}}" in text
+    listed = int(re.search(r"on the suppression list: (\d+) \{", text).group(1))
+    assert listed > 0 and "'STOP'" in text and "'ឈប់'" in text
+    # the follow-up skipped exactly those numbers, and the simulator received none of them
+    assert f"'suppressed': {listed}" in text
+    assert f"sent {sizes['A'] + sizes['B'] - listed} message(s)" in text
+    assert "follow-up messages to opted-out numbers: 0" in text
+    assert "converted_simulated" in text
+    images = [out for cell in book.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+    assert images, "plot_variants drew nothing"
 
 
 def _stream_text(message: dict) -> list[str]:
