@@ -7,8 +7,6 @@ its bound SMPP receiver) and reach the ledger's suppression list.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,20 +19,11 @@ from plasgate_nb.errors import ConfigError
 from plasgate_nb.simulator import Account, RateLimits, Simulator, SimulatorConfig
 from plasgate_nb.simulator.cli import describe
 from plasgate_nb.simulator.delivery import OPT_OUT_TEXTS, opt_out_reply
-from tests.conftest import gateway_for
+from tests.conftest import gateway_for, wait_for
 
 DELIVERED = {"DELIVRD", "UNKNOWN_THEN_DELIVRD", "ENROUTE_THEN_DELIVRD"}
 SHARE = 0.2
 SEED = 7
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``check`` until it holds (fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def customers(n: int, start: int = 0) -> pd.DataFrame:
