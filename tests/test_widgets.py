@@ -95,6 +95,14 @@ def status_text(form: SendForm) -> str:
     return " ".join(text(form.status.value).split()).replace(" :", ":")
 
 
+def descendants(widget: w.Widget) -> list[w.Widget]:
+    """Every widget shown inside ``widget``."""
+    found = []
+    for child in getattr(widget, "children", ()):
+        found += [child, *descendants(child)]
+    return found
+
+
 def outputs_text(output: w.Output) -> str:
     """Everything in an Output widget as text (streams and text/plain of displays)."""
     parts = [o.get("text") or o.get("data", {}).get("text/plain", "") for o in output.outputs]
@@ -137,7 +145,14 @@ def test_masked_column_shows_stars_in_the_report_view(form: SendForm) -> None:
 def test_every_dropdown_shows_a_choice(form: SendForm) -> None:
     """No dropdown starts blank: the row index and the overall summary are choices with their own labels."""
     dropdowns = [c for c in vars(form).values() if isinstance(c, w.Dropdown)]
-    assert {d.description for d in dropdowns} == {"phone column", "key column", "transport", "report by"}
+    assert {d.description for d in dropdowns} == {
+        "phone column",
+        "key column",
+        "consent column",
+        "per value of",
+        "transport",
+        "report by",
+    }
     assert all(d.index is not None and d.label for d in dropdowns)
     assert (form.key.label, form.key_column) == ("(row index)", None)
     form.key.value = "coupon"
@@ -507,12 +522,235 @@ def test_a_campaign_object_gives_the_defaults(sim: Simulator, gateway: Gateway, 
             gateway.sender,
         )
         assert not f.dlr.value and f.dlr.disabled  # no receiver: no delivery reports
-        assert isinstance(f.widget, w.VBox) and f.template in f.widget.children
+        assert isinstance(f.widget, w.VBox) and f.template in descendants(f.widget)
         f.dry_run_button.click()
         assert cells(f.notice.value)["recipients"] == "4"
     finally:
         f.close()
     ledger.close()
+
+
+# ---------------------------------------------------------------------------------------------- consent and templates
+KM_TEMPLATE = "សួស្តី {{ first_name }}! កូដ {{ coupon }}"
+
+
+def multilingual() -> pd.DataFrame:
+    """``customers()`` with a language and an opt_in column: Sophea (row 1) said no, so three rows can be sent."""
+    df = customers()
+    return df.assign(language=["en", "en", "km", "km", "en", "en"], opt_in=["yes", "no", "yes", "true", "1", "yes"])
+
+
+def multi_form(gateway: Gateway, tmp_path: Path, **options: object) -> SendForm:
+    """A form over ``multilingual()``."""
+    settings: dict[str, object] = {"campaign": "multi", "ledger": tmp_path / "l.db", "template": TEMPLATE}
+    return SendForm(multilingual(), gateway=gateway, price_per_segment=PRICE, **{**settings, **options})
+
+
+def test_the_consent_column_defaults_to_opt_in_and_leaves_out_who_said_no(
+    form: SendForm, gateway: Gateway, tmp_path: Path
+) -> None:
+    assert (form.consent.label, form.consent_column) == ("(none: everyone consents)", None)  # no such column
+    f = multi_form(gateway, tmp_path)
+    try:
+        assert f.consent.value == "opt_in" and f.consent_column == "opt_in"
+        f.row.value = 1
+        assert cells(f.preview.value)["audience"] == "no_consent: no consent (opt_in is 'no')"
+        f.dry_run_button.click()
+        totals = cells(f.notice.value)
+        assert totals["recipients"] == "3" and "no_consent 1" in totals["skipped by audience"]
+        f.consent.value = "(none: everyone consents)"  # a person who knows better: every row counts as consenting
+        assert cells(f.preview.value)["audience"] == "ok"
+        f.dry_run_button.click()
+        assert cells(f.notice.value)["recipients"] == "4"
+        f.consent.value = "city"  # not a yes/no column: prepare_audience's error, in the form
+        assert "neither yes nor no" in text(f.error.value) and "'city'" in text(f.error.value)
+    finally:
+        f.close()
+    off = multi_form(gateway, tmp_path, consent=False)
+    try:
+        assert off.consent_column is None
+    finally:
+        off.close()
+    with pytest.raises(ConfigError, match="'agreed'"):
+        multi_form(gateway, tmp_path, consent="agreed")
+
+
+def value_editor(form: SendForm, value: object) -> tuple[w.Textarea, w.HTML]:
+    """The text box and the live preview of the template for ``value``."""
+    editor = form.templates.value_editors[value]
+    return editor.text, editor.preview
+
+
+def test_one_template_per_language_sends_khmer_text_to_khmer_customers(
+    gateway: Gateway, sim: Simulator, tmp_path: Path
+) -> None:
+    f = multi_form(gateway, tmp_path)
+    df = f.df
+    before = len(sim.records())
+    try:
+        assert f.by.value == "carrier" and "template" not in f.by.options
+        f.template_mode.value = "by"
+        assert f.template_by.value == "language"  # the default column
+        assert list(f.templates.value_editors) == ["en", "km"]  # the values present, most rows first
+        km_text, km_preview = value_editor(f, "km")
+        en_text, en_preview = value_editor(f, "en")
+        assert km_text.value == en_text.value == TEMPLATE  # pre-filled with the one template
+        assert f.by.value == "template"  # the results will be grouped by template
+        # each template's preview shows a row that uses it
+        assert cells(en_preview.value)["message"] == "Hi Dara, your code is K7Q2"
+        assert cells(km_preview.value)["message"] == "Hi Vichet, your code is Z1Z1"
+        km_text.value = KM_TEMPLATE  # typed: only the Khmer preview changes
+        assert cells(km_preview.value)["message"] == "សួស្តី Vichet! កូដ Z1Z1"
+        units = len("សួស្តី Vichet! កូដ Z1Z1".encode("utf-16-le")) // 2
+        assert cells(km_preview.value)["size"] == f"UCS-2, {units} characters, 1 part(s)"
+        assert cells(en_preview.value)["message"] == "Hi Dara, your code is K7Q2"
+        shown = cells(f.preview.value)  # the chosen row (0) with its own template
+        assert (shown["template"], shown["message"]) == ("en", "Hi Dara, your code is K7Q2")
+        f.row.value = 3
+        shown = cells(f.preview.value)
+        assert (shown["template"], shown["message"], shown["encoding"]) == ("km", "សួស្តី ចិន្តា! កូដ P0P0", "UCS-2")
+        f.mask.value = ("coupon",)
+        assert cells(km_preview.value)["report view"] == "សួស្តី Vichet! កូដ ******"
+        f.dry_run_button.click()
+        assert f.error.value == ""
+        totals = cells(f.notice.value)
+        assert (totals["recipients"], totals["templates"]) == ("3", "en 1, km 2")
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20) and f.error.value == ""
+    finally:
+        f.close()
+    texts = {r["to"]: r["delivered_text"] for r in sim.records(offset=before)}
+    number = {name: "855" + p.replace(" ", "")[1:] for name, p in zip(df["first_name"], df["phone"], strict=False)}
+    assert texts == {
+        number["Dara"]: "Hi Dara, your code is K7Q2",
+        number["Vichet"]: "សួស្តី Vichet! កូដ Z1Z1",
+        number["ចិន្តា"]: "សួស្តី ចិន្តា! កូដ P0P0",
+    }
+    results = outputs_text(f.results)
+    assert "sent 3 message(s)" in results
+    table = next(o for o in f.results.outputs if "text/html" in o.get("data", {}))
+    assert "<th>km</th>" in table["data"]["text/html"] and "<th>en</th>" in table["data"]["text/html"]
+
+
+def test_templates_per_value_from_the_constructor_a_missing_value_and_a_broken_one(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    df = multilingual()
+    df.loc[df.index[0], "language"] = None  # Dara's language is unknown: the "no value" template
+    with pytest.raises(ConfigError, match="template_by"):
+        SendForm(df, template={"en": TEMPLATE, "km": KM_TEMPLATE})
+    f = SendForm(
+        df,
+        campaign="given",
+        gateway=gateway,
+        ledger=tmp_path / "l.db",
+        template={"en": TEMPLATE, "km": KM_TEMPLATE},
+        template_by="language",
+    )
+    try:
+        assert f.template_mode.value == "by"
+        assert [repr(v) for v in f.templates.value_editors] == ["'en'", "'km'", "(no value)"]
+        assert value_editor(f, "km")[0].value == KM_TEMPLATE
+        missing = next(e for e in f.templates.editors() if e.key not in ("en", "km"))
+        assert missing.text.value == TEMPLATE  # pre-filled with the first template given
+        assert cells(missing.preview.value)["message"] == "Hi Dara, your code is K7Q2"
+        missing.text.value = "Hello {{ first_name }}"
+        assert cells(f.preview.value)["message"] == "Hello Dara"  # row 0 takes the "no value" template
+        assert cells(f.preview.value)["template"] == "default"
+        value_editor(f, "km")[0].value = "សួស្តី {{ first_name"  # broken: its own preview says why, the others render
+        assert "Error:" in text(value_editor(f, "km")[1].value)
+        assert cells(value_editor(f, "en")[1].value)["message"] == "Hi Sophea, your code is M9X4"
+        f.dry_run_button.click()
+        assert "syntax error" in text(f.error.value) and "Dry run" not in text(f.notice.value)
+        value_editor(f, "km")[0].value = "  "
+        f.dry_run_button.click()
+        assert "the template for 'km' is empty" in text(f.error.value)
+    finally:
+        f.close()
+
+
+def test_another_column_gets_its_own_editors_and_typed_texts_come_back(gateway: Gateway, tmp_path: Path) -> None:
+    many = pd.DataFrame(
+        {
+            "phone": [f"012 555 {i:03d}" for i in range(25)],
+            "first_name": [f"name{i}" for i in range(25)],  # 25 values: too many for one template each
+            "language": ["en", "km"] * 12 + ["en"],
+        }
+    )
+    f = SendForm(many, campaign="cols", gateway=gateway, ledger=tmp_path / "l.db", template="Hi {{ first_name }}")
+    try:
+        f.template_mode.value = "by"
+        value_editor(f, "km")[0].value = "សួស្តី {{ first_name }}"
+        f.template_by.value = "first_name"
+        assert f.templates.value_editors == {}
+        assert "has 25 different values" in text(f.templates.values_note.value)
+        f.dry_run_button.click()
+        assert "at most 20" in text(f.error.value)
+        f.template_by.value = "language"
+        assert value_editor(f, "km")[0].value == "សួស្តី {{ first_name }}"  # kept while another column was chosen
+        f.dry_run_button.click()
+        assert f.error.value == "" and cells(f.notice.value)["templates"] == "en 13, km 12"
+        f.template_mode.value = "one"  # back to one template: the per-value editors are not used
+        f.dry_run_button.click()
+        assert "templates" not in cells(f.notice.value)
+    finally:
+        f.close()
+
+
+def test_ab_variants_are_assigned_by_assign_variants_and_sent_with_their_templates(
+    gateway: Gateway, sim: Simulator, tmp_path: Path
+) -> None:
+    from plasgate_nb.audience import prepare_audience
+    from plasgate_nb.experiments import assign_variants
+
+    df = customers()
+    before = len(sim.records())
+    f = SendForm(df, campaign="ab", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE, holdout=0.0)
+    try:
+        f.template_mode.value = "variants"
+        editors = f.templates.variant_editors
+        assert [e.template_key for e in editors] == ["A", "B"]
+        assert {e.text.value for e in editors} == {TEMPLATE}
+        assert f.by.value == "variant" and f.seed.value == "" and f.holdout.value == 0.0
+        extra = f.templates.add_variant()  # the Add variant button
+        assert extra.template_key == "C" and extra.text.value == TEMPLATE
+        extra.remove_button.click()
+        assert [e.template_key for e in f.templates.variant_editors] == ["A", "B"]
+        editors[0].text.value = "A: {{ first_name }}"
+        editors[1].text.value = "B: {{ first_name }} {{ coupon }}"
+        # each variant's preview shows the chosen row as that variant would read
+        assert cells(editors[0].preview.value)["message"] == "A: Dara"
+        assert cells(editors[1].preview.value)["message"] == "B: Dara K7Q2"
+        expected = assign_variants(prepare_audience(df), ["A", "B"], key=None, seed="ab")["variant"]
+        assert cells(f.preview.value)["template"] == expected.iloc[0]
+        editors[1].name.value = "A"  # two variants with one name: assign_variants refuses
+        f.dry_run_button.click()
+        assert "distinct" in text(f.error.value)
+        editors[1].name.value = "B"
+        f.dry_run_button.click()
+        sendable = expected[prepare_audience(df)["audience_status"].eq("ok")].value_counts()
+        assert cells(f.notice.value)["variants"] == f"A {sendable['A']}, B {sendable['B']}"
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20) and f.error.value == ""
+    finally:
+        f.close()
+    texts = {r["to"]: r["delivered_text"] for r in sim.records(offset=before)}
+    sent = prepare_audience(df).assign(variant=expected).iloc[:4]
+    assert texts == {
+        row.msisdn: f"A: {row.first_name}" if row.variant == "A" else f"B: {row.first_name} {row.coupon}"
+        for row in sent.itertuples()
+    }
+    f2 = SendForm(df, campaign="ab", gateway=gateway, ledger=tmp_path / "l2.db", variants={"X": TEMPLATE}, seed="s")
+    try:  # a seed of its own: another assignment, as assign_variants gives it
+        assert f2.template_mode.value == "variants" and f2.templates.variant_editors[0].remove_button.disabled
+        f2.row.value = 0
+        expected = assign_variants(prepare_audience(df).iloc[[0]], ["X"], holdout=0.1, seed="s")["variant"].iloc[0]
+        shown = cells(f2.preview.value)
+        assert shown.get("template", shown.get("variant")) == expected
+    finally:
+        f2.close()
 
 
 # ---------------------------------------------------------------------------------------------- SMPP

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
 import typing
+from typing import Any
 
 import ipywidgets as w
+import pandas as pd
 
 from .. import campaign as campaign_module
 from ..errors import ConfigError
 from ..gateway import Gateway
+from ..pacing import FrequencyCap, QuietHours
 
-__all__ = ["DEFAULT_LEDGER", "INDEX", "OVERALL", "close_tree", "default_sender", "guess_phone", "transport_options"]
+__all__ = [
+    "CONSENT_HINTS",
+    "DEFAULT_LEDGER",
+    "INDEX",
+    "NO_CONSENT",
+    "OVERALL",
+    "campaign_takes",
+    "cap_text",
+    "close_tree",
+    "default_sender",
+    "guess_consent",
+    "guess_phone",
+    "guess_template_by",
+    "quiet_text",
+    "transport_options",
+]
 
 _TRANSPORT_LABELS = {
     "batch": "REST batch-send",
@@ -20,6 +39,9 @@ _TRANSPORT_LABELS = {
 }
 INDEX = "(row index)"
 OVERALL = "(overall)"
+NO_CONSENT = "(none: everyone consents)"
+# Column names the consent picker chooses by default (compared in lower case), the first present wins.
+CONSENT_HINTS = ("opt_in", "optin", "opted_in", "consent", "sms_consent", "marketing_consent")
 DEFAULT_LEDGER = "plasgate_nb.db"
 
 
@@ -43,6 +65,23 @@ def guess_phone(columns: list[str]) -> str | None:
     return columns[0] if columns else None
 
 
+def guess_consent(columns: list[str]) -> str:
+    """The consent picker's default: a column named like ``opt_in`` or ``consent``, else no consent column."""
+    lowered = {column.lower(): column for column in reversed(columns)}
+    for hint in CONSENT_HINTS:
+        if hint in lowered:
+            return lowered[hint]
+    return NO_CONSENT
+
+
+def guess_template_by(columns: list[str]) -> str | None:
+    """The "one template per value of" picker's default: a language column, else the first column."""
+    for column in columns:
+        if column.lower() in ("language", "lang", "locale"):
+            return column
+    return columns[0] if columns else None
+
+
 def close_tree(widget: w.Widget) -> None:
     """Close a widget and every widget inside it."""
     for child in getattr(widget, "children", ()):
@@ -58,3 +97,26 @@ def default_sender(gateway: Gateway | None) -> str:
         return Gateway.from_env().sender
     except ConfigError:
         return "SMS Info"
+
+
+def campaign_takes(keyword: str) -> bool:
+    """Whether ``Campaign`` takes ``keyword`` (the form passes pacing settings only to a Campaign that has them)."""
+    return keyword in inspect.signature(campaign_module.Campaign).parameters
+
+
+def quiet_text(value: Any) -> str:
+    """Quiet hours (a QuietHours, a pair or ``"21:00-08:00"``) as the field shows them."""
+    quiet = QuietHours.parse(value)
+    return "" if quiet is None else f"{quiet.start:%H:%M}-{quiet.end:%H:%M}"
+
+
+def cap_text(value: Any) -> str:
+    """A frequency cap (a FrequencyCap, a pair or ``"2/7D"``) as the field shows it: ``2/7D``, ``3/36h``."""
+    cap = FrequencyCap.parse(value)
+    if cap is None:
+        return ""
+    seconds = int(pd.Timedelta(cap.window).total_seconds())
+    for unit, size in (("D", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{cap.messages}/{seconds // size}{unit}"
+    return f"{cap.messages}/{seconds}s"

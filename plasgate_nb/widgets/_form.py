@@ -1,14 +1,15 @@
 """``SendForm``: an ipywidgets face over prepare -> render -> estimate -> Campaign.send -> collect.
 
 The form holds no logic of its own: every figure it shows comes from :mod:`plasgate_nb.audience`,
-:mod:`plasgate_nb.compose`, :mod:`plasgate_nb.campaign` and :mod:`plasgate_nb.report`, and every
-error it shows is the message of the exception they raised.
+:mod:`plasgate_nb.compose`, :mod:`plasgate_nb.experiments`, :mod:`plasgate_nb.campaign` and
+:mod:`plasgate_nb.report`, and every error it shows is the message of the exception they raised.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +21,41 @@ from ..batch import validate_sender
 from ..campaign import Campaign, SendSummary
 from ..compose import estimate_cost, preview, render_messages
 from ..errors import ConfigError, PlasgateError
+from ..experiments import HOLDOUT, assign_variants
 from ..gateway import Gateway
 from ..ledger import Ledger
+from ..pacing import FrequencyCap, QuietHours
 from ..smpp import SmppConfig
 from . import _view
-from ._choices import DEFAULT_LEDGER, INDEX, OVERALL, close_tree, default_sender, guess_phone, transport_options
+from ._choices import (
+    DEFAULT_LEDGER,
+    INDEX,
+    NO_CONSENT,
+    OVERALL,
+    campaign_takes,
+    cap_text,
+    close_tree,
+    default_sender,
+    guess_consent,
+    guess_phone,
+    quiet_text,
+    transport_options,
+)
 from ._run import Plan, SendJob
+from ._templates import NO_VALUE, TemplateSection, TemplateSpec
 
 __all__ = ["SendForm", "transport_options"]
 
 logger = logging.getLogger("plasgate_nb")
 SMPP_RECEIPT_WAIT = 30.0  # seconds an SMPP send stays bound for receipts, unless told otherwise
+QUIET_HOURS = "21:00-08:00"  # the form offers quiet hours, on (Campaign's own default is off)
 
 
 class SendForm:
     """An ipywidgets form to preview, price and send a campaign over a DataFrame, exactly once.
 
     ``campaign`` is the campaign name (or a :class:`~plasgate_nb.campaign.Campaign` whose name,
-    gateway, ledger, receiver, transport and key become the defaults); ``gateway`` a
+    gateway, ledger, receiver, transport, key and pacing become the defaults); ``gateway`` a
     :class:`~plasgate_nb.gateway.Gateway` (default ``Gateway.from_env()`` at send time); ``ledger`` a
     :class:`~plasgate_nb.ledger.Ledger` or its path/URL (default ``plasgate_nb.db``); ``receiver`` a
     running :class:`~plasgate_nb.callbacks.CallbackServer` (or its public URL) that turns on delivery
@@ -45,6 +63,14 @@ class SendForm:
     and replies then come over the session, which stays bound ``receipt_timeout`` seconds after the
     last answer); ``suppress`` an opt-out list for ``prepare_audience``. Display it as the last expression
     of a cell, or ``display(form.widget)``.
+
+    Templates: ``template`` is one Jinja text, or a mapping of values of the column ``template_by`` to
+    texts (``{"km": tpl_km, "en": tpl_en}, template_by="language"``: as ``render_messages(..., by=)``);
+    ``variants`` (``{"A": tpl_a, "B": tpl_b}``) starts the form on A/B variants, assigned by
+    ``assign_variants`` with ``holdout`` and ``seed`` (default: the campaign name). ``consent`` names the
+    consent column for ``prepare_audience`` (default True: a column named like ``opt_in`` or ``consent``
+    when there is one; False: none). ``quiet_hours`` (``"21:00-08:00"`` by default, on; None: off) and
+    ``frequency_cap`` (``"2/7D"``; None: off) fill the pacing fields passed to ``Campaign``.
 
     Dry run needs no credentials; Send checks them, then asks for confirmation with the totals. The
     confirmed send runs in a background thread (``form.wait()`` joins it) and gives the buttons back as
@@ -64,7 +90,14 @@ class SendForm:
         price_per_segment: float = 0.012,
         currency: str = "USD",
         suppress: Any = None,
-        template: str = "",
+        consent: str | bool = True,
+        template: str | Mapping[Any, str] = "",
+        template_by: str | None = None,
+        variants: Mapping[str, str] | None = None,
+        holdout: float = 0.1,
+        seed: str | None = None,
+        quiet_hours: Any = QUIET_HOURS,
+        frequency_cap: Any = None,
         report_timeout: float = 300.0,
         report_until: float = 1.0,
         poll: float = 1.0,
@@ -79,6 +112,10 @@ class SendForm:
             receiver = receiver if receiver is not None else campaign.receiver
             smpp = smpp if smpp is not None else campaign.smpp
             receipt_timeout = receipt_timeout if receipt_timeout is not None else campaign.receipt_timeout
+            if quiet_hours == QUIET_HOURS and getattr(campaign, "quiet_hours", None) is not None:
+                quiet_hours = campaign.quiet_hours
+            if frequency_cap is None:
+                frequency_cap = getattr(campaign, "frequency_cap", None)
         if smpp is not None and not isinstance(smpp, SmppConfig):
             raise ConfigError(f"smpp must be an SmppConfig, not {type(smpp).__name__}")
         self._smpp = smpp
@@ -95,14 +132,33 @@ class SendForm:
         self._ledger: Ledger | None = ledger if isinstance(ledger, Ledger) else None
         self._owns_ledger = False
         self._receiver = receiver
-        self._prepared: dict[str, pd.DataFrame] = {}
+        self._prepared: dict[tuple[str, str | None], pd.DataFrame] = {}
+        self._samples: dict[tuple[Any, ...], int] = {}
         self._pending: Plan | None = None
         self._job: SendJob | None = None
         self.last_summary: SendSummary | None = None
-        self._build(campaign, template)
+        columns = [str(c) for c in df.columns]
+        if consent is True:
+            consent_choice = guess_consent(columns)
+        elif consent is False or consent is None:
+            consent_choice = NO_CONSENT
+        elif consent in columns:
+            consent_choice = consent
+        else:
+            raise ConfigError(f"consent names a column the frame does not have: {consent!r} (columns: {columns})")
+        self.templates = TemplateSection(
+            df,
+            template=template,
+            template_by=template_by,
+            variants=variants,
+            holdout=holdout,
+            seed=seed,
+            on_change=self._on_templates_input,
+        )
+        self._build(campaign, consent_choice, quiet_hours, frequency_cap)
 
     # ------------------------------------------------------------------------------------------ layout
-    def _build(self, campaign: str | Campaign | None, template: str) -> None:
+    def _build(self, campaign: str | Campaign | None, consent: str, quiet_hours: Any, frequency_cap: Any) -> None:
         """Create the widgets and wire their events."""
         columns = [str(c) for c in self.df.columns]
         name = campaign.name if isinstance(campaign, Campaign) else (campaign or "")
@@ -118,13 +174,17 @@ class SendForm:
             description="key column",
             style=style,
         )
-        self.template = w.Textarea(
-            value=template,
-            description="template",
-            layout=w.Layout(width="95%", height="7em"),
-            placeholder="Hi {{ first_name }}, use code {{ coupon }}",
+        self.consent = w.Dropdown(
+            options=[NO_CONSENT, *columns],
+            value=consent,
+            description="consent column",
             style=style,
+            tooltip="rows saying no, false, 0 or nothing there are not sent",
         )
+        sections = self.templates
+        self.template_mode, self.template_by, self.template = sections.mode, sections.by, sections.text
+        self.add_variant_button, self.holdout, self.seed = sections.add_variant_button, sections.holdout, sections.seed
+        self.value_templates, self.variants_box = sections.values_box, sections.variants_box
         self.mask = w.SelectMultiple(
             options=columns, description="mask columns", rows=min(6, max(len(columns), 1)), style=style
         )
@@ -142,6 +202,32 @@ class SendForm:
             style=style,
             layout=w.Layout(width="40em"),
         )
+        pacing = campaign_takes("quiet_hours") and campaign_takes("frequency_cap")
+        later = "" if pacing else " (needs a newer Campaign)"
+        self.quiet_hours_on = w.Checkbox(
+            value=quiet_hours is not None and pacing,
+            disabled=not pacing,
+            description="quiet hours" + later,
+            indent=False,
+            layout=w.Layout(width="auto"),
+        )
+        self.quiet_hours = w.Text(
+            value=quiet_text(quiet_hours) if quiet_hours is not None else QUIET_HOURS,
+            placeholder="21:00-08:00",
+            description="no sending",
+            disabled=not pacing,
+            tooltip="Asia/Phnom_Penh time; a send inside the window waits for its end",
+            style={"description_width": "6em"},
+            layout=w.Layout(width="18em"),
+        )
+        self.frequency_cap = w.Text(
+            value=cap_text(frequency_cap) if frequency_cap is not None else "",
+            placeholder="2/7D: at most 2 in 7 days; empty: off",
+            description="frequency cap" + later,
+            disabled=not pacing,
+            style=style,
+            layout=w.Layout(width="34em"),
+        )
         self.dlr = w.Checkbox(
             value=self._receiver is not None,
             disabled=self._receiver is None,
@@ -149,7 +235,7 @@ class SendForm:
             indent=False,
         )
         self.by = w.Dropdown(
-            options=list(dict.fromkeys([OVERALL, "carrier", *columns])),
+            options=self._by_options(),
             value="carrier",
             description="report by",
             style=style,
@@ -179,10 +265,12 @@ class SendForm:
             [
                 w.HBox([self.name, self.sender]),
                 w.HBox([self.phone, self.key]),
-                self.template,
+                self.consent,
+                self.templates.widget,
                 w.HBox([self.mask, w.VBox([self.row])]),
                 self.preview,
                 w.HBox([self.transport, self.schedule]),
+                w.HBox([self.quiet_hours_on, self.quiet_hours, self.frequency_cap]),
                 w.HBox([self.dlr, self.by]),
                 w.HBox([self.dry_run_button, self.send_button, self.stop_button]),
                 self.confirm_box,
@@ -193,10 +281,13 @@ class SendForm:
             ]
         )
         self._name_parts()
-        for control in (self.template, self.row, self.mask, self.phone):
+        for control in (self.row, self.mask, self.phone, self.consent, self.key):
             control.observe(self._on_preview_input, names="value")
-        for control in (self.name, self.key, self.sender, self.transport, self.schedule, self.dlr):
+        for control in (self.name, self.sender, self.transport, self.schedule, self.dlr):
             control.observe(self._on_settings_input, names="value")
+        for control in (self.quiet_hours_on, self.quiet_hours, self.frequency_cap):
+            control.observe(self._on_settings_input, names="value")
+        self.template_mode.observe(self._on_mode_input, names="value")
         self.dry_run_button.on_click(self._on_dry_run)
         self.send_button.on_click(self._on_send)
         self.confirm_button.on_click(self._on_confirm)
@@ -204,6 +295,12 @@ class SendForm:
         self.stop_button.on_click(self._on_stop)
         self.by.observe(self._on_by_input, names="value")
         self.refresh_preview()
+
+    def _by_options(self) -> list[str]:
+        """The "report by" choices: overall, carrier, the template or variant when there are several, the columns."""
+        mode = self.templates.mode.value
+        extra = {"one": [], "by": ["template"], "variants": ["variant"]}[mode]
+        return list(dict.fromkeys([OVERALL, "carrier", *extra, *(str(c) for c in self.df.columns)]))
 
     def _name_parts(self) -> None:
         """Give each control a CSS class ``plasgate-<attribute>`` (stable handles for styling and browser tests)."""
@@ -222,14 +319,17 @@ class SendForm:
         return f"<SendForm {self.name.value!r}: {len(self.df)} rows, {'sending' if self.running else 'idle'}>"
 
     # ------------------------------------------------------------------------------------------ messages
-    def _fail(self, exc: BaseException) -> None:
-        """Show an exception in the error area (plasgate errors as they are; others with their type)."""
+    @staticmethod
+    def _error_text(exc: BaseException) -> str:
+        """What the form says about an exception (plasgate errors as they are; others with their type)."""
         if isinstance(exc, PlasgateError):
-            text = str(exc)
-        else:
-            logger.exception("send form: unexpected error", exc_info=exc)
-            text = f"unexpected {type(exc).__name__}: {exc}"
-        self.error.value = _view.error_html(text)
+            return str(exc)
+        logger.exception("send form: unexpected error", exc_info=exc)
+        return f"unexpected {type(exc).__name__}: {exc}"
+
+    def _fail(self, exc: BaseException) -> None:
+        """Show an exception in the error area."""
+        self.error.value = _view.error_html(self._error_text(exc))
 
     def _hide_confirm(self) -> None:
         """Drop a pending confirmation."""
@@ -237,28 +337,64 @@ class SendForm:
         self.confirm_box.layout.display = "none"
 
     # ------------------------------------------------------------------------------------------ preview
+    @property
+    def consent_column(self) -> str | None:
+        """The chosen consent column, or None when every row counts as consenting."""
+        return None if self.consent.value == NO_CONSENT else self.consent.value
+
     def _audience(self) -> pd.DataFrame:
-        """``prepare_audience`` over the whole frame for the chosen phone column (cached per column)."""
+        """``prepare_audience`` over the whole frame for the chosen phone and consent columns (cached)."""
         phone = self.phone.value
         if phone is None:
             raise ConfigError("choose the phone column")
-        if phone not in self._prepared:
-            self._prepared = {phone: prepare_audience(self.df, phone=phone, suppress=self.suppress)}
-        return self._prepared[phone]
+        key = (phone, self.consent_column)
+        if key not in self._prepared:
+            self._prepared = {
+                key: prepare_audience(self.df, phone=phone, suppress=self.suppress, consent=self.consent_column)
+            }
+            self._samples = {}
+        return self._prepared[key]
 
-    def _render(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-        """``render_messages`` with the form's template and mask; warnings returned as notes."""
-        if not self.template.value.strip():
-            raise ConfigError("the template is empty: type the message text")
+    def _spec(self) -> TemplateSpec:
+        """The template section's texts as ``render_messages`` (and ``assign_variants``) take them."""
+        return self.templates.spec(campaign=self.name.value.strip())
+
+    def _render(self, frame: pd.DataFrame, spec: TemplateSpec | None = None) -> tuple[pd.DataFrame, list[str]]:
+        """``assign_variants`` (for variants) and ``render_messages`` with the form's templates and mask.
+
+        Warnings are returned as notes.
+        """
+        spec = self._spec() if spec is None else spec
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = render_messages(frame, self.template.value, mask=list(self.mask.value))
+            if spec.variants:
+                frame = self._assign(frame, spec)
+            out = render_messages(frame, spec.template, mask=list(self.mask.value), by=spec.by, default=spec.default)
         return out, [str(item.message) for item in caught]
+
+    def _assign(self, frame: pd.DataFrame, spec: TemplateSpec) -> pd.DataFrame:
+        """``assign_variants`` with the form's variants, holdout, key column and seed."""
+        return assign_variants(frame, list(spec.variants), holdout=spec.holdout, key=self.key_column, seed=spec.seed)
 
     def _on_preview_input(self, _change: Any) -> None:
         """Inputs that change the rendered text: refresh the preview and drop any pending confirmation."""
         self._hide_confirm()
         self.refresh_preview()
+
+    def _on_templates_input(self) -> None:
+        """A template text, name or choice changed (called by the template section)."""
+        self._on_preview_input(None)
+
+    def _on_mode_input(self, _change: Any) -> None:
+        """Another template mode: offer its grouping ("template" or "variant") under "report by"."""
+        current = self.by.value
+        self.by.options = self._by_options()
+        wanted = {"by": "template", "variants": "variant"}.get(self.template_mode.value)
+        self.by.value = (
+            wanted
+            if wanted is not None and current == "carrier"
+            else (current if current in self.by.options else "carrier")
+        )
 
     def _on_settings_input(self, _change: Any) -> None:
         """Inputs that change what a send would do: drop any pending confirmation."""
@@ -267,15 +403,27 @@ class SendForm:
             self.notice.value = _view.notice_html("Settings changed: press Send again to see the new totals.")
 
     def refresh_preview(self) -> None:
-        """Render the chosen row and show its text, report view, encoding, segments and cost."""
-        if not self.template.value.strip() or len(self.df) == 0:
+        """Render the chosen row and show its text, report view, encoding, segments and cost; then each template's."""
+        if len(self.df) == 0 or (self.template_mode.value == "one" and not self.template.value.strip()):
             self.preview.value = "<i>Type a template to see the message for the chosen row.</i>"
             self.error.value = ""
             return
         try:
-            position = min(max(int(self.row.value), 0), len(self.df) - 1)
-            one = self._audience().iloc[[position]]
-            rendered, notes = self._render(one)
+            prepared = self._audience()
+        except Exception as exc:
+            self.preview.value = ""
+            self._fail(exc)
+            return
+        position = min(max(int(self.row.value), 0), len(self.df) - 1)
+        self._refresh_editors(prepared, position)
+        try:
+            one = prepared.iloc[[position]]
+            spec = self._spec()
+            if spec.variants and self._assign(one, spec)["variant"].iloc[0] == HOLDOUT:
+                self.error.value = ""
+                self.preview.value = _view.holdout_html(one.iloc[0], label=self.df.index[position])
+                return
+            rendered, notes = self._render(one, spec)
             shown = preview(rendered, 1).iloc[0]
             for column in ("audience_status", "audience_reason"):
                 shown[column] = rendered.iloc[0][column]
@@ -289,6 +437,39 @@ class SendForm:
             shown, label=self.df.index[position], cost=cost.total, currency=self.currency, notes=notes
         )
 
+    def _sample(self, prepared: pd.DataFrame, column: str, value: Any) -> int | None:
+        """The position of the first row (to be sent, if any) whose ``column`` holds ``value``; cached."""
+        key = (column, value)
+        if key not in self._samples:
+            cells = prepared[column]
+            match = (cells.isna() if value is NO_VALUE else cells.eq(value)).fillna(False).to_numpy(dtype=bool)
+            good = match & prepared["audience_status"].eq("ok").to_numpy(dtype=bool)
+            hits = good.nonzero()[0] if good.any() else match.nonzero()[0]
+            self._samples[key] = int(hits[0]) if len(hits) else -1
+        found = self._samples[key]
+        return None if found < 0 else found
+
+    def _refresh_editors(self, prepared: pd.DataFrame, position: int) -> None:
+        """Each template's live preview: a row of its value (per value), or the chosen row (variants)."""
+        mode = self.template_mode.value
+        for editor in self.templates.editors():
+            at = self._sample(prepared, editor.column, editor.key) if mode == "by" else position
+            if at is None:
+                editor.preview.value = "<i>no row has this value</i>"
+                continue
+            if not editor.text.value.strip():
+                editor.preview.value = "<i>Type the template to see a message.</i>"
+                continue
+            try:
+                with warnings.catch_warnings(record=True):
+                    warnings.simplefilter("always")
+                    rendered = render_messages(prepared.iloc[[at]], editor.text.value, mask=list(self.mask.value))
+                shown = preview(rendered, 1).iloc[0]
+            except Exception as exc:
+                editor.preview.value = _view.error_html(self._error_text(exc))
+                continue
+            editor.preview.value = _view.template_preview_html(shown, label=self.df.index[at])
+
     # ------------------------------------------------------------------------------------------ planning
     def _ledger_obj(self) -> Ledger:
         """The ledger (opened on first use when given as a path)."""
@@ -297,6 +478,19 @@ class SendForm:
             self._owns_ledger = True
         return self._ledger
 
+    def pacing(self) -> dict[str, Any]:
+        """The quiet hours and frequency cap fields as ``Campaign`` keywords (parsed by ``plasgate_nb.pacing``).
+
+        Keywords this version of ``Campaign`` does not take are left out (their fields are disabled).
+        """
+        text = self.quiet_hours.value.strip()
+        quiet = QuietHours.parse(text or None) if self.quiet_hours_on.value else None
+        if self.quiet_hours_on.value and quiet is None:
+            raise ConfigError("quiet hours are ticked but empty: type a window like 21:00-08:00, or untick them")
+        cap = FrequencyCap.parse(self.frequency_cap.value.strip() or None)
+        settings = {"quiet_hours": quiet, "frequency_cap": cap}
+        return {name: value for name, value in settings.items() if campaign_takes(name)}
+
     def _campaign(self) -> Campaign:
         """A Campaign with the form's settings (errors name the field to fix; credentials are not checked here)."""
         name = self.name.value.strip()
@@ -304,29 +498,18 @@ class SendForm:
             raise ConfigError("enter a campaign name (keep it to re-run the form without sending twice)")
         sender = validate_sender(self.sender.value.strip())
         gateway = (self._gateway if self._gateway is not None else Gateway.from_env()).with_options(sender=sender)
+        common: dict[str, Any] = {
+            "gateway": gateway,
+            "ledger": self._ledger_obj(),
+            "key": self.key_column,
+            "price_per_segment": self.price_per_segment,
+            "progress": False,
+            **self.pacing(),
+        }
         if self.transport.value == "smpp":  # receipts come over the session, not to the receiver
-            return Campaign(
-                name,
-                gateway=gateway,
-                ledger=self._ledger_obj(),
-                transport="smpp",
-                key=self.key_column,
-                price_per_segment=self.price_per_segment,
-                progress=False,
-                smpp=self._smpp,
-                receipt_timeout=self.receipt_timeout,
-            )
+            return Campaign(name, transport="smpp", smpp=self._smpp, receipt_timeout=self.receipt_timeout, **common)
         receiver = self._receiver if self.dlr.value else None
-        return Campaign(
-            name,
-            gateway=gateway,
-            ledger=self._ledger_obj(),
-            transport=self.transport.value,
-            key=self.key_column,
-            receiver=receiver,
-            price_per_segment=self.price_per_segment,
-            progress=False,
-        )
+        return Campaign(name, transport=self.transport.value, receiver=receiver, **common)
 
     def _missing_credentials(self, campaign: Campaign) -> str | None:
         """Why the campaign's gateway could not send (the message of ``Gateway.require``), or None."""
@@ -358,14 +541,24 @@ class SendForm:
             notes.append(f"A send would stop here: {missing}.")
         schedule = self.schedule.value.strip() or None
         summary = campaign.send(rendered, dry_run=True, schedule_at=schedule)
-        return Plan(campaign, rendered, summary, estimate, schedule, notes)
+        return Plan(campaign, rendered, summary, estimate, schedule, notes, self._settings(campaign, rendered))
 
-    def _busy(self) -> bool:
-        """Say so when a send is running (and nothing else should start)."""
-        if self.running:
-            self.error.value = _view.error_html("a send is running: wait for it to finish")
-            return True
-        return False
+    def _settings(self, campaign: Campaign, rendered: pd.DataFrame) -> list[tuple[str, str]]:
+        """Lines for the totals: messages per template (or variant) and the pacing rules in force."""
+        lines = []
+        if "template" in rendered.columns:
+            kept = rendered.loc[rendered["audience_status"].eq("ok"), "template"].astype("string")
+            order = [str(key) for key in self._spec().template] + ["default", HOLDOUT]
+            counts = kept.value_counts().sort_index(
+                key=lambda keys: keys.map(lambda k: order.index(k) if k in order else len(order))
+            )
+            label = "variants" if self.template_mode.value == "variants" else "templates"
+            lines.append((label, ", ".join(f"{k} {n}" for k, n in counts.items())))
+        for name, label in (("quiet_hours", "quiet hours"), ("frequency_cap", "frequency cap")):
+            if campaign_takes(name):
+                value = getattr(campaign, name, None)
+                lines.append((label, "off" if value is None else str(value)))
+        return lines
 
     def _fresh_plan(self, *, dry_run: bool = False) -> Plan | None:
         """Clear the messages and compute a plan, or show why not (None when busy or invalid)."""
@@ -386,7 +579,12 @@ class SendForm:
             return
         self.last_summary = plan.summary
         self.notice.value = _view.totals_html(
-            "Dry run: nothing was sent.", plan.summary, plan.estimate, schedule=plan.schedule, notes=plan.notes
+            "Dry run: nothing was sent.",
+            plan.summary,
+            plan.estimate,
+            schedule=plan.schedule,
+            notes=plan.notes,
+            extra=plan.settings,
         )
 
     def _on_send(self, _button: Any = None) -> None:
@@ -407,6 +605,7 @@ class SendForm:
             plan.estimate,
             schedule=plan.schedule,
             notes=plan.notes,
+            extra=plan.settings,
         )
         self.confirm_box.layout.display = "flex"
 
@@ -619,3 +818,4 @@ class SendForm:
             self._ledger.close()
             self._ledger = None
         close_tree(self.widget)
+        self.templates.close()

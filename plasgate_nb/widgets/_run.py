@@ -35,6 +35,7 @@ class Plan:
     estimate: CostEstimate
     schedule: str | None
     notes: list[str] = field(default_factory=list)
+    settings: list[tuple[str, str]] = field(default_factory=list)  # shown with the totals (templates, pacing)
 
 
 class ProgressClient(GatewayClient):

@@ -22,12 +22,14 @@ __all__ = [
     "chart_bundle",
     "clear",
     "error_html",
+    "holdout_html",
     "notice_html",
     "preview_html",
     "reports_line",
     "show",
     "status_html",
     "table_bundle",
+    "template_preview_html",
     "text_bundle",
     "totals_html",
 ]
@@ -97,6 +99,7 @@ def preview_html(row: pd.Series, *, label: Any, cost: float, currency: str, note
         ("row", label),
         ("to", row.get("msisdn")),
         ("audience", audience),
+        *([("template", row.get("template"))] if row.get("template") is not None else []),
         ("message", row.get("content")),
         ("report view", row.get("content_report")),
         ("encoding", row.get("encoding")),
@@ -108,6 +111,28 @@ def preview_html(row: pd.Series, *, label: Any, cost: float, currency: str, note
     return _rows(pairs) + warn
 
 
+def holdout_html(row: pd.Series, *, label: Any) -> str:
+    """The chosen row when ``assign_variants`` held it out: planned, never sent."""
+    pairs = [
+        ("row", label),
+        ("variant", "holdout"),
+        ("message", "none: holdout rows are planned and never sent (the baseline of the test)"),
+    ]
+    return _rows(pairs)
+
+
+def template_preview_html(row: pd.Series, *, label: Any) -> str:
+    """One template's live preview: the row it shows, the message, its report view and its size."""
+    size = f"{row.get('encoding')}, {row.get('units')} characters, {row.get('segments')} part(s)"
+    pairs = [
+        ("row", label),
+        ("message", row.get("content")),
+        ("report view", row.get("content_report")),
+        ("size", size),
+    ]
+    return _rows(pairs)
+
+
 def _duration(seconds: float | None) -> str:
     """Seconds as a short human duration."""
     if seconds is None:
@@ -117,8 +142,19 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def totals_html(title: str, summary: Any, estimate: Any, *, schedule: str | None, notes: Sequence[str] = ()) -> str:
-    """The totals of a dry run (what a send would do): recipients, segments, cost, projected duration."""
+def totals_html(
+    title: str,
+    summary: Any,
+    estimate: Any,
+    *,
+    schedule: str | None,
+    notes: Sequence[str] = (),
+    extra: Sequence[tuple[str, Any]] = (),
+) -> str:
+    """The totals of a dry run (what a send would do): recipients, segments, cost, projected duration.
+
+    ``extra`` label / value pairs follow (messages per template, the pacing rules).
+    """
     cost = f"{summary.cost:.4f} {estimate.currency}" if summary.cost is not None else "unknown"
     encodings = ", ".join(
         f"{enc}: {v['messages']} msg / {v['segments']} parts" for enc, v in estimate.by_encoding.items()
@@ -137,6 +173,7 @@ def totals_html(title: str, summary: Any, estimate: Any, *, schedule: str | None
     ]
     if summary.changed:
         pairs.append(("changed since planned (not resent)", len(summary.changed)))
+    pairs.extend(extra)
     warn = "".join(f'<div style="color: #8a6d00">{_esc(n)}</div>' for n in notes)
     return f"<b>{_esc(title)}</b>" + _rows(pairs) + warn
 
