@@ -93,6 +93,7 @@ def test_send_form_notebook_sends_only_when_the_suite_drives_it(tmp_path: Path) 
     assert not errors
     text = outputs_text(book)
     assert "campaign 'form-demo': sent " in text and "accepted" in text
+    assert "សួស្តី" in text and "Hi " in text  # one template per language: Khmer customers got Khmer text
 
 
 @pytest.mark.slow

@@ -7,5 +7,6 @@
 from __future__ import annotations
 
 from ._form import SendForm, transport_options
+from ._run import Plan
 
-__all__ = ["SendForm", "transport_options"]
+__all__ = ["Plan", "SendForm", "transport_options"]

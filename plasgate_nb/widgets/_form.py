@@ -137,6 +137,7 @@ class SendForm:
         self._pending: Plan | None = None
         self._job: SendJob | None = None
         self.last_summary: SendSummary | None = None
+        self.last_plan: Plan | None = None  # the last dry run's or confirmed send's: campaign, rendered frame, totals
         columns = [str(c) for c in df.columns]
         if consent is True:
             consent_choice = guess_consent(columns)
@@ -577,7 +578,7 @@ class SendForm:
         plan = self._fresh_plan(dry_run=True)
         if plan is None:
             return
-        self.last_summary = plan.summary
+        self.last_summary, self.last_plan = plan.summary, plan
         self.notice.value = _view.totals_html(
             "Dry run: nothing was sent.",
             plan.summary,
@@ -625,6 +626,7 @@ class SendForm:
             self.error.value = _view.error_html("nothing to confirm: press Send first")
             return
         self._end_previous()
+        self.last_plan = plan
         total = plan.summary.recipients
         self.error.value = ""
         self.notice.value = _view.notice_html(f"Sending {total} message(s)…")
