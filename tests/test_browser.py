@@ -2,10 +2,11 @@
 
 A JupyterLab server runs on an ephemeral port with a token, in a temporary root holding a copy of
 ``notebooks/02_send_form.ipynb`` (the simulator, a receiver and the form on the sample data). Chromium opens
-it, runs all cells, and the test clicks and types: columns, a template with its live preview, a masked
-column, a dry run, Send, Confirm, Stop waiting, the results, a broken template. A cell typed at the end
-asks the simulator what it received. Screenshots of each step go to ``$PLASGATE_SCREENSHOTS`` or the test's
-tmp dir (never the repository). The server, its kernels and everything they started are stopped at the end.
+it, runs all cells, and the test clicks and types: columns, a template per language with the live preview
+of each, a masked column, the consent picker, a dry run, Send, Confirm, Stop waiting, the results by
+template, a broken template. A cell typed at the end asks the simulator what it received (Khmer text to
+Khmer customers). Screenshots of each step go to ``$PLASGATE_SCREENSHOTS`` or the test's tmp dir (never
+the repository). The server, its kernels and everything they started are stopped at the end.
 
 Needs the ``browser`` extra (``pip install -e '.[browser]'``: jupyterlab, playwright) and a chromium binary
 (``apt-get install -y chromium``); ``.ci/run`` installs both. Without them the test skips and says why.
@@ -212,11 +213,30 @@ def page(chromium: str, tmp_path: Path) -> Iterator[Any]:
             headless=True,
             args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 1400},
+            env={**os.environ, "FONTCONFIG_FILE": str(_fonts_conf(tmp_path))},
         )
         try:
             yield context.pages[0] if context.pages else context.new_page()
         finally:
             context.close()
+
+
+def _fonts_conf(tmp_path: Path) -> Path:
+    """A fontconfig file adding the Noto Sans Khmer of ``fontpkg-noto-sans-khmer`` to the system fonts.
+
+    A Cambodian analyst's machine has a Khmer font; this one may not, and the screenshots should read.
+    """
+    import fontpkg_noto_sans_khmer as package
+
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
+        '  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>\n'
+        f"  <dir>{Path(package.ROOT) / 'files'}</dir>\n"
+        f"  <cachedir>{tmp_path / 'fontcache'}</cachedir>\n"
+        "</fontconfig>\n"
+    )
+    return conf
 
 
 class Shots:
@@ -232,9 +252,11 @@ class Shots:
         self.page.screenshot(path=str(self.folder / f"{self.n:02d}-{name}.png"))
 
 
-def first_customer() -> pd.Series:
-    """The sample customer the preview shows first (row 0 of the notebook's frame)."""
-    return pd.read_csv(ROOT / "sample_data" / "customers.csv", dtype="string").iloc[0]
+def first_customers() -> dict[str, pd.Series]:
+    """Per language, the first sample customer who consented (the one each template's preview shows)."""
+    frame = pd.read_csv(ROOT / "sample_data" / "customers.csv", dtype="string").head(200)
+    frame = frame[frame["opt_in"] == "true"]
+    return {language: group.iloc[0] for language, group in frame.groupby("language")}
 
 
 def run_cell(page: Any, code: str) -> str:
@@ -262,12 +284,21 @@ def widget(page: Any, name: str) -> Any:
     return page.locator(f".plasgate-form .plasgate-{name}")
 
 
+def retype(box: Any, text: str) -> None:
+    """Select everything in a text box and type ``text`` over it, key by key, as a person does."""
+    box.click()
+    box.press("Control+a")
+    box.press("Delete")
+    box.press_sequentially(text, delay=15)
+
+
 def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from playwright.sync_api import expect
 
     folder = Path(os.environ.get("PLASGATE_SCREENSHOTS") or tmp_path / "screenshots")
     shot = Shots(page, folder)
-    customer = first_customer()
+    first = first_customers()
+    en, km = first["en"], first["km"]
     started = time.monotonic()
 
     # open the notebook and Run All, as a person does; Run All shows the form and sends nothing
@@ -279,7 +310,17 @@ def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: py
     expect(form).to_be_visible(timeout=SLOW)
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=SLOW)
     form.scroll_into_view_if_needed()
-    expect(widget(page, "preview")).to_contain_text(str(customer["first_name"]))
+    # the notebook gave one template per language and the opt_in consent column
+    expect(widget(page, "template-mode").get_by_role("button", name="one per value of a column")).to_have_class(
+        re.compile(r"\bmod-active\b")
+    )
+    expect(widget(page, "template-by").locator("select")).to_have_value("language")
+    expect(widget(page, "consent").locator("select")).to_have_value("opt_in")
+    expect(widget(page, "template")).to_be_hidden()  # the one-template box is not in use
+    en_editor, km_editor = widget(page, "template-for-en"), widget(page, "template-for-km")
+    expect(en_editor.locator(".plasgate-template-preview")).to_contain_text(f"Hi {en['first_name']}")
+    expect(km_editor.locator(".plasgate-template-preview")).to_contain_text(f"សួស្តី {km['first_name']}")
+    expect(widget(page, "preview")).to_contain_text(f"Hi {en['first_name']}")
     shot("form-after-run-all")
     assert widget(page, "results").inner_text().strip() == ""
     assert widget(page, "progress-box").is_hidden()
@@ -289,32 +330,47 @@ def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: py
     widget(page, "key").locator("select").select_option("customer_id")
     expect(widget(page, "key").locator("select")).to_have_value("customer_id")
 
-    # type a template: the preview follows as it is typed
-    template = widget(page, "template").locator("textarea")
-    template.click()
-    template.press("Control+a")
-    template.press("Delete")
-    template.press_sequentially("Hi {{ first_name }},", delay=20)
-    expect(widget(page, "preview")).to_contain_text(f"Hi {customer['first_name']},")
-    template.press_sequentially(" your code {{ coupon }} works in {{ city }}.", delay=20)
-    message = f"Hi {customer['first_name']}, your code {customer['coupon']} works in {customer['city']}."
-    preview = widget(page, "preview")
-    expect(preview).to_contain_text(message)
+    # type each language's template: each preview follows its own text as it is typed
+    en_text, km_text = en_editor.locator("textarea"), km_editor.locator("textarea")
+    en_preview, km_preview = (
+        en_editor.locator(".plasgate-template-preview"),
+        km_editor.locator(".plasgate-template-preview"),
+    )
+    retype(en_text, "Hi {{ first_name }}, your code {{ coupon }} works in {{ city }}.")
+    en_message = f"Hi {en['first_name']}, your code {en['coupon']} works in {en['city']}."
+    expect(en_preview).to_contain_text(en_message)
+    retype(km_text, "សួស្តី {{ first_name }}! កូដ {{ coupon }}")
+    km_message = f"សួស្តី {km['first_name']}! កូដ {km['coupon']}"
+    expect(km_preview).to_contain_text(km_message)
+    expect(km_preview).to_contain_text("UCS-2")
+    expect(en_preview).to_contain_text(en_message)  # typing Khmer left the English template alone
     expect(widget(page, "error")).to_have_text("")
-    shot("live-preview")
+    km_editor.scroll_into_view_if_needed()
+    shot("live-preview-per-language")
 
-    # mask a column: the report view shows stars, the handset still gets the code
+    # mask a column: each report view shows stars, the handset still gets the code
     widget(page, "mask").locator("select").select_option(["coupon"])
-    expect(preview).to_contain_text(f"Hi {customer['first_name']}, your code ****** works in {customer['city']}.")
-    expect(preview).to_contain_text(f"#ma#{customer['coupon']}#ma#")
+    expect(km_preview).to_contain_text(f"សួស្តី {km['first_name']}! កូដ ******")
+    expect(en_preview).to_contain_text(f"#ma#{en['coupon']}#ma#")
+    preview = widget(page, "preview")
+    expect(preview).to_contain_text(f"Hi {en['first_name']}, your code ****** works in {en['city']}.")
     shot("masked-coupon")
 
-    # dry run: totals, nothing sent
-    widget(page, "dry-run-button").click()
+    # consent: without the opt_in column more customers would get the message; with it, fewer
     notice = widget(page, "notice")
+    consent = widget(page, "consent").locator("select")
+    consent.select_option(label="(none: everyone consents)")
+    widget(page, "dry-run-button").click()
     expect(notice).to_contain_text("Dry run: nothing was sent.")
+    everyone = int(notice.locator("tr", has_text="recipients").locator("td").inner_text())
+    consent.select_option("opt_in")
+    widget(page, "dry-run-button").click()
+    expect(notice.locator("tr", has_text="skipped by audience")).to_contain_text("no_consent")
     recipients = int(notice.locator("tr", has_text="recipients").locator("td").inner_text())
-    assert recipients > 100
+    assert 100 < recipients < everyone
+    per_template = notice.locator("tr", has_text="templates").locator("td").inner_text()
+    counts = dict(item.split() for item in per_template.split(", "))
+    assert set(counts) == {"en", "km"} and sum(map(int, counts.values())) == recipients
     shot("dry-run")
 
     # send: confirm with the same totals, then watch the reports arrive and stop waiting
@@ -339,16 +395,23 @@ def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: py
     results = widget(page, "results")
     expect(results).to_contain_text(f"accepted {recipients}, rejected 0, uncertain 0")
     table = results.locator(".plasgate-table table")
-    expect(table).to_contain_text("unknown")  # invalid numbers have no carrier: "unknown", not NaN
-    assert "NaN" not in table.inner_text()
+    expect(widget(page, "by").locator("select")).to_have_value("template")  # grouped by template
+    expect(table.locator("th", has_text=re.compile(r"^km$"))).to_have_count(1)
+    expect(table.locator("th", has_text=re.compile(r"^en$"))).to_have_count(1)
     expect(results.locator("img")).to_be_visible()
     results.scroll_into_view_if_needed()
-    shot("results-by-carrier")
+    shot("results-by-template")
+
+    # report by carrier: invalid numbers have no carrier and read "unknown", not NaN
+    by = widget(page, "by").locator("select")
+    by.select_option("carrier")
+    expect(table).to_contain_text("unknown")
+    assert "NaN" not in table.inner_text()
 
     # report by first name: a long table, which scrolls in its box
-    widget(page, "by").locator("select").select_option("first_name")
+    by.select_option("first_name")
     box = results.locator(".plasgate-table")
-    expect(box.locator("table")).to_contain_text(str(customer["first_name"]))
+    expect(box.locator("table")).to_contain_text(str(en["first_name"]))
     sizes = box.evaluate("el => [el.scrollHeight, el.clientHeight, getComputedStyle(el).overflowY]")
     assert sizes[0] > sizes[1] and sizes[2] == "auto", sizes
     box.hover()
@@ -359,25 +422,30 @@ def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: py
     assert box.evaluate("el => el.scrollTop") > 0, "the results table did not scroll"
     shot("results-table-scrolled")
 
-    # a broken template shows its error, and the preview goes blank
-    template.click()
-    template.press("Control+a")
-    template.press_sequentially("Hi {{ first_name", delay=20)
+    # a broken template shows its error beside it and in the form, and the preview goes blank
+    en_text.click()
+    en_text.press("Control+a")
+    en_text.press_sequentially("Hi {{ first_name", delay=15)
     error = widget(page, "error")
     expect(error).to_contain_text("Error:")
     expect(error).to_contain_text("template")
+    expect(en_preview).to_contain_text("Error:")
+    expect(km_preview).to_contain_text(km["first_name"])  # the Khmer template still renders
     expect(preview).to_have_text("")
     error.scroll_into_view_if_needed()
     shot("broken-template")
 
-    # what reached the simulator: exactly the confirmed messages, each once, all accepted in the ledger
+    # what reached the simulator: exactly the confirmed messages, each once, Khmer text to Khmer customers
     counted = run_cell(
         page,
         'records = sim.records()\nstates = ledger.messages("form-demo")["state"]\n'
+        'frame = form.last_plan.frame\nkhmer = set(frame.loc[frame["template"] == "km", "msisdn"])\n'
         'print("received", len(records), "distinct", len({r["to"] for r in records}), '
-        '"accepted", int((states == "accepted").sum()))',
+        '"accepted", int((states == "accepted").sum()), "khmer", '
+        'sum(r["delivered_text"].startswith("សួស្តី") == (r["to"] in khmer) for r in records))',
     )
-    assert counted.strip() == f"received {recipients} distinct {recipients} accepted {recipients}"
+    n = recipients
+    assert counted.strip() == f"received {n} distinct {n} accepted {n} khmer {n}"
     shot("simulator-count")
     run_cell(page, 'shut_down()\nprint("closed")')
     elapsed = time.monotonic() - started

@@ -649,7 +649,7 @@ def test_templates_per_value_from_the_constructor_a_missing_value_and_a_broken_o
         template_by="language",
     )
     try:
-        assert f.template_mode.value == "by"
+        assert f.template_mode.value == "by" and f.by.value == "template"
         assert [repr(v) for v in f.templates.value_editors] == ["'en'", "'km'", "(no value)"]
         assert value_editor(f, "km")[0].value == KM_TEMPLATE
         missing = next(e for e in f.templates.editors() if e.key not in ("en", "km"))

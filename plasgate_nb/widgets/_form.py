@@ -237,7 +237,7 @@ class SendForm:
         )
         self.by = w.Dropdown(
             options=self._by_options(),
-            value="carrier",
+            value={"by": "template", "variants": "variant"}.get(self.templates.mode.value, "carrier"),
             description="report by",
             style=style,
         )

@@ -125,7 +125,9 @@ class TemplateSection:
             mode = "by"
         elif template_by is not None and template_by not in columns:
             raise ConfigError(f"template_by names a column the frame does not have: {template_by!r}")
-        self.mode = w.ToggleButtons(options=MODES, value=mode, description="templates", style=_STYLE)
+        self.mode = w.ToggleButtons(
+            options=MODES, value=mode, description="templates", style={**_STYLE, "button_width": "auto"}
+        )
         self.text = w.Textarea(
             value=single,
             description="template",
