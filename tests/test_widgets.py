@@ -645,11 +645,12 @@ def test_templates_per_value_from_the_constructor_a_missing_value_and_a_broken_o
         campaign="given",
         gateway=gateway,
         ledger=tmp_path / "l.db",
-        template={"en": TEMPLATE, "km": KM_TEMPLATE},
+        template={"en": TEMPLATE, "km": KM_TEMPLATE, "fr": "Bonjour {{ first_name }}"},
         template_by="language",
     )
     try:
         assert f.template_mode.value == "by" and f.by.value == "template"
+        assert "No row has 'fr': that template is not used." in text(f.templates.values_note.value)
         assert [repr(v) for v in f.templates.value_editors] == ["'en'", "'km'", "(no value)"]
         assert value_editor(f, "km")[0].value == KM_TEMPLATE
         missing = next(e for e in f.templates.editors() if e.key not in ("en", "km"))

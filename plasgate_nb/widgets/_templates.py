@@ -236,7 +236,12 @@ class TemplateSection:
             self._name(editor, "template-for", _css(value, position))
             editor.text.observe(self._changed, names="value")
             self.value_editors[value] = editor
-        self.values_note.value = f"One template per value of <b>{_escape(column)}</b>; each shows a row that uses it."
+        note = f"One template per value of <b>{_escape(column)}</b>; each shows a row that uses it."
+        unused = [key for (where, key) in self._typed if where == column and key not in self.value_editors]
+        if unused:
+            shown = ", ".join(_escape(repr(key)) for key in unused)
+            note += f' <span style="color: #8a6d00">No row has {shown}: that template is not used.</span>'
+        self.values_note.value = note
         self.values_box.children = tuple(e.box for e in self.value_editors.values())
 
     @staticmethod
