@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as w
 import pandas as pd
@@ -67,7 +68,7 @@ def ok_numbers(df: pd.DataFrame) -> Counter[str]:
 
 @pytest.fixture
 def form(gateway: Gateway, tmp_path: Path) -> Iterator[SendForm]:
-    f = SendForm(
+    f = any_hour_form(
         customers(),
         campaign="spring",
         gateway=gateway,
@@ -77,6 +78,12 @@ def form(gateway: Gateway, tmp_path: Path) -> Iterator[SendForm]:
     )
     yield f
     f.close()
+
+
+def any_hour_form(df: pd.DataFrame, **options: Any) -> SendForm:
+    """A SendForm with quiet hours off: the suite runs at any hour (the quiet-hours tests set their own window)."""
+    options.setdefault("quiet_hours", None)
+    return SendForm(df, **options)
 
 
 def cells(fragment: str) -> dict[str, str]:
@@ -192,7 +199,7 @@ def test_invalid_input_shows_an_error_and_sends_nothing(
 
 def test_missing_credentials_name_the_environment_variable(sim: Simulator, tmp_path: Path) -> None:
     no_secret = Gateway(base_url=sim.url, private_key="k", sender="SMS Info")
-    f = SendForm(customers(), campaign="c", gateway=no_secret, ledger=tmp_path / "l.db", template=TEMPLATE)
+    f = any_hour_form(customers(), campaign="c", gateway=no_secret, ledger=tmp_path / "l.db", template=TEMPLATE)
     try:
         f.send_button.click()
         assert "PLASGATE_SECRET" in text(f.error.value)
@@ -209,7 +216,9 @@ def test_dry_run_needs_no_credentials_and_send_names_them(
         monkeypatch.delenv(f"PLASGATE_{name}", raising=False)
     monkeypatch.setenv("PLASGATE_BASE_URL", sim.url)  # a request that left by mistake would be recorded
     before = len(sim.records())
-    f = SendForm(customers(), campaign="no-keys", ledger=tmp_path / "l.db", template=TEMPLATE, price_per_segment=PRICE)
+    f = any_hour_form(
+        customers(), campaign="no-keys", ledger=tmp_path / "l.db", template=TEMPLATE, price_per_segment=PRICE
+    )
     try:
         f.dry_run_button.click()
         assert f.error.value == ""
@@ -232,7 +241,7 @@ def test_dry_run_needs_no_credentials_and_send_names_them(
 
 def test_a_refusing_gateway_is_reported_in_the_form(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
     before = len(sim.records())
-    f = SendForm(
+    f = any_hour_form(
         customers(),
         campaign="refused",
         gateway=gateway.with_options(secret="not-the-secret"),
@@ -322,7 +331,7 @@ def test_cancel_and_changed_settings_drop_the_confirmation(form: SendForm, sim: 
 def test_each_transport_of_the_dropdown_sends(sim: Simulator, gateway: Gateway, tmp_path: Path, transport: str) -> None:
     df = customers()
     before = len(sim.records())
-    f = SendForm(df, campaign=f"via-{transport}", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
+    f = any_hour_form(df, campaign=f"via-{transport}", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
     try:
         f.transport.value = transport
         f.send_button.click()
@@ -355,7 +364,7 @@ def test_results_fill_in_as_delivery_reports_arrive(sim: Simulator, gateway: Gat
     ledger = Ledger(tmp_path / "l.db")
     df = customers()
     with CallbackServer(ledger, mode="thread") as receiver:
-        f = SendForm(
+        f = any_hour_form(
             df,
             campaign="dlr",
             gateway=gateway,
@@ -414,7 +423,7 @@ def test_buttons_come_back_when_sending_ends_and_stop_waiting_ends_the_wait(
     df.index = pd.Index(["a", "b", "never"], name="customer")
     before = len(sim.records())
     with CallbackServer(ledger, mode="thread") as receiver:
-        f = SendForm(
+        f = any_hour_form(
             df, campaign="stop", gateway=gateway, ledger=ledger, receiver=receiver, template=TEMPLATE, poll=0.1
         )
         try:
@@ -452,7 +461,7 @@ def test_a_new_send_ends_the_wait_for_the_previous_reports(sim: Simulator, gatew
     ledger = Ledger(tmp_path / "l.db")
     df = pd.DataFrame({"phone": ["010 000 004"], "first_name": ["Never"], "coupon": ["N0N0"]})
     with CallbackServer(ledger, mode="thread") as receiver:
-        f = SendForm(
+        f = any_hour_form(
             df, campaign="first", gateway=gateway, ledger=ledger, receiver=receiver, template=TEMPLATE, poll=0.1
         )
         try:
@@ -513,7 +522,7 @@ def test_without_reports_the_done_state_says_so_and_an_unknown_carrier_reads_unk
 def test_a_campaign_object_gives_the_defaults(sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.db")
     campaign = Campaign("autumn", gateway=gateway, ledger=ledger, transport="http", key="coupon", progress=False)
-    f = SendForm(customers().drop_duplicates("coupon"), campaign=campaign, template=TEMPLATE)
+    f = any_hour_form(customers().drop_duplicates("coupon"), campaign=campaign, template=TEMPLATE)
     try:
         assert (f.name.value, f.transport.value, f.key.value, f.sender.value) == (
             "autumn",
@@ -543,7 +552,7 @@ def multilingual() -> pd.DataFrame:
 def multi_form(gateway: Gateway, tmp_path: Path, **options: object) -> SendForm:
     """A form over ``multilingual()``."""
     settings: dict[str, object] = {"campaign": "multi", "ledger": tmp_path / "l.db", "template": TEMPLATE}
-    return SendForm(multilingual(), gateway=gateway, price_per_segment=PRICE, **{**settings, **options})
+    return any_hour_form(multilingual(), gateway=gateway, price_per_segment=PRICE, **{**settings, **options})
 
 
 def test_the_consent_column_defaults_to_opt_in_and_leaves_out_who_said_no(
@@ -639,8 +648,8 @@ def test_templates_per_value_from_the_constructor_a_missing_value_and_a_broken_o
     df = multilingual()
     df.loc[df.index[0], "language"] = None  # Dara's language is unknown: the "no value" template
     with pytest.raises(ConfigError, match="template_by"):
-        SendForm(df, template={"en": TEMPLATE, "km": KM_TEMPLATE})
-    f = SendForm(
+        any_hour_form(df, template={"en": TEMPLATE, "km": KM_TEMPLATE})
+    f = any_hour_form(
         df,
         campaign="given",
         gateway=gateway,
@@ -679,7 +688,7 @@ def test_another_column_gets_its_own_editors_and_typed_texts_come_back(gateway: 
             "language": ["en", "km"] * 12 + ["en"],
         }
     )
-    f = SendForm(many, campaign="cols", gateway=gateway, ledger=tmp_path / "l.db", template="Hi {{ first_name }}")
+    f = any_hour_form(many, campaign="cols", gateway=gateway, ledger=tmp_path / "l.db", template="Hi {{ first_name }}")
     try:
         f.template_mode.value = "by"
         value_editor(f, "km")[0].value = "សួស្តី {{ first_name }}"
@@ -707,7 +716,7 @@ def test_ab_variants_are_assigned_by_assign_variants_and_sent_with_their_templat
 
     df = customers()
     before = len(sim.records())
-    f = SendForm(df, campaign="ab", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE, holdout=0.0)
+    f = any_hour_form(df, campaign="ab", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE, holdout=0.0)
     try:
         f.template_mode.value = "variants"
         editors = f.templates.variant_editors
@@ -743,7 +752,9 @@ def test_ab_variants_are_assigned_by_assign_variants_and_sent_with_their_templat
         row.msisdn: f"A: {row.first_name}" if row.variant == "A" else f"B: {row.first_name} {row.coupon}"
         for row in sent.itertuples()
     }
-    f2 = SendForm(df, campaign="ab", gateway=gateway, ledger=tmp_path / "l2.db", variants={"X": TEMPLATE}, seed="s")
+    f2 = any_hour_form(
+        df, campaign="ab", gateway=gateway, ledger=tmp_path / "l2.db", variants={"X": TEMPLATE}, seed="s"
+    )
     try:  # a seed of its own: another assignment, as assign_variants gives it
         assert f2.template_mode.value == "variants" and f2.templates.variant_editors[0].remove_button.disabled
         f2.row.value = 0
@@ -774,8 +785,8 @@ def smpp_settings(sim: Simulator) -> SmppConfig:
 def test_smpp_is_offered_only_with_a_session_config(smpp_sim: Simulator, gateway: Gateway, tmp_path: Path) -> None:
     assert "smpp" not in [v for _, v in transport_options()]
     assert ("SMPP", "smpp") in transport_options(smpp=True)
-    plain = SendForm(customers(), campaign="no-smpp", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
-    with_smpp = SendForm(
+    plain = any_hour_form(customers(), campaign="no-smpp", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
+    with_smpp = any_hour_form(
         customers(),
         campaign="smpp",
         gateway=gateway,
@@ -792,7 +803,7 @@ def test_smpp_is_offered_only_with_a_session_config(smpp_sim: Simulator, gateway
         receipt_timeout=7.0,
         progress=False,
     )
-    from_campaign = SendForm(customers(), campaign=campaign, template=TEMPLATE)
+    from_campaign = any_hour_form(customers(), campaign=campaign, template=TEMPLATE)
     try:
         assert "smpp" not in [v for _, v in plain.transport.options]
         with pytest.raises(traitlets.TraitError):
@@ -800,7 +811,7 @@ def test_smpp_is_offered_only_with_a_session_config(smpp_sim: Simulator, gateway
         assert "smpp" in [v for _, v in with_smpp.transport.options] and with_smpp.transport.value == "batch"
         assert from_campaign.transport.value == "smpp" and from_campaign.receipt_timeout == 7.0
         with pytest.raises(ConfigError, match="SmppConfig"):
-            SendForm(customers(), smpp={"port": 2775})  # type: ignore[arg-type]
+            any_hour_form(customers(), smpp={"port": 2775})  # type: ignore[arg-type]
     finally:
         for f in (plain, with_smpp, from_campaign):
             f.close()
@@ -816,7 +827,7 @@ def test_send_through_the_form_over_smpp(smpp_sim: Simulator, tmp_path: Path) ->
     first = next(iter(ok))
     smpp_sim.reply(first, "Thanks! STOP")  # held by the simulator until the form's session binds
     before = len(smpp_sim.records())
-    f = SendForm(
+    f = any_hour_form(
         df,
         campaign="via-smpp",
         gateway=gateway,
@@ -854,7 +865,7 @@ def test_send_through_the_form_over_smpp(smpp_sim: Simulator, tmp_path: Path) ->
 def test_smpp_with_a_schedule_is_refused_in_the_form(smpp_sim: Simulator, tmp_path: Path) -> None:
     before = len(smpp_sim.records())
     gateway = Gateway(base_url=smpp_sim.url, sender=smpp_sim.credentials.sender)
-    f = SendForm(
+    f = any_hour_form(
         customers(),
         campaign="smpp-later",
         gateway=gateway,
