@@ -435,6 +435,30 @@ def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: py
     error.scroll_into_view_if_needed()
     shot("broken-template")
 
+    # A/B variants: two editors pre-filled, each previewing the chosen row; Add variant adds one, Remove takes it away
+    widget(page, "template-mode").get_by_role("button", name="A/B variants").click()
+    variants = page.locator(".plasgate-form .plasgate-variant")
+    expect(variants).to_have_count(2)
+    expect(variants.nth(0).locator(".plasgate-variant-name input")).to_have_value("A")
+    expect(variants.nth(1).locator(".plasgate-variant-name input")).to_have_value("B")
+    row0 = pd.read_csv(ROOT / "sample_data" / "customers.csv", dtype="string").iloc[0]
+    expect(variants.nth(0).locator(".plasgate-template-preview")).to_contain_text(f"Hi {row0['first_name']}")
+    retype(variants.nth(1).locator("textarea"), "Hello {{ first_name }}, {{ coupon }} is yours")
+    b_preview = variants.nth(1).locator(".plasgate-template-preview")
+    expect(b_preview).to_contain_text(f"Hello {row0['first_name']}, #ma#{row0['coupon']}#ma# is yours")
+    widget(page, "add-variant-button").click()
+    expect(variants).to_have_count(3)
+    expect(variants.nth(2).locator(".plasgate-variant-name input")).to_have_value("C")
+    expect(variants.nth(2).locator("textarea")).to_have_value("Hello {{ first_name }}, {{ coupon }} is yours")
+    variants.nth(2).locator(".plasgate-variant-remove").click()
+    expect(variants).to_have_count(2)
+    expect(widget(page, "holdout").locator("input")).to_have_value("0.1")
+    which = preview.locator("tr").filter(has=page.locator("th", has_text=re.compile(r"^(template|variant)$")))
+    expect(which.locator("td")).to_have_text(re.compile(r"^(A|B|holdout)$"))  # the variant row 0 gets
+    expect(error).to_have_text("")
+    variants.nth(1).scroll_into_view_if_needed()
+    shot("ab-variants")
+
     # what reached the simulator: exactly the confirmed messages, each once, Khmer text to Khmer customers
     counted = run_cell(
         page,

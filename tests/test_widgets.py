@@ -765,6 +765,38 @@ def test_ab_variants_are_assigned_by_assign_variants_and_sent_with_their_templat
         f2.close()
 
 
+# ---------------------------------------------------------------------------------------------- pacing
+def test_quiet_hours_are_offered_on_and_the_cap_off(gateway: Gateway, tmp_path: Path) -> None:
+    """The form's own defaults (Campaign's are off), what the constructor fills in, and what it refuses."""
+    from plasgate_nb.pacing import FrequencyCap, QuietHours
+    from plasgate_nb.widgets._choices import campaign_takes
+
+    defaults = SendForm(customers(), campaign="p", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
+    given = any_hour_form(
+        customers(),
+        campaign="p",
+        gateway=gateway,
+        ledger=tmp_path / "l.db",
+        template=TEMPLATE,
+        quiet_hours=("22:00", "7:30"),
+        frequency_cap=FrequencyCap(3, "36h"),
+    )
+    off = any_hour_form(customers(), campaign="p", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
+    try:
+        assert (defaults.quiet_hours.value, defaults.frequency_cap.value) == ("21:00-08:00", "")
+        assert defaults.quiet_hours_on.value == campaign_takes("quiet_hours")  # on wherever Campaign has them
+        assert (given.quiet_hours.value, given.frequency_cap.value) == ("22:00-07:30", "3/36h")
+        assert not off.quiet_hours_on.value and off.quiet_hours.value == "21:00-08:00"  # unticked, still filled in
+        assert QuietHours.parse(given.quiet_hours.value) == QuietHours("22:00", "07:30")
+    finally:
+        for f in (defaults, given, off):
+            f.close()
+    with pytest.raises(ConfigError, match="time of day"):
+        any_hour_form(customers(), quiet_hours="21:00-8")
+    with pytest.raises(ConfigError, match="2/7D"):
+        any_hour_form(customers(), frequency_cap="twice a week")
+
+
 # ---------------------------------------------------------------------------------------------- SMPP
 @pytest.fixture(scope="module")
 def smpp_sim() -> Iterator[Simulator]:
