@@ -317,6 +317,8 @@ def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: py
     expect(widget(page, "template-by").locator("select")).to_have_value("language")
     expect(widget(page, "consent").locator("select")).to_have_value("opt_in")
     expect(widget(page, "template")).to_be_hidden()  # the one-template box is not in use
+    expect(widget(page, "quiet-hours-on").locator("input")).to_be_checked()  # on in the form, 21:00-08:00
+    expect(widget(page, "quiet-hours").locator("input")).to_have_value("21:00-08:00")
     en_editor, km_editor = widget(page, "template-for-en"), widget(page, "template-for-km")
     expect(en_editor.locator(".plasgate-template-preview")).to_contain_text(f"Hi {en['first_name']}")
     expect(km_editor.locator(".plasgate-template-preview")).to_contain_text(f"សួស្តី {km['first_name']}")
@@ -364,10 +366,13 @@ def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: py
     expect(notice).to_contain_text("Dry run: nothing was sent.")
     everyone = int(notice.locator("tr", has_text="recipients").locator("td").inner_text())
     consent.select_option("opt_in")
+    retype(widget(page, "frequency-cap").locator("input"), "2/7D")  # the first campaign of this ledger: no one capped
     widget(page, "dry-run-button").click()
-    expect(notice.locator("tr", has_text="skipped by audience")).to_contain_text("no_consent")
+    expect(notice.locator("tr", has_text="frequency cap").locator("td")).to_contain_text("2 per 7 days")
+    expect(notice.locator("tr", has_text="left out (why)")).to_contain_text("no_consent")
     recipients = int(notice.locator("tr", has_text="recipients").locator("td").inner_text())
     assert 100 < recipients < everyone
+    expect(notice.locator("tr", has_text="quiet hours").locator("td")).to_have_text("21:00-08:00 Asia/Phnom_Penh")
     per_template = notice.locator("tr", has_text="templates").locator("td").inner_text()
     counts = dict(item.split() for item in per_template.split(", "))
     assert set(counts) == {"en", "km"} and sum(map(int, counts.values())) == recipients

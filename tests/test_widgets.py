@@ -7,6 +7,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from plasgate_nb.campaign import Campaign
 from plasgate_nb.errors import ConfigError
 from plasgate_nb.gateway import Gateway
 from plasgate_nb.ledger import Ledger
+from plasgate_nb.pacing import PHNOM_PENH
 from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
 from plasgate_nb.smpp import SmppConfig
 from plasgate_nb.widgets import SendForm, transport_options
@@ -271,7 +273,7 @@ def test_dry_run_shows_totals_and_sends_nothing(form: SendForm, sim: Simulator) 
     assert "Dry run: nothing was sent." in text(form.notice.value)
     assert (totals["recipients"], totals["segments"], totals["cost"]) == ("4", "9", f"{9 * PRICE:.4f} USD")
     assert totals["encodings"] == "GSM-7: 3 msg / 6 parts, UCS-2: 1 msg / 3 parts"
-    assert "invalid 1" in totals["skipped by audience"] and "duplicate 1" in totals["skipped by audience"]
+    assert "invalid 1" in totals["left out (why)"] and "duplicate 1" in totals["left out (why)"]
     assert totals["projected duration"].endswith("s")
     assert form.error.value == ""
     assert len(sim.records()) == before
@@ -566,7 +568,7 @@ def test_the_consent_column_defaults_to_opt_in_and_leaves_out_who_said_no(
         assert cells(f.preview.value)["audience"] == "no_consent: no consent (opt_in is 'no')"
         f.dry_run_button.click()
         totals = cells(f.notice.value)
-        assert totals["recipients"] == "3" and "no_consent 1" in totals["skipped by audience"]
+        assert totals["recipients"] == "3" and "no_consent 1" in totals["left out (why)"]
         f.consent.value = "(none: everyone consents)"  # a person who knows better: every row counts as consenting
         assert cells(f.preview.value)["audience"] == "ok"
         f.dry_run_button.click()
@@ -769,7 +771,6 @@ def test_ab_variants_are_assigned_by_assign_variants_and_sent_with_their_templat
 def test_quiet_hours_are_offered_on_and_the_cap_off(gateway: Gateway, tmp_path: Path) -> None:
     """The form's own defaults (Campaign's are off), what the constructor fills in, and what it refuses."""
     from plasgate_nb.pacing import FrequencyCap, QuietHours
-    from plasgate_nb.widgets._choices import campaign_takes
 
     defaults = SendForm(customers(), campaign="p", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
     given = any_hour_form(
@@ -784,7 +785,7 @@ def test_quiet_hours_are_offered_on_and_the_cap_off(gateway: Gateway, tmp_path: 
     off = any_hour_form(customers(), campaign="p", gateway=gateway, ledger=tmp_path / "l.db", template=TEMPLATE)
     try:
         assert (defaults.quiet_hours.value, defaults.frequency_cap.value) == ("21:00-08:00", "")
-        assert defaults.quiet_hours_on.value == campaign_takes("quiet_hours")  # on wherever Campaign has them
+        assert defaults.quiet_hours_on.value
         assert (given.quiet_hours.value, given.frequency_cap.value) == ("22:00-07:30", "3/36h")
         assert not off.quiet_hours_on.value and off.quiet_hours.value == "21:00-08:00"  # unticked, still filled in
         assert QuietHours.parse(given.quiet_hours.value) == QuietHours("22:00", "07:30")
@@ -795,6 +796,154 @@ def test_quiet_hours_are_offered_on_and_the_cap_off(gateway: Gateway, tmp_path: 
         any_hour_form(customers(), quiet_hours="21:00-8")
     with pytest.raises(ConfigError, match="2/7D"):
         any_hour_form(customers(), frequency_cap="twice a week")
+
+
+def window_around_now(minutes: int = 60) -> tuple[str, str]:
+    """A quiet-hours window from ``minutes`` ago to ``minutes`` ahead (Phnom Penh), and when it ends."""
+    now = datetime.now(PHNOM_PENH)
+    start, end = now - timedelta(minutes=minutes), now + timedelta(minutes=minutes)
+    return f"{start:%H:%M}-{end:%H:%M}", f"{end:%Y-%m-%d %H:%M}"
+
+
+def test_quiet_hours_from_the_form_schedule_a_batch_for_the_end_of_the_window(tmp_path: Path) -> None:
+    window, ends = window_around_now()
+    df = customers()
+    # a simulator on real time: the module's runs 100x faster, and would soon be past the window's end
+    with Simulator(SimulatorConfig(seed=3, rate_limits=RateLimits.off()), mode="thread") as real_time:
+        f = any_hour_form(
+            df, campaign="quiet", gateway=gateway_for(real_time), ledger=tmp_path / "l.db", template=TEMPLATE
+        )
+        try:
+            assert not f.quiet_hours_on.value
+            f.quiet_hours_on.value = True
+            f.quiet_hours.value = window  # now is inside it
+            f.dry_run_button.click()
+            totals = cells(f.notice.value)
+            assert totals["quiet hours"] == f"{window} Asia/Phnom_Penh"
+            assert totals["scheduled for"] == f"{ends} Asia/Phnom_Penh, the end of the quiet hours"
+            f.send_button.click()
+            f.confirm_button.click()
+            assert f.wait(20) and f.error.value == ""
+            assert f"Scheduled by the gateway for {ends} Asia/Phnom_Penh" in text(f.notice.value)
+        finally:
+            f.close()
+        records = real_time.records()
+    assert Counter(r["to"] for r in records) == ok_numbers(df)
+    # the gateway holds them until the window ends, about an hour after it accepted them
+    assert all(50 * 60 < r["due_at"] - r["accepted_at"] <= 60 * 60 for r in records)
+
+
+def test_quiet_hours_leave_other_transports_planned_and_an_unticked_box_sends_now(
+    gateway: Gateway, sim: Simulator, tmp_path: Path
+) -> None:
+    window, ends = window_around_now()
+    df = customers()
+    before = len(sim.records())
+    ledger = Ledger(tmp_path / "l.db")
+    f = any_hour_form(df, campaign="later", gateway=gateway, ledger=ledger, template=TEMPLATE, quiet_hours=window)
+    try:
+        assert f.quiet_hours_on.value and f.quiet_hours.value == window
+        f.transport.value = "http"
+        f.dry_run_button.click()
+        assert cells(f.notice.value)["scheduled for"].startswith(f"not now: quiet hours until {ends}")
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20) and f.error.value == ""
+        assert f"Quiet hours: 4 message(s) left planned until {ends}" in text(f.notice.value)
+        assert len(sim.records()) == before
+        assert set(ledger.messages("later")["state"]) == {"planned"}
+        f.quiet_hours_on.value = False  # the analyst decides it cannot wait
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20) and "accepted 4" in text(f.notice.value)
+        f.quiet_hours_on.value = True
+        f.quiet_hours.value = "25:00-08:00"
+        f.dry_run_button.click()
+        assert "time of day" in text(f.error.value)
+    finally:
+        f.close()
+    assert Counter(r["to"] for r in sim.records(offset=before)) == ok_numbers(df)
+    ledger.close()
+
+
+def test_a_frequency_cap_from_the_form_counts_other_campaigns(gateway: Gateway, sim: Simulator, tmp_path: Path) -> None:
+    df = customers()
+    before = len(sim.records())
+    ledger = Ledger(tmp_path / "l.db")
+    f = any_hour_form(df, campaign="first", gateway=gateway, ledger=ledger, template=TEMPLATE)
+    try:
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20) and "accepted 4" in text(f.notice.value)
+        f.name.value = "second"
+        f.template.value = "Second: " + TEMPLATE
+        f.frequency_cap.value = "1/7D"
+        f.dry_run_button.click()
+        totals = cells(f.notice.value)
+        assert totals["frequency cap"].startswith("1 per 7 days")
+        assert totals["recipients"] == "0" and "capped 4" in totals["left out (why)"]
+        f.send_button.click()
+        assert "Nothing new to send for campaign 'second'" in text(f.notice.value)
+        assert "Left out: " in text(f.notice.value) and "capped 4" in text(f.notice.value)
+        f.frequency_cap.value = "2/7D"  # a second message a week is fine
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20) and "accepted 4" in text(f.notice.value)
+        f.frequency_cap.value = "twice"
+        f.dry_run_button.click()
+        assert "2/7D" in text(f.error.value)
+    finally:
+        f.close()
+    assert len(sim.records(offset=before)) == 8
+    assert set(ledger.messages("second")["state"]) == {"accepted"}
+    ledger.close()
+
+
+def test_a_holdout_is_planned_and_never_sent(gateway: Gateway, sim: Simulator, tmp_path: Path) -> None:
+    from plasgate_nb.audience import prepare_audience
+    from plasgate_nb.experiments import assign_variants
+
+    df = customers().iloc[:4]  # four sendable customers with distinct coupons, the key
+    expected = assign_variants(df, ["A", "B"], holdout=0.4, key="coupon", seed="spring")["variant"]
+    assert 0 < (expected == "holdout").sum() < 4  # the seed gives both kinds of rows
+    before = len(sim.records())
+    ledger = Ledger(tmp_path / "l.db")
+    f = any_hour_form(
+        df,
+        campaign="spring",  # the seed, as the seed field is left empty
+        gateway=gateway,
+        ledger=ledger,
+        variants={"A": "A: {{ first_name }}", "B": "B: {{ first_name }}"},
+        holdout=0.4,
+    )
+    try:
+        f.key.value = "coupon"
+        for position, variant in enumerate(expected):
+            f.row.value = position
+            shown = cells(f.preview.value)
+            assert shown.get("template", shown.get("variant")) == variant
+        f.dry_run_button.click()
+        totals = cells(f.notice.value)
+        held = int((expected == "holdout").sum())
+        assert totals["recipients"] == str(4 - held) and f"holdout {held}" in totals["left out (why)"]
+        assert totals["variants"].endswith(f"holdout {held}")
+        f.send_button.click()
+        f.confirm_button.click()
+        assert f.wait(20) and f.error.value == ""
+    finally:
+        f.close()
+    prepared = prepare_audience(df)
+    texts = {r["to"]: r["delivered_text"] for r in sim.records(offset=before)}
+    assert texts == {
+        number: f"{variant}: {name}"
+        for number, variant, name in zip(prepared["msisdn"], expected, df["first_name"], strict=True)
+        if variant != "holdout"
+    }
+    states = ledger.messages("spring").set_index("message_key")["state"]
+    assert states.to_dict() == {
+        c: "holdout" if v == "holdout" else "accepted" for c, v in zip(df["coupon"], expected, strict=True)
+    }
+    ledger.close()
 
 
 # ---------------------------------------------------------------------------------------------- SMPP

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import typing
 from typing import Any
 
@@ -20,7 +19,6 @@ __all__ = [
     "INDEX",
     "NO_CONSENT",
     "OVERALL",
-    "campaign_takes",
     "cap_text",
     "close_tree",
     "default_sender",
@@ -97,11 +95,6 @@ def default_sender(gateway: Gateway | None) -> str:
         return Gateway.from_env().sender
     except ConfigError:
         return "SMS Info"
-
-
-def campaign_takes(keyword: str) -> bool:
-    """Whether ``Campaign`` takes ``keyword`` (the form passes pacing settings only to a Campaign that has them)."""
-    return keyword in inspect.signature(campaign_module.Campaign).parameters
 
 
 def quiet_text(value: Any) -> str:

@@ -32,7 +32,6 @@ from ._choices import (
     INDEX,
     NO_CONSENT,
     OVERALL,
-    campaign_takes,
     cap_text,
     close_tree,
     default_sender,
@@ -203,12 +202,9 @@ class SendForm:
             style=style,
             layout=w.Layout(width="40em"),
         )
-        pacing = campaign_takes("quiet_hours") and campaign_takes("frequency_cap")
-        later = "" if pacing else " (needs a newer Campaign)"
         self.quiet_hours_on = w.Checkbox(
-            value=quiet_hours is not None and pacing,
-            disabled=not pacing,
-            description="quiet hours" + later,
+            value=quiet_hours is not None,
+            description="quiet hours",
             indent=False,
             layout=w.Layout(width="auto"),
         )
@@ -216,7 +212,6 @@ class SendForm:
             value=quiet_text(quiet_hours) if quiet_hours is not None else QUIET_HOURS,
             placeholder="21:00-08:00",
             description="no sending",
-            disabled=not pacing,
             tooltip="Asia/Phnom_Penh time; a send inside the window waits for its end",
             style={"description_width": "6em"},
             layout=w.Layout(width="18em"),
@@ -224,8 +219,7 @@ class SendForm:
         self.frequency_cap = w.Text(
             value=cap_text(frequency_cap) if frequency_cap is not None else "",
             placeholder="2/7D: at most 2 in 7 days; empty: off",
-            description="frequency cap" + later,
-            disabled=not pacing,
+            description="frequency cap",
             style=style,
             layout=w.Layout(width="34em"),
         )
@@ -480,17 +474,13 @@ class SendForm:
         return self._ledger
 
     def pacing(self) -> dict[str, Any]:
-        """The quiet hours and frequency cap fields as ``Campaign`` keywords (parsed by ``plasgate_nb.pacing``).
-
-        Keywords this version of ``Campaign`` does not take are left out (their fields are disabled).
-        """
+        """The quiet hours and frequency cap fields as ``Campaign`` keywords (parsed by ``plasgate_nb.pacing``)."""
         text = self.quiet_hours.value.strip()
         quiet = QuietHours.parse(text or None) if self.quiet_hours_on.value else None
         if self.quiet_hours_on.value and quiet is None:
             raise ConfigError("quiet hours are ticked but empty: type a window like 21:00-08:00, or untick them")
         cap = FrequencyCap.parse(self.frequency_cap.value.strip() or None)
-        settings = {"quiet_hours": quiet, "frequency_cap": cap}
-        return {name: value for name, value in settings.items() if campaign_takes(name)}
+        return {"quiet_hours": quiet, "frequency_cap": cap}
 
     def _campaign(self) -> Campaign:
         """A Campaign with the form's settings (errors name the field to fix; credentials are not checked here)."""
@@ -555,10 +545,8 @@ class SendForm:
             )
             label = "variants" if self.template_mode.value == "variants" else "templates"
             lines.append((label, ", ".join(f"{k} {n}" for k, n in counts.items())))
-        for name, label in (("quiet_hours", "quiet hours"), ("frequency_cap", "frequency cap")):
-            if campaign_takes(name):
-                value = getattr(campaign, name, None)
-                lines.append((label, "off" if value is None else str(value)))
+        for label, value in (("quiet hours", campaign.quiet_hours), ("frequency cap", campaign.frequency_cap)):
+            lines.append((label, "off" if value is None else str(value)))
         return lines
 
     def _fresh_plan(self, *, dry_run: bool = False) -> Plan | None:
@@ -593,11 +581,14 @@ class SendForm:
         plan = self._fresh_plan()
         if plan is None:
             return
-        if plan.summary.recipients == 0:
-            lines = [f"{plan.summary.already_sent} row(s) were already sent and are not sent again."]
-            if plan.summary.changed:
-                lines.append(f"{len(plan.summary.changed)} row(s) changed since planned and are not resent.")
-            self.notice.value = _view.notice_html(f"Nothing new to send for campaign {plan.summary.campaign!r}.", lines)
+        summary = plan.summary
+        if summary.recipients == 0:
+            lines = [f"{summary.already_sent} row(s) were already sent and are not sent again."]
+            if summary.changed:
+                lines.append(f"{len(summary.changed)} row(s) changed since planned and are not resent.")
+            if summary.skipped_reasons:
+                lines.append("Left out: " + ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) + ".")
+            self.notice.value = _view.notice_html(f"Nothing new to send for campaign {summary.campaign!r}.", lines)
             return
         self._pending = plan
         self.confirm_text.value = _view.totals_html(
@@ -680,9 +671,7 @@ class SendForm:
         self.notice.value = _view.notice_html(
             f"Sent campaign {summary.campaign!r}: accepted {summary.accepted}, rejected {summary.rejected}, "
             f"uncertain {summary.uncertain}, to retry {summary.retry_later}.",
-            ["Why some were not accepted is listed in the results below."]
-            if summary.rejected or summary.uncertain
-            else [],
+            self._sent_lines(summary),
         )
         if waiting and summary.accepted:
             self.stop_button.disabled = False
@@ -690,6 +679,21 @@ class SendForm:
             self.status.value = _view.status_html(
                 "Waiting for delivery reports", f"0 of {summary.accepted} final; Stop waiting ends the wait"
             )
+
+    @staticmethod
+    def _sent_lines(summary: SendSummary) -> list[str]:
+        """What to add under "Sent campaign ...": why some were not accepted, what the quiet hours did."""
+        lines = []
+        if summary.rejected or summary.uncertain:
+            lines.append("Why some were not accepted is listed in the results below.")
+        if summary.deferred_until is not None:
+            lines.append(
+                f"Quiet hours: {summary.retry_later} message(s) left planned until "
+                f"{_view.local_time(summary.deferred_until)}; press Send again then."
+            )
+        elif summary.scheduled_for is not None:
+            lines.append(f"Scheduled by the gateway for {_view.local_time(summary.scheduled_for)} (quiet hours).")
+        return lines
 
     def _show_results(self, plan: Plan, summary: SendSummary, counts: dict[str, Any] | None) -> None:
         """Replace the results area: the send summary, the delivery summary table and its chart.

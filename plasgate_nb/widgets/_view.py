@@ -23,6 +23,7 @@ __all__ = [
     "clear",
     "error_html",
     "holdout_html",
+    "local_time",
     "notice_html",
     "preview_html",
     "reports_line",
@@ -142,6 +143,23 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def local_time(when: Any) -> str:
+    """An aware datetime as ``YYYY-MM-DD HH:MM`` Asia/Phnom_Penh (the gateway's time)."""
+    from ..pacing import PHNOM_PENH
+
+    return f"{when.astimezone(PHNOM_PENH):%Y-%m-%d %H:%M} Asia/Phnom_Penh"
+
+
+def _when(summary: Any, schedule: str | None) -> str:
+    """When the messages go: now, the time asked for, or what the quiet hours make of it (from the summary)."""
+    scheduled, deferred = getattr(summary, "scheduled_for", None), getattr(summary, "deferred_until", None)
+    if deferred is not None:
+        return f"not now: quiet hours until {local_time(deferred)}; press Send again then"
+    if scheduled is not None and schedule is None:
+        return f"{local_time(scheduled)}, the end of the quiet hours"
+    return schedule or "now"
+
+
 def totals_html(
     title: str,
     summary: Any,
@@ -167,9 +185,9 @@ def totals_html(
         ("requests", summary.requests),
         ("projected duration", _duration(summary.projected_seconds)),
         ("already sent (not resent)", summary.already_sent),
-        ("skipped by audience", ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) or "0"),
+        ("left out (why)", ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) or "0"),
         ("encodings", encodings or "-"),
-        ("scheduled for", schedule or "now"),
+        ("scheduled for", _when(summary, schedule)),
     ]
     if summary.changed:
         pairs.append(("changed since planned (not resent)", len(summary.changed)))
