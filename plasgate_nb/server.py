@@ -3,7 +3,9 @@
 The listening socket is pre-bound on port 0 with ``IPPROTO_TCP`` so that asyncio sets TCP_NODELAY on
 accepted connections (DESIGN.md section 7); ``start()`` returns once the server is serving, and
 ``stop()`` is idempotent and leaves no thread or process behind. With ``header_timeout``, a connection
-that does not finish its request headers in time is closed (uvicorn alone would wait forever).
+that does not finish its request headers in time is closed (uvicorn alone would wait forever). With
+``workers=N`` (process mode) N child processes serve one listening socket bound here: the kernel hands
+each new connection to one of them, and ``revive()`` replaces a worker that died.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def serve_child() -> None:  # pragma: no cover - runs in the child process
     job = pickle.loads(base64.b64decode(sys.stdin.readline()))
     try:
         app = _resolve(job["factory"])(**job["kwargs"])
-        sock = bind_socket(job["host"], job["port"])
+        # a worker serves the socket its parent bound and handed down (``workers``); else it binds its own
+        sock = socket.socket(fileno=job["fd"]) if job.get("fd") is not None else bind_socket(job["host"], job["port"])
         server = uvicorn.Server(
             _config(app, job["host"], job["port"], log_level=job["log_level"], header_timeout=job.get("header_timeout"))
         )
@@ -170,6 +173,9 @@ class BackgroundServer:
     ``factory`` is a callable in thread mode, or a ``"module:function"`` string (required in process
     mode, where the app is built in the child). Use as a context manager or call ``start``/``stop``.
     ``header_timeout`` (seconds) closes connections that do not finish their request headers in time.
+    ``workers`` (process mode) is how many child processes serve the listening socket, which this
+    process then binds (or takes ready bound as ``sock``) and hands down; ``pids`` lists them and
+    ``revive()`` replaces any that died.
     """
 
     def __init__(
@@ -183,11 +189,19 @@ class BackgroundServer:
         log_level: str = "warning",
         start_timeout: float = 30.0,
         header_timeout: float | None = None,
+        workers: int = 1,
+        sock: socket.socket | None = None,
     ) -> None:
         if mode not in ("thread", "process"):
             raise PlasgateError(f"mode must be 'thread' or 'process', not {mode!r}")
         if mode == "process" and not isinstance(factory, str):
             raise PlasgateError("process mode needs the factory as a 'module:function' string")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise PlasgateError(f"workers must be a whole number of at least 1, not {workers!r}")
+        if workers > 1 and mode != "process":
+            raise PlasgateError("several workers need process mode")
+        if sock is not None and workers == 1:
+            raise PlasgateError("a bound socket is handed only to several workers")
         self.factory = factory
         self.kwargs = dict(kwargs or {})
         self.host = host
@@ -196,11 +210,12 @@ class BackgroundServer:
         self.log_level = log_level
         self.start_timeout = start_timeout
         self.header_timeout = header_timeout
+        self.workers = workers
         self.app: Any = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
-        self._process: subprocess.Popen[str] | None = None
+        self._sock: socket.socket | None = sock
+        self._processes: list[subprocess.Popen[str]] = []
 
     @property
     def url(self) -> str:
@@ -212,7 +227,12 @@ class BackgroundServer:
         """Whether the server is started and not stopped."""
         if self.mode == "thread":
             return self._thread is not None and self._thread.is_alive()
-        return self._process is not None and self._process.poll() is None
+        return any(process.poll() is None for process in self._processes)
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the child processes serving (process mode; empty in thread mode)."""
+        return [process.pid for process in self._processes]
 
     def start(self) -> BackgroundServer:
         """Start serving and return once the server accepts connections."""
@@ -247,42 +267,99 @@ class BackgroundServer:
             self._thread.join(0.005)
             waited += 0.005
 
-    def _start_process(self) -> None:
-        """Run ``python -m plasgate_nb._child`` with the job on stdin, and wait for its port.
-
-        A plain child process (not multiprocessing) so that scripts without a ``__main__`` guard work;
-        it stops when its stdin closes, so it never outlives this process.
-        """
-        job = {
+    def _job(self, fd: int | None) -> dict[str, Any]:
+        """What a child process needs: the factory and its arguments, where to listen, or the socket's fd."""
+        return {
             "factory": self.factory,
             "kwargs": self.kwargs,
             "host": self.host,
             "port": self.port,
+            "fd": fd,
             "log_level": self.log_level,
             "header_timeout": self.header_timeout,
         }
+
+    def _spawn(self, fd: int | None) -> subprocess.Popen[str]:
+        """Start ``python -m plasgate_nb._child`` with the job on stdin (and the socket's fd, if any)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
-        self._process = subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "plasgate_nb._child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             text=True,
+            pass_fds=() if fd is None else (fd,),
         )
-        stdin, stdout = self._process.stdin, self._process.stdout
-        if stdin is None or stdout is None:  # pragma: no cover - both are pipes
+        self._processes.append(process)
+        if process.stdin is None:  # pragma: no cover - it is a pipe
             raise PlasgateError("cannot talk to the server process")
-        stdin.write(base64.b64encode(pickle.dumps(job)).decode() + "\n")
-        stdin.flush()
+        process.stdin.write(base64.b64encode(pickle.dumps(self._job(fd))).decode() + "\n")
+        process.stdin.flush()
+        return process
+
+    def _started(self, process: subprocess.Popen[str]) -> int:
+        """Wait for a child's ``STARTED <port>`` line and return the port (PlasgateError if it failed)."""
+        stdout = process.stdout
+        if stdout is None:  # pragma: no cover - it is a pipe
+            raise PlasgateError("cannot talk to the server process")
         ready, _, _ = select.select([stdout], [], [], self.start_timeout)
         line = stdout.readline().strip() if ready else ""
         if not line.startswith("STARTED "):
-            self.stop()
             reason = line.removeprefix("ERROR ") or f"no answer in {self.start_timeout:.0f} s"
             raise PlasgateError(f"server {self.factory} failed to start: {reason}")
-        self.port = int(line.split()[1])
+        return int(line.split()[1])
+
+    def _start_process(self) -> None:
+        """Run ``python -m plasgate_nb._child`` (once per worker) with the job on stdin, and wait for its port.
+
+        A plain child process (not multiprocessing) so that scripts without a ``__main__`` guard work;
+        it stops when its stdin closes, so it never outlives this process. One worker binds its own
+        socket; several share one bound here (the port is known before they start).
+        """
+        fd = None
+        if self.workers > 1:
+            if self._sock is None:
+                self._sock = bind_socket(self.host, self.port)
+            self._sock.set_inheritable(True)
+            self.port = self._sock.getsockname()[1]
+            fd = self._sock.fileno()
+        try:
+            started = [self._spawn(fd) for _ in range(self.workers)]
+            for process in started:
+                self.port = self._started(process)
+        except PlasgateError:
+            self.stop()
+            raise
         _LIVE.add(self)
+
+    def revive(self) -> list[tuple[int, int | None, int]]:
+        """Replace the worker processes that died; return ``(old pid, its exit code, new pid)`` for each.
+
+        Only for a running server with several workers (one worker owns its socket: start it again).
+        """
+        if self.workers == 1 or self._sock is None:
+            return []
+        replaced = []
+        for process in list(self._processes):
+            code = process.poll()
+            if code is None:
+                continue
+            self._processes.remove(process)
+            self._close_pipes(process)
+            new = self._spawn(self._sock.fileno())
+            self._started(new)
+            logger.warning("server worker %d exited (code %s); started worker %d", process.pid, code, new.pid)
+            replaced.append((process.pid, code, new.pid))
+        return replaced
+
+    @staticmethod
+    def _close_pipes(process: subprocess.Popen[str]) -> None:
+        """Close a child's stdin and stdout pipes."""
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
     def stop(self) -> None:
         """Stop serving and release the port; safe to call more than once."""
@@ -291,21 +368,22 @@ class BackgroundServer:
         if self._thread is not None:
             self._thread.join(15)
             self._thread = None
-        if self._sock is not None:
+        if self._sock is not None:  # the thread's socket, or the one several workers share (they keep theirs)
             self._sock.close()
             self._sock = None
         self._server = None
-        if self._process is not None:
-            process, self._process = self._process, None
+        processes, self._processes = self._processes, []
+        for process in processes:  # all hear the end of stdin at once, then each is waited for
             if process.stdin is not None:
-                process.stdin.close()
+                with contextlib.suppress(OSError):  # a worker that died leaves a broken pipe
+                    process.stdin.close()
+        for process in processes:
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
-            if process.stdout is not None:
-                process.stdout.close()
+            self._close_pipes(process)
         _LIVE.discard(self)
 
     def __enter__(self) -> BackgroundServer:

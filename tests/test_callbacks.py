@@ -301,7 +301,7 @@ def test_a_dead_writer_process_means_503_then_a_new_writer(ledger: Ledger) -> No
 
     with CallbackServer(ledger) as srv:
         url = callback_urls(srv.public_url, *route(ledger))["dlr_url"]
-        server_pid = srv._server._process.pid  # type: ignore[union-attr]
+        server_pid = srv.pids[0]
         writers = [
             pid
             for pid in _children(server_pid)  # not multiprocessing's resource tracker

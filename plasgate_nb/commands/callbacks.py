@@ -3,20 +3,24 @@
 It answers the gateway's delivery reports, batch callbacks and replies (MO) over HTTP; with
 ``--smpp HOST:PORT`` it also keeps a ``bind_receiver`` to the gateway for receipts and replies that
 arrive after a campaign's SMPP session unbound (login from ``PLASGATE_SMPP_SYSTEM_ID`` and
-``PLASGATE_SMPP_PASSWORD``), reconnecting with backoff.
+``PLASGATE_SMPP_PASSWORD``), reconnecting with backoff. With ``--workers N`` N processes serve the
+port (one listening socket, each storing into the ledger; writers take turns there), and a worker that
+dies is replaced.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import socket
+import time
 
 import uvicorn
 
 from ..callbacks import HEADER_TIMEOUT, create_app, reply_url
 from ..errors import ConfigError, PlasgateError
 from ..ledger import Ledger
-from ..server import bind_socket, header_timeout_protocol
+from ..server import BackgroundServer, bind_socket, header_timeout_protocol
 from ..smpp import SmppConfig
 
 
@@ -58,6 +62,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="close connections that send no complete request headers in this many seconds "
         f"(default {HEADER_TIMEOUT:g})",
     )
+    parser.add_argument(
+        "--workers",
+        type=worker_count,
+        default=1,
+        help="receiver processes serving the port, each storing into the ledger (default 1; "
+        "2 or more when cores are free: see the README's 'Several receivers')",
+    )
+
+
+def worker_count(text: str) -> int:
+    """A ``--workers`` value: 1 to 64 processes."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"--workers {count} is out of range 1-64")
+    return count
 
 
 def positive_seconds(text: str) -> float:
@@ -86,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     smpp = smpp_config(args.smpp)  # before anything starts: a missing SMPP login is one clear line
     with Ledger(args.ledger) as ledger:  # a bad --ledger fails here in one line, not in the server's startup
         token = ledger.reply_token()
-    app = create_app(args.ledger, smpp=smpp)
+        url = ledger.url  # the workers open the same ledger, whatever their working directory
+    app = create_app(args.ledger, smpp=smpp) if args.workers == 1 else None
     try:
         sock = bind_socket(args.host, args.port)
     except (PlasgateError, OSError) as exc:
@@ -102,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if smpp is not None:
         print(f"keeping an SMPP receiver bound to {smpp.host}:{smpp.port} for late receipts and replies", flush=True)
+    if args.workers > 1:
+        return _run_workers(args, url, sock, smpp)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, http=header_timeout_protocol(args.header_timeout)
     )
@@ -118,5 +143,41 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
     if not started:
         raise ConfigError(f"the callback receiver did not start on --ledger {args.ledger} (see the log above)")
+    print("callback receiver stopped", flush=True)
+    return 0
+
+
+SUPERVISE_EVERY = 0.5  # seconds between checks that every worker still runs
+
+
+def _run_workers(args: argparse.Namespace, url: str, sock: socket.socket, smpp: SmppConfig | None) -> int:
+    """Serve from ``--workers`` processes sharing the bound socket; replace any that dies; stop on Ctrl-C."""
+    server = BackgroundServer(
+        "plasgate_nb.callbacks:create_app",
+        kwargs={"ledger_url": url, "smpp": smpp},
+        host=args.host,
+        port=sock.getsockname()[1],
+        mode="process",
+        header_timeout=args.header_timeout,
+        workers=args.workers,
+        sock=sock,
+    )
+    try:
+        server.start()
+    except PlasgateError as exc:
+        raise ConfigError(f"the callback receiver did not start on --ledger {args.ledger}: {exc}") from exc
+    print(f"{args.workers} receiver processes serving the port: {' '.join(map(str, server.pids))}", flush=True)
+    try:
+        while True:
+            time.sleep(SUPERVISE_EVERY)
+            try:
+                for old, code, new in server.revive():
+                    print(f"receiver process {old} exited (code {code}); started {new} in its place", flush=True)
+            except PlasgateError as exc:  # e.g. the ledger is down: try again at the next check
+                print(f"could not replace a receiver process: {exc}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     print("callback receiver stopped", flush=True)
     return 0
