@@ -343,7 +343,9 @@ class Campaign:
         rows, skipped = self._rows(df)
         held = self._holdout(df, rows)
         now = self._clock()
-        excluded = self._exclusions(rows, held, now)
+        known = self.ledger.messages(self.name, columns=["state"])  # rows sent before are never left out
+        sent = set(known.loc[~known["state"].isin(["planned", *SKIP_STATES]), "message_key"])
+        excluded = self._exclusions(rows[~rows["message_key"].isin(sent)], held - sent, now)
         sendable = rows[~rows["message_key"].isin(excluded)]
         if self.quiet_hours is not None and self.quiet_hours.contains(now) and self.transport == "batch":
             schedule_at = schedule_at or self.quiet_hours.opens_at(now)
@@ -354,7 +356,6 @@ class Campaign:
             self._quiet(summary, now, schedule_at)
             rows = sendable
             preview = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat, dry_run=True)
-            known = self.ledger.messages(self.name, columns=["state"])
             done = set(known.loc[known["state"] != "planned", "message_key"])
             todo = rows[~rows["message_key"].isin(done.union(preview.same_as))]
             if len(todo) < len(rows):  # the requests built above already cover every row otherwise

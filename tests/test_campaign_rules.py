@@ -78,6 +78,11 @@ def test_khmer_opt_out_over_http_leaves_the_number_out_until_start(sim: Simulato
     today = datetime.now(PHNOM_PENH).strftime("%Y-%m-%d")
     assert view.loc[stopper, "reason"] == f"replied {KHMER_STOP}។ on {today}"
     assert second.send(df).recipients == 0  # still suppressed: nothing new
+    ledger.suppress([df["msisdn"].iloc[0]])  # suppressed after it was sent: already sent, not "left out"
+    rerun = second.send(df)
+    assert (rerun.already_sent, rerun.skipped_reasons) == (4, {"suppressed": 1})
+    assert second.status()["accepted"] == 4
+    ledger.unsuppress([df["msisdn"].iloc[0]])
 
     ledger.record_replies(None, [{"msisdn": stopper, "to": "SMS Info", "text": "START"}])
     before = len(sim.records())
