@@ -9,13 +9,20 @@ order the connections deliver them; for a personalized message a level-1 GET and
 (ACCEPTD then a final status) to its own ``dlr_url``. Each run sends ``--reports`` distinct reports;
 the script counts the ``ACK/Jasmin`` answers and the benchmark checks that the ledger then holds
 exactly that many events. The ceiling is the same app stack (routes, parsing, group writer) over a
-no-op sink that stores nothing, also in its own process. Medians of several runs. ``--writer thread``
-commits in a thread of the receiver's process instead of its writer process (for comparison).
+no-op sink that stores nothing, also in its own process. ``workers_2_per_s`` is the stored rate of
+two receiver processes serving the same port into the same ledger (``CallbackServer(workers=2)``,
+``plasgate-nb callbacks --workers 2``); on a 2-core machine that also runs wrk, two receivers cannot
+have two cores to themselves, so compare it with one receiver's rate on a machine with cores to spare.
+Medians of several runs. ``--writer thread`` commits in a thread of the receiver's process instead of
+its writer process (for comparison).
 
 ``collect_1m_s`` (merging a 1,000,000-row campaign into a frame) is measured by ``benchmarks/collect.py``
 and left null here.
 
     python benchmarks/callbacks.py [--quick] [--runs N] [--reports N] [--writer process|thread]
+
+wrk: ``apt-get install wrk`` (Debian/Ubuntu), ``brew install wrk`` (macOS), or build it from
+https://github.com/wg/wrk; the benchmark looks for it on PATH.
 """
 
 from __future__ import annotations
@@ -231,6 +238,23 @@ def run_wrk(
     }
 
 
+def measure_stored(work: Path, run: int, reports: int, *, writer: str, workers: int) -> dict[str, Any]:
+    """One run of ``reports`` into a fresh ledger served by ``workers`` receiver processes; with the count
+    of events the ledger then holds."""
+    path = work / f"ledger-{run}-{workers}.db"
+    ledger, token, campaign_id = build_ledger(path, (reports + 2) // 3 + THREADS)
+    with BackgroundServer(
+        "plasgate_nb.callbacks:create_app",
+        mode="process",
+        kwargs={"ledger_url": ledger.url, "writer": writer},
+        workers=workers,
+    ) as server:
+        result: dict[str, Any] = run_wrk(server.url, token, reports, work, campaign_id=campaign_id)
+    result["stored"] = count_events(path)
+    path.unlink()
+    return result
+
+
 def rates(results: list[dict[str, Any]]) -> str:
     """Each run's reports/s, comma-separated."""
     return ", ".join(f"{r['per_s']:,.0f}" for r in results)
@@ -250,31 +274,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="runs of each measurement (default 5)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("this benchmark needs wrk (Debian/Ubuntu: apt-get install wrk)")
+        sys.exit("this benchmark needs wrk on PATH: apt-get install wrk (Debian/Ubuntu) or brew install wrk (macOS)")
+    load_before = os.getloadavg()[0]
     reports = args.reports or (10_000 if args.quick else 50_000)
     runs = args.runs or (2 if args.quick else 5)
     stored: list[dict[str, float]] = []
+    stored_2: list[dict[str, float]] = []
     ceiling: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for run in range(runs):
-            path = work / f"ledger-{run}.db"
-            ledger, token, campaign_id = build_ledger(path, (reports + 2) // 3 + THREADS)
-            with BackgroundServer(
-                "plasgate_nb.callbacks:create_app",
-                mode="process",
-                kwargs={"ledger_url": ledger.url, "writer": args.writer},
-            ) as server:
-                result = run_wrk(server.url, token, reports, work, campaign_id=campaign_id)
-            result["stored"] = count_events(path)
-            stored.append(result)
-            path.unlink()
+            stored.append(measure_stored(work, run, reports, writer=args.writer, workers=1))
             with BackgroundServer("benchmarks.callbacks:null_app", kwargs={"token": TOKEN}, mode="process") as server:
                 ceiling.append(run_wrk(server.url, TOKEN, reports, work))
-    for result in stored:
+            stored_2.append(measure_stored(work, run, reports, writer=args.writer, workers=2))
+    for result in stored + stored_2:
         if result["stored"] != result["acked"] or result["other"]:
             sys.exit(f"ledger check failed: {result}")
     per_s = statistics.median(r["per_s"] for r in stored)
+    per_s_2 = statistics.median(r["per_s"] for r in stored_2)
     top = statistics.median(r["per_s"] for r in ceiling)
     print(
         f"callbacks benchmark: {reports:,} reports per run, {CONNECTIONS} connections, {runs} runs, "
@@ -283,21 +301,25 @@ def main() -> None:
     print(f"{'measure':<36}{'median/s':>10}   runs")
     print(f"{'stored (ACK after commit)':<36}{per_s:>10,.0f}   {rates(stored)}")
     print(f"{'ceiling (no-op sink)':<36}{top:>10,.0f}   {rates(ceiling)}")
-    print(f"{'ledger events == ACKs':<36}{'yes':>10}   {', '.join(str(r['stored']) for r in stored)}")
+    print(f"{'stored, 2 workers (--workers 2)':<36}{per_s_2:>10,.0f}   {rates(stored_2)}")
+    print(f"{'ledger events == ACKs':<36}{'yes':>10}   {', '.join(str(r['stored']) for r in stored + stored_2)}")
+    print(f"load average (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
     figures = {
         "reports": reports,
         "reports_per_s": round(per_s),
         "ceiling_per_s": round(top),
+        "workers_2_per_s": round(per_s_2),
         "collect_1m_s": None,
         "runs": runs,
         "connections": CONNECTIONS,
     }
-    ratios = {"vs_ceiling": round(per_s / top, 3)}
+    ratios = {"vs_ceiling": round(per_s / top, 3), "workers_2_vs_1": round(per_s_2 / per_s, 3)}
     machine = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
+        "load_avg_1m_before": round(load_before, 2),
         "writer": args.writer,
         "collect_1m_s": "see benchmarks/collect.py",
     }
