@@ -48,9 +48,10 @@ class SmsAccessor:
         region: str = "KH",
         suppress: Iterable[Any] | None = None,
         consent: str | None = None,
+        ledger: Any = None,
     ) -> pd.DataFrame:
         """Normalize phone numbers and flag unusable rows: :func:`plasgate_nb.prepare_audience`."""
-        return prepare_audience(self._df, phone=phone, region=region, suppress=suppress, consent=consent)
+        return prepare_audience(self._df, phone=phone, region=region, suppress=suppress, consent=consent, ledger=ledger)
 
     def render(
         self,

@@ -130,6 +130,7 @@ def test_prepare_audience_reads_the_ledgers_suppression_list(tmp_path: Path) -> 
         led.suppress(["097 123 4567"], reason="complaint")
         df = pd.DataFrame({"phone": ["012 345 678", "+855 97 123 4567", "012 999 888"]})
         out = prepare_audience(df, ledger=led)
+        pd.testing.assert_frame_equal(df.sms.prepare(ledger=led), out)  # the accessor passes it through
     assert out["audience_status"].tolist() == ["suppressed", "suppressed", "ok"]
     today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Phnom_Penh")).strftime("%Y-%m-%d")
     assert out["audience_reason"].tolist()[:2] == [
