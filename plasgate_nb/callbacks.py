@@ -13,10 +13,9 @@ campaign's ledger id, ``{token}`` its secret callback token (in the path, so tha
 
 A callback authenticated for one campaign reaches only that campaign's rows. Every accepted report is
 committed to the ledger before the answer ``200 ACK/Jasmin``; reports are committed in groups (one
-transaction for all that arrived while the previous one was written, and for the connections just
-answered that come straight back with more), so a burst costs a few commits, not one per request. A
-report that cannot be stored gets a 503 so the gateway retries; malformed input gets a 4xx with a
-short reason and changes nothing. Connections that do not finish their request
+transaction for all that arrived while the previous one was written), so a burst costs a few commits,
+not one per request. A report that cannot be stored gets a 503 so the gateway retries; malformed input
+gets a 4xx with a short reason and changes nothing. Connections that do not finish their request
 headers within ``header_timeout`` seconds are closed (slowloris). With ``smpp=SmppConfig(...)`` the
 receiver also keeps a ``bind_receiver`` to the gateway and stores late receipts and replies
 (``smpp.receiver``).
@@ -58,8 +57,7 @@ logger = logging.getLogger("plasgate_nb")
 ACK = "ACK/Jasmin"
 MAX_BODY = 16 * 1024
 MAX_FIELDS = 40
-PATIENCE = 0.5  # after a commit, wait at most this share of its duration for the connections answered
-MAX_PATIENCE = 0.005  # seconds; and never longer than this
+GATHER_TURNS = 8  # event-loop turns the writer waits for more reports while more keep arriving
 HEADER_TIMEOUT = 10.0  # seconds a connection may take to send its request headers
 _HEX = frozenset("0123456789abcdef")
 
@@ -197,20 +195,11 @@ class _GroupWriter:
     Commits run one at a time, in a writer thread or (``ledger_url`` given) a writer process, which
     lets the ledger's Python work run on another core than the HTTP handling: while one group is
     written, the next one is received and parsed.
-
-    A gateway keeps a fixed number of connections, each waiting for its answer before it sends the next
-    report. Committing whatever waits the moment the previous commit ends splits those connections into
-    two groups taking turns, each report waiting for two commits. So after a commit the writer waits
-    (at most ``PATIENCE`` times that commit's duration, never more than ``MAX_PATIENCE`` seconds) until
-    the connections it just answered are back, and commits them with the others: one larger commit per
-    round, less ledger work per report. Nothing is answered before its group is committed.
     """
 
     def __init__(self, sink: EventSink, *, ledger_url: str | None = None, max_group: int = 2000) -> None:
         self.max_group = max_group
-        self.pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self.wanted = 1  # how many pending events wake the writer
-        self.wakeup: asyncio.Future[None] | None = None
+        self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
         self.sink = sink
         self.ledger_url = ledger_url
         self.executor: ThreadPoolExecutor | None = None
@@ -218,7 +207,6 @@ class _GroupWriter:
         if ledger_url is None:
             self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-ledger")
         self.task: asyncio.Task[None] | None = None
-        self.wait = 0.0  # seconds the next group may wait for its connections (PATIENCE of the last commit)
 
     async def start(self) -> None:
         """Start the writer task; a writer process is started and its ledger opened before this returns."""
@@ -230,27 +218,8 @@ class _GroupWriter:
     async def submit(self, event: dict[str, Any]) -> None:
         """Queue ``event`` and return once it is committed (raises if the commit failed)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((event, future))
-        if self.wakeup is not None and len(self.pending) >= self.wanted and not self.wakeup.done():
-            self.wakeup.set_result(None)
+        self.queue.put_nowait((event, future))
         await future
-
-    async def _gather(self, count: int, timeout: float | None) -> None:
-        """Return once ``count`` events are pending, or after ``timeout`` seconds (None: no limit)."""
-        if len(self.pending) >= count:
-            return
-        loop = asyncio.get_running_loop()
-        self.wanted = count
-        self.wakeup = wakeup = loop.create_future()
-        timer = None
-        if timeout is not None:
-            timer = loop.call_later(timeout, lambda: wakeup.done() or wakeup.set_result(None))
-        try:
-            await wakeup
-        finally:
-            self.wakeup = None
-            if timer is not None:
-                timer.cancel()
 
     async def _commit(self, events: list[dict[str, Any]]) -> Outcome:
         """Run one commit in the writer; a dead writer is a storage failure (503: the gateway retries)."""
@@ -270,18 +239,17 @@ class _GroupWriter:
             return "failed", type(exc).__name__
 
     async def run(self) -> None:
-        """Write pending events group by group until cancelled."""
-        loop = asyncio.get_running_loop()
-        expected = 0  # events of the previous round: the connections answered come back with more
+        """Write queued events group by group until cancelled."""
         while True:
-            await self._gather(1, None)
-            if expected > len(self.pending):
-                await self._gather(min(expected, self.max_group), self.wait)
-            group, self.pending = self.pending[: self.max_group], self.pending[self.max_group :]
-            started = loop.time()
+            group = [await self.queue.get()]
+            for _ in range(GATHER_TURNS):  # let requests already received join (fewer, larger commits)
+                size = self.queue.qsize()
+                await asyncio.sleep(0)
+                if self.queue.qsize() == size:
+                    break
+            while len(group) < self.max_group and not self.queue.empty():
+                group.append(self.queue.get_nowait())
             outcome, reason = await self._commit([e for e, _ in group])
-            self.wait = min(MAX_PATIENCE, PATIENCE * (loop.time() - started))
-            expected = len(group) + len(self.pending)
             if outcome == "ok":
                 for _, future in group:
                     if not future.done():
