@@ -429,6 +429,8 @@ class Campaign:
     # ---------------------------------------------------------------------------------------- rules
     def _holdout(self, df: pd.DataFrame, rows: pd.DataFrame) -> set[str]:
         """Keys of the sendable rows in the A/B holdout."""
+        if "variant" not in df.columns:  # no A/B test: no second pass over the keys
+            return set()
         keys = message_keys(df, self.key)
         keep = df["audience_status"].eq("ok").to_numpy() if "audience_status" in df.columns else slice(None)
         held = _rules.holdout_keys(df.loc[keep], keys[keep])

@@ -77,24 +77,21 @@ class QuietHours:
     def opens_at(self, when: datetime) -> datetime:
         """When sending may go on: ``when`` itself outside the window, else the window's end (aware UTC)."""
         when = _aware(when)
-        if not self.contains(when):
-            return when.astimezone(UTC)
-        local = when.astimezone(PHNOM_PENH)
-        end = local.replace(hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0)
-        if end <= local:
-            end += timedelta(days=1)
-        return end.astimezone(UTC)
+        return _next(when, self.end) if self.contains(when) else when.astimezone(UTC)
 
     def closes_at(self, when: datetime) -> datetime:
         """The next start of the window at or after ``when`` (aware UTC); ``when`` itself inside it."""
         when = _aware(when)
-        if self.contains(when):
-            return when.astimezone(UTC)
-        local = when.astimezone(PHNOM_PENH)
-        start = local.replace(hour=self.start.hour, minute=self.start.minute, second=0, microsecond=0)
-        if start <= local:
-            start += timedelta(days=1)
-        return start.astimezone(UTC)
+        return when.astimezone(UTC) if self.contains(when) else _next(when, self.start)
+
+
+def _next(when: datetime, at: time) -> datetime:
+    """The first Phnom Penh wall-clock time ``at`` after ``when`` (aware UTC)."""
+    local = when.astimezone(PHNOM_PENH)
+    moment = local.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
+    if moment <= local:
+        moment += timedelta(days=1)
+    return moment.astimezone(UTC)
 
 
 def _aware(when: datetime) -> datetime:
