@@ -1,0 +1,21 @@
+"""A session-wide ``dask.distributed.LocalCluster`` with 2 worker processes for the Dask tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[Any]:
+    """A distributed Client on a LocalCluster of 2 single-threaded worker processes (closed at session end)."""
+    distributed = pytest.importorskip("distributed", reason="Dask tests need the [dask] extra")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="2GiB"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
