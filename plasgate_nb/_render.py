@@ -1,26 +1,30 @@
-"""The vectorized renderer: each template piece once per distinct value, rows assembled by joining.
+"""The vectorized renderer: each template piece once per distinct value, rows assembled in Arrow.
 
 Rows of a campaign repeat a lot (cities, dates, names) and a personalized message is a handful of
 independent pieces. Each piece is rendered (and measured: GSM-7 or not, units) once per distinct
-combination of the columns it uses; rows are then assembled by indexing and joining strings, and
-their encoding, units and parts are summed from the pieces with numpy. Rows where data holds a ``#``
-next to a masked area, and templates with literal ``#ma#`` in their text, go through the exact
-per-text path of :func:`plasgate_nb._masking.finish`.
+combination of the columns it uses; a plain ``{{ name }}`` over an Arrow text column is used as it is
+(see :mod:`plasgate_nb._columns`). Rows are assembled by Arrow's element-wise concatenation, and their
+encoding, units and parts are summed from the pieces with numpy. Rows where data holds a ``#`` next
+to a masked area, and templates with literal ``#ma#`` in their text, go through the exact per-text
+path of :func:`plasgate_nb._masking.finish`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from ._columns import TEXT, Measures, Part, TextColumn, arrow_text, join, measure, scalar, take_texts
 from ._controls import describe, refused
 from ._masking import REPORT_MASK, S_CLOSE, S_OPEN, SENTINELS, finish, mask_views
 from ._template import CompiledTemplate, Piece, missing, to_template_value, to_text
-from .segments import DELETE_GSM_BASIC, GSM_EXTENSION_CHARS, MASK_MARKER, PART_LIMIT, SINGLE_LIMIT, count_segments
+from .segments import MASK_MARKER, PART_LIMIT, SINGLE_LIMIT, count_segments
 
 __all__ = ["RenderFailure", "Rendered", "render_frame"]
 
@@ -38,10 +42,10 @@ class RenderFailure:
 
 @dataclass
 class Rendered:
-    """Rendered rows: sent text, report view, GSM-7 flag, units, parts, blank flag."""
+    """Rendered rows: sent text and report view (Arrow text), GSM-7 flag, units, parts, blank flag."""
 
-    content: list[str]
-    report: list[str]
+    content: pa.Array | pa.ChunkedArray
+    report: pa.Array | pa.ChunkedArray
     gsm: np.ndarray
     units: np.ndarray
     segments: np.ndarray
@@ -56,6 +60,7 @@ class _Columns:
         self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._values: dict[str, list[Any]] = {}
         self._texts: dict[str, list[str]] = {}
+        self._arrow: dict[str, pa.Array | None] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self._df.columns
@@ -66,6 +71,12 @@ class _Columns:
             codes, uniques = pd.factorize(self._df[name], use_na_sentinel=True)
             self._codes[name] = (np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object))
         return self._codes[name]
+
+    def arrow(self, name: str) -> pa.Array | None:
+        """The column as Arrow text when it is Arrow-backed text (see :func:`arrow_text`), else None."""
+        if name not in self._arrow:
+            self._arrow[name] = arrow_text(self._df[name])
+        return self._arrow[name]
 
     def values(self, name: str) -> list[Any]:
         """Template values of the distinct entries, with the missing value last (code -1)."""
@@ -95,6 +106,7 @@ class _PieceViews:
     content: list[str]
     report: list[str]
     handset: list[str]
+    _arrays: dict[int, pa.Array] = field(default_factory=dict, repr=False)
 
     @property
     def raw(self) -> list[str]:
@@ -102,6 +114,32 @@ class _PieceViews:
         if self.raw_texts is None:
             self.raw_texts = [S_OPEN + t + S_CLOSE if t else "" for t in self.handset]
         return self.raw_texts
+
+    def arrow(self, view: str, rows: np.ndarray | None = None) -> list[Part]:
+        """The ``content``, ``report``, ``raw`` or ``handset`` view of each row (or of ``rows``)."""
+        texts: list[str] = getattr(self, view)
+        if self.codes is None:
+            return [scalar(texts[0])]
+        if rows is not None:
+            return [take_texts(texts, self.codes[rows])]
+        if id(texts) not in self._arrays:  # views sharing one list share one array
+            self._arrays[id(texts)] = take_texts(texts, self.codes)
+        return [self._arrays[id(texts)]]
+
+    def refused(self) -> int | None:
+        """The first row holding a refused control character (checked once per distinct value)."""
+        bad = refused(self.handset)
+        if not bad:
+            return None
+        return 0 if self.codes is None else int(np.flatnonzero(np.isin(self.codes, bad))[0])
+
+    def measures(self, n: int, *, blank: bool = True) -> Measures:
+        """Per row: the measures of each distinct value, taken by the row codes (a constant: one value)."""
+        del blank  # measured per distinct value: cheap either way
+        return tuple(_take(values, self.codes) for values in measure(self.handset))  # type: ignore[return-value]
+
+
+_Views = _PieceViews | TextColumn
 
 
 def _combine(columns: _Columns, names: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,12 +182,15 @@ def _evaluate(piece: Piece, columns: _Columns, n: int) -> tuple[np.ndarray | Non
     return combined, out, None
 
 
-def _views(piece: Piece, columns: _Columns, n: int) -> tuple[_PieceViews, RenderFailure | None]:
+def _views(piece: Piece, columns: _Columns, n: int) -> tuple[_Views, RenderFailure | None]:
     """Evaluate a piece and derive its sent, report and handset views."""
     if piece.kind == "text":
         text = piece.text
         return _PieceViews(None, [text], *map(list, zip(mask_views(text), strict=True))), None
     if piece.kind == "column" and piece.names[0] in columns:
+        values = columns.arrow(piece.names[0])
+        if values is not None:
+            return TextColumn(values, masked=piece.masked), None
         codes = columns.factorized(piece.names[0])[0]
         texts = columns.texts(piece.names[0])
         if not piece.masked:
@@ -165,13 +206,13 @@ def _views(piece: Piece, columns: _Columns, n: int) -> tuple[_PieceViews, Render
     return _PieceViews(codes, raw, content, report, handset), failure
 
 
-def _control_failure(piece: Piece, views: _PieceViews, n: int) -> RenderFailure | None:
-    """The first row whose piece holds a refused control character (checked once per distinct value)."""
-    bad = refused(views.handset)
-    if not bad or not n:
+def _control_failure(piece: Piece, views: _Views, n: int) -> RenderFailure | None:
+    """The first row whose piece holds a refused control character."""
+    position = views.refused() if n else None
+    if position is None:
         return None
-    position = 0 if views.codes is None else int(np.flatnonzero(np.isin(views.codes, bad))[0])
-    text = views.handset[0 if views.codes is None else views.codes[position]]
+    (part,) = views.arrow("handset", np.asarray([position], dtype=np.int64))
+    text = part.as_py() if isinstance(part, pa.Scalar) else part[0].as_py()
     source = f" (from {', '.join(map(repr, piece.names))})" if piece.names else " (in the template text)"
     return RenderFailure(
         position,
@@ -181,74 +222,23 @@ def _control_failure(piece: Piece, views: _PieceViews, n: int) -> RenderFailure 
     )
 
 
-def _measure(texts: list[str]) -> tuple[np.ndarray, ...]:
-    """Per text: GSM-7?, GSM units, UCS-2 units, GSM double-cost chars?, astral chars?, blank?, has '#'?"""
-    count = len(texts)
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=count)
-    joined = "\n".join(texts)
-    hashy = np.zeros(count, dtype=bool)
-    if "#" in joined:
-        hashy = np.fromiter(("#" in t for t in texts), dtype=bool, count=count)
-    blank = (lengths == 0) | np.fromiter(map(str.isspace, texts), dtype=bool, count=count)
-    if not joined.translate(DELETE_GSM_BASIC):  # the common case: plain GSM-7, one septet per character
-        no = np.zeros(count, dtype=bool)
-        return np.ones(count, dtype=bool), lengths, lengths, no, no, blank, hashy
-    gsm, gsm_units, ucs_units = np.ones(count, bool), lengths.copy(), lengths.copy()
-    ext, astral = np.zeros(count, bool), np.zeros(count, bool)
-    for i, text in enumerate(texts):
-        rest = text.translate(DELETE_GSM_BASIC)
-        if not rest:
-            continue
-        if all(ch in GSM_EXTENSION_CHARS for ch in rest):
-            gsm_units[i] += len(rest)
-            ext[i] = True
-        else:
-            gsm[i] = False
-            if not text.isascii():
-                ucs_units[i] = len(text.encode("utf-16-le")) // 2
-                astral[i] = ucs_units[i] != len(text)
-    return gsm, gsm_units, ucs_units, ext, astral, blank, hashy
+def _take(values: np.ndarray, codes: np.ndarray | None) -> Any:
+    """Per-row values of a per-entry array (a constant piece: its one value, numpy broadcasts it)."""
+    return values[0] if codes is None else values[codes]
 
 
-def _take(values: np.ndarray, codes: np.ndarray | None, n: int) -> np.ndarray:
-    """Per-row values of a per-entry array (constant pieces broadcast)."""
-    return np.full(n, values[0]) if codes is None else values[codes]
-
-
-def _joiner(count: int) -> Any:
-    """A compiled function building one f-string per row out of ``count`` per-row sequences."""
-    args = [f"x{i}" for i in range(count)]
-    body = "".join("{" + a + "}" for a in args)
-    source = f'def join(columns):\n    return [f"{body}" for {", ".join(args)}, in zip(*columns)]\n'
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<plasgate_nb join>", "exec"), namespace)  # only generated names, no data
-    return namespace["join"]
-
-
-def _join(parts: list[list[str]], codes: list[np.ndarray | None], n: int) -> list[str]:
-    """Assemble each row by joining its pieces (constant pieces are folded, not repeated)."""
-    columns: list[list[str]] = []
-    prefix = ""  # constants are folded into their neighbours
-    for texts, row_codes in zip(parts, codes, strict=True):
-        if row_codes is None:
-            if columns:
-                columns.append([texts[0]] * n)
-            else:
-                prefix += texts[0]
-        else:
-            columns.append(np.asarray(texts, dtype=object)[row_codes].tolist())
-    if not columns:
-        return [prefix] * n
-    if prefix:
-        columns.insert(0, [prefix] * n)
-    return _joiner(len(columns))(columns)
+def _assemble(evaluated: list[_Views], view: str, n: int, rows: np.ndarray | None = None) -> pa.Array:
+    """Join one view of every piece, for every row (or for ``rows``)."""
+    count = n if rows is None else len(rows)
+    joined = join([part for v in evaluated for part in v.arrow(view, rows)], count)
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
 
 
 def render_frame(compiled: CompiledTemplate, df: pd.DataFrame) -> tuple[Rendered | None, RenderFailure | None]:
     """Render every row of ``df``; returns the result, or the first failure by row position."""
     n = len(df)
     columns = _Columns(df)
-    evaluated: list[_PieceViews] = []
+    evaluated: list[_Views] = []
     failures: list[RenderFailure] = []
     for piece in compiled.pieces:
         views, failure = _views(piece, columns, n)
@@ -259,23 +249,22 @@ def render_frame(compiled: CompiledTemplate, df: pd.DataFrame) -> tuple[Rendered
             failures.append(failure)
     if failures:
         return None, min(failures, key=lambda f: f.position)
-    codes = [v.codes for v in evaluated]
     if compiled.toggles:
-        return _render_exact(_join([v.raw for v in evaluated], codes, n)), None
-    content = _join([v.content for v in evaluated], codes, n)
-    report = _join([v.report for v in evaluated], codes, n)
+        return _render_exact(_assemble(evaluated, "raw", n)), None
+    content = _assemble(evaluated, "content", n)
+    report = _assemble(evaluated, "report", n)
     gsm = np.ones(n, dtype=bool)
     gsm_units, ucs_units = np.zeros(n, np.int64), np.zeros(n, np.int64)
     ext, astral, blank, hashy = np.zeros(n, bool), np.zeros(n, bool), np.ones(n, bool), np.zeros(n, bool)
-    for views in evaluated:
-        m_gsm, m_gu, m_uu, m_ext, m_astral, m_blank, m_hashy = _measure(views.handset)
-        gsm &= _take(m_gsm, views.codes, n)
-        gsm_units += _take(m_gu, views.codes, n)
-        ucs_units += _take(m_uu, views.codes, n)
-        ext |= _take(m_ext, views.codes, n)
-        astral |= _take(m_astral, views.codes, n)
-        blank &= _take(m_blank, views.codes, n)
-        hashy |= _take(m_hashy, views.codes, n)
+    for views in sorted(evaluated, key=lambda v: isinstance(v, TextColumn)):  # constants first: blank is cheap
+        m_gsm, m_gu, m_uu, m_ext, m_astral, m_blank, m_hashy = views.measures(n, blank=bool(blank.any()))
+        gsm &= m_gsm
+        gsm_units += m_gu
+        ucs_units += m_uu
+        ext |= m_ext
+        astral |= m_astral
+        blank &= m_blank
+        hashy |= m_hashy
     units = np.where(gsm, gsm_units, ucs_units)
     single = np.where(gsm, _GSM_SINGLE, _UCS_SINGLE)
     part = np.where(gsm, _GSM_PART, _UCS_PART)
@@ -283,26 +272,32 @@ def render_frame(compiled: CompiledTemplate, df: pd.DataFrame) -> tuple[Rendered
     exact = np.flatnonzero((units > single) & np.where(gsm, ext, astral))
     if hashy.any():  # data holds '#': rebuild those rows exactly when a '#ma' could touch a marker
         rows = np.flatnonzero(hashy)
-        raw = _join([v.raw for v in evaluated], [None if c is None else c[rows] for c in codes], len(rows))
-        redo = [(int(i), text) for i, text in zip(rows, raw, strict=True) if "#ma" in text]
-        for i, text in redo:
-            content[i], report[i] = finish(text)
-        exact = np.union1d(exact, np.asarray([i for i, _ in redo], dtype=np.int64))
-    for i in exact.tolist():
-        counted = count_segments(content[i])
-        gsm[i], units[i], segments[i] = counted.encoding == "GSM-7", counted.units, counted.segments
+        raw = _assemble(evaluated, "raw", n, rows).to_pylist()
+        redo = [(int(i), text) for i, text in zip(rows.tolist(), raw, strict=True) if "#ma" in text]
+        if redo:
+            where = np.zeros(n, dtype=bool)
+            where[[i for i, _ in redo]] = True
+            finished = [finish(text) for _, text in redo]
+            content = pc.replace_with_mask(content, pa.array(where), pa.array([f[0] for f in finished], TEXT))
+            report = pc.replace_with_mask(report, pa.array(where), pa.array([f[1] for f in finished], TEXT))
+            exact = np.union1d(exact, np.asarray([i for i, _ in redo], dtype=np.int64))
+    if len(exact):
+        for i, text in zip(exact.tolist(), content.take(exact).to_pylist(), strict=True):
+            counted = count_segments(text)
+            gsm[i], units[i], segments[i] = counted.encoding == "GSM-7", counted.units, counted.segments
     return Rendered(content, report, gsm, units, segments.astype(np.int64), blank), None
 
 
-def _render_exact(raw: list[str]) -> Rendered:
+def _render_exact(raw: pa.Array) -> Rendered:
     """The exact path for templates with literal markers: finish and count each distinct text."""
-    codes, uniques = pd.factorize(pd.Series(raw, dtype=object))
-    finished = [finish(text) for text in uniques]
+    encoded = raw.dictionary_encode()
+    codes = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
+    finished = [finish(text) for text in encoded.dictionary.to_pylist()]
     counts = [count_segments(sent) for sent, _ in finished]
-    sent = np.asarray([f[0] for f in finished], dtype=object)[codes]
-    report = np.asarray([f[1] for f in finished], dtype=object)[codes]
+    sent = pa.array([f[0] for f in finished], TEXT).take(codes)
+    report = pa.array([f[1] for f in finished], TEXT).take(codes)
     gsm = np.asarray([c.encoding == "GSM-7" for c in counts], dtype=bool)[codes]
     units = np.asarray([c.units for c in counts], dtype=np.int64)[codes]
     segments = np.asarray([c.segments for c in counts], dtype=np.int64)[codes]
     blank = np.asarray([not s.replace(MASK_MARKER, "").strip() for s, _ in finished], dtype=bool)[codes]
-    return Rendered(sent.tolist(), report.tolist(), gsm, units, segments, blank)
+    return Rendered(sent, report, gsm, units, segments, blank)

@@ -24,7 +24,10 @@ from typing import Any, ClassVar
 import jinja2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from ._columns import gather, repeat, scalar
 from ._keys import HOLDOUT
 from ._masking import REPORT_MASK, UnbalancedMarkers
 from ._render import Rendered, render_frame
@@ -184,7 +187,9 @@ def _render_by(
         compiled.append(compile_template(_source(default, name="default"), mask=masked))
         labels.append("default")
     n = len(df)
-    content, report = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    content: list[Any] = []
+    report: list[Any] = []
+    placed: list[np.ndarray] = []
     gsm, blank = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
     units, segments = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     for i, template in enumerate(compiled):
@@ -192,16 +197,21 @@ def _render_by(
         used = [name for name in df.columns if name in template.names]
         rows = df[used] if len(used) < len(df.columns) else df  # take only the columns the template uses
         part = _render_one(template, rows if len(positions) == n else rows.iloc[positions], name=labels[i])
-        content[positions], report[positions] = part.content, part.report
+        content.append(part.content)
+        report.append(part.report)
+        placed.append(positions)
         gsm[positions], units[positions] = part.gsm, part.units
         segments[positions], blank[positions] = part.segments, part.blank
     held = np.flatnonzero(assigned == len(keys) + 1)  # holdout rows: planned, never sent, no text
-    content[held], report[held] = "", ""
+    content.append(repeat("", len(held)))
+    report.append(repeat("", len(held)))
+    placed.append(held)
     if len(labels) == len(keys):
         labels.append("default")  # keeps the holdout's label at len(keys) + 1
     labels.append(HOLDOUT)
     chosen = np.asarray(labels, dtype=object)[assigned]
-    return Rendered(content.tolist(), report.tolist(), gsm, units, segments, blank), chosen
+    texts = gather(content, placed, n), gather(report, placed, n)
+    return Rendered(*texts, gsm, units, segments, blank), chosen
 
 
 def _is_key(value: Any, keys: list[Any]) -> bool:
@@ -258,7 +268,8 @@ def render_messages(
     out = df.copy(deep=False)
     out[column] = pd.Series(rendered.content, index=df.index, dtype="str")
     out[f"{column}_report"] = pd.Series(rendered.report, index=df.index, dtype="str")
-    out["encoding"] = pd.Series(np.where(rendered.gsm, "GSM-7", "UCS-2"), index=df.index, dtype="str")
+    encoding = pc.if_else(pa.array(rendered.gsm, pa.bool_()), scalar("GSM-7"), scalar("UCS-2"))
+    out["encoding"] = pd.Series(encoding, index=df.index, dtype="str")
     out["units"] = pd.Series(rendered.units, index=df.index, dtype="int64")
     out["segments"] = pd.Series(rendered.segments, index=df.index, dtype="int64")
     if chosen is not None:
