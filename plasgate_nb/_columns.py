@@ -21,9 +21,20 @@ import pyarrow.compute as pc
 
 from ._controls import TEXT_ALLOWED
 from ._masking import REPORT_MASK, S_CLOSE, S_OPEN, SENTINELS
-from .segments import DELETE_GSM_BASIC, GSM_EXTENSION_CHARS, MASK_MARKER
+from .segments import DELETE_GSM_BASIC, GSM_EXTENSION_CHARS, MASK_MARKER, PART_LIMIT
 
-__all__ = ["TEXT", "TextColumn", "arrow_text", "gather", "join", "measure", "repeat", "scalar", "take_texts"]
+__all__ = [
+    "TEXT",
+    "TextColumn",
+    "arrow_text",
+    "gather",
+    "greedy_parts",
+    "join",
+    "measure",
+    "repeat",
+    "scalar",
+    "take_texts",
+]
 
 TEXT = pa.large_string()
 """The Arrow type of every text built here (pandas' ``str`` dtype stores large strings)."""
@@ -238,3 +249,53 @@ def take_texts(texts: list[str], codes: np.ndarray) -> pa.Array:
     """Per-row texts from per-entry ``texts`` (a code of -1 takes the last entry)."""
     indices = np.where(codes < 0, codes + len(texts), codes)
     return pa.array(texts, TEXT).take(indices)
+
+
+_ESCAPED = np.zeros(max(map(ord, GSM_EXTENSION_CHARS)) + 2, dtype=bool)  # by code point; the last one: any other
+_ESCAPED[[ord(ch) for ch in GSM_EXTENSION_CHARS]] = True
+
+
+def greedy_parts(texts: pa.Array, gsm: np.ndarray, *, batch_chars: int = 1 << 21) -> np.ndarray:
+    """Count the parts of long texts with double-cost characters, all texts at once.
+
+    Each text (markers already removed) is split greedily as :func:`plasgate_nb.segments.split_parts`
+    does: a part takes characters while they fit in 153 septets (GSM-7, ``gsm`` true; escapes cost 2)
+    or 67 UTF-16 units (astral characters cost 2), so no escape or surrogate pair is ever split. Texts
+    go in batches of about ``batch_chars`` characters, read from the Arrow data without a Python
+    string per text.
+    """
+    count = len(texts)
+    lengths = _numpy(pc.utf8_length(texts)) if count else np.zeros(0, dtype=np.int64)
+    before = np.concatenate([[0], np.cumsum(lengths)])
+    parts = np.ones(count, dtype=np.int64)
+    start = 0
+    while start < count:
+        stop = max(int(np.searchsorted(before, before[start] + batch_chars, side="right")) - 1, start + 1)
+        parts[start:stop] = _greedy(texts.slice(start, stop - start), lengths[start:stop], gsm[start:stop])
+        start = stop
+    return parts
+
+
+def _greedy(texts: pa.Array, lengths: np.ndarray, gsm: np.ndarray) -> np.ndarray:
+    """Greedy part counts of a batch: one increasing cumulative cost, one ``searchsorted`` per part."""
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = texts.buffers()[2]
+    joined = str(memoryview(data)[offsets[0] : offsets[-1]], "utf-8") if data is not None else ""
+    points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    escaped = _ESCAPED[np.minimum(points, len(_ESCAPED) - 1)]
+    double = np.where(np.repeat(gsm, lengths), escaped, points > 0xFFFF)
+    cost = np.zeros(len(points) + 1, dtype=np.int64)  # cost[i]: the cost of the characters before i
+    np.cumsum(double, out=cost[1:])
+    cost[1:] += np.arange(1, len(points) + 1)
+    limit = np.where(gsm, PART_LIMIT["GSM-7"], PART_LIMIT["UCS-2"])
+    parts = np.ones(len(lengths), dtype=np.int64)
+    at = starts.copy()
+    active = np.flatnonzero(cost[ends] - cost[starts] > limit)  # texts that need another cut
+    while len(active):
+        cut = np.searchsorted(cost, cost[at[active]] + limit[active], side="right") - 1
+        at[active] = cut
+        parts[active] += 1
+        active = active[cost[ends[active]] - cost[cut] > limit[active]]
+    return parts

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._columns import TEXT, Measures, Part, TextColumn, arrow_text, join, measure, scalar, take_texts
+from ._columns import TEXT, Measures, Part, TextColumn, arrow_text, greedy_parts, join, measure, scalar, take_texts
 from ._controls import describe, refused
 from ._masking import REPORT_MASK, S_CLOSE, S_OPEN, SENTINELS, finish, mask_views
 from ._template import CompiledTemplate, Piece, missing, to_template_value, to_text
@@ -269,22 +269,26 @@ def render_frame(compiled: CompiledTemplate, df: pd.DataFrame) -> tuple[Rendered
     single = np.where(gsm, _GSM_SINGLE, _UCS_SINGLE)
     part = np.where(gsm, _GSM_PART, _UCS_PART)
     segments = np.where(units <= single, 1, -(-units // part))
-    exact = np.flatnonzero((units > single) & np.where(gsm, ext, astral))
+    long = (units > single) & np.where(gsm, ext, astral)  # a double-cost character may sit on a cut
+    redo: list[int] = []
     if hashy.any():  # data holds '#': rebuild those rows exactly when a '#ma' could touch a marker
         rows = np.flatnonzero(hashy)
         raw = _assemble(evaluated, "raw", n, rows).to_pylist()
-        redo = [(int(i), text) for i, text in zip(rows.tolist(), raw, strict=True) if "#ma" in text]
+        redo = [int(i) for i, text in zip(rows.tolist(), raw, strict=True) if "#ma" in text]
         if redo:
             where = np.zeros(n, dtype=bool)
-            where[[i for i, _ in redo]] = True
-            finished = [finish(text) for _, text in redo]
+            where[redo] = True
+            finished = [finish(text) for i, text in zip(rows.tolist(), raw, strict=True) if where[i]]
             content = pc.replace_with_mask(content, pa.array(where), pa.array([f[0] for f in finished], TEXT))
             report = pc.replace_with_mask(report, pa.array(where), pa.array([f[1] for f in finished], TEXT))
-            exact = np.union1d(exact, np.asarray([i for i, _ in redo], dtype=np.int64))
-    if len(exact):
-        for i, text in zip(exact.tolist(), content.take(exact).to_pylist(), strict=True):
-            counted = count_segments(text)
-            gsm[i], units[i], segments[i] = counted.encoding == "GSM-7", counted.units, counted.segments
+            long[redo] = False
+    for i, text in zip(redo, content.take(np.asarray(redo, dtype=np.int64)).to_pylist(), strict=True):
+        counted = count_segments(text)  # finished anew: measured anew
+        gsm[i], units[i], segments[i] = counted.encoding == "GSM-7", counted.units, counted.segments
+    if long.any():
+        rows = np.flatnonzero(long)
+        handset = _assemble(evaluated, "handset", n, None if len(rows) == n else rows)  # what count_segments counts
+        segments[rows] = greedy_parts(handset, gsm[rows])
     return Rendered(content, report, gsm, units, segments.astype(np.int64), blank), None
 
 

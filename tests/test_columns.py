@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plasgate_nb._columns import TextColumn, arrow_text
+from plasgate_nb._columns import TextColumn, arrow_text, greedy_parts
 from plasgate_nb._masking import finish
 from plasgate_nb._render import render_frame
 from plasgate_nb._template import compile_template, to_template_value
 from plasgate_nb.compose import EmptyMessageWarning, render_messages
 from plasgate_nb.errors import TemplateError
-from plasgate_nb.segments import count_segments, strip_markers
+from plasgate_nb.segments import count_segments, split_parts, strip_markers
 
 FLAVOURS = {
     "str": "str",  # pandas' Arrow-backed text: the Arrow path
@@ -242,3 +242,30 @@ def test_arrow_text_keeps_the_callers_frame_untouched() -> None:
         out = render_messages(df, "{{ a }}", mask="a")
     assert out["content"].tolist() == ["#ma#x#ma#", ""]
     pd.testing.assert_frame_equal(df, before)
+
+
+long_text = st.lists(st.sampled_from(["a", "€", "[", "😀", "ស", "\f", "x" * 40, "€" * 30, "😀" * 20]), max_size=60).map(
+    "".join
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(long_text, max_size=8))
+def test_greedy_parts_of_many_texts_equal_count_segments(texts: list[str]) -> None:
+    counted = [count_segments(t) for t in texts]
+    long = [t for t, c in zip(texts, counted, strict=True) if c.units > (160 if c.encoding == "GSM-7" else 70)]
+    gsm = np.asarray([count_segments(t).encoding == "GSM-7" for t in long], dtype=bool)
+    expected = [count_segments(t).segments for t in long]
+    assert greedy_parts(pa.array(long, pa.large_string()), gsm).tolist() == expected
+    sliced = pa.array(["x", *long], pa.large_string()).slice(1)  # an offset into the data
+    assert greedy_parts(sliced, gsm, batch_chars=200).tolist() == expected
+
+
+def test_long_messages_with_escapes_on_every_path_count_like_split_parts() -> None:
+    names = ["", "a", "ab", "abc", "€", "សុភា", "😀"]
+    for flavour, dtype in FLAVOURS.items():
+        df = pd.DataFrame({"a": names * 3, "b": [f"C{i:03}" for i in range(21)]}).astype(dtype)
+        for template in ["€" * 75 + "{{ a }}{{ b }}" + "[" * 10, "😀" * 33 + "{{ a }}#{{ b }}"]:
+            out = render_messages(df, template, mask=["b"], max_parts=None)
+            for sent, segments in zip(out["content"], out["segments"], strict=True):
+                assert segments == len(split_parts(sent)) == count_segments(sent).segments, flavour
