@@ -162,6 +162,17 @@ class TextColumn:
         self.ascii = not self._counts[_NON_ASCII].any()
         self._lengths: np.ndarray | None = None
 
+    def cased(self, filters: Sequence[str]) -> TextColumn:
+        """This column through case filters (``upper``, ``lower``): exact as Jinja's on ASCII text only."""
+        if not filters:
+            return self
+        if not self.ascii:
+            raise ValueError("case filters are vectorized for ASCII text only")
+        text = self.text
+        for name in filters:
+            text = {"upper": pc.ascii_upper, "lower": pc.ascii_lower}[name](text)
+        return TextColumn(text, masked=self.masked)
+
     @property
     def lengths(self) -> np.ndarray:
         """Characters per row (code points: what ``len`` counts)."""

@@ -182,8 +182,10 @@ def _mask_outputs(ast: nodes.Template, tainted: set[str]) -> bool:
 class Piece:
     """One independent part of a template's output.
 
-    ``kind`` is ``text`` (constant ``text``), ``column`` (a plain ``{{ name }}``, ``masked`` when
-    wrapped) or ``jinja`` (anything else, rendered by ``template`` per distinct ``names``).
+    ``kind`` is ``text`` (constant ``text``), ``column`` (a plain ``{{ name }}``, or one with case
+    ``filters`` such as ``{{ name|upper }}``; ``masked`` when wrapped) or ``jinja`` (anything else,
+    rendered by ``template`` per distinct ``names``). A column piece keeps its ``template``: it is
+    rendered by Jinja wherever a vectorized rendering would not be exact.
     """
 
     kind: str
@@ -192,6 +194,28 @@ class Piece:
     masked: bool = False
     template: jinja2.Template | None = None
     sentinels: bool = False
+    filters: tuple[str, ...] = ()
+
+
+CASE_FILTERS = frozenset({"lower", "upper"})
+"""Filters a column piece may carry: on ASCII text, Arrow's ``ascii_lower``/``ascii_upper`` are exact."""
+
+
+def _column_filters(node: nodes.Node) -> tuple[nodes.Name | None, tuple[str, ...]]:
+    """The column of ``name``, ``name|upper``, ``name|lower|upper``...; its filters, innermost first."""
+    filters: list[str] = []
+    while (
+        isinstance(node, nodes.Filter)
+        and node.name in CASE_FILTERS
+        and node.node is not None
+        and not node.args
+        and not node.kwargs
+        and node.dyn_args is None
+        and node.dyn_kwargs is None
+    ):
+        filters.append(node.name)
+        node = node.node
+    return (node if isinstance(node, nodes.Name) else None), tuple(reversed(filters))
 
 
 @dataclass
@@ -241,8 +265,11 @@ def _make_pieces(env: SandboxedEnvironment, ast: nodes.Template, tainted: set[st
                 inner, masked = child.node, True
             used = _names(child) - {MASK_FILTER}
             template = _sub_template(env, [nodes.Output([child], lineno=child.lineno)])
-            kind = "column" if isinstance(inner, nodes.Name) else "jinja"
-            pieces.append(Piece(kind, tuple(sorted(used)), masked=masked, template=template, sentinels=masked))
+            column, filters = _column_filters(inner)
+            kind = "column" if column is not None else "jinja"
+            pieces.append(
+                Piece(kind, tuple(sorted(used)), masked=masked, template=template, sentinels=masked, filters=filters)
+            )
     return pieces
 
 

@@ -78,9 +78,11 @@ TEMPLATES = [
     "{{ a }} {{ c|upper }} {{ b|default('-') }}",
     "{% if c %}{{ c }}:{% endif %}{{ a }}{{ b }}",
     "Dear {{ a }}, #ma#{{ c }}#ma# then {{ b }}",
+    "{{ a|upper }}-{{ b|lower|upper }}-{{ c|lower }}",
+    "{{ b|upper }}{{ a|lower }}",
 ]
 PIECES = [
-    *"ab#m€{}[]~^|\\ សéÇ`$@_😀\n\t\f",
+    *"aBb#mM€{}[]~^|\\ សéÇ`$@_😀\n\t\fßǅ",
     "#ma#",
     "ma#",
     "#ma",
@@ -134,6 +136,20 @@ def test_adversarial_values_in_every_flavour() -> None:
         for template in TEMPLATES:
             for masked in (set(), {"a"}, {"a", "b"}):
                 assert rendered(df, template, masked) == reference(df, template, masked), (flavour, template, masked)
+
+
+def test_ascii_values_take_the_vectorized_case_filters() -> None:
+    values = [None, "", " ", "#ma#", "x#MA#y", "#Ma", "mA#", "{{ a }}", "[]{}~", "Dara", "a" * 170, "\t\n\r\f"]
+    df = pd.DataFrame({"a": values, "b": values[::-1], "c": ["c"] * len(values)}, dtype="str")
+    piece = next(p for p in compile_template("{{ a|upper }}", mask=set()).pieces if p.kind == "column")
+    assert piece.filters == ("upper",)
+    column = TextColumn(arrow_text(df["a"]), masked=False)  # type: ignore[arg-type]
+    assert column.ascii and column.cased(["upper"]).text.to_pylist()[9] == "DARA"
+    for flavour, dtype in FLAVOURS.items():
+        frame = df.astype(dtype)
+        for template in TEMPLATES:
+            for masked in (set(), {"a"}, {"a", "b"}):
+                assert rendered(frame, template, masked) == reference(frame, template, masked), (flavour, template)
 
 
 def test_missing_values_numbers_and_dates_equal_jinja() -> None:
