@@ -2,11 +2,13 @@
 
 A plain ``{{ name }}`` over a text column backed by Arrow (pandas' ``str`` dtype) renders each row's
 value as it is: missing values as empty text, sentinel characters removed. Here such a column stays
-an Arrow array end to end: its masked views are built with Arrow compute, its encoding and units are
-found with a few vectorized passes (RE2 character classes), and only the rows holding characters
-outside the GSM 03.38 basic table are measured in Python, once per distinct value. Rows are assembled
-by :func:`join` (Arrow's element-wise concatenation), so a million messages never exist as a million
-Python strings.
+an Arrow array end to end: its masked views are built with Arrow compute (``|upper`` and ``|lower``
+too, on ASCII text where Arrow's casing is Python's), and one histogram of its UTF-8 bytes tells
+whether it can hold a refused control character, a ``#``, or anything outside the GSM 03.38 basic
+table; only then do RE2 passes find the rows, and only rows outside the basic table are measured in
+Python, once per distinct value. Rows are assembled by :func:`join` (Arrow's element-wise
+concatenation), and :func:`greedy_parts` counts the parts of long texts with double-cost characters
+for all rows at once, so a million messages never exist as a million Python strings.
 """
 
 from __future__ import annotations
@@ -162,12 +164,15 @@ class TextColumn:
         self.ascii = not self._counts[_NON_ASCII].any()
         self._lengths: np.ndarray | None = None
 
-    def cased(self, filters: Sequence[str]) -> TextColumn:
-        """This column through case filters (``upper``, ``lower``): exact as Jinja's on ASCII text only."""
+    def cased(self, filters: Sequence[str]) -> TextColumn | None:
+        """This column through case filters (``upper``, ``lower``); None when that would not be exact.
+
+        Arrow's ASCII casing equals Python's on ASCII text only (``"ß".upper()`` is ``"SS"``).
+        """
         if not filters:
             return self
         if not self.ascii:
-            raise ValueError("case filters are vectorized for ASCII text only")
+            return None
         text = self.text
         for name in filters:
             text = {"upper": pc.ascii_upper, "lower": pc.ascii_lower}[name](text)
@@ -218,10 +223,10 @@ class TextColumn:
         blanks = np.zeros(n, bool)
         if blank:
             blanks = _numpy(pc.match_substring_regex(text, _blank_pattern()))
+        if self.ascii and not counts[_ASCII_NOT_GSM_BASIC].any():  # GSM-7, one septet per character
+            return np.ones(n, bool), lengths, lengths, np.zeros(n, bool), np.zeros(n, bool), blanks, hashy
         gsm, gsm_units, ucs_units = np.ones(n, bool), lengths.copy(), lengths.copy()
         ext, astral = np.zeros(n, bool), np.zeros(n, bool)
-        if self.ascii and not counts[_ASCII_NOT_GSM_BASIC].any():
-            return gsm, gsm_units, ucs_units, ext, astral, blanks, hashy
         other = pc.match_substring_regex(text, _NOT_GSM_BASIC)
         if pc.any(other).as_py():
             rows = np.flatnonzero(_numpy(other))

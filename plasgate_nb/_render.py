@@ -189,9 +189,9 @@ def _views(piece: Piece, columns: _Columns, n: int) -> tuple[_Views, RenderFailu
         return _PieceViews(None, [text], *map(list, zip(mask_views(text), strict=True))), None
     if piece.kind == "column" and piece.names[0] in columns:
         values = columns.arrow(piece.names[0])
-        column = TextColumn(values, masked=piece.masked) if values is not None else None
-        if column is not None and (not piece.filters or column.ascii):
-            return column.cased(piece.filters), None
+        column = TextColumn(values, masked=piece.masked).cased(piece.filters) if values is not None else None
+        if column is not None:
+            return column, None
     if piece.kind == "column" and piece.names[0] in columns and not piece.filters:
         codes = columns.factorized(piece.names[0])[0]
         texts = columns.texts(piece.names[0])
