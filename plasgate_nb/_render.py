@@ -2,11 +2,11 @@
 
 Rows of a campaign repeat a lot (cities, dates, names) and a personalized message is a handful of
 independent pieces. Each piece is rendered (and measured: GSM-7 or not, units) once per distinct
-combination of the columns it uses; a plain ``{{ name }}`` over an Arrow text column is used as it is
-(see :mod:`plasgate_nb._columns`). Rows are assembled by Arrow's element-wise concatenation, and their
-encoding, units and parts are summed from the pieces with numpy. Rows where data holds a ``#`` next
-to a masked area, and templates with literal ``#ma#`` in their text, go through the exact per-text
-path of :func:`plasgate_nb._masking.finish`.
+combination of the columns it uses; a plain ``{{ name }}`` over an Arrow text column (and, on ASCII
+text, ``{{ name|upper }}`` or ``|lower``) is used as it is (see :mod:`plasgate_nb._columns`). Rows
+are assembled by Arrow's element-wise concatenation, and their encoding, units and parts are summed
+from the pieces with numpy. Rows where data holds a ``#`` next to a masked area, and templates with
+literal ``#ma#`` in their text, go through the exact per-text path of :func:`plasgate_nb._masking.finish`.
 """
 
 from __future__ import annotations
