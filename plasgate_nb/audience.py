@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers.carrierdata import CARRIER_DATA
 
+from ._dask import is_dask_frame
 from .errors import AudienceError
 
 __all__ = ["STATUSES", "is_mobile_msisdn", "normalize_msisdn", "prepare_audience"]
@@ -389,24 +390,48 @@ def _shown(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def _consent(df: pd.DataFrame, consent: str) -> np.ndarray:
-    """Per row: whether the ``consent`` column says yes; AudienceError for a missing column or odd values."""
-    if not isinstance(consent, str) or consent not in df.columns:
-        raise AudienceError(f"no consent column {consent!r}; available columns: {list(df.columns)}")
-    column = df[consent]
+def _check_column(df: pd.DataFrame, name: Any, role: str) -> None:
+    """AudienceError unless ``df`` has exactly one column ``name`` (``role``: "phone", "consent")."""
+    if not isinstance(name, str) or name not in df.columns:
+        raise AudienceError(f"no {role} column {name!r}; available columns: {list(df.columns)}")
+    column = df[name]
     if isinstance(column, pd.DataFrame):
-        raise AudienceError(f"the frame has {column.shape[1]} columns named {consent!r}; keep only one")
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    answers = [_consent_answer(u) for u in np.asarray(uniques, dtype=object)]
-    odd = [u for u, a in zip(np.asarray(uniques, dtype=object), answers, strict=True) if a is None]
-    if odd:
-        rows = df.index[np.isin(codes, [i for i, a in enumerate(answers) if a is None])].tolist()
-        shown = ", ".join(map(repr, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
-        raise AudienceError(
-            f"consent column {consent!r} holds values that are neither yes nor no: "
-            f"{', '.join(map(repr, odd[:5]))} in {len(rows)} row(s): {shown} "
-            "(consent: true, 1, yes, y; no consent: false, 0, no, n, empty)"
-        )
+        raise AudienceError(f"the frame has {column.shape[1]} columns named {name!r}; keep only one")
+
+
+def _consent_error(consent: str, odd: list[Any], rows: list[Any], count: int) -> AudienceError:
+    """The error for consent values that are neither yes nor no (the first values and row labels, and how many)."""
+    shown = ", ".join(map(repr, rows[:5])) + (f" and {count - 5} more" if count > 5 else "")
+    return AudienceError(
+        f"consent column {consent!r} holds values that are neither yes nor no: "
+        f"{', '.join(map(repr, odd[:5]))} in {count} row(s): {shown} "
+        "(consent: true, 1, yes, y; no consent: false, 0, no, n, empty)"
+    )
+
+
+def _odd_consent(df: pd.DataFrame, consent: str) -> tuple[list[Any], list[Any], int]:
+    """The consent values that are neither yes nor no (first five, in order), their first five rows, their count."""
+    codes, uniques = pd.factorize(df[consent], use_na_sentinel=True)
+    uniques = np.asarray(uniques, dtype=object)
+    odd = [i for i, u in enumerate(uniques) if _consent_answer(u) is None]
+    if not odd:
+        return [], [], 0
+    at = np.flatnonzero(np.isin(codes, odd))
+    return uniques[odd[:5]].tolist(), df.index[at[:5]].tolist(), len(at)
+
+
+def _consent(df: pd.DataFrame, consent: str, *, strict: bool = True) -> np.ndarray:
+    """Per row: whether the ``consent`` column says yes; AudienceError for a missing column or odd values.
+
+    With ``strict=False`` odd values count as no consent (the Dask path checks them once, over all partitions).
+    """
+    _check_column(df, consent, "consent")
+    if strict:
+        odd, rows, count = _odd_consent(df, consent)
+        if count:
+            raise _consent_error(consent, odd, rows, count)
+    codes, uniques = pd.factorize(df[consent], use_na_sentinel=True)
+    answers = [bool(_consent_answer(u)) for u in np.asarray(uniques, dtype=object)]
     return np.asarray([*answers, False], dtype=bool)[codes]
 
 
@@ -442,46 +467,87 @@ def prepare_audience(
     are consent. Any other value raises :class:`AudienceError` naming it and its rows, as does a
     missing column. A row without consent does not take its number from a later row that has it.
     """
+    if is_dask_frame(df):  # partition by partition, exact across partitions: plasgate_nb._dask._audience
+        from ._dask._audience import prepare_dask_audience
+
+        return prepare_dask_audience(df, phone=phone, region=region, suppress=suppress, consent=consent, ledger=ledger)
     if not isinstance(df, pd.DataFrame):
         raise AudienceError(f"prepare_audience expects a pandas DataFrame, not {type(df).__name__}")
-    if phone not in df.columns:
-        raise AudienceError(f"no phone column {phone!r}; available columns: {list(df.columns)}")
-    column = df[phone]
-    if isinstance(column, pd.DataFrame):
-        raise AudienceError(f"the frame has {column.shape[1]} columns named {phone!r}; keep only one")
+    _check_column(df, phone, "phone")
     plan = _plan(region)
-    codes, found = _verdicts(column, plan)
+    if consent is None:
+        _warn_consent_like(df.columns)
+    suppressed = _suppressed_numbers(suppress, plan) if suppress is not None else None
+    listed = _listed(ledger) if ledger is not None else None
+    msisdn, carrier, status, reason = _flag(
+        df, phone=phone, plan=plan, consent=consent, suppressed=suppressed, listed=listed
+    )
+    _mark_duplicates(df.index, msisdn, status, reason)
+    log.debug(
+        "prepared audience of %d rows: %s",
+        len(df),
+        dict(zip(*np.unique(status.astype(str), return_counts=True), strict=True)),
+    )
+    return _assign(df, msisdn, carrier, status, reason)
+
+
+def _warn_consent_like(columns: pd.Index) -> None:
+    """Log a warning when the frame has a consent-like column but ``consent=`` was not given."""
+    looks_like = [name for name in _CONSENT_LIKE if name in columns]
+    if looks_like:
+        log.warning(
+            "the frame has a consent-like column %r but consent= was not given: every row counts as consenting",
+            looks_like[0],
+        )
+
+
+def _listed(ledger: Any) -> pd.DataFrame:
+    """The ledger's suppression list, one row per msisdn (the latest entry), indexed by msisdn."""
+    return ledger.suppressions().drop_duplicates("msisdn", keep="last").set_index("msisdn")
+
+
+Flags = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Per row: msisdn, carrier, audience_status, audience_reason (object arrays)."""
+
+
+def _flag(
+    df: pd.DataFrame,
+    *,
+    phone: str,
+    plan: _Plan,
+    consent: str | None,
+    suppressed: set[str] | None,
+    listed: pd.DataFrame | None,
+    strict: bool = True,
+) -> Flags:
+    """Classify every row's number, then flag rows without consent and suppressed numbers (no dedupe)."""
+    codes, found = _verdicts(df[phone], plan)
     msisdn = np.array([v[0] for v in found], dtype=object)[codes]
     carrier = np.array([v[1] for v in found], dtype=object)[codes]
     status = np.array([v[2] for v in found], dtype=object)[codes]
     reason = np.array([v[3] for v in found], dtype=object)[codes]
 
     if consent is not None:
-        refused = (status == "ok") & ~_consent(df, consent)
+        refused = (status == "ok") & ~_consent(df, consent, strict=strict)
         status[refused] = "no_consent"
         reason[refused] = [f"no consent ({consent} is {_shown(v)})" for v in df[consent].to_numpy()[refused]]
-    else:
-        looks_like = [name for name in _CONSENT_LIKE if name in df.columns]
-        if looks_like:
-            log.warning(
-                "the frame has a consent-like column %r but consent= was not given: every row counts as consenting",
-                looks_like[0],
-            )
 
-    if suppress is not None:
-        numbers = _suppressed_numbers(suppress, plan)
-        hit = (status == "ok") & pd.Series(msisdn).isin(numbers).to_numpy()
+    if suppressed is not None:
+        hit = (status == "ok") & pd.Series(msisdn).isin(suppressed).to_numpy()
         status[hit] = "suppressed"
         reason[hit] = "on the opt-out list"
 
-    if ledger is not None:  # the ledger's suppression list: numbers that replied STOP or were added by hand
-        listed = ledger.suppressions().drop_duplicates("msisdn", keep="last").set_index("msisdn")
+    if listed is not None:  # the ledger's suppression list: numbers that replied STOP or were added by hand
         hit = (status == "ok") & pd.Series(msisdn).isin(listed.index).to_numpy()
         status[hit] = "suppressed"
         reason[hit] = [suppression_reason(listed.loc[number]) for number in msisdn[hit]]
+    return msisdn, carrier, status, reason
 
+
+def _mark_duplicates(index: pd.Index, msisdn: np.ndarray, status: np.ndarray, reason: np.ndarray) -> None:
+    """In place: the first ``ok`` row of each number wins; later ones become ``duplicate`` naming its label."""
     ok = np.flatnonzero(status == "ok")
-    ok_numbers = pd.Series(msisdn[ok], index=df.index[ok])
+    ok_numbers = pd.Series(msisdn[ok], index=index[ok])
     repeated = ok_numbers.duplicated(keep="first").to_numpy()
     if repeated.any():
         firsts = ok_numbers[~repeated]
@@ -491,11 +557,11 @@ def prepare_audience(
         status[rows] = "duplicate"
         reason[rows] = [f"same number as row {label}" for label in labels]
 
-    log.debug(
-        "prepared audience of %d rows: %s",
-        len(df),
-        dict(zip(*np.unique(status.astype(str), return_counts=True), strict=True)),
-    )
+
+def _assign(
+    df: pd.DataFrame, msisdn: np.ndarray, carrier: np.ndarray, status: np.ndarray, reason: np.ndarray
+) -> pd.DataFrame:
+    """A copy of ``df`` with the four audience columns (text dtype ``str``)."""
     return df.assign(
         msisdn=pd.Series(msisdn, index=df.index, dtype="str"),
         carrier=pd.Series(carrier, index=df.index, dtype="str"),

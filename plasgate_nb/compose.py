@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._columns import gather, repeat, scalar
+from ._dask import is_dask_frame
 from ._keys import HOLDOUT
 from ._masking import REPORT_MASK, UnbalancedMarkers
 from ._render import Rendered, render_frame
@@ -253,11 +254,37 @@ def render_messages(
     column, a variable that is not a column, or a row that fails to render (naming the row label and,
     with several templates, the template's key).
     """
+    if is_dask_frame(df):  # partition by partition: plasgate_nb._dask._frames
+        from ._dask._frames import render_dask_messages
+
+        return render_dask_messages(df, template, mask=mask, column=column, max_parts=max_parts, by=by, default=default)
+    masked = _checked_mask(df, mask)
+    warn_numeric_text(df, sorted(masked), role="masked", stacklevel=2)
+    out, rendered = _render_frame(df, template, masked=masked, column=column, by=by, default=default)
+    _warn(df.index, rendered.segments, rendered.blank, max_parts=max_parts)
+    logger.debug("rendered %d messages (%d parts)", len(out), int(rendered.segments.sum()))
+    return out
+
+
+def _checked_mask(df: pd.DataFrame, mask: Iterable[str] | str) -> set[str]:
+    """The masked column names; TemplateError for names that are not columns of ``df``."""
     masked = _mask_names(mask)
     unknown = sorted(masked - set(df.columns))
     if unknown:
         raise TemplateError(f"mask names columns the frame does not have: {', '.join(map(repr, unknown))}")
-    warn_numeric_text(df, sorted(masked), role="masked", stacklevel=2)
+    return masked
+
+
+def _render_frame(
+    df: pd.DataFrame,
+    template: Template | Mapping[Any, Template],
+    *,
+    masked: set[str],
+    column: str,
+    by: str | None,
+    default: Any,
+) -> tuple[pd.DataFrame, Rendered]:
+    """Render every row of ``df`` into a shallow copy with the message columns (no warnings)."""
     chosen = None
     if isinstance(template, Mapping):
         rendered, chosen = _render_by(df, template, by=by, default=default, masked=masked)
@@ -275,29 +302,34 @@ def render_messages(
     if chosen is not None:
         text_keys = all(isinstance(key, str) for key in chosen.tolist())
         out["template"] = pd.Series(chosen, index=df.index, dtype="str" if text_keys else object)
-    _warn(df.index, rendered.segments, rendered.blank, max_parts=max_parts)
-    logger.debug("rendered %d messages (%d parts)", len(out), int(rendered.segments.sum()))
-    return out
+    return out, rendered
 
 
 def _warn(index: pd.Index, segments: np.ndarray, blank: np.ndarray, *, max_parts: int | None) -> None:
     """Warn about messages over the part limit and blank messages, naming rows."""
+    for category, message in _frame_warnings(index, segments, blank, max_parts=max_parts):
+        warnings.warn(message, category, stacklevel=3)
+
+
+def _frame_warnings(
+    index: pd.Index, segments: np.ndarray, blank: np.ndarray, *, max_parts: int | None
+) -> list[tuple[type[UserWarning], str]]:
+    """The warnings a rendered frame deserves (messages over the part limit, blank messages), naming rows."""
+    found: list[tuple[type[UserWarning], str]] = []
     if max_parts is not None:
         long_rows = np.flatnonzero(segments > max_parts)
         if len(long_rows):
-            warnings.warn(
-                f"{_rows(index[long_rows])} need more than {max_parts} parts "
-                f"(up to {int(segments.max())}); the gateway may truncate them",
-                LongMessageWarning,
-                stacklevel=3,
+            found.append(
+                (
+                    LongMessageWarning,
+                    f"{_rows(index[long_rows])} need more than {max_parts} parts "
+                    f"(up to {int(segments.max())}); the gateway may truncate them",
+                )
             )
     blank_rows = np.flatnonzero(blank)
     if len(blank_rows):
-        warnings.warn(
-            f"{_rows(index[blank_rows])} render to empty text and will not be sent",
-            EmptyMessageWarning,
-            stacklevel=3,
-        )
+        found.append((EmptyMessageWarning, f"{_rows(index[blank_rows])} render to empty text and will not be sent"))
+    return found
 
 
 @dataclass(frozen=True)
@@ -351,6 +383,10 @@ def estimate_cost(
     not sent and not counted (``skipped``). A price that is not a finite number >= 0 (NaN, inf,
     negative) raises ConfigError.
     """
+    if is_dask_frame(df):  # one pass over the partitions: plasgate_nb._dask._frames
+        from ._dask._frames import estimate_dask_cost
+
+        return estimate_dask_cost(df, price_per_segment=price_per_segment, currency=currency, column=column)
     price_per_segment = validate_price(price_per_segment)
     _require(df, [column, "encoding", "segments"])
     sent = df[column].fillna("").astype(str).str.len() > 0
@@ -459,6 +495,10 @@ def preview(
     out of the sample when other rows remain. The result is a :class:`MessagePreview`: a DataFrame
     whose display never truncates the messages and highlights their masked areas.
     """
+    if is_dask_frame(df):  # the same sample, gathered partition by partition: plasgate_nb._dask._frames
+        from ._dask._frames import preview_dask
+
+        return preview_dask(df, n, by=by, column=column)
     report = f"{column}_report"
     _require(df, [column, report, "encoding", "units", "segments"])
     if by is not None:

@@ -1,0 +1,219 @@
+"""``prepare_audience`` on a Dask DataFrame: partition by partition, exactly the pandas result.
+
+Every row's verdict (number, carrier, consent, opt-out lists) depends on that row alone, so each
+partition runs the pandas code. Two things span partitions and are settled at call time, in one pass
+over the frame that keeps little in memory:
+
+- **consent**: a value that is neither yes nor no raises :class:`AudienceError` naming the first such
+  values and rows of the whole frame, as pandas does (each partition reports at most five of each);
+- **duplicates**: the first ``ok`` row of a number wins, first in partition order then row order. Each
+  partition dedupes its own rows and reports its ``ok`` numbers (as int64, with the row's partition
+  and position); a groupby over them (``split_out``: spread over the workers) keeps the numbers held
+  by more than one partition with their first position, and only those come back to the client, with
+  the first row's index label. That table, about 30 bytes per number found in several partitions
+  (never per row: a number repeated a million times is one entry), goes to the workers once; the
+  returned frame marks the later rows ``duplicate`` from it.
+
+The opt-out list and the ledger's suppression list are read and normalized once on the client and
+shipped to the workers as one object. The returned frame is lazy; computing it runs the pandas code
+on each partition again (the call-time pass keeps only the numbers, not the rows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..audience import (
+    _assign,
+    _check_column,
+    _consent_error,
+    _flag,
+    _listed,
+    _mark_duplicates,
+    _odd_consent,
+    _Plan,
+    _plan,
+    _suppressed_numbers,
+    _warn_consent_like,
+)
+
+__all__ = ["prepare_dask_audience"]
+
+log = logging.getLogger("plasgate_nb")
+
+_POSITION_BITS = 32  # a row's key: partition number << 32 | position in the partition
+
+
+def prepare_dask_audience(
+    ddf: dd.DataFrame,
+    *,
+    phone: str,
+    region: str,
+    suppress: Iterable[Any] | pd.Series | None,
+    consent: str | None,
+    ledger: Any,
+) -> dd.DataFrame:
+    """The Dask side of :func:`~plasgate_nb.prepare_audience`: a lazy frame, equal to pandas' once computed."""
+    meta = ddf._meta
+    _check_column(meta, phone, "phone")
+    if consent is not None:
+        _check_column(meta, consent, "consent")
+    plan = _plan(region)
+    if consent is None:
+        _warn_consent_like(meta.columns)
+    if isinstance(suppress, dd.Series | dd.DataFrame):
+        suppress = suppress.compute()  # an opt-out list is small next to the audience: read it once
+    lists = (
+        _suppressed_numbers(suppress, plan) if suppress is not None else None,
+        _listed(ledger) if ledger is not None else None,
+    )
+    shipped = _ship(lists)
+    options = {"phone": phone, "region": plan.region, "consent": consent}
+
+    keys_meta = pd.DataFrame({"number": pd.Series(dtype=_number_dtype(plan)), "key": pd.Series(dtype="int64")})
+    keys = ddf.map_partitions(_ok_keys, shipped, **options, meta=keys_meta, enforce_metadata=False)
+    found = keys.groupby("number")["key"].agg(["min", "count"], split_out=True)
+    repeated = found[found["count"] > 1]["min"]
+    if consent is not None:
+        odd_meta = pd.DataFrame({"odd": pd.Series(dtype=object), "rows": pd.Series(dtype=object), "count": []})
+        odd = ddf.map_partitions(_odd_rows, consent=consent, meta=odd_meta.astype({"count": "int64"}))
+        repeated_keys, odd_rows = dask.compute(repeated, odd)
+        _raise_odd_consent(consent, odd_rows)
+    else:
+        (repeated_keys,) = dask.compute(repeated)
+    log.debug("audience on %d partitions: %d numbers sit in several partitions", ddf.npartitions, len(repeated_keys))
+    firsts = _first_rows(ddf, repeated_keys)
+
+    out_meta = _assign(meta, *(np.empty(0, dtype=object) for _ in range(4)))
+    return ddf.map_partitions(_prepare_partition, shipped, _ship(firsts), **options, meta=out_meta)
+
+
+def _ship(value: Any) -> Any:
+    """Wrap a client-side object so each worker receives it once (not hashed, not embedded per task)."""
+    return dask.delayed(value, pure=False, traverse=False)
+
+
+def _number_dtype(plan: _Plan) -> str:
+    """int64 when every msisdn of the plan fits one (KH: 12 digits), else text."""
+    return "int64" if len(plan.cc) + plan.max_len <= 18 else "str"
+
+
+def _numbers(msisdn: np.ndarray, plan: _Plan) -> np.ndarray:
+    """Msisdns (ASCII digit strings) as the dedupe keys: int64, or the text itself for very long plans."""
+    if _number_dtype(plan) != "int64":
+        return msisdn.astype(str)
+    return pc.cast(pa.array(msisdn, type=pa.string()), pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _flags(
+    part: pd.DataFrame,
+    lists: tuple[set[str] | None, pd.DataFrame | None],
+    *,
+    phone: str,
+    region: str,
+    consent: str | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One partition's verdicts before any dedupe (odd consent values count as no consent: checked at call time)."""
+    suppressed, listed = lists
+    return _flag(
+        part, phone=phone, plan=_plan(region), consent=consent, suppressed=suppressed, listed=listed, strict=False
+    )
+
+
+def _ok_keys(
+    part: pd.DataFrame,
+    lists: tuple[set[str] | None, pd.DataFrame | None],
+    *,
+    phone: str,
+    region: str,
+    consent: str | None,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The partition's ``ok`` numbers (one row each after the in-partition dedupe) and their row keys."""
+    msisdn, _, status, reason = _flags(part, lists, phone=phone, region=region, consent=consent)
+    _mark_duplicates(part.index, msisdn, status, reason)
+    ok = np.flatnonzero(status == "ok")
+    number = partition_info["number"] if partition_info else 0
+    return pd.DataFrame(
+        {
+            "number": _numbers(msisdn[ok], _plan(region)),
+            "key": (np.int64(number) << _POSITION_BITS) | ok.astype(np.int64),
+        }
+    )
+
+
+def _odd_rows(part: pd.DataFrame, *, consent: str) -> pd.DataFrame:
+    """One row: the partition's first five odd consent values, first five of their row labels, and their count."""
+    odd, rows, count = _odd_consent(part, consent)
+    return pd.DataFrame({"odd": [odd], "rows": [rows], "count": np.asarray([count], dtype=np.int64)})
+
+
+def _raise_odd_consent(consent: str, found: pd.DataFrame) -> None:
+    """Raise the pandas path's AudienceError from the partitions' reports, if any partition found odd values."""
+    count = int(found["count"].sum())
+    if not count:
+        return
+    odd: list[Any] = []
+    for values in found["odd"]:
+        odd.extend(value for value in values if not any(value == seen for seen in odd))
+    rows = [label for labels in found["rows"] for label in labels]
+    raise _consent_error(consent, odd, rows, count)
+
+
+def _first_rows(ddf: dd.DataFrame, keys: pd.Series) -> pd.DataFrame | None:
+    """For numbers held by several partitions: the first row's partition and index label (None: no such number)."""
+    if keys.empty:
+        return None
+    parts = (keys.to_numpy() >> _POSITION_BITS).astype(np.int64)
+    positions = keys.to_numpy() & ((1 << _POSITION_BITS) - 1)
+    wanted = sorted(set(parts.tolist()))
+    asked = [positions[parts == q] for q in wanted]
+    labels = dask.compute(
+        *(dask.delayed(_labels_at)(ddf.partitions[q], at) for q, at in zip(wanted, asked, strict=True))
+    )
+    by_part = dict(zip(wanted, labels, strict=True))
+    label = np.empty(len(keys), dtype=object)
+    for q in wanted:
+        label[parts == q] = by_part[q]
+    return pd.DataFrame({"part": parts, "label": label}, index=pd.Index(keys.index.to_numpy()))
+
+
+def _labels_at(part: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
+    """The index labels at ``positions`` of one partition, as plain Python values."""
+    return np.asarray([*part.index[positions].tolist(), None], dtype=object)[:-1]
+
+
+def _prepare_partition(
+    part: pd.DataFrame,
+    lists: tuple[set[str] | None, pd.DataFrame | None],
+    firsts: pd.DataFrame | None,
+    *,
+    phone: str,
+    region: str,
+    consent: str | None,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One partition of the result: the pandas verdicts; rows whose number came first in an earlier partition are
+    duplicates of that row, then the partition's own first rows win over its later ones."""
+    msisdn, carrier, status, reason = _flags(part, lists, phone=phone, region=region, consent=consent)
+    if firsts is not None:
+        number = partition_info["number"] if partition_info else 0
+        ok = np.flatnonzero(status == "ok")
+        at = firsts.index.get_indexer(_numbers(msisdn[ok], _plan(region)))
+        held = at >= 0
+        earlier = firsts["part"].to_numpy()[at[held]] != number
+        rows, first = ok[held][earlier], at[held][earlier]
+        if len(rows):
+            status[rows] = "duplicate"
+            reason[rows] = [f"same number as row {label}" for label in firsts["label"].to_numpy()[first]]
+    _mark_duplicates(part.index, msisdn, status, reason)  # numbers whose first row is in this partition
+    return _assign(part, msisdn, carrier, status, reason)
