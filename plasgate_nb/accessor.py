@@ -1,7 +1,10 @@
 """The ``df.sms`` pandas accessor: stateless, one-line delegates to the library's functions.
 
-Importing ``plasgate_nb`` registers it. Campaign state lives in the ledger, never on the accessor
-(pandas builds a new accessor object on every attribute access) nor in ``df.attrs``.
+Importing ``plasgate_nb`` registers it, and registers the same accessor on Dask DataFrames once
+``dask.dataframe`` is imported (before or after; dask is never imported for it): ``ddf.sms.prepare()``,
+``.render()``, ``.estimate()`` and ``.preview()`` work there, partition by partition. Campaign state lives
+in the ledger, never on the accessor (pandas builds a new accessor object on every attribute access) nor
+in ``df.attrs``.
 
 >>> import pandas as pd
 >>> import plasgate_nb
@@ -23,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from ._dask import is_dask_frame
+from ._dask._hook import when_imported
 from .audience import prepare_audience
 from .campaign import Campaign, SendSummary
 from .compose import CostEstimate, MessagePreview, Template, estimate_cost, preview, render_messages
@@ -160,6 +165,7 @@ class SmsAccessor:
         1  UNDELIV      1  0.25
         2  pending      1  0.25
         """
+        _pandas_only(self._df, "summary")
         return delivery_summary(self._df, by, tidy=tidy)
 
     def plot(self, kind: str = "delivery_rate", *, by: str | Sequence[str] | None = None, ax: Any = None) -> Any:
@@ -184,6 +190,7 @@ class SmsAccessor:
         """
         from . import charts
 
+        _pandas_only(self._df, "plot")
         if kind not in PLOTS:
             raise OptionError(f"kind must be one of {PLOTS}, not {kind!r}")
         if kind == "delivery_rate" and by is None:
@@ -197,3 +204,19 @@ class SmsAccessor:
         if kind == "time_to_deliver":
             return charts.plot_time_to_deliver(self._df, ax=ax, by=by)
         return charts.plot_funnel(self._df, ax=ax)
+
+
+def _pandas_only(df: Any, step: str) -> None:
+    """OptionError for a step that reads collected results, which fit in memory: compute the Dask frame first."""
+    if is_dask_frame(df):
+        raise OptionError(f"sms.{step}() works on a pandas frame: call .compute() on the Dask frame first")
+
+
+def _register_on_dask() -> None:
+    """Register :class:`SmsAccessor` as ``ddf.sms`` on Dask DataFrames."""
+    from dask.dataframe.extensions import register_dataframe_accessor
+
+    register_dataframe_accessor("sms")(SmsAccessor)
+
+
+when_imported("dask.dataframe", _register_on_dask)

@@ -1,4 +1,4 @@
-"""Tests for the frame stages on Dask DataFrames: prepare, render, cost and preview.
+"""Tests for the frame stages on Dask DataFrames: prepare, render, cost, preview and ``ddf.sms``.
 
 Each result is compared with the pandas path on the same data (``assert_frame_equal`` after compute),
 on a LocalCluster of 2 worker processes, with numbers repeated across partitions.
@@ -7,6 +7,9 @@ on a LocalCluster of 2 worker processes, with numbers repeated across partitions
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from plasgate_nb import (  # noqa: E402
     preview,
     render_messages,
 )
+from plasgate_nb.errors import OptionError  # noqa: E402
 from tests.dask_helpers import dask_client  # noqa: E402, F401
 
 SPELLINGS = ["012 345 678", "+855 12 345 678", "85512345678", "(012) 345-678", "855012345678"]
@@ -226,3 +230,35 @@ def test_cost_equals_pandas(dask_client: Any) -> None:  # noqa: F811
 def test_preview_shows_the_rows_pandas_shows(n: int | None, dask_client: Any) -> None:  # noqa: F811
     ddf = render_messages(prepare_audience(split(audience(120), 5)), TEMPLATES, by="language", default="en")
     pd.testing.assert_frame_equal(preview(ddf, n), preview(ddf.compute(), n))
+
+
+def test_accessor_on_dask_frames(dask_client: Any) -> None:  # noqa: F811
+    ddf = split(audience(80), 4)
+    df = ddf.compute()
+    ready = ddf.sms.prepare(consent="opt_in").sms.render(TEMPLATES, by="language", default="en", mask="coupon")
+    assert isinstance(ready, dd.DataFrame)
+    want = df.sms.prepare(consent="opt_in").sms.render(TEMPLATES, by="language", default="en", mask="coupon")
+    pd.testing.assert_frame_equal(ready.compute(), want)
+    assert ready.sms.estimate(price_per_segment=0.01) == want.sms.estimate(price_per_segment=0.01)
+    pd.testing.assert_frame_equal(ready.sms.preview(), want.sms.preview())
+    with pytest.raises(OptionError, match=r"call \.compute\(\)"):
+        ready.sms.summary()
+    assert "content" not in df.columns and "content" not in ddf.columns  # the inputs are untouched
+
+
+HAS_SMS = "assert dd.from_pandas(pd.DataFrame({'phone': ['012 345 678']}), npartitions=1).sms.prepare() is not None"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import plasgate_nb, sys; assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]",
+        "import plasgate_nb; import dask.dataframe as dd, pandas as pd; " + HAS_SMS,
+        "import dask.dataframe as dd, pandas as pd; import plasgate_nb; " + HAS_SMS,
+    ],
+    ids=["import-does-not-import-dask", "plasgate-first", "dask-first"],
+)
+def test_import_registers_the_accessor_lazily(code: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
