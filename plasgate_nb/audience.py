@@ -466,6 +466,10 @@ def prepare_audience(
     false, 0, no, n or nothing (any case; Khmer ទេ too) are ``no_consent``; true, 1, yes, y (បាទ, ចាស)
     are consent. Any other value raises :class:`AudienceError` naming it and its rows, as does a
     missing column. A row without consent does not take its number from a later row that has it.
+
+    ``df`` may be a Dask DataFrame: the result is then a lazy Dask frame, equal once computed to this
+    function's result on ``df.compute()`` (duplicates and consent are settled across partitions at call
+    time; see :mod:`plasgate_nb._dask._audience`).
     """
     if is_dask_frame(df):  # partition by partition, exact across partitions: plasgate_nb._dask._audience
         from ._dask._audience import prepare_dask_audience

@@ -253,6 +253,9 @@ def render_messages(
     Raises :class:`TemplateError` for a syntax error (naming the line), a mask name that is not a
     column, a variable that is not a column, or a row that fails to render (naming the row label and,
     with several templates, the template's key).
+
+    ``df`` may be a Dask DataFrame: the result is a lazy Dask frame rendered partition by partition;
+    long and blank messages are logged on the workers instead of warned (:mod:`plasgate_nb._dask._frames`).
     """
     if is_dask_frame(df):  # partition by partition: plasgate_nb._dask._frames
         from ._dask._frames import render_dask_messages
@@ -381,7 +384,7 @@ def estimate_cost(
 
     Rows with empty content, and rows whose ``audience_status`` (when present) is not ``ok``, are
     not sent and not counted (``skipped``). A price that is not a finite number >= 0 (NaN, inf,
-    negative) raises ConfigError.
+    negative) raises ConfigError. On a Dask DataFrame it computes the frame, one partition at a time.
     """
     if is_dask_frame(df):  # one pass over the partitions: plasgate_nb._dask._frames
         from ._dask._frames import estimate_dask_cost
@@ -493,7 +496,8 @@ def preview(
     each ``language``, or the groups of ``by``), plus the longest message; ``n`` shows the first
     ``n`` rows instead. Rows whose ``audience_status`` is not ``ok``, and blank messages, are left
     out of the sample when other rows remain. The result is a :class:`MessagePreview`: a DataFrame
-    whose display never truncates the messages and highlights their masked areas.
+    whose display never truncates the messages and highlights their masked areas. On a Dask DataFrame
+    the same rows are found partition by partition, computing only those (``n``: the first partitions).
     """
     if is_dask_frame(df):  # the same sample, gathered partition by partition: plasgate_nb._dask._frames
         from ._dask._frames import preview_dask

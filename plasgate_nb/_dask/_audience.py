@@ -10,7 +10,7 @@ over the frame that keeps little in memory:
   partition dedupes its own rows and reports its ``ok`` numbers (as int64, with the row's partition
   and position); a groupby over them (``split_out``: spread over the workers) keeps the numbers held
   by more than one partition with their first position, and only those come back to the client, with
-  the first row's index label. That table, about 30 bytes per number found in several partitions
+  the first row's index label. That table, a few dozen bytes per number found in several partitions
   (never per row: a number repeated a million times is one entry), goes to the workers once; the
   returned frame marks the later rows ``duplicate`` from it.
 

@@ -73,7 +73,7 @@ def render_dask_messages(
     """The Dask side of :func:`~plasgate_nb.render_messages`: a lazy frame with the message columns."""
     meta = ddf._meta
     masked = _checked_mask(meta, mask)
-    warn_numeric_text(meta, sorted(masked), role="masked", stacklevel=4)
+    warn_numeric_text(meta, sorted(masked), role="masked", stacklevel=3)  # points at the caller
     template, default = _read_paths(template, default)
     out_meta, _ = _render_frame(meta, template, masked=masked, column=column, by=by, default=default)
     if isinstance(template, Mapping):
