@@ -262,3 +262,15 @@ def test_import_registers_the_accessor_lazily(code: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # dask read_parquet: inplace= (pandas 3.1)
+def test_fused_parquet_partitions_keep_duplicates_exact(dask_client: Any, tmp_path: Path) -> None:  # noqa: F811
+    df = audience(400)
+    for i in range(8):  # 8 files; reading two of five columns, Dask fuses them into fewer partitions
+        df.iloc[i * 50 : (i + 1) * 50].to_parquet(tmp_path / f"part{i}.parquet")
+    ddf = dd.read_parquet(tmp_path)[["phone", "opt_in"]]
+    fused = ddf.map_partitions(lambda part: part.head(1)).optimize().npartitions
+    assert fused < ddf.npartitions == 8  # what the dedupe must not be fooled by: ddf.partitions[i] is a file
+    got = prepare_audience(ddf, consent="opt_in")
+    pd.testing.assert_frame_equal(got.compute(), prepare_audience(ddf.compute(), consent="opt_in"))
