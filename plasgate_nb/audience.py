@@ -413,11 +413,18 @@ def _odd_consent(df: pd.DataFrame, consent: str) -> tuple[list[Any], list[Any], 
     """The consent values that are neither yes nor no (first five, in order), their first five rows, their count."""
     codes, uniques = pd.factorize(df[consent], use_na_sentinel=True)
     uniques = np.asarray(uniques, dtype=object)
-    odd = [i for i, u in enumerate(uniques) if _consent_answer(u) is None]
+    return _odd(df.index, codes, uniques, [_consent_answer(u) for u in uniques])
+
+
+def _odd(
+    index: pd.Index, codes: np.ndarray, uniques: np.ndarray, answers: list[bool | None]
+) -> tuple[list[Any], list[Any], int]:
+    """From factorized consent answers: the first five odd values, the first five of their row labels, their count."""
+    odd = [i for i, answer in enumerate(answers) if answer is None]
     if not odd:
         return [], [], 0
     at = np.flatnonzero(np.isin(codes, odd))
-    return uniques[odd[:5]].tolist(), df.index[at[:5]].tolist(), len(at)
+    return uniques[odd[:5]].tolist(), index[at[:5]].tolist(), len(at)
 
 
 def _consent(df: pd.DataFrame, consent: str, *, strict: bool = True) -> np.ndarray:
@@ -426,13 +433,12 @@ def _consent(df: pd.DataFrame, consent: str, *, strict: bool = True) -> np.ndarr
     With ``strict=False`` odd values count as no consent (the Dask path checks them once, over all partitions).
     """
     _check_column(df, consent, "consent")
-    if strict:
-        odd, rows, count = _odd_consent(df, consent)
-        if count:
-            raise _consent_error(consent, odd, rows, count)
     codes, uniques = pd.factorize(df[consent], use_na_sentinel=True)
-    answers = [bool(_consent_answer(u)) for u in np.asarray(uniques, dtype=object)]
-    return np.asarray([*answers, False], dtype=bool)[codes]
+    uniques = np.asarray(uniques, dtype=object)
+    answers = [_consent_answer(u) for u in uniques]
+    if strict and any(answer is None for answer in answers):
+        raise _consent_error(consent, *_odd(df.index, codes, uniques, answers))
+    return np.asarray([*(bool(answer) for answer in answers), False], dtype=bool)[codes]
 
 
 def suppression_reason(entry: pd.Series) -> str:
