@@ -274,3 +274,18 @@ def test_fused_parquet_partitions_keep_duplicates_exact(dask_client: Any, tmp_pa
     assert fused < ddf.npartitions == 8  # what the dedupe must not be fooled by: ddf.partitions[i] is a file
     got = prepare_audience(ddf, consent="opt_in")
     pd.testing.assert_frame_equal(got.compute(), prepare_audience(ddf.compute(), consent="opt_in"))
+
+
+def test_empty_partitions_and_frames_without_ok_rows(dask_client: Any) -> None:  # noqa: F811
+    df = audience(90)
+    ddf = split(df, 6)
+    some = ddf[ddf["language"] == "km"]  # a filter: partitions of any length, some maybe empty
+    some = some.map_partitions(lambda part: part.iloc[:0] if part.index.str.endswith("7").any() else part)
+    pd.testing.assert_frame_equal(prepare_audience(some).compute(), prepare_audience(some.compute()))
+    none_ok = split(pd.DataFrame({"phone": ["12", None, "abc", ""]}), 2)
+    out = prepare_audience(none_ok).compute()
+    assert out["audience_status"].tolist() == ["invalid", "missing", "invalid", "missing"]
+    empty = split(df.iloc[:0], 1)
+    rendered = render_messages(prepare_audience(empty), TEMPLATES, by="language", default="en")
+    assert len(rendered.compute()) == 0
+    assert estimate_cost(rendered, price_per_segment=0.01).messages == 0
