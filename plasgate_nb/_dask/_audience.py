@@ -207,10 +207,9 @@ def _first_rows(ddf: dd.DataFrame, keys: pd.Series, lengths: np.ndarray) -> pd.D
     parts = (keys.to_numpy() >> _POSITION_BITS).astype(np.int64)
     positions = (keys.to_numpy() & ((1 << _POSITION_BITS) - 1)).astype(np.int64)
     order = np.lexsort((positions, parts))
-    wanted = {
-        int(q): (keys.index.to_numpy()[order][parts[order] == q], positions[order][parts[order] == q])
-        for q in np.unique(parts)
-    }
+    held, starts = np.unique(parts[order], return_index=True)
+    numbers = np.split(keys.index.to_numpy()[order], starts[1:])
+    wanted = dict(zip(held.tolist(), zip(numbers, np.split(positions[order], starts[1:]), strict=True), strict=True))
     meta = pd.DataFrame({"label": pd.Series(dtype=object)}, index=pd.Index(keys.index[:0]))
     found = ddf.map_partitions(_labels_at, _ship((wanted, lengths)), meta=meta, enforce_metadata=False).compute()
     label = found["label"].reindex(keys.index)
