@@ -497,7 +497,7 @@ def preview(
     ``n`` rows instead. Rows whose ``audience_status`` is not ``ok``, and blank messages, are left
     out of the sample when other rows remain. The result is a :class:`MessagePreview`: a DataFrame
     whose display never truncates the messages and highlights their masked areas. On a Dask DataFrame
-    the same rows are found partition by partition, computing only those (``n``: the first partitions).
+    the same rows are found partition by partition, only those coming back (``n``: the first partitions).
     """
     if is_dask_frame(df):  # the same sample, gathered partition by partition: plasgate_nb._dask._frames
         from ._dask._frames import preview_dask
