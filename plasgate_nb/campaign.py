@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import _rules
+from ._dask import is_dask_frame
 from ._keys import message_keys
 from ._masking import MASKED_AREA, REPORT_MASK
 from .batch import Batch, build_requests
@@ -260,7 +261,12 @@ class Campaign:
         """Record the frame's sendable rows as ``planned`` (idempotent) and validate them; send nothing.
 
         Rows repeating the number and text of another message are reported in ``same_as`` (see :meth:`send`).
+        A Dask DataFrame is planned partition by partition by the workers (plasgate_nb._dask._campaign).
         """
+        if is_dask_frame(df):
+            from ._dask._campaign import plan
+
+            return plan(self, df, allow_repeat=allow_repeat)
         rows, skipped = self._rows(df)
         self._build(rows)  # validates numbers, content and sender before anything is stored
         result = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat)
@@ -339,7 +345,21 @@ class Campaign:
         :class:`~plasgate_nb.errors.CampaignBusy` names it (host, pid, since when), unless it finishes
         within ``wait`` seconds; the lease of a sender that died is taken over once it expires
         (``Ledger(lease_ttl=...)``), and its rows left ``submitting`` become ``uncertain``.
+        A Dask DataFrame is planned and sent partition by partition, in bounded memory, with the same result.
         """
+        if is_dask_frame(df):
+            from ._dask._campaign import send
+
+            return send(
+                self,
+                df,
+                dry_run=dry_run,
+                resend_uncertain=resend_uncertain,
+                resend_rejected=resend_rejected,
+                schedule_at=schedule_at,
+                wait=wait,
+                allow_repeat=allow_repeat,
+            )
         rows, skipped = self._rows(df)
         held = self._holdout(df, rows)
         now = self._clock()

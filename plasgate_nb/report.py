@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._dask import is_dask_frame
 from ._keys import key_index
 from ._masking import content_digest
 from ._states import AWAITING, FINAL_STATUSES, NOT_REQUESTED, row_kinds
@@ -201,6 +202,10 @@ def collect(
     row was not sent or was refused), ``submitted_at`` and ``done_at`` (both UTC; neither ``done_at``
     nor ``delivered_at`` is ever earlier than ``submitted_at``: Jasmin's done date is only to the minute).
     """
+    if is_dask_frame(df):  # a Dask frame: each partition reads the ledger rows of its own keys
+        from ._dask._campaign import collect as collect_dask
+
+        return collect_dask(df, campaign, key=key, price_per_segment=price_per_segment)
     if not isinstance(df, pd.DataFrame):
         raise ConfigError("collect() needs a pandas DataFrame")
     ledger, name, default_key, default_price = _source(campaign)

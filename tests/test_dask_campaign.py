@@ -1,0 +1,245 @@
+"""Campaign.plan, Campaign.send and collect on Dask DataFrames (a LocalCluster of 2 worker processes).
+
+Each Dask result is compared with the pandas path on the same rows: a reference campaign in a ledger of
+its own (an SQLite file), the Dask campaign in the ``url`` ledger (an SQLite file the workers share, or a
+PostgreSQL schema).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from plasgate_nb.campaign import Campaign, SendSummary
+from plasgate_nb.errors import AudienceError
+from plasgate_nb.gateway import Gateway
+from plasgate_nb.ledger import Ledger
+from plasgate_nb.report import collect
+from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
+from tests.conftest import gateway_for
+from tests.dask_helpers import dask_client  # noqa: F401 (fixture: a LocalCluster client)
+from tests.test_ledger import url  # noqa: F401 (fixture: a fresh SQLite file or PostgreSQL schema)
+
+dd = pytest.importorskip("dask.dataframe", reason="Dask tests need the [dask] extra")
+
+PARTS = 4
+LEDGER_COLUMNS = ["state", "reason", "msisdn", "content_hash", "content_report", "segments"]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    config = SimulatorConfig(seed=11, rate_limits=RateLimits.off(), callback_retry_delay=0.05)
+    with Simulator(config, mode="thread") as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def gateway(sim: Simulator) -> Gateway:
+    sim.clear_faults()
+    return gateway_for(sim, read_timeout=2.0, max_retry_wait=1.0, default_retry_after=0.2)
+
+
+def rendered(n: int = 120, *, start: int = 0) -> pd.DataFrame:
+    """A rendered frame: distinct numbers and texts, but for repeats within and across partitions.
+
+    Rows 100-104 repeat the number and text of rows 3-7 (three partitions earlier) under their own keys,
+    row 50 repeats row 49 (the same partition), row 60 has row 10's number with another text (no
+    repeat), rows 20-21 were skipped by the audience stage, rows 70-74 are the A/B holdout.
+    """
+    ids = list(range(start, start + n))
+    numbers = [f"85512{i:06d}" for i in ids]
+    texts = [f"Hi #{i}, code #ma#C{i}#ma#" for i in ids]
+    for late, early in [*((100 + i, 3 + i) for i in range(5)), (50, 49)]:
+        numbers[late], texts[late] = numbers[early], texts[early]
+    numbers[60] = numbers[10]
+    status = ["ok"] * n
+    status[20] = status[21] = "invalid"
+    variant = ["A"] * n
+    variant[70:75] = ["holdout"] * 5
+    return pd.DataFrame(
+        {
+            "msisdn": numbers,
+            "content": texts,
+            "content_report": [t.split("#ma#")[0] + "******" for t in texts],
+            "audience_status": status,
+            "variant": variant,
+        },
+        index=pd.Index([f"cust{i}" for i in ids], name="customer"),
+    )
+
+
+def to_dask(df: pd.DataFrame) -> Any:
+    """``df`` in PARTS partitions, rows in frame order (partition order is the frame's order)."""
+    return dd.from_pandas(df, npartitions=PARTS, sort=False)
+
+
+def campaign(ledger: Ledger | str | Path, gateway: Gateway, name: str = "d", **kwargs: Any) -> Campaign:
+    """A campaign without a progress bar."""
+    return Campaign(name, gateway=gateway, ledger=ledger, progress=False, **kwargs)
+
+
+def rows_of(ledger: Ledger, name: str) -> pd.DataFrame:
+    """The ledger rows of campaign ``name`` by key (the columns planning and sending decide)."""
+    frame = ledger.messages(name, columns=LEDGER_COLUMNS)
+    return frame.set_index("message_key").sort_index()
+
+
+def figures(summary: SendSummary) -> dict[str, Any]:
+    """A summary's figures that do not depend on how rows were cut into requests."""
+    out = summary.to_dict()
+    for name in ("requests", "projected_seconds", "dry_run"):
+        out.pop(name)
+    return out
+
+
+def sent_numbers(sim: Simulator, since: int) -> Counter[str]:
+    return Counter(r["to"] for r in sim.records(offset=since))
+
+
+def test_plan_of_a_dask_frame_is_the_pandas_plan(
+    dask_client: Any,  # noqa: F811
+    url: str,  # noqa: F811
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    df = rendered()
+    before = df.copy()
+    ddf = to_dask(df)
+    reference = Ledger(tmp_path / "reference.db")
+    with Ledger(url) as ledger:
+        for led in (reference, ledger):  # a row sent by an earlier run: row 30 repeats it under a new key
+            led.plan(
+                "d",
+                pd.DataFrame(
+                    {"message_key": ["old"], "msisdn": [df["msisdn"].iloc[30]], "content": [df["content"].iloc[30]]}
+                ),
+            )
+            led.mark_submitting("d", ["old"], batch_id="b0")
+            led.settle("d", ["old"], state="accepted", queue_id="q0", status=200, body="{}")
+        expected = campaign(reference, gateway).plan(df)
+        got = campaign(ledger, gateway).plan(ddf)
+        assert got.same_as == expected.same_as
+        assert got.same_as == {
+            **{f"cust{100 + i}": f"cust{3 + i}" for i in range(5)},
+            "cust50": "cust49",
+            "cust30": "old",
+        }
+        assert figures(got) == figures(expected)
+        pd.testing.assert_frame_equal(rows_of(ledger, "d"), rows_of(reference, "d"))
+        again = campaign(ledger, gateway).plan(ddf)  # idempotent
+        assert figures(again) == figures(expected)
+        assert len(ledger.messages("d")) == len(reference.messages("d"))
+    reference.close()
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_send_of_a_dask_frame_sends_what_pandas_sends_once(
+    dask_client: Any,  # noqa: F811
+    url: str,  # noqa: F811
+    sim: Simulator,
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    df = rendered(start=1000)
+    ddf = to_dask(df)
+    rules = {"frequency_cap": (1, "7D")}
+    reference = Ledger(tmp_path / "reference.db")
+    with Ledger(url) as ledger:
+        for led in (reference, ledger):  # the rules: one number opted out, one already had a message
+            led.suppress([df["msisdn"].iloc[80]])
+            campaign(led, gateway, "earlier").send(df.iloc[[90]])
+        start = len(sim.records())
+        expected = campaign(reference, gateway, **rules).send(df)
+        middle = len(sim.records())
+        got = campaign(ledger, gateway, **rules).send(ddf)
+        assert figures(got) == figures(expected)
+        assert (got.accepted, got.skipped_reasons) == (105, {"invalid": 2, "holdout": 5, "suppressed": 1, "capped": 1})
+        assert sent_numbers(sim, middle) == sent_numbers(sim, start) - sent_numbers(sim, middle)
+        pd.testing.assert_frame_equal(rows_of(ledger, "d"), rows_of(reference, "d"))
+        again = campaign(ledger, gateway, **rules).send(ddf)
+        assert figures(again) == figures(campaign(reference, gateway, **rules).send(df))
+        assert (again.recipients, again.accepted) == (0, 0)
+        assert len(sim.records()) == 2 * middle - start
+    reference.close()
+
+
+def test_dry_run_of_a_dask_frame_writes_nothing_and_previews_as_pandas(
+    dask_client: Any,  # noqa: F811
+    url: str,  # noqa: F811
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    df = rendered(start=2000)
+    reference = Ledger(tmp_path / "reference.db")
+    with Ledger(url) as ledger:
+        expected = campaign(reference, gateway, price_per_segment=0.01).send(df, dry_run=True)
+        got = campaign(ledger, gateway, price_per_segment=0.01).send(to_dask(df), dry_run=True)
+        assert figures(got) == figures(expected)
+        assert got.same_as and got.recipients == expected.recipients
+        assert ledger.summary("d")["total"] == 0
+    reference.close()
+
+
+def test_collect_of_a_dask_frame_is_the_pandas_collect(
+    dask_client: Any,  # noqa: F811
+    url: str,  # noqa: F811
+    sim: Simulator,
+    gateway: Gateway,
+) -> None:
+    df = rendered(start=3000)
+    ddf = to_dask(df)
+    with Ledger(url) as ledger:
+        sender = campaign(ledger, gateway, price_per_segment=0.02)
+        sender.send(ddf)
+        collected = sender.collect(ddf)
+        assert isinstance(collected, dd.DataFrame)
+        got = collected.compute()
+        pd.testing.assert_frame_equal(got, collect(ddf.compute(), sender))
+        assert got["send_state"].value_counts().to_dict() == {
+            "accepted": 107,
+            "holdout": 5,
+            "planned": 6,
+            "not_sent": 2,
+        }
+
+
+def test_keys_repeated_across_partitions_are_refused_before_anything_is_written(
+    dask_client: Any,  # noqa: F811
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    df = rendered(start=4000)
+    df.index = pd.Index([f"k{i % 70}" for i in range(120)])  # two files, each numbered from 0
+    ddf = dd.from_pandas(df.iloc[:70], npartitions=2, sort=False)
+    ddf = dd.concat([ddf, dd.from_pandas(df.iloc[70:], npartitions=2, sort=False)])
+    with Ledger(tmp_path / "l.db") as ledger:
+        with pytest.raises(AudienceError, match=r"duplicate values \['k0', .*across partitions"):
+            campaign(ledger, gateway).plan(ddf)
+        with pytest.raises(AudienceError, match="across partitions"):
+            campaign(ledger, gateway).send(ddf)
+        assert ledger.summary("d")["total"] == 0
+
+
+def test_an_uncertain_batch_is_not_resent_until_asked(
+    dask_client: Any,  # noqa: F811
+    sim: Simulator,
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    df = rendered(start=5000).drop(columns=["variant"])
+    ddf = to_dask(df)
+    with Ledger(tmp_path / "l.db") as ledger:
+        sim.set_faults(Fault("error_after", route="batch", count=1))
+        first = campaign(ledger, gateway).send(ddf)
+        sim.clear_faults()
+        assert first.uncertain > 0 and first.accepted + first.uncertain == 112
+        start = len(sim.records())
+        assert campaign(ledger, gateway).send(ddf).recipients == 0
+        resent = campaign(ledger, gateway).send(ddf, resend_uncertain=True)
+        assert (resent.accepted, resent.already_sent) == (first.uncertain, 112 - first.uncertain)
+        assert len(sim.records()) - start == first.uncertain
