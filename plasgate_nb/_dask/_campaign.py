@@ -32,260 +32,35 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .._keys import message_keys
-from .._masking import content_digest
+from .._keys import key_index
 from .._rules import capped, suppressed
-from ..batch import build_requests
-from ..errors import AudienceError
 from ..ledger import SKIP_STATES, Ledger
-from ..ledger._frames import INT_COLUMNS, TIME_COLUMNS, _in_list, _sql
-from ..ledger._schema import messages
-from . import require_dask
+from ._partitions import (
+    AHEAD,
+    Earlier,
+    KeyedLedger,
+    Spec,
+    Survey,
+    campaign_spec,
+    candidates,
+    cluster_client,
+    dask_module,
+    each_partition,
+    held_keys,
+    sendable_rows,
+    states_of,
+    survey,
+)
 
 if TYPE_CHECKING:
     from ..campaign import Campaign, SendSummary
 
+__all__ = ["collect", "plan", "send"]
+
 logger = logging.getLogger("plasgate_nb")
-
-_CHUNK = 2000  # keys per IN list of a scoped ledger read
-_SHOWN = 10
-_AHEAD = 2  # partitions computed ahead of the one being sent
-
-
-# ------------------------------------------------------------------------------------------- the spec
-@dataclass(frozen=True)
-class _Spec:
-    """What a worker needs of a campaign (no gateway, no credentials, no live connection): shipped by value.
-
-    ``key`` is the id column (None: the index), as :meth:`Campaign._rows` reads it from its campaign.
-    """
-
-    name: str
-    url: str
-    key: str | None
-    sender: str
-    path: str
-    options: dict[str, Any] = field(default_factory=dict)
-    allow_repeat: bool = False
-
-
-def _spec(campaign: Campaign, *, allow_repeat: bool = False) -> _Spec:
-    """The spec of ``campaign``, refusing a ledger the workers cannot open."""
-    path = "single" if campaign.transport == "smpp" else campaign.transport
-    options = {"max_recipients": campaign.max_recipients} if path == "batch" else {}
-    return _Spec(campaign.name, campaign.ledger.url, campaign.key, campaign.gateway.sender, path, options, allow_repeat)
-
-
-def _rows(spec: _Spec, part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The partition's sendable rows as ledger rows and its audience skips (as the pandas path makes them)."""
-    from ..campaign import Campaign
-
-    return Campaign._rows(spec, part)  # type: ignore[arg-type]  # _rows reads only .key
-
-
-def _held(spec: _Spec, part: pd.DataFrame, rows: pd.DataFrame) -> set[str]:
-    """Keys of the partition's sendable rows in the A/B holdout."""
-    from ..campaign import Campaign
-
-    return Campaign._holdout(spec, part, rows)  # type: ignore[arg-type]  # _holdout reads only .key
-
-
-def _hashes(values: Any) -> np.ndarray:
-    """64-bit hashes of text values (equal texts, equal hashes)."""
-    return pd.util.hash_array(np.asarray(values, dtype=object), categorize=False)
-
-
-# ------------------------------------------------------------------------------------------ running
-def _dask() -> Any:
-    """The ``dask`` package (``delayed``, ``compute``), or ConfigError saying how to install it."""
-    require_dask()
-    import dask
-
-    return dask
-
-
-def _client() -> Any:
-    """The distributed Client in use, or None (then partitions are computed in this process, in order)."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - [dask] installs distributed
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
-def _each(parts: Sequence[Any], func: Any, *args: Any, ahead: int = _AHEAD) -> Iterator[Any]:
-    """Yield ``func(partition, *args)`` for each partition in order, ``ahead`` computed in advance on the workers."""
-    dask = _dask()
-    client = _client()
-    if client is None:
-        for part in parts:
-            yield func(part.compute(), *args)
-        return
-    waiting: deque[Any] = deque()
-    todo = iter(parts)
-    try:
-        for part in todo:
-            waiting.append(client.compute(dask.delayed(func, pure=False)(part, *args)))
-            if len(waiting) > ahead:
-                yield waiting.popleft().result()
-        while waiting:
-            yield waiting.popleft().result()
-    finally:
-        for future in waiting:
-            future.cancel()
-
-
-# ------------------------------------------------------------------------------------------- survey
-@dataclass
-class _Survey:
-    """What the survey learnt of the whole frame: its sendable rows and the numbers that occur twice."""
-
-    rows: int = 0
-    repeated: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
-
-    def tracked(self, rows: pd.DataFrame) -> np.ndarray:
-        """A mask of ``rows`` whose number occurs in more than one row of the frame (may repeat another row)."""
-        if not len(self.repeated) or not len(rows):
-            return np.zeros(len(rows), dtype=bool)
-        return np.isin(_hashes(rows["msisdn"].to_numpy()), self.repeated)
-
-
-def _survey_part(part: pd.DataFrame, spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
-    """Check one partition as the pandas path checks a frame; return hashes of its keys and numbers."""
-    from ..ledger._rows import plan_rows
-
-    keys = message_keys(part, spec.key)  # keys unique within the partition, none missing
-    rows, _ = _rows(spec, part)
-    plan_rows(rows)  # numbers, texts and keys the ledger takes
-    build_requests(rows[["message_key", "msisdn", "content"]], sender=spec.sender, path=spec.path, **spec.options)
-    return _hashes(keys.to_numpy()), _hashes(rows["msisdn"].to_numpy())
-
-
-def _keys_among(part: pd.DataFrame, spec: _Spec, hashes: np.ndarray, number: int) -> pd.DataFrame:
-    """The rows of a partition whose key hash is in ``hashes``: key, row label and partition number."""
-    keys = message_keys(part, spec.key)
-    hit = np.isin(_hashes(keys.to_numpy()), hashes)
-    return pd.DataFrame({"key": keys.to_numpy()[hit], "row": part.index[hit], "partition": number})
-
-
-def survey(ddf: Any, spec: _Spec) -> _Survey:
-    """Check every partition (in parallel) and find the keys and numbers that occur in more than one row.
-
-    Raises what the pandas path raises for an invalid row, and AudienceError naming keys that occur in
-    more than one partition, before anything is written.
-    """
-    parts = ddf.to_delayed()
-    found = list(_each(parts, _survey_part, spec, ahead=len(parts)))
-    out = _Survey(rows=sum(len(numbers) for _, numbers in found))
-    keys, counts = np.unique(np.concatenate([k for k, _ in found] or [np.empty(0, np.uint64)]), return_counts=True)
-    if (counts > 1).any():
-        _refuse_repeated_keys(parts, spec, keys[counts > 1])
-    numbers, counts = np.unique(np.concatenate([n for _, n in found] or [np.empty(0, np.uint64)]), return_counts=True)
-    out.repeated = numbers[counts > 1]
-    return out
-
-
-def _refuse_repeated_keys(parts: Sequence[Any], spec: _Spec, hashes: np.ndarray) -> None:
-    """Raise AudienceError naming keys that occur in more than one partition (hash collisions aside)."""
-    dask = _dask()
-    pieces = [dask.delayed(_keys_among)(part, spec, hashes, i) for i, part in enumerate(parts)]
-    hits = pd.concat(dask.compute(*pieces), ignore_index=True)
-    dup = hits[hits["key"].duplicated(keep=False)]
-    if dup.empty:
-        return
-    where = "the frame's index" if spec.key is None else f"key column {spec.key!r}"
-    shown = sorted(set(dup["key"]))[:_SHOWN]
-    places = ", ".join(f"{r!r} (partition {p})" for r, p in zip(dup["row"], dup["partition"], strict=True))
-    raise AudienceError(
-        f"{where} has duplicate values {shown} across partitions (rows {places}); message keys must be "
-        "unique (101, 101.0 and '101' are one key): pick a unique column with key= (a Dask frame read "
-        "from several files numbers each file's rows from 0)"
-    )
-
-
-# ------------------------------------------------------------------------------------------- repeats
-@dataclass
-class _Earlier:
-    """The first key of each (number, text digest) pair of the tracked numbers, over the partitions so far."""
-
-    repeated: np.ndarray
-    pairs: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    def advance(self, rows: pd.DataFrame, same_as: dict[str, str]) -> None:
-        """Take in a planned partition's candidate rows (still to send) whose number occurs twice."""
-        for key, msisdn, content in zip(rows["message_key"], rows["msisdn"], rows["content"], strict=True):
-            self.pairs.setdefault((str(msisdn), content_digest(content)), same_as.get(key, key))
-
-
-def _candidates(rows: pd.DataFrame, tracked: np.ndarray, known: dict[str, str]) -> pd.DataFrame:
-    """The tracked rows still to send (new, or planned), the ones the repeat rule judges."""
-    mask = tracked & ~rows["message_key"].map(lambda k: known.get(k, "planned") != "planned").to_numpy(dtype=bool)
-    return rows[mask]
-
-
-# ------------------------------------------------------------------------------------- scoped reads
-def _scoped(ledger: Ledger, campaign: str, names: list[str], keys: Sequence[str], state: str | None) -> pd.DataFrame:
-    """``names`` of the messages of ``campaign`` among ``keys`` (in ``state`` when given), in plan order.
-
-    Looked up through the ledger's unique (campaign, key) index, a few thousand keys per statement.
-    """
-    cols = ["message_key", *[n for n in names if n != "message_key"]]
-    found: list[tuple[Any, ...]] = []
-    with ledger._read("read messages") as conn:
-        cid = ledger._cid(conn, campaign)
-        keys = list(keys) if cid is not None else []
-        for start in range(0, len(keys), _CHUNK):
-            cond, params = _in_list(conn, "message_key", keys[start : start + _CHUNK])
-            where = f"campaign_id = ? AND {cond}" + (" AND state = ?" if state is not None else "")
-            sql = _sql(conn, f"SELECT id, {', '.join(cols)} FROM {messages.name} WHERE {where}")
-            extra = (state,) if state is not None else ()
-            found += conn.exec_driver_sql(sql, (cid, *params, *extra)).cursor.fetchall()
-    found.sort(key=lambda row: row[0])
-    frame = pd.DataFrame.from_records([row[1:] for row in found], columns=cols, coerce_float=False)
-    for name in cols:  # the types the ledger's own reads give
-        if name in TIME_COLUMNS:
-            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601").astype("datetime64[us, UTC]")
-        elif name in INT_COLUMNS:
-            frame[name] = frame[name].astype("Int64")
-    return frame
-
-
-def _states(ledger: Ledger, campaign: str, keys: Sequence[str]) -> dict[str, str]:
-    """The state of each of ``keys`` the ledger holds for ``campaign``."""
-    if not len(keys):
-        return {}
-    frame = _scoped(ledger, campaign, ["state"], list(keys), None)
-    return dict(zip(frame["message_key"], frame["state"], strict=True))
-
-
-class _KeyedLedger(Ledger):
-    """A ledger whose reads of a campaign's messages cover only ``keys``: one partition's ``collect``."""
-
-    def __init__(self, url: str, keys: Sequence[str]) -> None:
-        super().__init__(url)
-        self._keys = list(keys)
-
-    def messages(self, campaign: str, *, columns: Any = None) -> pd.DataFrame:
-        """The messages of ``campaign`` among this ledger's keys."""
-        from ..ledger._frames import MESSAGE_COLUMNS
-
-        return _scoped(self, campaign, list(columns or MESSAGE_COLUMNS), self._keys, None)
-
-    def read_columns(self, campaign: str, columns: Any) -> pd.DataFrame:
-        """``message_key`` and ``columns`` of the messages of ``campaign`` among this ledger's keys."""
-        return self.messages(campaign, columns=list(columns))
-
-    def pending(self, campaign: str) -> pd.DataFrame:
-        """The ``planned`` messages of ``campaign`` among this ledger's keys."""
-        names = ["message_key", "msisdn", "content_hash", "content_report", "encoding", "segments", "attempts"]
-        return _scoped(self, campaign, names, self._keys, "planned")
 
 
 # --------------------------------------------------------------------------------------------- plan
@@ -293,22 +68,22 @@ class _KeyedLedger(Ledger):
 class _Step:
     """What one partition's plan step hands on: the repeat state, and its part of the summary."""
 
-    earlier: _Earlier
+    earlier: Earlier
     skipped: dict[str, int] = field(default_factory=dict)
     changed: tuple[str, ...] = ()
     same_as: dict[str, str] = field(default_factory=dict)
 
 
-def _plan_step(part: pd.DataFrame, spec: _Spec, before: _Step | _Earlier, survey: _Survey) -> _Step:
+def _plan_step(part: pd.DataFrame, spec: Spec, before: _Step | Earlier, survey: Survey) -> _Step:
     """Plan one partition into the ledger (on a worker), after the previous partition's step."""
     earlier = before.earlier if isinstance(before, _Step) else before
-    rows, skipped = _rows(spec, part)
+    rows, skipped = sendable_rows(spec, part)
     with Ledger(spec.url) as ledger:
         tracked = survey.tracked(rows)
-        known = _states(ledger, spec.name, rows.loc[tracked, "message_key"].tolist()) if tracked.any() else {}
+        known = states_of(ledger, spec.name, rows.loc[tracked, "message_key"].tolist()) if tracked.any() else {}
         result = ledger.plan(spec.name, rows, allow_repeat=spec.allow_repeat, earlier=earlier.pairs)
     if not spec.allow_repeat:
-        earlier.advance(_candidates(rows, tracked, known), result.same_as)
+        earlier.advance(candidates(rows, tracked, known), result.same_as)
     return _Step(earlier, skipped, result.changed, result.same_as)
 
 
@@ -320,7 +95,7 @@ def plan(campaign: Campaign, ddf: Any, *, allow_repeat: bool = False) -> SendSum
     """
     from ..campaign import SendSummary
 
-    spec = _spec(campaign, allow_repeat=allow_repeat)
+    spec = campaign_spec(campaign, allow_repeat=allow_repeat)
     found = survey(ddf, spec)
     summary = SendSummary(campaign.name, dry_run=True)
     for step in _chain(ddf.to_delayed(), spec, found):
@@ -330,18 +105,18 @@ def plan(campaign: Campaign, ddf: Any, *, allow_repeat: bool = False) -> SendSum
     return summary
 
 
-def _chain(parts: Sequence[Any], spec: _Spec, found: _Survey) -> Iterator[_Step]:
+def _chain(parts: Sequence[Any], spec: Spec, found: Survey) -> Iterator[_Step]:
     """Run the plan steps in partition order on the workers (each waits for the previous one's state)."""
-    dask = _dask()
-    client = _client()
-    before: _Step | _Earlier = _Earlier(found.repeated)
+    dask = dask_module()
+    client = cluster_client()
+    before: _Step | Earlier = Earlier(found.repeated)
     if client is None:
         for part in parts:
             before = _plan_step(part.compute(), spec, before, found)
             yield before
         return
     waiting: deque[Any] = deque()
-    ahead = max(_AHEAD, len(client.scheduler_info().get("workers", {})))
+    ahead = max(AHEAD, len(client.scheduler_info().get("workers", {})))
     try:
         previous: Any = before
         for part in parts:
@@ -364,10 +139,10 @@ def _count_skipped(summary: SendSummary, skipped: dict[str, int]) -> None:
 
 
 # --------------------------------------------------------------------------------------------- send
-def _send_rows(part: pd.DataFrame, spec: _Spec) -> tuple[pd.DataFrame, dict[str, int], set[str]]:
+def _send_rows(part: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, dict[str, int], set[str]]:
     """A partition's sendable rows, audience skips and holdout keys (computed on a worker)."""
-    rows, skipped = _rows(spec, part)
-    return rows, skipped, _held(spec, part, rows)
+    rows, skipped = sendable_rows(spec, part)
+    return rows, skipped, held_keys(spec, part, rows)
 
 
 class _SentBefore:
@@ -430,8 +205,8 @@ class _Send:
 
     campaign: Campaign
     summary: SendSummary
-    earlier: _Earlier
-    survey: _Survey
+    earlier: Earlier
+    survey: Survey
     now: datetime
     started: datetime
     schedule_at: datetime | timedelta | str | None
@@ -443,7 +218,7 @@ class _Send:
 
     def _known(self, keys: pd.Series) -> dict[str, str]:
         """States of ``keys`` in the ledger (none when the campaign was empty as the send began)."""
-        return {} if self.fresh else _states(self.campaign.ledger, self.campaign.name, keys.tolist())
+        return {} if self.fresh else states_of(self.campaign.ledger, self.campaign.name, keys.tolist())
 
     def _exclusions(self, rows: pd.DataFrame, held: set[str]) -> dict[str, tuple[str, str]]:
         """Holdout, suppressed and capped rows, judged against the ledger as the send began."""
@@ -473,7 +248,7 @@ class _Send:
         tracked = self.survey.tracked(rows)
         preview = c.ledger.plan(c.name, rows, allow_repeat=self.allow_repeat, dry_run=True, earlier=self.earlier.pairs)
         if not self.allow_repeat:
-            self.earlier.advance(_candidates(rows, tracked, known), preview.same_as)
+            self.earlier.advance(candidates(rows, tracked, known), preview.same_as)
         done = {k for k, s in known.items() if s != "planned"}
         todo = rows[~rows["message_key"].isin(done.union(preview.same_as))]
         summary.changed += preview.changed
@@ -493,7 +268,7 @@ class _Send:
         tracked = self.survey.tracked(rows)
         planned = ledger.plan(c.name, rows, allow_repeat=self.allow_repeat, earlier=self.earlier.pairs)
         if not self.allow_repeat:
-            self.earlier.advance(_candidates(rows, tracked, known), planned.same_as)
+            self.earlier.advance(candidates(rows, tracked, known), planned.same_as)
         ledger.skip(c.name, excluded)
         rows = rows[~rows["message_key"].isin(excluded)]
         summary.changed += planned.changed
@@ -502,7 +277,7 @@ class _Send:
         if planned.added == len(rows) + len(excluded) and not planned.same_as:
             todo = rows
         else:
-            pending = {k for k, s in _states(ledger, c.name, rows["message_key"].tolist()).items() if s == "planned"}
+            pending = {k for k, s in states_of(ledger, c.name, rows["message_key"].tolist()).items() if s == "planned"}
             todo = rows[rows["message_key"].isin(pending.difference(planned.changed, planned.same_as))]
         summary.already_sent += len(rows) - len(todo) - len(planned.changed) - len(planned.same_as)
         self.bar.update(before - len(todo))
@@ -552,7 +327,7 @@ def send(
     from ..campaign import SendSummary
 
     c = campaign
-    spec = _spec(c, allow_repeat=allow_repeat)
+    spec = campaign_spec(c, allow_repeat=allow_repeat)
     found = survey(ddf, spec)
     now = c._clock()
     if c.quiet_hours is not None and c.quiet_hours.contains(now) and c.transport == "batch":
@@ -562,7 +337,7 @@ def send(
     run = _Send(
         c,
         summary,
-        _Earlier(found.repeated),
+        Earlier(found.repeated),
         found,
         now,
         datetime.now(UTC),
@@ -573,7 +348,7 @@ def send(
     parts = ddf.to_delayed()
     if dry_run:
         c._quiet(summary, now, schedule_at)
-        for rows, skipped, held in _each(parts, _send_rows, spec):
+        for rows, skipped, held in each_partition(parts, _send_rows, spec):
             run.preview(rows, skipped, held)
         return summary
     with c.ledger.lease(c.name, wait=wait):
@@ -591,7 +366,7 @@ def send(
         run.sender.progress = False
         run.sender.client = _CountingClient(c.client, bar)  # type: ignore[assignment]
         try:
-            for rows, skipped, held in _each(parts, _send_rows, spec):
+            for rows, skipped, held in each_partition(parts, _send_rows, spec):
                 run.part(rows, skipped, held)
         finally:
             bar.close()
@@ -604,10 +379,9 @@ def send(
 # ------------------------------------------------------------------------------------------ collect
 def _collect_part(part: pd.DataFrame, url: str, name: str, key: str | None, price: float | None) -> pd.DataFrame:
     """``collect`` of one partition, reading only the ledger rows of its keys."""
-    from .._keys import key_index
     from ..report import collect as collect_frame
 
-    keyed = _KeyedLedger(url, key_index(part, key).tolist())
+    keyed = KeyedLedger(url, key_index(part, key).tolist())
     try:
         return collect_frame(part, (keyed, name), key=key, price_per_segment=price)
     finally:
@@ -624,6 +398,3 @@ def collect(ddf: Any, campaign: Any, *, key: str | None = None, price_per_segmen
     url = ledger.url
     meta = _collect_part(ddf._meta, url, name, key, price)
     return ddf.map_partitions(_collect_part, url, name, key, price, meta=meta)
-
-
-__all__ = ["collect", "plan", "send", "survey"]
