@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from plasgate_nb.campaign import Campaign, SendSummary
-from plasgate_nb.errors import AudienceError
+from plasgate_nb.errors import AudienceError, LedgerError
 from plasgate_nb.gateway import Gateway
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.report import collect
@@ -243,3 +243,46 @@ def test_an_uncertain_batch_is_not_resent_until_asked(
         resent = campaign(ledger, gateway).send(ddf, resend_uncertain=True)
         assert (resent.accepted, resent.already_sent) == (first.uncertain, 112 - first.uncertain)
         assert len(sim.records()) - start == first.uncertain
+
+
+def test_single_sends_of_a_dask_frame_are_the_pandas_ones(
+    dask_client: Any,  # noqa: F811
+    sim: Simulator,
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    df = rendered(start=6000)
+    with Ledger(tmp_path / "reference.db") as reference, Ledger(tmp_path / "dask.db") as ledger:
+        expected = campaign(reference, gateway, transport="single").send(df)
+        got = campaign(ledger, gateway, transport="single").send(to_dask(df))
+        assert figures(got) == figures(expected)
+        assert got.requests == got.accepted == 107
+        pd.testing.assert_frame_equal(rows_of(ledger, "d"), rows_of(reference, "d"))
+
+
+def test_a_local_scheduler_plans_in_this_process_with_the_same_result(gateway: Gateway, tmp_path: Path) -> None:
+    import dask
+
+    df = rendered(start=7000)
+    with Ledger(tmp_path / "reference.db") as reference, Ledger(tmp_path / "dask.db") as ledger:
+        expected = campaign(reference, gateway).plan(df)
+        with dask.config.set(scheduler="sync"):
+            got = campaign(ledger, gateway).plan(to_dask(df))
+        assert figures(got) == figures(expected)
+        pd.testing.assert_frame_equal(rows_of(ledger, "d"), rows_of(reference, "d"))
+
+
+def test_a_ledger_the_workers_cannot_open_fails_naming_it(
+    dask_client: Any,  # noqa: F811
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    place = tmp_path / "gone"
+    place.mkdir()
+    planner = campaign(Ledger(place / "l.db"), gateway)
+    planner.ledger.close()
+    for path in place.iterdir():
+        path.unlink()
+    place.rmdir()  # the workers find no ledger where the client had one
+    with pytest.raises(LedgerError, match=r"cannot open the ledger .*gone/l\.db"):
+        planner.plan(to_dask(rendered(start=8000)))

@@ -249,6 +249,27 @@ def test_plan_reports_repeats_of_number_and_text_under_other_keys(ledger: Ledger
     assert other.same_as == {}  # the same number with another text is not a repeat
 
 
+def test_plan_in_parts_reports_the_repeats_one_plan_of_all_rows_reports(ledger: Ledger) -> None:
+    ledger.plan("c", frame(4))
+    sent(ledger, "c", ["k00000"])
+    rows = pd.concat(
+        [frame(4).assign(message_key=["x0", "x1", "x2", "x3"]), frame(2, start=1).assign(message_key=["y1", "y2"])],
+        ignore_index=True,
+    )
+    whole = ledger.plan("c", rows, dry_run=True)
+    assert whole.same_as == {"x0": "k00000", "y1": "x1", "y2": "x2"}
+    first = ledger.plan("c", rows.iloc[:4], earlier={})
+    assert first.same_as == {"x0": "k00000"}
+    digest = {k: d for k, d in ledger.messages("c", columns=["content_hash"]).itertuples(index=False)}
+    earlier = {(m, digest[k]): k for k, m in zip(rows["message_key"][1:4], rows["msisdn"][1:4], strict=True)}
+    second = ledger.plan("c", rows.iloc[4:], earlier=earlier)
+    assert second.same_as == {"y1": "x1", "y2": "x2"}
+    assert (first.added + second.added, ledger.summary("c")["total"]) == (6, 10)
+    reasons = ledger.messages("c").set_index("message_key")["reason"]
+    assert "same number and text as message 'x1'" in reasons["y1"]
+    assert reasons.isna()[["x1", "x2", "k00001"]].all()  # the first part's rows keep their verdict
+
+
 def test_unmasked_content_is_never_stored(ledger: Ledger, url: str) -> None:
     ledger.plan("c", frame(5, text="Your code is #ma#ZQ{i}-X7#ma#"))
     stored = ledger.messages("c")

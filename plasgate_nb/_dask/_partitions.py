@@ -105,11 +105,19 @@ def dask_module() -> Any:
     return dask
 
 
+_LOCAL = frozenset({"sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing"})
+
+
 def cluster_client() -> Any:
-    """The distributed Client in use, or None (then partitions are computed in this process, in order)."""
+    """The distributed Client in use, or None (then partitions are computed in this process, in order).
+
+    A local scheduler chosen with ``dask.config.set(scheduler=...)`` is honoured over a running Client.
+    """
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - [dask] installs distributed
+        return None
+    if dask_module().config.get("scheduler", None) in _LOCAL:
         return None
     try:
         return default_client()
