@@ -102,6 +102,12 @@ def plan(campaign: Campaign, ddf: Any, *, allow_repeat: bool = False) -> SendSum
         _count_skipped(summary, step.skipped)
         summary.changed += step.changed
         summary.same_as.update(step.same_as)
+    if summary.same_as:  # the workers logged each partition's; say it once here too
+        logger.warning(
+            "campaign %r: %d rows repeat the number and text of another message; not sent (allow_repeat=True)",
+            campaign.name,
+            len(summary.same_as),
+        )
     return summary
 
 
