@@ -21,6 +21,7 @@ from plasgate_nb.gateway import Gateway
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.report import collect
 from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
+from plasgate_nb.smpp import SmppConfig
 from tests.conftest import gateway_for
 from tests.dask_helpers import dask_client  # noqa: F401 (fixture: a LocalCluster client)
 from tests.test_ledger import url  # noqa: F401 (fixture: a fresh SQLite file or PostgreSQL schema)
@@ -33,7 +34,7 @@ LEDGER_COLUMNS = ["state", "reason", "msisdn", "content_hash", "content_report",
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
-    config = SimulatorConfig(seed=11, rate_limits=RateLimits.off(), callback_retry_delay=0.05)
+    config = SimulatorConfig(seed=11, rate_limits=RateLimits.off(), callback_retry_delay=0.05, smpp=True)
     with Simulator(config, mode="thread") as simulator:
         yield simulator
 
@@ -286,3 +287,27 @@ def test_a_ledger_the_workers_cannot_open_fails_naming_it(
     place.rmdir()  # the workers find no ledger where the client had one
     with pytest.raises(LedgerError, match=r"cannot open the ledger .*gone/l\.db"):
         planner.plan(to_dask(rendered(start=8000)))
+
+
+def test_smpp_sends_of_a_dask_frame_are_the_pandas_ones(
+    dask_client: Any,  # noqa: F811
+    sim: Simulator,
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    creds = sim.credentials
+    smpp = SmppConfig(port=sim.smpp_port, system_id=creds.username, password=creds.password, window=10)
+    df = rendered(start=9000)
+    with Ledger(tmp_path / "reference.db") as reference, Ledger(tmp_path / "dask.db") as ledger:
+        start = len(sim.records())
+        expected = campaign(reference, gateway, transport="smpp", smpp=smpp).send(df)
+        middle = len(sim.records())
+        got = campaign(ledger, gateway, transport="smpp", smpp=smpp).send(to_dask(df))
+        assert figures(got) | {"accepted": 0, "rejected": 0} == figures(expected) | {"accepted": 0, "rejected": 0}
+        assert got.accepted + got.rejected == 107 and sent_numbers(sim, middle) == sent_numbers(
+            sim, start
+        ) - sent_numbers(sim, middle)
+        mine, theirs = rows_of(ledger, "d"), rows_of(reference, "d")  # the simulator's SMSC refuses one at random
+        pd.testing.assert_frame_equal(mine.drop(columns=["state", "reason"]), theirs.drop(columns=["state", "reason"]))
+        went = {"accepted": "sent", "rejected": "sent"}
+        pd.testing.assert_series_equal(mine["state"].replace(went), theirs["state"].replace(went))
