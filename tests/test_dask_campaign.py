@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from plasgate_nb._dask._partitions import Spec
 from plasgate_nb.campaign import Campaign, SendSummary
 from plasgate_nb.errors import AudienceError, LedgerError
 from plasgate_nb.gateway import Gateway
@@ -311,3 +312,8 @@ def test_smpp_sends_of_a_dask_frame_are_the_pandas_ones(
         pd.testing.assert_frame_equal(mine.drop(columns=["state", "reason"]), theirs.drop(columns=["state", "reason"]))
         went = {"accepted": "sent", "rejected": "sent"}
         pd.testing.assert_series_equal(mine["state"].replace(went), theirs["state"].replace(went))
+
+
+def test_what_the_workers_are_sent_shows_no_ledger_password() -> None:
+    spec = Spec("c", "postgresql://app:s3cret-pw@db.example/plasgate", key="customer_id")
+    assert "s3cret-pw" not in repr(spec) and "customer_id" in repr(spec)

@@ -348,7 +348,7 @@ def send(
         now,
         datetime.now(UTC),
         schedule_at,
-        fresh=c.ledger.summary(c.name)["total"] == 0,
+        fresh=c.ledger.summary(c.name)["total"] == 0,  # read again under the lease for a send
         allow_repeat=allow_repeat,
     )
     parts = ddf.to_delayed()
@@ -365,7 +365,7 @@ def send(
         ):
             if wanted:
                 requeue(c.name, None if wanted is True else list(wanted))
-                run.fresh = False
+        run.fresh = c.ledger.summary(c.name)["total"] == 0  # an empty campaign: no partition's keys are known
         bar = tqdm(total=found.rows, desc=f"sending {c.name}", unit="msg", disable=not c.progress)
         run.bar = bar
         run.sender = copy.copy(c)

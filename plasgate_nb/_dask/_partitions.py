@@ -62,10 +62,10 @@ class Spec:
     """
 
     name: str
-    url: str
-    key: str | None
-    sender: str
-    path: str
+    url: str = field(repr=False)  # may hold a database password: never in a repr, a log or a task's error
+    key: str | None = None
+    sender: str = ""
+    path: str = "batch"
     options: dict[str, Any] = field(default_factory=dict)
     allow_repeat: bool = False
 
