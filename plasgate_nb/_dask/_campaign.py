@@ -74,10 +74,10 @@ class _Step:
     same_as: dict[str, str] = field(default_factory=dict)
 
 
-def _plan_step(part: pd.DataFrame, spec: Spec, before: _Step | Earlier, survey: Survey) -> _Step:
-    """Plan one partition into the ledger (on a worker), after the previous partition's step."""
+def _plan_step(made: tuple[pd.DataFrame, dict[str, int]], spec: Spec, before: _Step | Earlier, survey: Survey) -> _Step:
+    """Plan one partition's rows (``sendable_rows``: made beforehand, in parallel) after the previous step."""
     earlier = before.earlier if isinstance(before, _Step) else before
-    rows, skipped = sendable_rows(spec, part)
+    rows, skipped = made
     with Ledger(spec.url) as ledger:
         tracked = survey.tracked(rows)
         known = states_of(ledger, spec.name, rows.loc[tracked, "message_key"].tolist()) if tracked.any() else {}
@@ -118,7 +118,7 @@ def _chain(parts: Sequence[Any], spec: Spec, found: Survey) -> Iterator[_Step]:
     before: _Step | Earlier = Earlier(found.repeated)
     if client is None:
         for part in parts:
-            before = _plan_step(part.compute(), spec, before, found)
+            before = _plan_step(sendable_rows(spec, part.compute()), spec, before, found)
             yield before
         return
     waiting: deque[Any] = deque()
@@ -126,7 +126,8 @@ def _chain(parts: Sequence[Any], spec: Spec, found: Survey) -> Iterator[_Step]:
     try:
         previous: Any = before
         for part in parts:
-            previous = client.compute(dask.delayed(_plan_step, pure=False)(part, spec, previous, found))
+            made = dask.delayed(sendable_rows, pure=False)(spec, part)  # runs while the previous step writes
+            previous = client.compute(dask.delayed(_plan_step, pure=False)(made, spec, previous, found))
             waiting.append(previous)
             if len(waiting) > ahead:
                 yield waiting.popleft().result()
