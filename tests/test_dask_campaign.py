@@ -317,3 +317,15 @@ def test_smpp_sends_of_a_dask_frame_are_the_pandas_ones(
 def test_what_the_workers_are_sent_shows_no_ledger_password() -> None:
     spec = Spec("c", "postgresql://app:s3cret-pw@db.example/plasgate", key="customer_id")
     assert "s3cret-pw" not in repr(spec) and "customer_id" in repr(spec)
+
+
+def test_an_empty_dask_frame_plans_sends_and_collects_nothing(gateway: Gateway, tmp_path: Path) -> None:
+    import dask
+
+    empty = to_dask(rendered().iloc[:0])
+    with Ledger(tmp_path / "l.db") as ledger, dask.config.set(scheduler="sync"):
+        sender = campaign(ledger, gateway, price_per_segment=0.01)
+        assert sender.plan(empty).same_as == {}
+        summary = sender.send(empty)
+        assert (summary.recipients, summary.cost, summary.projected_seconds) == (0, 0.0, 0.0)
+        assert len(sender.collect(empty).compute()) == 0

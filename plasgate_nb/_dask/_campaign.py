@@ -290,6 +290,8 @@ class _Send:
         self.bar.update(before - len(todo))
         if len(todo):
             self._send(todo)
+        else:  # nothing to send: a cost and a duration of 0, as pandas reports them
+            _add(summary, c._totals(type(summary)(c.name), todo, []))
 
     def _send(self, todo: pd.DataFrame) -> None:
         """Send one partition's rows still to send (the pandas send's last steps)."""
