@@ -386,13 +386,13 @@ def send(
 
 
 # ------------------------------------------------------------------------------------------ collect
-def _collect_part(part: pd.DataFrame, url: str, name: str, key: str | None, price: float | None) -> pd.DataFrame:
+def _collect_part(part: pd.DataFrame, spec: Spec, price: float | None) -> pd.DataFrame:
     """``collect`` of one partition, reading only the ledger rows of its keys."""
     from ..report import collect as collect_frame
 
-    keyed = KeyedLedger(url, key_index(part, key).tolist())
+    keyed = KeyedLedger(spec.url, key_index(part, spec.key).tolist())
     try:
-        return collect_frame(part, (keyed, name), key=key, price_per_segment=price)
+        return collect_frame(part, (keyed, spec.name), key=spec.key, price_per_segment=price)
     finally:
         keyed.close()
 
@@ -402,8 +402,6 @@ def collect(ddf: Any, campaign: Any, *, key: str | None = None, price_per_segmen
     from ..report import _source
 
     ledger, name, default_key, default_price = _source(campaign)
-    key = key if key is not None else default_key
+    spec = Spec(name, ledger.url, key if key is not None else default_key)  # the URL stays out of reprs
     price = price_per_segment if price_per_segment is not None else default_price
-    url = ledger.url
-    meta = _collect_part(ddf._meta, url, name, key, price)
-    return ddf.map_partitions(_collect_part, url, name, key, price, meta=meta)
+    return ddf.map_partitions(_collect_part, spec, price, meta=_collect_part(ddf._meta, spec, price))
