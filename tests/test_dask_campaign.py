@@ -7,6 +7,12 @@ PostgreSQL schema).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,3 +335,58 @@ def test_an_empty_dask_frame_plans_sends_and_collects_nothing(gateway: Gateway, 
         summary = sender.send(empty)
         assert (summary.recipients, summary.cost, summary.projected_seconds) == (0, 0.0, 0.0)
         assert len(sender.collect(empty).compute()) == 0
+
+
+KILLED_ROWS = 5000
+KILLED_SENDER = textwrap.dedent("""
+    import sys
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+    from plasgate_nb.campaign import Campaign
+    from plasgate_nb.gateway import Gateway
+    from plasgate_nb.ledger import Ledger
+
+    url, key, secret, ledger, rows = sys.argv[1:6]
+    rows = int(rows)
+    df = pd.DataFrame({"msisdn": [f"8551{i:07d}" for i in range(rows)],
+                       "content": [f"Hello customer {i}, code #ma#K{i}#ma#" for i in range(rows)]},
+                      index=[f"c{i}" for i in range(rows)])
+    gateway = Gateway(base_url=url, private_key=key, secret=secret, sender="SMS Info", max_in_flight=4,
+                      rate_limits={"batch": None})
+    campaign = Campaign("crash-test", gateway=gateway, ledger=Ledger(ledger, lease_ttl=5), max_recipients=100,
+                        progress=False)
+    with dask.config.set(scheduler="sync"):
+        print(campaign.send(dd.from_pandas(df, npartitions=5, sort=False), wait=60))
+""")
+
+
+@pytest.mark.slow
+def test_a_dask_send_killed_mid_send_resumes_sending_each_message_at_most_once(tmp_path: Path) -> None:
+    ledger_path = tmp_path / "crash.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLASGATE_")}
+    with Simulator(SimulatorConfig(seed=2, rate_limits=RateLimits.off()), mode="thread") as sim:
+        creds = sim.credentials
+        args = [sys.executable, "-c", KILLED_SENDER, sim.url, creds.private_key, creds.secret, str(ledger_path)]
+        kills = 0
+        for threshold in (700, 2100, 3600):  # in the first, second and third partitions
+            proc = subprocess.Popen([*args, str(KILLED_ROWS)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 120
+            while sim.state()["records"] < threshold and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate(timeout=60)
+        final = subprocess.run([*args, str(KILLED_ROWS)], env=env, capture_output=True, timeout=300, check=False)
+        assert final.returncode == 0, final.stderr.decode()[-2000:]
+        sent = Counter(r["to"] for r in sim.records())
+    assert kills >= 1
+    assert max(sent.values()) == 1, "a message reached the gateway twice"
+    with Ledger(ledger_path) as ledger:
+        view = ledger.messages("crash-test").set_index("msisdn")
+        assert ledger.lease_holder("crash-test") is None
+    assert len(view) == KILLED_ROWS
+    assert set(view["state"]) <= {"accepted", "uncertain"}
+    assert all(sent[number] == 1 for number in view.index[view["state"] == "accepted"])
+    assert (view["state"] == "uncertain").sum() <= kills * 4 * 100  # only the requests then in flight
