@@ -634,7 +634,10 @@ class Campaign:
         return self.ledger.messages(self.name)
 
     def collect(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Return ``df`` (not mutated) with this campaign's send and delivery results joined on."""
+        """Return ``df`` (not mutated) with this campaign's send and delivery results joined on.
+
+        A Dask DataFrame gives a Dask DataFrame, each partition reading the ledger rows of its own keys.
+        """
         from .report import collect  # report imports campaign: keep this import local
 
         return collect(df, self)

@@ -201,6 +201,7 @@ def collect(
     ``price_per_segment`` for accepted rows; missing without a price), ``attempts``, ``reason`` (why a
     row was not sent or was refused), ``submitted_at`` and ``done_at`` (both UTC; neither ``done_at``
     nor ``delivered_at`` is ever earlier than ``submitted_at``: Jasmin's done date is only to the minute).
+    A Dask DataFrame gives a Dask DataFrame of the same columns (plasgate_nb._dask._campaign).
     """
     if is_dask_frame(df):  # a Dask frame: each partition reads the ledger rows of its own keys
         from ._dask._campaign import collect as collect_dask
