@@ -390,3 +390,38 @@ def test_a_dask_send_killed_mid_send_resumes_sending_each_message_at_most_once(t
     assert set(view["state"]) <= {"accepted", "uncertain"}
     assert all(sent[number] == 1 for number in view.index[view["state"] == "accepted"])
     assert (view["state"] == "uncertain").sum() <= kills * 4 * 100  # only the requests then in flight
+
+
+def test_prepare_render_send_collect_on_dask_is_the_pandas_pipeline(
+    dask_client: Any,  # noqa: F811
+    sim: Simulator,
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    from plasgate_nb import prepare_audience, render_messages
+
+    n = 150
+    phones = [f"012 {100 + i:03d} {i % 7:03d}" for i in range(n)]
+    phones[40] = phones[3]  # a duplicate two partitions later
+    phones[90] = "12"  # invalid
+    customers = pd.DataFrame(
+        {"phone": phones, "name": [f"Dara {i}" for i in range(n)], "coupon": [f"K{i:04d}" for i in range(n)]},
+        index=pd.Index([f"p{i}" for i in range(n)], name="customer"),
+    )
+    template = "Hi {{ name }}, your code is {{ coupon }}"
+
+    def pipeline(frame: Any) -> Any:
+        return render_messages(prepare_audience(frame), template, mask=["coupon"])
+
+    with Ledger(tmp_path / "reference.db") as reference, Ledger(tmp_path / "dask.db") as ledger:
+        expected_frame = pipeline(customers)
+        expected = campaign(reference, gateway, price_per_segment=0.01).send(expected_frame)
+        rendered_ddf = pipeline(to_dask(customers))
+        sender = campaign(ledger, gateway, price_per_segment=0.01)
+        got = sender.send(rendered_ddf)
+        assert figures(got) == figures(expected)
+        assert (got.accepted, got.skipped_reasons) == (148, {"duplicate": 1, "invalid": 1})
+        collected = sender.collect(rendered_ddf).compute()
+        want = campaign(reference, gateway, price_per_segment=0.01).collect(expected_frame)
+        columns = ["send_state", "segments", "cost", "reason"]
+        pd.testing.assert_frame_equal(collected[columns], want[columns], check_dtype=False, check_index_type=False)
