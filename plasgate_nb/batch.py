@@ -9,7 +9,9 @@ whatever the key holds) so a delivery report can be tied to its row. Grouped ent
 numbers through the batch callbacks (``callback_url``), as DESIGN.md section 3 explains.
 
 Everything here is pure and deterministic: the same frame gives the same requests, in the same order,
-with the same ids. Nothing here touches the network.
+with the same ids. Nothing here touches the network. :func:`iter_requests` validates every row at once,
+then builds the requests one at a time as they are asked for (a million rows never sit in memory as
+request bodies); ``build_*`` return them all as a list.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ._controls import describe, refused
-from ._keys import GROUP_KEY, canonical_keys, key_digest
+from ._keys import DIGEST_LENGTH, GROUP_KEY, canonical_keys, key_digest
 from ._schedule import GATEWAY_TZ, format_schedule_at
 from .audience import is_mobile_msisdn
 from .errors import AudienceError, ConfigError, TemplateError
@@ -45,7 +47,10 @@ __all__ = [
     "build_singles",
     "dumps",
     "format_schedule_at",
+    "iter_batches",
     "iter_recipients",
+    "iter_requests",
+    "iter_singles",
     "validate_rows",
     "validate_sender",
 ]
@@ -56,8 +61,10 @@ Path = Literal["batch", "single", "http"]
 DEFAULT_MAX_RECIPIENTS = 1000
 DEFAULT_MAX_BYTES = 512 * 1024
 SENDER_MAX = 11
+_MSISDN_MAX = 20  # digits of the longest number in Plasgate form, and then some
 _COLUMNS = ("message_key", "msisdn", "content")
 _SHOWN = 10
+CHUNK_ROWS = 20_000  # rows validated, or turned into requests, at a time: bounded memory for any frame
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -117,8 +124,12 @@ def validate_rows(df: pd.DataFrame, *, sender: str) -> None:
     _validated(df, sender=sender)
 
 
-def _validated(df: pd.DataFrame, *, sender: str) -> tuple[list[str], list[str]]:
-    """Validate the rows (see :func:`validate_rows`); return their canonical keys and their texts."""
+def _validated(df: pd.DataFrame, *, sender: str) -> list[str]:
+    """Validate the rows (see :func:`validate_rows`); return their canonical keys.
+
+    Texts are checked :data:`CHUNK_ROWS` at a time: a frame of pyarrow strings is never turned into
+    a million Python strings at once.
+    """
     validate_sender(sender)
     missing = [c for c in _COLUMNS if c not in df.columns]
     if missing:
@@ -128,7 +139,8 @@ def _validated(df: pd.DataFrame, *, sender: str) -> tuple[list[str], list[str]]:
     if len(distinct) != len(keys):
         dup = pd.Series(keys, dtype=object).loc[lambda s: s.duplicated(keep=False)].unique()
         raise AudienceError(f"duplicate message keys: {_name_rows(dup)} (101, 101.0 and '101' are one key)")
-    if GROUP_KEY in distinct:
+    del distinct
+    if GROUP_KEY in keys:
         raise AudienceError(f"message key {GROUP_KEY!r} is reserved for grouped delivery reports")
     bad = np.flatnonzero(~is_mobile_msisdn(df["msisdn"]))
     if len(bad):
@@ -138,21 +150,32 @@ def _validated(df: pd.DataFrame, *, sender: str) -> tuple[list[str], list[str]]:
             "invalid msisdn (expected 855 and a Cambodian mobile number, ASCII digits only, as prepare_audience "
             f"writes it) in rows: {shown}{more}"
         )
-    texts = df["content"].tolist()
-    if not all(type(v) is str for v in texts):
-        texts = ["" if not isinstance(v, str) and pd.isna(v) else str(v) for v in texts]
-    if not all(texts) or any(map(str.isspace, texts)):
-        empty = [keys[i] for i, text in enumerate(texts) if not text or text.isspace()]
+    empty: list[str] = []
+    controls: list[tuple[str, str]] = []
+    for start in range(0, len(df), CHUNK_ROWS):
+        texts = _contents(df["content"].iloc[start : start + CHUNK_ROWS])
+        if not all(texts) or any(map(str.isspace, texts)):
+            empty.extend(keys[start + i] for i, text in enumerate(texts) if not text or text.isspace())
+        if not empty:
+            controls.extend((keys[start + i], describe(texts[i])) for i in refused(texts))
+    if empty:
         raise TemplateError(f"empty content in rows: {_name_rows(empty)}")
-    controls = refused(texts)
     if controls:
-        shown = ", ".join(f"{keys[i]!r} ({describe(texts[i])})" for i in controls[:_SHOWN])
+        shown = ", ".join(f"{key!r} ({what})" for key, what in controls[:_SHOWN])
         more = f" and {len(controls) - _SHOWN} more" if len(controls) > _SHOWN else ""
         raise TemplateError(
             "content holds control characters (only tab, newline, carriage return and form feed may be sent) "
             f"in rows: {shown}{more}"
         )
-    return keys, texts
+    return keys
+
+
+def _contents(series: pd.Series) -> list[str]:
+    """Message texts as str (a missing value as empty text, which validation refuses)."""
+    texts = series.tolist()
+    if all(type(v) is str for v in texts):
+        return texts
+    return ["" if not isinstance(v, str) and pd.isna(v) else str(v) for v in texts]
 
 
 # ------------------------------------------------------------------------------------------ dlr options
@@ -224,19 +247,35 @@ def _texts(series: pd.Series) -> list[str]:
     return values if all(type(v) is str for v in values) else [str(v) for v in values]
 
 
-def _rows(df: pd.DataFrame, keys: list[str], texts: list[str]) -> Iterator[tuple[str, str, str]]:
-    """Yield (message_key, msisdn, content) as plain strings, with the rows' canonical keys and texts."""
-    return zip(keys, _texts(df["msisdn"]), texts, strict=True)
+def _groups(df: pd.DataFrame, keys: list[str]) -> Iterator[tuple[str, list[str], list[str]]]:
+    """Yield rows grouped by content in order of first appearance: (content, keys, msisdns), keys in row order.
 
-
-def _groups(df: pd.DataFrame, keys: list[str], texts: list[str]) -> list[tuple[str, list[str], list[str]]]:
-    """Group rows by content in order of first appearance: [(content, keys, msisdns)]."""
-    out: dict[str, tuple[list[str], list[str]]] = {}
-    for key, msisdn, content in _rows(df, keys, texts):
-        keys, numbers = out.setdefault(content, ([], []))
-        keys.append(key)
-        numbers.append(msisdn)
-    return [(content, keys, numbers) for content, (keys, numbers) in out.items()]
+    Groups are found with one vectorized ``factorize`` of the content column; keys, numbers and texts
+    become Python strings :data:`CHUNK_ROWS` rows at a time, as the groups are consumed.
+    """
+    content = df["content"]
+    if not isinstance(content.dtype, pd.StringDtype):
+        content = pd.Series(_contents(content), dtype=object)
+    codes, uniques = pd.factorize(content, sort=False)  # codes number the texts in order of first appearance
+    order = np.argsort(codes, kind="stable")  # rows of group 0, then group 1, ... each in row order
+    ends = np.cumsum(np.bincount(codes, minlength=len(uniques)))
+    key_array = np.asarray(keys, dtype=object)
+    msisdn = df["msisdn"]
+    group, row = 0, 0
+    while group < len(uniques):
+        last = int(np.searchsorted(ends, row + CHUNK_ROWS, side="left"))  # whole groups, about CHUNK_ROWS rows
+        last = min(max(last, group), len(uniques) - 1)
+        stop = int(ends[last])
+        rows = order[row:stop]
+        chunk_keys = key_array[rows].tolist()
+        numbers = _texts(msisdn.iloc[rows])
+        texts = _contents(pd.Series(uniques[group : last + 1]))
+        at = 0
+        for text, end in zip(texts, ends[group : last + 1].tolist(), strict=True):
+            size = end - row - at
+            yield text, chunk_keys[at : at + size], numbers[at : at + size]
+            at += size
+        group, row = last + 1, stop
 
 
 def _entry(content: str, keys: list[str], numbers: list[str], dlr: _Dlr) -> dict[str, Any]:
@@ -366,7 +405,12 @@ def _pack_group(packer: _Packer, content: str, keys: list[str], numbers: list[st
         start += take
 
 
-def build_batches(
+def build_batches(df: pd.DataFrame, *, sender: str, **options: Any) -> list[Batch]:
+    """Chunk rows into ``/rest/batch-send`` payloads, all at once: ``list(iter_batches(df, ...))``."""
+    return list(iter_batches(df, sender=sender, **options))
+
+
+def iter_batches(
     df: pd.DataFrame,
     *,
     sender: str,
@@ -382,7 +426,7 @@ def build_batches(
     schedule_at: datetime | timedelta | str | None = None,
     campaign: str | None = None,
     now: datetime | None = None,
-) -> list[Batch]:
+) -> Iterator[Batch]:
     """Chunk rows into ``/rest/batch-send`` payloads, grouping identical content into one ``to`` list.
 
     ``dlr_url`` may contain ``{key}``: single-recipient entries get the digest of the row's message key
@@ -392,8 +436,11 @@ def build_batches(
     a personalized row is one entry, a content group one entry per request it spans) and ``max_bytes``
     bytes of JSON. ``campaign`` is mixed into the
     batch ids so two campaigns with the same keys get different ids. The frame is not modified.
+
+    Every row and option is validated before this returns (errors are raised here); the batches are
+    then built one by one as the returned iterator is consumed.
     """
-    keys, texts = _validated(df, sender=sender)
+    keys = _validated(df, sender=sender)
     if max_recipients < 1:
         raise ConfigError(f"max_recipients must be at least 1, not {max_recipients}")
     if max_messages is not None and max_messages < 1:
@@ -414,18 +461,53 @@ def build_batches(
     )
     if packer.empty_bytes >= max_bytes:
         raise ConfigError(f"max_bytes={max_bytes} is smaller than an empty batch ({packer.empty_bytes})")
+    _refuse_oversized(df, keys, packer, options)
+    return _packed(packer, _groups(df, keys), options, warn=options.enabled and not callback_url)
+
+
+def _refuse_oversized(df: pd.DataFrame, keys: list[str], packer: _Packer, options: _Dlr) -> None:
+    """Raise ConfigError for a row whose entry alone does not fit an empty batch, before any batch is built.
+
+    A bound from the text's length (JSON takes at most 4 bytes per character, the number and the keyed
+    dlr_url a known most) spares encoding every row: only rows over the bound are encoded exactly.
+    """
+    room = packer.max_bytes - packer.empty_bytes
+    url = options.url_for(GROUP_KEY) if options.enabled else ""
+    extra = 64 + 2 * (len(url or "") + DIGEST_LENGTH) + 2 * _MSISDN_MAX
+    content = df["content"]
+    lengths = content.str.len() if isinstance(content.dtype, pd.StringDtype) else None
+    if lengths is None:
+        lengths = pd.Series([len(v) if isinstance(v, str) else len(str(v)) for v in content.tolist()])
+    for i in np.flatnonzero(lengths.to_numpy(dtype=np.int64, na_value=0) * 4 + extra > room):
+        text = _contents(content.iloc[i : i + 1])[0]
+        number = _texts(df["msisdn"].iloc[i : i + 1])[0]
+        if len(_encode_entry(_entry(text, [keys[i]], [number], options))) > room:
+            raise ConfigError(f"row {keys[i]!r} alone is larger than max_bytes={packer.max_bytes}")
+
+
+def _packed(
+    packer: _Packer, groups: Iterator[tuple[str, list[str], list[str]]], options: _Dlr, *, warn: bool
+) -> Iterator[Batch]:
+    """Pack content groups into batches, yielding each batch as it is closed."""
     grouped = 0
-    with _gc_paused():
-        for content, group_keys, numbers in _groups(df, keys, texts):
-            grouped += len(group_keys) > 1
-            _pack_group(packer, content, group_keys, numbers, options)
-        packer.flush()
-    if grouped and options.enabled and not callback_url:
+    finished = False
+    while not finished:
+        with _gc_paused():  # paused while building, never while the consumer runs between batches
+            for content, group_keys, numbers in groups:
+                grouped += len(group_keys) > 1
+                _pack_group(packer, content, group_keys, numbers, options)
+                if packer.batches:
+                    break
+            else:
+                packer.flush()
+                finished = True
+        ready, packer.batches = packer.batches, []
+        yield from ready
+    if grouped and warn:
         logger.warning(
             "%d content group(s) share one dlr_url; without callback_url their delivery reports cannot be tied to rows",
             grouped,
         )
-    return packer.batches
 
 
 # ------------------------------------------------------------------------------------------ singles
@@ -444,7 +526,12 @@ def _single(path: Path, key: str, msisdn: str, content: str, sender: str, option
     )
 
 
-def build_singles(
+def build_singles(df: pd.DataFrame, *, sender: str, **options: Any) -> list[Batch]:
+    """Build one request per row, all at once: ``list(iter_singles(df, ...))``."""
+    return list(iter_singles(df, sender=sender, **options))
+
+
+def iter_singles(
     df: pd.DataFrame,
     *,
     sender: str,
@@ -454,32 +541,46 @@ def build_singles(
     dlr_level: int = 3,
     dlr_method: str = "POST",
     campaign: str | None = None,
-) -> list[Batch]:
+) -> Iterator[Batch]:
     """Build one request per row for ``/rest/send`` (``path='single'``) or ``/api/send`` (``'http'``).
 
     Each body carries ``sender``, ``to``, ``content`` and, with ``dlr=True``, ``dlr``, ``dlr_url`` (with
     the digest of the row's key in place of ``{key}``), ``dlr_level`` and ``dlr_method``. HTTP API credentials are
-    added by the transport at send time, never stored here.
+    added by the transport at send time, never stored here. Rows and options are validated before this
+    returns; the requests are built as the returned iterator is consumed.
     """
     if path not in ("single", "http"):
         raise ConfigError(f"build_singles path must be 'single' or 'http', not {path!r}")
-    keys, texts = _validated(df, sender=sender)
+    keys = _validated(df, sender=sender)
     options = _Dlr.make(dlr, dlr_url, dlr_level, dlr_method)
-    return [
-        _single(path, key, msisdn, content, sender, options, campaign)
-        for key, msisdn, content in _rows(df, keys, texts)
-    ]
+    return _singles(df, keys, path, sender, options, campaign)
+
+
+def _singles(
+    df: pd.DataFrame, keys: list[str], path: Path, sender: str, options: _Dlr, campaign: str | None
+) -> Iterator[Batch]:
+    """Yield the per-message requests of the rows, :data:`CHUNK_ROWS` rows' strings at a time."""
+    for start in range(0, len(df), CHUNK_ROWS):
+        part = df.iloc[start : start + CHUNK_ROWS]
+        rows = zip(keys[start : start + CHUNK_ROWS], _texts(part["msisdn"]), _contents(part["content"]), strict=True)
+        for key, msisdn, content in rows:
+            yield _single(path, key, msisdn, content, sender, options, campaign)
 
 
 def build_requests(df: pd.DataFrame, *, sender: str, path: Path = "batch", **options: Any) -> list[Batch]:
-    """Build the requests for one send path: 'batch' (default), 'single' or 'http'."""
+    """Build the requests for one send path: 'batch' (default), 'single' or 'http'; all at once."""
+    return list(iter_requests(df, sender=sender, path=path, **options))
+
+
+def iter_requests(df: pd.DataFrame, *, sender: str, path: Path = "batch", **options: Any) -> Iterator[Batch]:
+    """Validate the rows now and return an iterator building the requests of one send path one by one."""
     if path == "batch":
-        return build_batches(df, sender=sender, **options)
+        return iter_batches(df, sender=sender, **options)
     allowed = {"dlr", "dlr_url", "dlr_level", "dlr_method", "campaign"}
     extra = sorted(set(options) - allowed)
     if extra:
         raise ConfigError(f"option(s) {extra} only apply to path='batch'")
-    return build_singles(df, sender=sender, path=path, **options)
+    return iter_singles(df, sender=sender, path=path, **options)
 
 
 def iter_recipients(batch: Batch) -> Iterator[tuple[str, str]]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -24,7 +25,7 @@ from . import _rules
 from ._dask import is_dask_frame
 from ._keys import message_keys
 from ._masking import MASKED_AREA, REPORT_MASK
-from .batch import Batch, build_requests
+from .batch import Batch, iter_requests
 from .compose import validate_price
 from .errors import AudienceError, ConfigError
 from .gateway import Gateway
@@ -117,6 +118,30 @@ class SendSummary:
         return out
 
 
+class _Requests:
+    """The requests of one send, built one by one as they are taken, and counted.
+
+    Iterating yields each request once (a second pass yields nothing); :meth:`count` tells how many there
+    are in all, building (and dropping) those not taken yet.
+    """
+
+    def __init__(self, requests: Iterator[Batch]) -> None:
+        """Wrap a lazy iterator of requests (``batch.iter_requests``)."""
+        self._requests = requests
+        self._taken = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Yield the requests not taken yet."""
+        for request in self._requests:
+            self._taken += 1
+            yield request
+
+    def count(self) -> int:
+        """How many requests there are: those taken so far and the rest (built, counted and dropped)."""
+        self._taken += sum(1 for _ in self._requests)
+        return self._taken
+
+
 class _QuietHoursBegan(Exception):
     """Raised from the send hook: quiet hours began, no further request may leave."""
 
@@ -130,6 +155,20 @@ def _waiting(until: datetime | None) -> str:
 def _utc_now() -> datetime:
     """The current time, aware UTC (``Campaign(clock=...)`` replaces it in tests and simulations)."""
     return datetime.now(UTC)
+
+
+def _without(rows: pd.DataFrame, keys: Collection[str]) -> pd.DataFrame:
+    """``rows`` but those whose message key is in ``keys`` (``rows`` itself, not a copy, when none is)."""
+    if not keys:
+        return rows
+    hit = rows["message_key"].isin(keys).to_numpy()
+    return rows[~hit] if hit.any() else rows
+
+
+def _only(rows: pd.DataFrame, keys: Collection[str]) -> pd.DataFrame:
+    """The ``rows`` whose message key is in ``keys`` (``rows`` itself, not a copy, when all are)."""
+    hit = rows["message_key"].isin(keys).to_numpy()
+    return rows if hit.all() else rows[hit]
 
 
 def _report_view(content: pd.Series) -> pd.Series:
@@ -231,26 +270,31 @@ class Campaign:
             warn_numeric_text(df, [self.key], role="key", stacklevel=4)
         keys = message_keys(df, self.key)
         skipped: dict[str, int] = {}
-        keep = pd.Series(True, index=df.index)
+        keep: np.ndarray | None = None  # None: every row (no copy of the caller's columns is made)
         if "audience_status" in df.columns:
-            keep = df["audience_status"].eq("ok")
-            skipped = {str(k): int(v) for k, v in df.loc[~keep, "audience_status"].value_counts().items()}
-        frame = df.loc[keep]
+            ok = df["audience_status"].eq("ok")
+            skipped = {str(k): int(v) for k, v in df.loc[~ok, "audience_status"].value_counts().items()}
+            if not ok.all():
+                keep = ok.to_numpy(dtype=bool)
+        wanted = [c for c in ("msisdn", "content", "content_report", "encoding", "segments") if c in df.columns]
+        frame = df[wanted] if keep is None else df.loc[keep, wanted]
+        # texts stay in their (pyarrow) string arrays: a million Python strings per column would cost
+        # hundreds of megabytes (see benchmarks/send.py)
         content = frame["content"].astype("string").fillna("")
         rows = pd.DataFrame(
             {
-                "message_key": keys[keep].to_numpy(),
-                "msisdn": frame["msisdn"].astype("string").to_numpy(),
-                "content": content.to_numpy(),
+                "message_key": keys.to_numpy() if keep is None else keys.to_numpy()[keep],
+                "msisdn": frame["msisdn"].astype("string").array,
+                "content": content.array,
             }
         )
         if "content_report" in frame.columns:
-            rows["content_report"] = frame["content_report"].astype("string").to_numpy()
+            rows["content_report"] = frame["content_report"].astype("string").array
         else:
-            rows["content_report"] = _report_view(content).to_numpy()
+            rows["content_report"] = _report_view(content).array
         if {"encoding", "segments"} <= set(frame.columns):
-            rows["encoding"] = frame["encoding"].to_numpy()
-            rows["segments"] = frame["segments"].to_numpy()
+            rows["encoding"] = frame["encoding"].array
+            rows["segments"] = frame["segments"].array
         else:
             counts = [count_segments(text) for text in rows["content"]]
             rows["encoding"] = [c.encoding for c in counts]
@@ -301,8 +345,8 @@ class Campaign:
             )
         return options
 
-    def _build(self, rows: pd.DataFrame, *, schedule_at: datetime | timedelta | str | None = None) -> list[Batch]:
-        """Build this campaign's requests for ``rows``."""
+    def _build(self, rows: pd.DataFrame, *, schedule_at: datetime | timedelta | str | None = None) -> _Requests:
+        """Validate ``rows`` now and return this campaign's requests for them, built as they are sent."""
         options = self._options()
         options.setdefault("campaign", self.name)
         if self.transport == "batch":
@@ -312,8 +356,8 @@ class Campaign:
         elif schedule_at is not None:
             raise ConfigError("schedule_at is only supported with transport='batch'")
         path = "single" if self.transport == "smpp" else self.transport  # smpp: validate as single sends
-        return build_requests(
-            rows[["message_key", "msisdn", "content"]], sender=self.gateway.sender, path=path, **options
+        return _Requests(
+            iter_requests(rows[["message_key", "msisdn", "content"]], sender=self.gateway.sender, path=path, **options)
         )
 
     def send(
@@ -365,8 +409,8 @@ class Campaign:
         now = self._clock()
         known = self.ledger.messages(self.name, columns=["state"])  # rows sent before are never left out
         sent = set(known.loc[~known["state"].isin(["planned", *SKIP_STATES]), "message_key"])
-        excluded = self._exclusions(rows[~rows["message_key"].isin(sent)], held - sent, now)
-        sendable = rows[~rows["message_key"].isin(excluded)]
+        excluded = self._exclusions(_without(rows, sent), held - sent, now)
+        sendable = _without(rows, excluded)
         if self.quiet_hours is not None and self.quiet_hours.contains(now) and self.transport == "batch":
             schedule_at = schedule_at or self.quiet_hours.opens_at(now)
         requests = self._build(sendable, schedule_at=schedule_at)  # validate before anything is stored
@@ -377,12 +421,12 @@ class Campaign:
             rows = sendable
             preview = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat, dry_run=True)
             done = set(known.loc[known["state"] != "planned", "message_key"])
-            todo = rows[~rows["message_key"].isin(done.union(preview.same_as))]
+            todo = _without(rows, done.union(preview.same_as))
             if len(todo) < len(rows):  # the requests built above already cover every row otherwise
-                requests = self._build(todo, schedule_at=schedule_at) if len(todo) else []
+                requests = self._build(todo, schedule_at=schedule_at) if len(todo) else _Requests(iter(()))
             summary.changed, summary.same_as = preview.changed, preview.same_as
             summary.already_sent = len(rows) - len(todo) - len(preview.changed) - len(preview.same_as)
-            return self._totals(summary, todo, requests)
+            return self._totals(summary, todo, requests.count())
         with self.ledger.lease(self.name, wait=wait):
             return self._send_leased(
                 rows,
@@ -399,7 +443,7 @@ class Campaign:
         self,
         rows: pd.DataFrame,
         excluded: dict[str, tuple[str, str]],
-        requests: list[Batch],
+        requests: _Requests,
         summary: SendSummary,
         *,
         resend_uncertain: bool | Sequence[str],
@@ -419,7 +463,7 @@ class Campaign:
         self.ledger.unskip(self.name, rows["message_key"], states=SKIP_STATES)
         planned = self.ledger.plan(self.name, rows, allow_repeat=allow_repeat)
         self.ledger.skip(self.name, excluded)
-        rows = rows[~rows["message_key"].isin(excluded)]
+        rows = _without(rows, excluded)
         summary.changed = planned.changed
         summary.replanned = len(planned.replanned)
         summary.same_as = planned.same_as
@@ -427,13 +471,14 @@ class Campaign:
             todo = rows
         else:
             pending = set(self.ledger.pending(self.name)["message_key"]).difference(planned.changed, planned.same_as)
-            todo = rows[rows["message_key"].isin(pending)]
+            todo = _only(rows, pending)
         summary.already_sent = len(rows) - len(todo) - len(planned.changed) - len(planned.same_as)
         if len(todo) == 0:
             logger.info("campaign %r: nothing new to send", self.name)
-            return self._totals(summary, todo, [])
+            return self._totals(summary, todo, 0)
         requests = requests if len(todo) == len(rows) else self._build(todo, schedule_at=schedule_at)
-        self._totals(summary, todo, requests)
+        # one request per row but on REST batch-send, where the count is known once they are built
+        self._totals(summary, todo, None if self.transport == "batch" else len(todo))
         if self._quiet(summary, self._clock(), schedule_at) and self.transport != "batch":
             self.ledger.note(self.name, todo["message_key"], _waiting(summary.deferred_until))
             summary.retry_later = len(todo)
@@ -442,8 +487,11 @@ class Campaign:
         self.ledger.update_settings(self.name, {"reports": self._reports_requested()})  # collect: "not requested"
         if self.transport == "smpp":  # quiet hours are checked when the session starts
             self._send_smpp(todo, summary)
-        elif self._send(requests, summary):
+            return summary
+        if self._send(requests, summary):
             self._after_quiet_began(todo, summary)
+        self._totals(summary, todo, requests.count())
+        logger.info("%s", summary)
         return summary
 
     # ---------------------------------------------------------------------------------------- rules
@@ -459,10 +507,10 @@ class Campaign:
     def _exclusions(self, rows: pd.DataFrame, held: set[str], now: datetime) -> dict[str, tuple[str, str]]:
         """``{key: (state, reason)}`` for the rows this send leaves out: holdout, suppressed, capped."""
         out: dict[str, tuple[str, str]] = {key: ("holdout", "A/B holdout: planned, never sent") for key in held}
-        rest = rows[~rows["message_key"].isin(out)]
+        rest = _without(rows, out)
         out.update(_rules.suppressed(rest, self.ledger))
         if self.frequency_cap is not None:
-            out.update(_rules.capped(rest[~rest["message_key"].isin(out)], self.ledger, self.frequency_cap, now))
+            out.update(_rules.capped(_without(rest, out), self.ledger, self.frequency_cap, now))
         return out
 
     @staticmethod
@@ -489,20 +537,24 @@ class Campaign:
             return bool(self.smpp.registered_delivery & 0x03)
         return self.receiver is not None
 
-    def _totals(self, summary: SendSummary, rows: pd.DataFrame, requests: list[Batch]) -> SendSummary:
-        """Fill in the counts, cost and projected duration of what is about to be sent."""
-        summary.requests = len(requests)
+    def _totals(self, summary: SendSummary, rows: pd.DataFrame, requests: int | None) -> SendSummary:
+        """Fill in the counts, cost and projected duration of what is about to be sent.
+
+        ``requests`` is how many requests carry ``rows``; None while not known yet (REST batch-send
+        before its requests are built): request count and projected duration are then left for later.
+        """
+        summary.requests = requests or 0
         summary.recipients = len(rows)
         summary.segments = int(pd.to_numeric(rows["segments"]).sum()) if len(rows) else 0
         if self.price_per_segment is not None:
             summary.cost = summary.segments * self.price_per_segment
         if self.transport == "smpp":  # paced by SmppConfig.rate; unpaced: as fast as the window allows
             summary.projected_seconds = len(rows) / self.smpp.rate if self.smpp.rate else None
-        else:
-            summary.projected_seconds = self.client.projected_seconds(len(requests), self.transport)
+        elif requests is not None:
+            summary.projected_seconds = self.client.projected_seconds(requests, self.transport)
         return summary
 
-    def _send(self, requests: list[Batch], summary: SendSummary) -> bool:
+    def _send(self, requests: Iterable[Batch], summary: SendSummary) -> bool:
         """Send the requests, marking each batch ``submitting`` before it leaves and settling it after.
 
         Returns True when quiet hours began before every request left (the rest stay ``planned``).
@@ -543,13 +595,12 @@ class Campaign:
             setattr(summary, counted, getattr(summary, counted) + request.recipients)
             bar.update(request.recipients)
 
-        try:
-            self.client.send_many(requests, before_send=before_send, on_result=on_result)
+        try:  # requests are built as they leave; neither they nor their results are kept
+            self.client.send_many(requests, before_send=before_send, on_result=on_result, keep_results=False)
         except _QuietHoursBegan:
             return True
         finally:
             bar.close()
-        logger.info("%s", summary)
         return False
 
     def _after_quiet_began(self, todo: pd.DataFrame, summary: SendSummary) -> None:
@@ -558,7 +609,7 @@ class Campaign:
             return
         opens = self.quiet_hours.opens_at(self._clock())
         pending = set(self.ledger.pending(self.name)["message_key"])
-        left = todo[todo["message_key"].isin(pending)]
+        left = _only(todo, pending)
         logger.warning("campaign %r: quiet hours began; %d message(s) not sent yet", self.name, len(left))
         if self.transport == "batch":
             summary.scheduled_for = opens

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence, Sized
 from dataclasses import replace
 from typing import Any
 
@@ -200,7 +201,12 @@ class GatewayClient:
         return results[0]
 
     async def asend_many(
-        self, requests: Iterable[Batch], *, before_send: Hook | None = None, on_result: Hook | None = None
+        self,
+        requests: Iterable[Batch],
+        *,
+        before_send: Hook | None = None,
+        on_result: Hook | None = None,
+        keep_results: bool = True,
     ) -> list[SendResult]:
         """Send requests with up to ``max_in_flight`` in flight; return results in input order.
 
@@ -209,12 +215,22 @@ class GatewayClient:
         arrives, so the ledger can settle the batch at once. Hooks run on the event loop, one at a
         time. If a hook raises, no further request is started, those in flight finish (their
         ``on_result`` still runs), and the first error is raised.
+
+        ``requests`` may be a lazy iterator (``batch.iter_requests``): each request is taken from it when
+        a connection is free, so only those in flight are in memory. ``keep_results=False`` returns an
+        empty list instead of holding every result (and with it every request) until the end.
         """
-        requests = list(requests)
-        for path in sorted({r.path for r in requests}):
-            self.gateway.require(path)
-        results: list[SendResult | None] = [None] * len(requests)
-        queue = iter(enumerate(requests))
+        if isinstance(requests, Sequence):  # every path's credentials before anything leaves
+            for path in sorted({r.path for r in requests}):
+                self.gateway.require(path)
+        queue = iter(requests)
+        first = next(queue, None)
+        if first is None:
+            return []
+        checked = {first.path}
+        self.gateway.require(first.path)
+        results: dict[int, SendResult] = {}
+        queue = enumerate(itertools.chain([first], queue))
         errors: list[BaseException] = []
         hook_lock = asyncio.Lock()
 
@@ -225,17 +241,23 @@ class GatewayClient:
 
         async def worker(client: httpx.AsyncClient) -> None:
             """Take requests one by one until none are left or a hook failed."""
-            for index, request in queue:
-                if errors:
-                    return
+            while not errors:
                 try:
+                    taken = next(queue, None)  # a lazy iterator builds the request here
+                    if taken is None:
+                        return
+                    index, request = taken
+                    if request.path not in checked:  # a path's credentials, before its first request
+                        self.gateway.require(request.path)
+                        checked.add(request.path)
                     result = await self._send_one(
                         client, request, (lambda r: locked(before_send, r)) if before_send else None
                     )
                 except Exception as exc:
                     errors.append(exc)
                     return
-                results[index] = result
+                if keep_results:
+                    results[index] = result
                 try:
                     await locked(on_result, result)
                 except Exception as exc:
@@ -243,11 +265,13 @@ class GatewayClient:
                     return
 
         async with self._client() as client:
-            workers = min(self.gateway.max_in_flight, len(requests)) or 1
-            await asyncio.gather(*(worker(client) for _ in range(workers)))
+            workers = self.gateway.max_in_flight
+            if isinstance(requests, Sized):
+                workers = min(workers, len(requests))
+            await asyncio.gather(*(worker(client) for _ in range(max(workers, 1))))
         if errors:
             raise errors[0]
-        return [r for r in results if r is not None]
+        return [results[i] for i in sorted(results)]
 
     # -------------------------------------------------------------------------------- sync API
     def send(self, request: Batch, *, before_send: Hook | None = None) -> SendResult:
@@ -255,10 +279,17 @@ class GatewayClient:
         return run_sync(self.asend(request, before_send=before_send))
 
     def send_many(
-        self, requests: Iterable[Batch], *, before_send: Hook | None = None, on_result: Hook | None = None
+        self,
+        requests: Iterable[Batch],
+        *,
+        before_send: Hook | None = None,
+        on_result: Hook | None = None,
+        keep_results: bool = True,
     ) -> list[SendResult]:
         """Send many requests (synchronous; safe inside Jupyter); see :meth:`asend_many`."""
-        return run_sync(self.asend_many(requests, before_send=before_send, on_result=on_result))
+        return run_sync(
+            self.asend_many(requests, before_send=before_send, on_result=on_result, keep_results=keep_results)
+        )
 
     def projected_seconds(self, requests: int, path: str = "batch") -> float:
         """Return the least wall time ``requests`` requests on ``path`` need under this client's limits."""

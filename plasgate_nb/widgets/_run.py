@@ -50,7 +50,9 @@ class ProgressClient(GatewayClient):
         super().__init__(gateway)
         self._on_sent = on_sent
 
-    def send_many(self, requests: Any, *, before_send: Any = None, on_result: Any = None) -> list[SendResult]:
+    def send_many(
+        self, requests: Any, *, before_send: Any = None, on_result: Any = None, keep_results: bool = True
+    ) -> list[SendResult]:
         """Send as GatewayClient does, then count each request's recipients."""
 
         def counted(result: SendResult) -> Any:
@@ -59,7 +61,7 @@ class ProgressClient(GatewayClient):
             self.count_sent(result.request.recipients)
             return value
 
-        return super().send_many(requests, before_send=before_send, on_result=counted)
+        return super().send_many(requests, before_send=before_send, on_result=counted, keep_results=keep_results)
 
     def count_sent(self, n: int) -> None:
         """Report ``n`` more messages settled."""
