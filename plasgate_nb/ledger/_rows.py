@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -64,55 +65,139 @@ def repeat_reason(earlier: str) -> str:
     return f"{REPEAT_REASON} {earlier!r}: not sent again (send with allow_repeat=True to send it)"
 
 
-def plan_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
-    """Validate the rows to plan and return their stored columns (content hashed, not kept), column-wise.
+PLAN_CHUNK = 20_000  # rows turned into Python values at a time while planning
 
-    The result maps each name of :data:`PLAN_COLUMNS` to one list of values in row order. Keys are
-    canonical (:func:`~plasgate_nb._keys.canonical_keys`); keys, numbers and texts holding a control
-    character (texts may hold tab, newline, carriage return and form feed) raise LedgerError naming
-    the rows, before anything is written.
+
+class PlanRows:
+    """The rows to plan, validated; their stored columns are made :data:`PLAN_CHUNK` rows at a time.
+
+    ``keys`` holds every canonical key (:func:`~plasgate_nb._keys.canonical_keys`); the other columns of
+    :data:`PLAN_COLUMNS` (content hashed, not kept) come from :meth:`columns` for the positions asked,
+    so a million rows never become a million tuples of Python strings at once. ``msisdns`` and
+    ``digests`` give whole columns, for comparing with a campaign's stored rows.
     """
-    if not isinstance(rows, pd.DataFrame):
-        raise LedgerError("plan() needs a DataFrame")
-    missing = [c for c in ("message_key", "msisdn", "content") if c not in rows.columns]
-    if missing:
-        raise LedgerError(f"plan() rows lack columns {missing}")
-    try:
-        keys = canonical_keys(rows["message_key"])
-    except AudienceError as exc:
-        raise LedgerError(f"plan() rows: {exc}") from None
-    if len(set(keys)) != len(keys):
-        dupes = pd.Series(keys).loc[lambda s: s.duplicated()].unique().tolist()
-        raise LedgerError(f"duplicate message keys: {dupes[:10]}")
-    n = len(rows)
 
-    def column(name: str) -> list[Any]:
-        """The values of column ``name`` with every kind of missing value as None."""
-        if name not in rows.columns:
-            return [None] * n
-        values = rows[name]
+    def __init__(self, rows: pd.DataFrame) -> None:
+        """Validate ``rows`` (see :func:`plan_rows`)."""
+        if not isinstance(rows, pd.DataFrame):
+            raise LedgerError("plan() needs a DataFrame")
+        missing = [c for c in ("message_key", "msisdn", "content") if c not in rows.columns]
+        if missing:
+            raise LedgerError(f"plan() rows lack columns {missing}")
+        try:
+            keys = canonical_keys(rows["message_key"])
+        except AudienceError as exc:
+            raise LedgerError(f"plan() rows: {exc}") from None
+        if len(set(keys)) != len(keys):
+            dupes = pd.Series(keys).loc[lambda s: s.duplicated()].unique().tolist()
+            raise LedgerError(f"duplicate message keys: {dupes[:10]}")
+        self.rows, self.keys = rows, keys
+        self._msisdns: list[str] | None = None
+        self._digests: list[str] | None = None
+        self._validate()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _column(self, name: str, at: slice | np.ndarray) -> list[Any]:
+        """The values of column ``name`` at ``at`` with every kind of missing value as None."""
+        if name not in self.rows.columns:
+            return [None] * len(self.keys[at] if isinstance(at, slice) else at)
+        values = self.rows[name].iloc[at]
         if not values.hasnans:
             return values.tolist()
         return [None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v for v in values.tolist()]
 
-    msisdns, contents = column("msisdn"), column("content")
-    bad = [k for k, m, c in zip(keys, msisdns, contents, strict=True) if m is None or not isinstance(c, str)]
-    if bad:
-        raise LedgerError(f"rows without a number or text content: {bad[:10]}")
-    msisdns = [m if isinstance(m, str) else str(m) for m in msisdns]
-    reports = column("content_report")
-    _refuse_controls(keys, msisdns, "numbers")
-    _refuse_controls(keys, contents, "texts")
-    _refuse_controls(keys, [r if isinstance(r, str) else "" for r in reports], "report texts")
-    return {
-        "message_key": keys,
-        "msisdn": msisdns,
-        "content_hash": [content_digest(c) for c in contents],
-        "content_report": reports,
-        "encoding": column("encoding"),
-        "segments": [None if s is None else int(s) for s in column("segments")],
-        "key_digest": [key_digest(k) for k in keys],
-    }
+    def _validate(self) -> None:
+        """Refuse rows without a number or text, and keys, numbers and texts holding control characters."""
+        bad: list[str] = []
+        refused_at: dict[str, list[int]] = {"numbers": [], "texts": [], "report texts": []}
+        found: dict[int, str] = {}
+        for start in range(0, len(self.keys), PLAN_CHUNK):
+            part = slice(start, start + PLAN_CHUNK)
+            keys, msisdns, contents = self.keys[part], self._column("msisdn", part), self._column("content", part)
+            bad.extend(
+                k for k, m, c in zip(keys, msisdns, contents, strict=True) if m is None or not isinstance(c, str)
+            )
+            if bad:
+                continue
+            msisdns = [m if isinstance(m, str) else str(m) for m in msisdns]
+            reports = [r if isinstance(r, str) else "" for r in self._column("content_report", part)]
+            for what, values in (("numbers", msisdns), ("texts", contents), ("report texts", reports)):
+                for i in refused(values):
+                    refused_at[what].append(start + i)
+                    found.setdefault(start + i, values[i])
+        if bad:
+            raise LedgerError(f"rows without a number or text content: {bad[:10]}")
+        for what, positions in refused_at.items():
+            if positions:
+                shown = ", ".join(f"{self.keys[i]!r} ({describe_char(found[i])})" for i in positions[:10])
+                more = f" and {len(positions) - 10} more" if len(positions) > 10 else ""
+                raise LedgerError(f"{what} hold control characters in rows {shown}{more}; nothing was planned")
+
+    @property
+    def msisdns(self) -> list[str]:
+        """Every row's number, as text."""
+        if self._msisdns is None:
+            self._msisdns = [m if isinstance(m, str) else str(m) for m in self._column("msisdn", slice(None))]
+        return self._msisdns
+
+    @property
+    def digests(self) -> list[str]:
+        """Every row's content digest (:func:`~plasgate_nb._masking.content_digest`)."""
+        if self._digests is None:
+            self._digests = [
+                d
+                for start in range(0, len(self.keys), PLAN_CHUNK)
+                for d in self._hashes(slice(start, start + PLAN_CHUNK))
+            ]
+        return self._digests
+
+    def numbers_unique(self) -> bool:
+        """Whether no number comes twice (vectorized: no Python string per row)."""
+        numbers = self.rows["msisdn"]
+        if isinstance(numbers.dtype, pd.StringDtype):
+            return not numbers.duplicated().any()
+        return len(set(self.msisdns)) == len(self.keys)
+
+    def _hashes(self, at: slice | np.ndarray) -> list[str]:
+        """The content digests of the rows at ``at``."""
+        if self._digests is not None:
+            return self._digests[at] if isinstance(at, slice) else [self._digests[i] for i in at]
+        return [content_digest(c) for c in self._column("content", at)]
+
+    def columns(self, at: slice | np.ndarray) -> list[list[Any]]:
+        """The stored columns (ordered as :data:`PLAN_COLUMNS`) of the rows at ``at`` (a slice or positions)."""
+        keys = self.keys[at] if isinstance(at, slice) else [self.keys[i] for i in at]
+        return [
+            keys,
+            [m if isinstance(m, str) else str(m) for m in self._column("msisdn", at)],
+            self._hashes(at),
+            self._column("content_report", at),
+            self._column("encoding", at),
+            [None if v is None else int(v) for v in self._column("segments", at)],
+            [key_digest(k) for k in keys],
+        ]
+
+    def parts(self, positions: Sequence[int]) -> Iterator[list[list[Any]]]:
+        """The stored columns of the rows at ``positions``, :data:`PLAN_CHUNK` rows at a time."""
+        whole = isinstance(positions, range) and positions.step == 1
+        for start in range(0, len(positions), PLAN_CHUNK):
+            if whole:
+                first = positions.start + start
+                yield self.columns(slice(first, min(first + PLAN_CHUNK, positions.stop)))
+            else:
+                yield self.columns(np.asarray(positions[start : start + PLAN_CHUNK], dtype=np.intp))
+
+
+def plan_rows(rows: pd.DataFrame) -> PlanRows:
+    """Validate the rows to plan and return them as :class:`PlanRows` (their stored columns made on demand).
+
+    Keys are canonical (:func:`~plasgate_nb._keys.canonical_keys`); keys, numbers and texts holding a
+    control character (texts may hold tab, newline, carriage return and form feed) raise LedgerError
+    naming the rows, before anything is written.
+    """
+    return PlanRows(rows)
 
 
 def _refuse_controls(keys: list[str], values: list[str], what: str) -> None:

@@ -25,7 +25,6 @@ from ._events import normalize
 from ._frames import (
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
-    _in_list,
     _sql,
     bind_value,
     bulk_insert,
@@ -38,7 +37,7 @@ from ._replies import reply_frame, reply_rows
 from ._rows import (
     PLAN_COLUMNS,
     REPEAT_REASON,
-    TAKEN_STATES,
+    PlanRows,
     as_utc,
     describe,
     keys_of,
@@ -72,7 +71,6 @@ MAX_BODY = 4000
 INTERRUPTED = "interrupted: request may have reached the gateway"
 HEX_DIGITS = "0123456789abcdef"
 REPLY_TOKEN_KEY = "reply_token"
-_SCOPE_CHUNK = 2000  # values per IN list of a scoped read (SQLite allows 32,766 variables)
 
 
 def _now() -> datetime:
@@ -329,13 +327,7 @@ class Ledger:
     # -- planning and sending ----------------------------------------------------------------------
 
     def plan(
-        self,
-        campaign: str,
-        rows: pd.DataFrame,
-        *,
-        allow_repeat: bool = False,
-        dry_run: bool = False,
-        earlier: Mapping[tuple[str, str], str] | None = None,
+        self, campaign: str, rows: pd.DataFrame, *, allow_repeat: bool = False, dry_run: bool = False
     ) -> PlanResult:
         """Record ``rows`` as ``planned`` (idempotent): new keys are added, known keys kept or replanned.
 
@@ -349,59 +341,56 @@ class Ledger:
         reported in ``same_as`` with that message's key, and planned with that reason: the sender
         must not send it, unless ``allow_repeat``. ``dry_run`` computes the result and writes nothing.
         Keys, numbers or texts holding control characters raise LedgerError before anything is written.
-
-        ``earlier`` plans ``rows`` as one part of a larger frame planned part by part in order (Dask
-        partitions): it maps the ``(msisdn, content digest)`` pairs of earlier parts that later parts
-        may repeat to the key that first carries each, and only the stored rows of ``rows``' keys and the
-        sent rows of its numbers are read (not the whole campaign).
         """
         new = plan_rows(rows)
         if dry_run:
             with self._read("plan (dry run)") as conn:
                 cid = self._cid(conn, campaign)
-                known = self._known(conn, cid, new, earlier) if cid is not None else self._earlier(earlier)
+                known = self._known(conn, cid) if cid is not None else {}
             fresh, replan, changed, same_as = self._sort(new, known, allow_repeat=allow_repeat)
             return self._result(campaign, new, fresh, replan, changed, same_as, log=False)
         with self._write("plan") as conn:
             cid = self._cid(conn, campaign, create=True)
-            known = self._known(conn, cid, new, earlier)
+            known = self._known(conn, cid)
             fresh, replan, changed, same_as = self._sort(new, known, allow_repeat=allow_repeat)
             now = bind_value(conn, messages.c.created_at, _now())
-            columns = [new[name] for name in PLAN_COLUMNS]
-            self._replan(conn, cid, [[column[i] for i in replan] for column in columns], now)
-            count = len(fresh)
-            if count != len(columns[0]):
-                columns = [[column[i] for i in fresh] for column in columns]
+            for columns in new.parts(replan):
+                self._replan(conn, cid, columns, now)
             names = (*PLAN_COLUMNS, "campaign_id", "state", "attempts", "created_at", "updated_at")
-            constants = [repeat(value, count) for value in (cid, "planned", 0, now, now)]
             if same_as:  # repeats are planned with their reason (collect shows it)
                 names = (*names, "reason")
-                constants.append([repeat_reason(same_as[k]) if k in same_as else None for k in columns[0]])
-            bulk_insert(conn, messages, names, list(zip(*columns, *constants, strict=True)))
+            for columns in new.parts(fresh):  # a chunk of rows at a time: bounded memory for any plan
+                count = len(columns[0])
+                constants = [repeat(value, count) for value in (cid, "planned", 0, now, now)]
+                if same_as:
+                    constants.append([repeat_reason(same_as[k]) if k in same_as else None for k in columns[0]])
+                bulk_insert(conn, messages, names, list(zip(*columns, *constants, strict=True)))
             self._mark_repeats(conn, cid, known, same_as, now)
         return self._result(campaign, new, fresh, replan, changed, same_as, log=True)
 
     @staticmethod
     def _sort(
-        new: Mapping[str, list[Any]], known: Mapping[str, tuple[Any, ...]], *, allow_repeat: bool
+        new: PlanRows, known: Mapping[str, tuple[Any, ...]], *, allow_repeat: bool
     ) -> tuple[Sequence[int], list[int], list[int], dict[str, str]]:
         """Sort planned rows into fresh, to replan and changed positions, and find repeats (key -> earlier key)."""
-        keys, msisdns, digests = new["message_key"], new["msisdn"], new["content_hash"]
+        keys = new.keys
         changed: list[int] = []
         replan: list[int] = []
-        if not known:
+        if not known:  # a new campaign: no number repeats unless one comes twice in these rows
             fresh: Sequence[int] = range(len(keys))
-            candidates: Sequence[int] = fresh
-        else:
-            fresh, candidates = [], []
-            for i, (key, msisdn, digest) in enumerate(zip(keys, msisdns, digests, strict=True)):
-                seen = known.get(key)
-                if seen is None:
-                    fresh.append(i)
-                elif seen[:2] != (msisdn, digest):
-                    (replan if seen[2] == "planned" else changed).append(i)
-                if seen is None or (seen[2] == "planned"):
-                    candidates.append(i)
+            if allow_repeat or new.numbers_unique():
+                return fresh, replan, changed, {}
+            return fresh, replan, changed, repeats(keys, new.msisdns, new.digests, fresh, known)
+        msisdns, digests = new.msisdns, new.digests
+        fresh, candidates = [], []
+        for i, (key, msisdn, digest) in enumerate(zip(keys, msisdns, digests, strict=True)):
+            seen = known.get(key)
+            if seen is None:
+                fresh.append(i)
+            elif seen[:2] != (msisdn, digest):
+                (replan if seen[2] == "planned" else changed).append(i)
+            if seen is None or (seen[2] == "planned"):
+                candidates.append(i)
         same_as = {} if allow_repeat else repeats(keys, msisdns, digests, candidates, known)
         return fresh, replan, changed, same_as
 
@@ -428,7 +417,7 @@ class Ledger:
     @staticmethod
     def _result(
         campaign: str,
-        new: Mapping[str, list[Any]],
+        new: PlanRows,
         fresh: Sequence[int],
         replan: list[int],
         changed: list[int],
@@ -437,7 +426,7 @@ class Ledger:
         log: bool,
     ) -> PlanResult:
         """The PlanResult of a plan (logging what changed when ``log``)."""
-        keys = new["message_key"]
+        keys = new.keys
         changed_keys = tuple(keys[i] for i in changed)
         replanned = tuple(keys[i] for i in replan)
         if log and replanned:
@@ -474,45 +463,11 @@ class Ledger:
         params = [(*values[1:], now, cid, values[0]) for values in zip(*columns, strict=True)]
         conn.exec_driver_sql(sql, params)
 
-    def _known(
-        self,
-        conn: sa.Connection,
-        cid: int,
-        new: Mapping[str, list[Any]] | None = None,
-        earlier: Mapping[tuple[str, str], str] | None = None,
-    ) -> dict[str, tuple[str, str, str, str | None]]:
-        """Map each key of campaign ``cid`` to its (msisdn, content digest, state, reason); empty for a new one.
-
-        With ``earlier`` (a part of a larger frame), only the rows of ``new``'s keys and the sent rows of
-        its numbers are read, after the earlier parts' pairs (as sent rows: a later repeat names them).
-        """
-        if earlier is None or new is None:
-            c = messages.c
-            stmt = sa.select(c.message_key, c.msisdn, c.content_hash, c.state, c.reason).where(c.campaign_id == cid)
-            return {
-                key: (msisdn, digest, state, reason) for key, msisdn, digest, state, reason in fetch_rows(conn, stmt)
-            }
-        known = self._earlier(earlier)
-        names = "id, message_key, msisdn, content_hash, state, reason"
-        found: list[tuple[Any, ...]] = []
-        keys, numbers = new["message_key"], sorted(set(new["msisdn"]))
-        taken = tuple(sorted(TAKEN_STATES))
-        for column, values, states in (("message_key", keys, ()), ("msisdn", numbers, taken)):
-            for start in range(0, len(values), _SCOPE_CHUNK):
-                cond, params = _in_list(conn, column, values[start : start + _SCOPE_CHUNK])
-                where = f"campaign_id = ? AND {cond}" + (
-                    f" AND state IN ({','.join('?' * len(states))})" if states else ""
-                )
-                sql = _sql(conn, f"SELECT {names} FROM {messages.name} WHERE {where}")
-                found += conn.exec_driver_sql(sql, (cid, *params, *states)).cursor.fetchall()
-        for _, key, msisdn, digest, state, reason in sorted(found, key=lambda row: row[0]):  # plan order
-            known.setdefault(key, (msisdn, digest, state, reason))
-        return known
-
-    @staticmethod
-    def _earlier(earlier: Mapping[tuple[str, str], str] | None) -> dict[str, tuple[str, str, str, str | None]]:
-        """Earlier parts' first ``(msisdn, digest) -> key`` as known rows that count as sent (see :meth:`plan`)."""
-        return {key: (msisdn, digest, "submitting", None) for (msisdn, digest), key in (earlier or {}).items()}
+    def _known(self, conn: sa.Connection, cid: int) -> dict[str, tuple[str, str, str, str | None]]:
+        """Map each key of campaign ``cid`` to its (msisdn, content digest, state, reason); empty for a new one."""
+        c = messages.c
+        stmt = sa.select(c.message_key, c.msisdn, c.content_hash, c.state, c.reason).where(c.campaign_id == cid)
+        return {key: (msisdn, digest, state, reason) for key, msisdn, digest, state, reason in fetch_rows(conn, stmt)}
 
     def mark_submitting(self, campaign: str, keys: Iterable[Any], *, batch_id: str) -> int:
         """Mark ``planned`` rows ``submitting`` under ``batch_id`` (commit this before the request leaves).
