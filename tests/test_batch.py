@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from plasgate_nb import batch as batch_module
 from plasgate_nb._keys import key_digest
 from plasgate_nb.batch import (
     GROUP_KEY,
@@ -20,6 +21,7 @@ from plasgate_nb.batch import (
     dumps,
     format_schedule_at,
     iter_recipients,
+    iter_requests,
 )
 from plasgate_nb.errors import AudienceError, ConfigError, TemplateError
 
@@ -365,3 +367,39 @@ def test_control_characters_in_keys_are_refused(key: str) -> None:
     df.loc[1, "message_key"] = key
     with pytest.raises(AudienceError, match="control characters"):
         build_batches(df, sender="SMS Info")
+
+
+# ---------------------------------------------------------------------------------- built as they are taken
+def test_requests_built_in_chunks_are_those_built_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups spread over the frame (first appearance order), a group larger than a chunk, and personalized rows."""
+    n = 2000
+    df = frame(n, same=0)
+    df["content"] = [
+        "Promo for everyone" if i % 3 == 0 else ("Second offer" if i % 7 == 0 else f"Hi {i}, code #ma#{i:04d}#ma#")
+        for i in range(n)
+    ]
+    df["content"] = df["content"].astype("str")  # pyarrow strings, as render_messages writes them
+    options = {"sender": "SMS Info", "max_recipients": 150, "dlr": True, "dlr_url": "https://h/d/{key}"}
+    whole = build_batches(df.astype(object), **options)
+    monkeypatch.setattr(batch_module, "CHUNK_ROWS", 64)
+    chunked = list(iter_requests(df, **options))
+    assert [b.encoded() for b in chunked] == [b.encoded() for b in whole]
+    assert [(b.batch_id, b.keys) for b in chunked] == [(b.batch_id, b.keys) for b in whole]
+    singles = build_singles(df.astype(object), sender="SMS Info")
+    assert [b.encoded() for b in iter_requests(df, sender="SMS Info", path="single")] == [b.encoded() for b in singles]
+
+
+def test_iter_requests_validates_every_row_before_returning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_module, "CHUNK_ROWS", 10)
+    df = frame(50)
+    df.loc[37, "content"] = "   "
+    with pytest.raises(TemplateError, match="k37"):
+        iter_requests(df, sender="SMS Info")
+    df = frame(50)
+    df.loc[41, "content"] = "x" * 5000
+    with pytest.raises(ConfigError, match="'k41' alone is larger than max_bytes=2000"):
+        iter_requests(df, sender="SMS Info", max_bytes=2000)  # refused before any request is built
+    df.loc[41, "content"] = "ok"
+    df.loc[43, "content"] = "bad \x00 text"
+    with pytest.raises(TemplateError, match="'k43' \\(control character U\\+0000\\)"):
+        iter_requests(df, sender="SMS Info", path="single")

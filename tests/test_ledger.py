@@ -270,6 +270,29 @@ def test_plan_in_parts_reports_the_repeats_one_plan_of_all_rows_reports(ledger: 
     assert reasons.isna()[["x1", "x2", "k00001"]].all()  # the first part's rows keep their verdict
 
 
+def test_a_plan_written_in_chunks_stores_what_one_chunk_would(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plasgate_nb.ledger import _rows
+
+    rows = frame(10)
+    rows.loc[7, ["msisdn", "content"]] = rows.loc[2, ["msisdn", "content"]].to_numpy()  # k00007 repeats k00002
+    rows.loc[3, "content_report"] = None
+    rows["msisdn"] = rows["msisdn"].astype("str")  # pyarrow strings, as Campaign hands them over
+    ledger.plan("whole", rows)
+    monkeypatch.setattr(_rows, "PLAN_CHUNK", 3)
+    result = ledger.plan("chunked", rows)
+    assert (result.added, result.same_as) == (10, {"k00007": "k00002"})
+    columns = ["msisdn", "content_hash", "content_report", "encoding", "segments", "reason", "state"]
+    whole, chunked = ledger.messages("whole", columns=columns), ledger.messages("chunked", columns=columns)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert chunked["content_hash"].tolist() == [content_digest(t) for t in rows["content"]]
+    changed = rows.assign(content=[f"New text {i}" for i in range(10)])
+    again = ledger.plan("chunked", changed)
+    assert again.replanned == tuple(rows["message_key"]) and again.same_as == {}
+    stored = ledger.messages("chunked", columns=["content_hash", "reason"])
+    assert stored["content_hash"].tolist() == [content_digest(t) for t in changed["content"]]
+    assert stored["reason"].isna().all()
+
+
 def test_unmasked_content_is_never_stored(ledger: Ledger, url: str) -> None:
     ledger.plan("c", frame(5, text="Your code is #ma#ZQ{i}-X7#ma#"))
     stored = ledger.messages("c")

@@ -439,6 +439,41 @@ def test_hooks_order_and_results_in_input_order() -> None:
         assert events.index(("before", number)) < events.index(("wire", number))
 
 
+def test_a_lazy_iterator_is_taken_one_request_per_free_connection_and_nothing_is_kept() -> None:
+    taken: list[int] = []
+    seen_at_send: list[int] = []
+
+    def lazy() -> Any:
+        for batch in build_batches(frame(12), sender="SMS Info", max_recipients=1):
+            taken.append(1)
+            yield batch
+
+    def before(batch: Any) -> None:
+        seen_at_send.append(len(taken))
+
+    client, _ = client_for(ok, max_in_flight=3)
+    results = client.send_many(lazy(), before_send=before, keep_results=False)
+    assert results == [] and len(taken) == 12 and len(seen_at_send) == 12
+    assert all(seen <= sent + 3 for sent, seen in enumerate(seen_at_send))  # never more than 3 ahead
+    assert len(client.send_many(iter([]))) == 0
+
+
+def test_a_lazy_iterator_still_checks_credentials_before_the_first_request() -> None:
+    wire: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        wire.append(request.url.path)
+        return ok(request)
+
+    client = GatewayClient(
+        Gateway(base_url="https://gw.example", private_key="", secret="", sender="SMS Info"),
+        transport=httpx.MockTransport(handler),
+    )
+    with pytest.raises(ConfigError):
+        client.send_many(iter(build_batches(frame(2), sender="SMS Info")))
+    assert wire == []
+
+
 def test_before_send_failure_stops_new_requests() -> None:
     wire: list[str] = []
 
