@@ -651,13 +651,20 @@ class Ledger:
 
         For a number taken off the suppression list, or back under the cap: the next send sends it.
         """
-        wanted = keys_of(keys)
+        wanted = set(keys_of(keys))
         chosen = [s for s in states if s in SKIP_STATES]
         if not wanted or not chosen:
             return 0
         with self._write("unskip") as conn:
             cid = self._need(conn, campaign)
-            ids = [rid for rid, state in rows_by_key(conn, cid, wanted).values() if state in chosen]
+            # the campaign's rows in those states (through the state index): a send passes every key of
+            # its frame, and looking a million keys up one by one would hold them all as rows here
+            skipped = conn.execute(
+                sa.select(messages.c.message_key, messages.c.id).where(
+                    messages.c.campaign_id == cid, messages.c.state.in_(chosen)
+                )
+            )
+            ids = [rid for key, rid in skipped if key in wanted]
             now = bind_value(conn, messages.c.updated_at, _now())
             return update_rows(conn, ids, "state = 'planned', reason = NULL, updated_at = ?", (now,), states=chosen)
 
