@@ -149,7 +149,7 @@ class PlanRows:
             self._digests = [
                 d
                 for start in range(0, len(self.keys), PLAN_CHUNK)
-                for d in self._hashes(slice(start, start + PLAN_CHUNK))
+                for d in self.hashes(slice(start, start + PLAN_CHUNK))
             ]
         return self._digests
 
@@ -160,19 +160,23 @@ class PlanRows:
             return not numbers.duplicated().any()
         return len(set(self.msisdns)) == len(self.keys)
 
-    def _hashes(self, at: slice | np.ndarray) -> list[str]:
+    def hashes(self, at: slice | np.ndarray) -> list[str]:
         """The content digests of the rows at ``at``."""
         if self._digests is not None:
             return self._digests[at] if isinstance(at, slice) else [self._digests[i] for i in at]
         return [content_digest(c) for c in self._column("content", at)]
+
+    def numbers(self, at: slice | np.ndarray) -> list[str]:
+        """The numbers of the rows at ``at``, as text."""
+        return [m if isinstance(m, str) else str(m) for m in self._column("msisdn", at)]
 
     def columns(self, at: slice | np.ndarray) -> list[list[Any]]:
         """The stored columns (ordered as :data:`PLAN_COLUMNS`) of the rows at ``at`` (a slice or positions)."""
         keys = self.keys[at] if isinstance(at, slice) else [self.keys[i] for i in at]
         return [
             keys,
-            [m if isinstance(m, str) else str(m) for m in self._column("msisdn", at)],
-            self._hashes(at),
+            self.numbers(at),
+            self.hashes(at),
             self._column("content_report", at),
             self._column("encoding", at),
             [None if v is None else int(v) for v in self._column("segments", at)],

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from .._keys import DIGEST_LENGTH
 from ..errors import LedgerError, OptionError
 from ..optout import Keywords
-from . import _columns, _lease, _pairing, _suppress
+from . import _columns, _compare, _lease, _pairing, _suppress
 from ._events import normalize
 from ._frames import (
     EVENT_COLUMNS,
@@ -28,7 +28,6 @@ from ._frames import (
     _sql,
     bind_value,
     bulk_insert,
-    fetch_rows,
     read_frame,
     rows_by_key,
     update_rows,
@@ -36,14 +35,12 @@ from ._frames import (
 from ._replies import reply_frame, reply_rows
 from ._rows import (
     PLAN_COLUMNS,
-    REPEAT_REASON,
     PlanRows,
     as_utc,
     describe,
     keys_of,
     plan_rows,
     repeat_reason,
-    repeats,
     scrub,
 )
 from ._schema import (
@@ -346,13 +343,11 @@ class Ledger:
         if dry_run:
             with self._read("plan (dry run)") as conn:
                 cid = self._cid(conn, campaign)
-                known = self._known(conn, cid) if cid is not None else {}
-            fresh, replan, changed, same_as = self._sort(new, known, allow_repeat=allow_repeat)
+                fresh, replan, changed, same_as = _compare.sort_rows(conn, cid, new, allow_repeat=allow_repeat)
             return self._result(campaign, new, fresh, replan, changed, same_as, log=False)
         with self._write("plan") as conn:
             cid = self._cid(conn, campaign, create=True)
-            known = self._known(conn, cid)
-            fresh, replan, changed, same_as = self._sort(new, known, allow_repeat=allow_repeat)
+            fresh, replan, changed, same_as = _compare.sort_rows(conn, cid, new, allow_repeat=allow_repeat)
             now = bind_value(conn, messages.c.created_at, _now())
             for columns in new.parts(replan):
                 self._replan(conn, cid, columns, now)
@@ -365,47 +360,13 @@ class Ledger:
                 if same_as:
                     constants.append([repeat_reason(same_as[k]) if k in same_as else None for k in columns[0]])
                 bulk_insert(conn, messages, names, list(zip(*columns, *constants, strict=True)))
-            self._mark_repeats(conn, cid, known, same_as, now)
+            self._mark_repeats(conn, cid, same_as, now)
         return self._result(campaign, new, fresh, replan, changed, same_as, log=True)
 
     @staticmethod
-    def _sort(
-        new: PlanRows, known: Mapping[str, tuple[Any, ...]], *, allow_repeat: bool
-    ) -> tuple[Sequence[int], list[int], list[int], dict[str, str]]:
-        """Sort planned rows into fresh, to replan and changed positions, and find repeats (key -> earlier key)."""
-        keys = new.keys
-        changed: list[int] = []
-        replan: list[int] = []
-        if not known:  # a new campaign: no number repeats unless one comes twice in these rows
-            fresh: Sequence[int] = range(len(keys))
-            if allow_repeat or new.numbers_unique():
-                return fresh, replan, changed, {}
-            return fresh, replan, changed, repeats(keys, new.msisdns, new.digests, fresh, known)
-        msisdns, digests = new.msisdns, new.digests
-        fresh, candidates = [], []
-        for i, (key, msisdn, digest) in enumerate(zip(keys, msisdns, digests, strict=True)):
-            seen = known.get(key)
-            if seen is None:
-                fresh.append(i)
-            elif seen[:2] != (msisdn, digest):
-                (replan if seen[2] == "planned" else changed).append(i)
-            if seen is None or (seen[2] == "planned"):
-                candidates.append(i)
-        same_as = {} if allow_repeat else repeats(keys, msisdns, digests, candidates, known)
-        return fresh, replan, changed, same_as
-
-    @staticmethod
-    def _mark_repeats(
-        conn: sa.Connection, cid: int, known: Mapping[str, tuple[Any, ...]], same_as: Mapping[str, str], now: Any
-    ) -> None:
-        """Store (or clear) the repeat reason on already-planned rows whose verdict changed."""
-        updates = []
-        for key, (_, _, state, reason) in known.items():
-            if state != "planned":
-                continue
-            wanted = repeat_reason(same_as[key]) if key in same_as else None
-            if wanted != reason and (wanted is not None or (reason or "").startswith(REPEAT_REASON)):
-                updates.append((wanted, now, cid, key))
+    def _mark_repeats(conn: sa.Connection, cid: int, same_as: dict[str, str], now: Any) -> None:
+        """Store (or clear) the repeat reason on planned rows whose verdict changed."""
+        updates = [(reason, now, cid, key) for key, reason in _compare.repeat_updates(conn, cid, same_as)]
         if updates:
             sql = _sql(
                 conn,
@@ -462,12 +423,6 @@ class Ledger:
         )
         params = [(*values[1:], now, cid, values[0]) for values in zip(*columns, strict=True)]
         conn.exec_driver_sql(sql, params)
-
-    def _known(self, conn: sa.Connection, cid: int) -> dict[str, tuple[str, str, str, str | None]]:
-        """Map each key of campaign ``cid`` to its (msisdn, content digest, state, reason); empty for a new one."""
-        c = messages.c
-        stmt = sa.select(c.message_key, c.msisdn, c.content_hash, c.state, c.reason).where(c.campaign_id == cid)
-        return {key: (msisdn, digest, state, reason) for key, msisdn, digest, state, reason in fetch_rows(conn, stmt)}
 
     def mark_submitting(self, campaign: str, keys: Iterable[Any], *, batch_id: str) -> int:
         """Mark ``planned`` rows ``submitting`` under ``batch_id`` (commit this before the request leaves).
