@@ -257,19 +257,23 @@ def _groups(df: pd.DataFrame, keys: list[str]) -> Iterator[tuple[str, list[str],
     if not isinstance(content.dtype, pd.StringDtype):
         content = pd.Series(_contents(content), dtype=object)
     codes, uniques = pd.factorize(content, sort=False)  # codes number the texts in order of first appearance
+    count = len(uniques)
+    del uniques  # a copy of every distinct text: each group's text is read from its first row instead
     order = np.argsort(codes, kind="stable")  # rows of group 0, then group 1, ... each in row order
-    ends = np.cumsum(np.bincount(codes, minlength=len(uniques)))
+    ends = np.cumsum(np.bincount(codes, minlength=count))
+    del codes
     key_array = np.asarray(keys, dtype=object)
     msisdn = df["msisdn"]
     group, row = 0, 0
-    while group < len(uniques):
+    while group < count:
         last = int(np.searchsorted(ends, row + CHUNK_ROWS, side="left"))  # whole groups, about CHUNK_ROWS rows
-        last = min(max(last, group), len(uniques) - 1)
+        last = min(max(last, group), count - 1)
         stop = int(ends[last])
         rows = order[row:stop]
         chunk_keys = key_array[rows].tolist()
         numbers = _texts(msisdn.iloc[rows])
-        texts = _contents(pd.Series(uniques[group : last + 1]))
+        starts = np.concatenate(([row], ends[group:last])) - row  # each group's first row, within the chunk
+        texts = _contents(content.iloc[rows[starts]])
         at = 0
         for text, end in zip(texts, ends[group : last + 1].tolist(), strict=True):
             size = end - row - at
