@@ -293,6 +293,25 @@ def test_a_plan_written_in_chunks_stores_what_one_chunk_would(ledger: Ledger, mo
     assert stored["reason"].isna().all()
 
 
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans compared with the stored rows two rows at a time, two keys (or numbers) per statement."""
+    from plasgate_nb.ledger import _frames, _rows
+
+    monkeypatch.setattr(_rows, "PLAN_CHUNK", 2)
+    monkeypatch.setattr(_frames, "CHUNK", 2)
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_repeats_are_found_the_same_a_few_rows_at_a_time(ledger: Ledger) -> None:
+    test_plan_reports_repeats_of_number_and_text_under_other_keys(ledger)
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_changes_are_found_the_same_a_few_rows_at_a_time(ledger: Ledger) -> None:
+    test_changed_rows_are_reported_once_sent_and_replanned_before(ledger)
+
+
 def test_unmasked_content_is_never_stored(ledger: Ledger, url: str) -> None:
     ledger.plan("c", frame(5, text="Your code is #ma#ZQ{i}-X7#ma#"))
     stored = ledger.messages("c")

@@ -15,8 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ._frames import CHUNK, MESSAGES, _in_list, _sql
-from ._rows import PLAN_CHUNK, REPEAT_REASON, TAKEN_STATES, PlanRows, repeat_reason, repeats
+from . import _frames, _rows
+from ._frames import MESSAGES, _in_list, _sql
+from ._rows import REPEAT_REASON, TAKEN_STATES, PlanRows, repeat_reason, repeats
 from ._schema import messages
 
 Sorted = tuple[Sequence[int], list[int], list[int], dict[str, str]]
@@ -30,8 +31,9 @@ def has_rows(conn: sa.Connection, cid: int) -> bool:
 def _select(conn: sa.Connection, cid: int, column: str, values: Sequence[Any], *, extra: str = "") -> list[Any]:
     """Stored ``message_key, msisdn, content_hash, state, reason`` of the rows whose ``column`` is in ``values``."""
     out: list[Any] = []
-    for start in range(0, len(values), CHUNK):
-        cond, params = _in_list(conn, column, values[start : start + CHUNK])
+    size = _frames.CHUNK
+    for start in range(0, len(values), size):
+        cond, params = _in_list(conn, column, values[start : start + size])
         sql = _sql(
             conn,
             f"SELECT message_key, msisdn, content_hash, state, reason FROM {MESSAGES} "
@@ -59,8 +61,8 @@ def sort_rows(conn: sa.Connection, cid: int | None, new: PlanRows, *, allow_repe
     keys: list[str] = []  # the rows still to send, with their numbers and digests
     numbers: list[str] = []
     digests: list[str] = []
-    for start in range(0, len(new), PLAN_CHUNK):
-        part = slice(start, start + PLAN_CHUNK)
+    for start in range(0, len(new), _rows.PLAN_CHUNK):
+        part = slice(start, start + _rows.PLAN_CHUNK)
         part_keys, part_numbers, part_digests = new.keys[part], new.numbers(part), new.hashes(part)
         stored = {row[0]: row[1:4] for row in _select(conn, cid, "message_key", part_keys)}
         for offset, (key, msisdn, digest) in enumerate(zip(part_keys, part_numbers, part_digests, strict=True)):
