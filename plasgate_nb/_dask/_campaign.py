@@ -173,7 +173,7 @@ class _CountingClient:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def send_many(self, requests: Any, *, before_send: Any = None, on_result: Any = None) -> Any:
+    def send_many(self, requests: Any, *, before_send: Any = None, on_result: Any = None, **options: Any) -> Any:
         """Send through the client, counting each settled request's recipients."""
 
         async def counted(result: Any) -> None:
@@ -181,7 +181,7 @@ class _CountingClient:
                 await on_result(result)
             self._bar.update(result.request.recipients)
 
-        return self._client.send_many(requests, before_send=before_send, on_result=counted)
+        return self._client.send_many(requests, before_send=before_send, on_result=counted, **options)
 
     def count_sent(self, n: int) -> None:
         """Count ``n`` messages settled over SMPP."""
@@ -262,7 +262,8 @@ class _Send:
         summary.same_as.update(preview.same_as)
         summary.already_sent += len(rows) - len(todo) - len(preview.changed) - len(preview.same_as)
         part = type(summary)(c.name, dry_run=True)
-        _add(summary, c._totals(part, todo, c._build(todo, schedule_at=self.schedule_at) if len(todo) else []))
+        requests = c._build(todo, schedule_at=self.schedule_at).count() if len(todo) else 0
+        _add(summary, c._totals(part, todo, requests))
 
     def part(self, rows: pd.DataFrame, skipped: dict[str, int], held: set[str]) -> None:
         """Plan and send one partition (under the send's lease)."""
@@ -291,7 +292,7 @@ class _Send:
         if len(todo):
             self._send(todo)
         else:  # nothing to send: a cost and a duration of 0, as pandas reports them
-            _add(summary, c._totals(type(summary)(c.name), todo, []))
+            _add(summary, c._totals(type(summary)(c.name), todo, 0))
 
     def _send(self, todo: pd.DataFrame) -> None:
         """Send one partition's rows still to send (the pandas send's last steps)."""
@@ -301,7 +302,8 @@ class _Send:
         if quiet is not None and c.transport == "batch" and self.schedule_at is None and quiet.contains(clock):
             self.schedule_at = quiet.opens_at(clock)  # quiet hours began during an earlier partition
         requests = c._build(todo, schedule_at=self.schedule_at)
-        part = c._totals(type(self.summary)(c.name), todo, requests)
+        # one request per row but on REST batch-send, where the count is known once they are built
+        part = c._totals(type(self.summary)(c.name), todo, None if c.transport == "batch" else len(todo))
         try:
             if c._quiet(part, clock, self.schedule_at) and c.transport != "batch":
                 from ..campaign import _waiting
@@ -315,8 +317,10 @@ class _Send:
                 self.reports_noted = True
             if c.transport == "smpp":
                 sender._send_smpp(todo, part)
-            elif sender._send(requests, part):
-                sender._after_quiet_began(todo, part)
+            else:
+                if sender._send(requests, part):
+                    sender._after_quiet_began(todo, part)
+                c._totals(part, todo, requests.count())
         finally:
             _add(self.summary, part)
 

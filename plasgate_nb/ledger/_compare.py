@@ -10,7 +10,7 @@ never holds the campaign's million stored rows at once.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,21 +43,34 @@ def _select(conn: sa.Connection, cid: int, column: str, values: Sequence[Any], *
     return out
 
 
-def sort_rows(conn: sa.Connection, cid: int | None, new: PlanRows, *, allow_repeat: bool) -> Sorted:
+def _as_taken(earlier: Mapping[tuple[str, str], str] | None) -> dict[str, tuple[str, str, str]]:
+    """Earlier parts' first ``(msisdn, digest) -> key`` as stored rows that count as sent (a repeat names them)."""
+    return {key: (msisdn, digest, "submitting") for (msisdn, digest), key in (earlier or {}).items()}
+
+
+def sort_rows(
+    conn: sa.Connection,
+    cid: int | None,
+    new: PlanRows,
+    *,
+    allow_repeat: bool,
+    earlier: Mapping[tuple[str, str], str] | None = None,
+) -> Sorted:
     """Sort ``new`` against campaign ``cid``'s stored rows: (fresh, replan, changed positions, same_as).
 
     ``same_as`` maps the key of each row still to send (new, or stored ``planned``) whose number and
     text digest a message submitted, accepted or uncertain under another key already carries, or an
-    earlier such row of ``new``, to that message's key (empty when ``allow_repeat``).
+    earlier such row of ``new``, or a pair of ``earlier`` (the parts planned before this one), to that
+    message's key (empty when ``allow_repeat``).
     """
     fresh: list[int] = []
     replan: list[int] = []
     changed: list[int] = []
     if cid is None or not has_rows(conn, cid):  # a new campaign: a repeat only within these rows
         every = range(len(new))
-        if allow_repeat or new.numbers_unique():
+        if allow_repeat or (not earlier and new.numbers_unique()):
             return every, replan, changed, {}
-        return every, replan, changed, repeats(new.keys, new.msisdns, new.digests, every, {})
+        return every, replan, changed, repeats(new.keys, new.msisdns, new.digests, every, _as_taken(earlier))
     keys: list[str] = []  # the rows still to send, with their numbers and digests
     numbers: list[str] = []
     digests: list[str] = []
@@ -77,7 +90,9 @@ def sort_rows(conn: sa.Connection, cid: int | None, new: PlanRows, *, allow_repe
                 digests.append(digest)
     if allow_repeat or not keys:
         return fresh, replan, changed, {}
-    taken = {row[0]: row[1:4] for row in _taken(conn, cid, set(numbers))}
+    taken: dict[str, tuple[Any, ...]] = _as_taken(earlier)  # earlier parts first: they came first
+    for row in _taken(conn, cid, set(numbers)):
+        taken.setdefault(row[0], row[1:4])
     return fresh, replan, changed, repeats(keys, numbers, digests, range(len(keys)), taken)
 
 
@@ -87,19 +102,28 @@ def _taken(conn: sa.Connection, cid: int, numbers: Collection[str]) -> list[Any]
     return _select(conn, cid, "msisdn", sorted(numbers), extra=f" AND state IN ({states})")
 
 
-def repeat_updates(conn: sa.Connection, cid: int, same_as: dict[str, str]) -> Iterable[tuple[str, str | None]]:
-    """``(key, reason)`` for the stored ``planned`` rows whose repeat reason must change.
+def repeat_updates(
+    conn: sa.Connection, cid: int, same_as: dict[str, str], *, scope: Sequence[str] | None = None
+) -> Iterable[tuple[str, str | None]]:
+    """``(key, reason)`` for the stored ``planned`` rows (of ``scope``'s keys, if given) whose repeat reason changes.
 
     A row in ``same_as`` takes the reason naming its earlier message; a planned row holding a repeat
     reason it no longer deserves has it cleared (None).
     """
     current: dict[str, str | None] = {}
-    marked = conn.execute(
-        sa.select(messages.c.message_key, messages.c.reason).where(
-            messages.c.campaign_id == cid, messages.c.state == "planned", messages.c.reason.startswith(REPEAT_REASON)
+    if scope is None:
+        marked = conn.execute(
+            sa.select(messages.c.message_key, messages.c.reason).where(
+                messages.c.campaign_id == cid,
+                messages.c.state == "planned",
+                messages.c.reason.startswith(REPEAT_REASON),
+            )
         )
-    )
-    current.update((key, reason) for key, reason in marked)
+        current.update((key, reason) for key, reason in marked)
+    else:  # one part of a frame planned in parts: only its own rows
+        for row in _select(conn, cid, "message_key", list(scope)):
+            if row[3] == "planned" and (row[4] or "").startswith(REPEAT_REASON):
+                current[row[0]] = row[4]
     for row in _select(conn, cid, "message_key", sorted(same_as)):
         if row[3] == "planned":
             current[row[0]] = row[4]

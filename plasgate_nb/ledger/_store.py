@@ -324,7 +324,13 @@ class Ledger:
     # -- planning and sending ----------------------------------------------------------------------
 
     def plan(
-        self, campaign: str, rows: pd.DataFrame, *, allow_repeat: bool = False, dry_run: bool = False
+        self,
+        campaign: str,
+        rows: pd.DataFrame,
+        *,
+        allow_repeat: bool = False,
+        dry_run: bool = False,
+        earlier: Mapping[tuple[str, str], str] | None = None,
     ) -> PlanResult:
         """Record ``rows`` as ``planned`` (idempotent): new keys are added, known keys kept or replanned.
 
@@ -338,16 +344,25 @@ class Ledger:
         reported in ``same_as`` with that message's key, and planned with that reason: the sender
         must not send it, unless ``allow_repeat``. ``dry_run`` computes the result and writes nothing.
         Keys, numbers or texts holding control characters raise LedgerError before anything is written.
+
+        ``earlier`` plans ``rows`` as one part of a larger frame planned part by part in order (Dask
+        partitions): it maps the ``(msisdn, content digest)`` pairs of earlier parts that later parts
+        may repeat to the key that first carries each; repeat reasons are then set or cleared only on
+        ``rows``' own keys (an earlier part's verdicts stand).
         """
         new = plan_rows(rows)
         if dry_run:
             with self._read("plan (dry run)") as conn:
                 cid = self._cid(conn, campaign)
-                fresh, replan, changed, same_as = _compare.sort_rows(conn, cid, new, allow_repeat=allow_repeat)
+                fresh, replan, changed, same_as = _compare.sort_rows(
+                    conn, cid, new, allow_repeat=allow_repeat, earlier=earlier
+                )
             return self._result(campaign, new, fresh, replan, changed, same_as, log=False)
         with self._write("plan") as conn:
             cid = self._cid(conn, campaign, create=True)
-            fresh, replan, changed, same_as = _compare.sort_rows(conn, cid, new, allow_repeat=allow_repeat)
+            fresh, replan, changed, same_as = _compare.sort_rows(
+                conn, cid, new, allow_repeat=allow_repeat, earlier=earlier
+            )
             now = bind_value(conn, messages.c.created_at, _now())
             for columns in new.parts(replan):
                 self._replan(conn, cid, columns, now)
@@ -360,13 +375,16 @@ class Ledger:
                 if same_as:
                     constants.append([repeat_reason(same_as[k]) if k in same_as else None for k in columns[0]])
                 bulk_insert(conn, messages, names, list(zip(*columns, *constants, strict=True)))
-            self._mark_repeats(conn, cid, same_as, now)
+            self._mark_repeats(conn, cid, same_as, now, scope=None if earlier is None else new.keys)
         return self._result(campaign, new, fresh, replan, changed, same_as, log=True)
 
     @staticmethod
-    def _mark_repeats(conn: sa.Connection, cid: int, same_as: dict[str, str], now: Any) -> None:
-        """Store (or clear) the repeat reason on planned rows whose verdict changed."""
-        updates = [(reason, now, cid, key) for key, reason in _compare.repeat_updates(conn, cid, same_as)]
+    def _mark_repeats(
+        conn: sa.Connection, cid: int, same_as: dict[str, str], now: Any, *, scope: Sequence[str] | None = None
+    ) -> None:
+        """Store (or clear) the repeat reason on planned rows (of ``scope``'s keys, if given) whose verdict changed."""
+        changes = _compare.repeat_updates(conn, cid, same_as, scope=scope)
+        updates = [(reason, now, cid, key) for key, reason in changes]
         if updates:
             sql = _sql(
                 conn,
