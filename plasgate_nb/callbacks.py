@@ -12,11 +12,14 @@ campaign's ledger id, ``{token}`` its secret callback token (in the path, so tha
 - ``GET /health``.
 
 A callback authenticated for one campaign reaches only that campaign's rows. Every accepted report is
-committed to the ledger before the answer ``200 ACK/Jasmin``; reports are committed in groups (one
-transaction for all that arrived while the previous one was written), so a burst costs a few commits,
-not one per request. A report that cannot be stored gets a 503 so the gateway retries; malformed input
-gets a 4xx with a short reason and changes nothing. Connections that do not finish their request
-headers within ``header_timeout`` seconds are closed (slowloris). With ``smpp=SmppConfig(...)`` the
+committed to the ledger, and on disk, before the answer ``200 ACK/Jasmin``; reports are committed in
+groups (one transaction for all that arrived while the previous one was written), so a burst costs a
+few commits, not one per request. In process mode the writer process commits a group and, while a
+thread of its own waits for the disk (one ``fdatasync`` covering every group committed meanwhile, see
+``ledger._wal``), already takes the next one; each group is answered once its sync returned. A
+report that cannot be stored gets a 503 so the gateway retries; malformed input gets a 4xx with a
+short reason and changes nothing. Connections that do not finish their request headers within
+``header_timeout`` seconds are closed (slowloris). With ``smpp=SmppConfig(...)`` the
 receiver also keeps a ``bind_receiver`` to the gateway and stores late receipts and replies
 (``smpp.receiver``).
 """
@@ -30,6 +33,8 @@ import hmac
 import json
 import logging
 import multiprocessing
+import queue
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -58,6 +63,7 @@ ACK = "ACK/Jasmin"
 MAX_BODY = 16 * 1024
 MAX_FIELDS = 40
 GATHER_TURNS = 8  # event-loop turns the writer waits for more reports while more keep arriving
+IN_FLIGHT = 2  # groups handed to the writer at once: one being committed, the next one waiting for it
 HEADER_TIMEOUT = 10.0  # seconds a connection may take to send its request headers
 _HEX = frozenset("0123456789abcdef")
 
@@ -110,10 +116,17 @@ def _is_refusal(exc: LedgerError) -> bool:
 Outcome = tuple[str, str]  # ("ok" | "refused" | "failed", reason)
 
 
-def _record(sink: EventSink, events: list[dict[str, Any]]) -> Outcome:
-    """Record ``events`` through ``sink`` and describe the outcome (never raises)."""
+def _record(sink: EventSink, events: list[dict[str, Any]], *, sync: bool = True) -> Outcome:
+    """Record ``events`` through ``sink`` and describe the outcome (never raises).
+
+    ``sync=False`` (the writer process, whose sink is a Ledger): commit without waiting for the disk;
+    the caller syncs before answering.
+    """
     try:
-        sink.record_events(events)
+        if sync:
+            sink.record_events(events)
+        else:
+            sink.record_events(events, sync=False)  # type: ignore[call-arg]
     except LedgerError as exc:
         return ("refused" if _is_refusal(exc) else "failed", str(exc))
     except Exception as exc:  # never crash the receiver; the gateway retries on 503
@@ -121,33 +134,83 @@ def _record(sink: EventSink, events: list[dict[str, Any]]) -> Outcome:
     return "ok", ""
 
 
-def _writer_main(ledger_url: str, conn: Connection) -> None:
-    """Writer process: open the ledger, say ready, then record each group received and answer its outcome.
+Answer = tuple[list[int], Outcome]  # the groups (by sequence number) one transaction held, and its outcome
 
-    It ends when the server's end of the pipe closes, also when the server was killed (kill -9) while a
-    group was being committed: that group stays stored, unanswered; the gateway retries those reports
-    and the ledger keeps one copy of each.
+
+def _sync_and_answer(sink: Any, conn: Connection, answers: queue.SimpleQueue[Answer | None]) -> None:
+    """Writer process, sync thread: make committed groups durable, then answer them.
+
+    It takes every answer waiting, syncs the ledger once for all of them (one ``fdatasync`` on SQLite
+    while the main thread already runs the next transaction), then sends each group's outcome.
+    """
+    while True:
+        batch = [answers.get()]
+        while not answers.empty():
+            batch.append(answers.get())
+        done = batch[-1] is None
+        batch = [answer for answer in batch if answer is not None]
+        failure: Outcome | None = None
+        if any(outcome[0] == "ok" for _, outcome in batch):
+            try:
+                sink.sync_events()
+            except Exception as exc:  # the disk failed: none of these groups is known to be stored
+                failure = ("failed", str(exc) if isinstance(exc, LedgerError) else type(exc).__name__)
+        try:
+            for seqs, outcome in batch:
+                for seq in seqs:
+                    conn.send((seq, failure if failure is not None and outcome[0] == "ok" else outcome))
+        except OSError:  # the server is gone
+            return
+        if done:
+            return
+
+
+def _writer_main(ledger_url: str, conn: Connection) -> None:
+    """Writer process: open the ledger, say ready, then record the groups received and answer each.
+
+    The main thread takes every group waiting on the pipe into one transaction (each group in its own
+    when that fails), committed without waiting for the disk; a sync thread makes it durable (one sync
+    for all the groups committed meanwhile) and only then answers ``(sequence number, outcome)`` for
+    each group. It ends when the
+    server's end of the pipe closes, also when the server was killed (kill -9) while a group was being
+    committed: that group stays stored, unanswered; the gateway retries those reports and the ledger
+    keeps one copy of each.
     """
     from .ledger import Ledger
 
     sink = Ledger(ledger_url)
     sink.campaign_token("")  # open the connection now rather than on the first report
+    answers: queue.SimpleQueue[Answer | None] = queue.SimpleQueue()
+    syncer = threading.Thread(target=_sync_and_answer, args=(sink, conn, answers), name="plasgate-nb-sync")
     try:
         conn.send(True)
+        syncer.start()
         while True:
-            events = conn.recv()
-            conn.send(_record(sink, events))
+            groups = [conn.recv()]
+            while conn.poll():
+                groups.append(conn.recv())
+            outcome = _record(sink, [event for _, group in groups for event in group], sync=False)
+            if outcome[0] == "ok" or len(groups) == 1:
+                answers.put(([seq for seq, _ in groups], outcome))
+                continue
+            for seq, group in groups:  # one group's bad event must not fail the other groups
+                answers.put(([seq], _record(sink, group, sync=False)))
     except (EOFError, OSError):  # the server closed the pipe or is gone
         return
     finally:
+        answers.put(None)
+        if syncer.is_alive():
+            syncer.join(timeout=30)
         sink.close()
 
 
 class _WriterProcess:
-    """A writer process fed through a pipe; the event loop waits on the pipe itself (no helper threads).
+    """A writer process fed through a pipe; the event loop reads its answers itself (no helper threads).
 
-    A process pool's helper threads compete with the event loop for the GIL and add latency to every
-    group; here the request and the answer each are one pickle over the pipe.
+    Groups are sent as ``(sequence number, events)`` without waiting for the previous one's answer, so
+    the writer takes the next group while the previous one is synced to disk. A process pool's helper
+    threads would compete with the event loop for the GIL and add latency to every group; here a
+    request and its answer each are one pickle over the pipe.
     """
 
     def __init__(self, ledger_url: str) -> None:
@@ -158,30 +221,62 @@ class _WriterProcess:
         )
         self.process.start()
         child.close()
+        self.loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = self.loop.create_future()
+        self.waiting: dict[int, asyncio.Future[Outcome]] = {}
+        self.sequence = 0
+        self.gone: BaseException | None = None
+        self.loop.add_reader(self.conn.fileno(), self._readable)
 
-    async def _reply(self) -> Any:
-        """Wait (without blocking the loop) for the writer's next answer."""
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        fd = self.conn.fileno()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    def _readable(self) -> None:
+        """Take every answer the writer sent (the event loop calls this when the pipe is readable)."""
         try:
-            await ready
-        finally:
-            loop.remove_reader(fd)
-        return self.conn.recv()
+            while self.conn.poll():
+                message = self.conn.recv()
+                if message is True:
+                    if not self.ready.done():
+                        self.ready.set_result(None)
+                    continue
+                seq, outcome = message
+                future = self.waiting.pop(seq, None)
+                if future is not None and not future.done():
+                    future.set_result(outcome)
+        except (EOFError, OSError) as exc:  # the writer is gone: every group waiting fails
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop reading and fail whoever waits (their reports get a 503 and are retried)."""
+        if self.gone is None:
+            self.gone = exc
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(self.conn.fileno())
+        for future in [self.ready, *self.waiting.values()]:
+            if not future.done():
+                future.set_exception(type(exc)(*exc.args))
+        self.waiting.clear()
 
     async def started(self) -> None:
-        """Return once the writer has opened its ledger."""
-        await self._reply()
+        """Return once the writer has opened its ledger (EOFError when it could not)."""
+        await self.ready
 
     async def record(self, events: list[dict[str, Any]]) -> Outcome:
         """Record ``events`` in the writer; EOFError/OSError when the writer is gone."""
-        self.conn.send(events)
-        return await self._reply()
+        if self.gone is not None:
+            raise EOFError("the writer process is gone")
+        await self.ready
+        self.sequence += 1
+        future: asyncio.Future[Outcome] = self.loop.create_future()
+        self.waiting[self.sequence] = future
+        try:
+            self.conn.send((self.sequence, events))
+        except OSError as exc:
+            self._fail(exc)
+        return await future
 
     def close(self) -> None:
         """Stop the writer (it ends when the pipe closes) and wait for it."""
+        if self.gone is None:
+            self._fail(EOFError("the writer is closed"))
         self.conn.close()
         self.process.join(timeout=10)
         if self.process.is_alive():
@@ -192,9 +287,9 @@ class _WriterProcess:
 class _GroupWriter:
     """Collect events from concurrent requests and commit them together, releasing each after commit.
 
-    Commits run one at a time, in a writer thread or (``ledger_url`` given) a writer process, which
-    lets the ledger's Python work run on another core than the HTTP handling: while one group is
-    written, the next one is received and parsed.
+    Commits run in a writer thread or (``ledger_url`` given) a writer process, which lets the ledger's
+    Python work run on another core than the HTTP handling. Up to ``IN_FLIGHT`` groups are handed over
+    at once: while one group is written (or synced to disk), the next one is received, parsed and sent.
     """
 
     def __init__(self, sink: EventSink, *, ledger_url: str | None = None, max_group: int = 2000) -> None:
@@ -207,6 +302,9 @@ class _GroupWriter:
         if ledger_url is None:
             self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-ledger")
         self.task: asyncio.Task[None] | None = None
+        self.flushing: set[asyncio.Task[None]] = set()
+        self.slots = asyncio.Semaphore(IN_FLIGHT)
+        self.restarting = asyncio.Lock()
 
     async def start(self) -> None:
         """Start the writer task; a writer process is started and its ledger opened before this returns."""
@@ -227,19 +325,22 @@ class _GroupWriter:
             return await asyncio.get_running_loop().run_in_executor(
                 self.executor, functools.partial(_record, self.sink, events)
             )
-        if self.process is None or self.ledger_url is None:
+        process = self.process
+        if process is None or self.ledger_url is None:
             return "failed", "the writer process is not started"
         try:
-            return await self.process.record(events)
+            return await process.record(events)
         except (EOFError, OSError) as exc:  # the writer process died: answer 503, start a new one
-            logger.error("the callback writer process stopped (%s); starting a new one", type(exc).__name__)
-            self.process.close()
-            self.process = _WriterProcess(self.ledger_url)
-            await self.process.started()
+            async with self.restarting:
+                if self.process is process:
+                    logger.error("the callback writer process stopped (%s); starting a new one", type(exc).__name__)
+                    process.close()
+                    self.process = _WriterProcess(self.ledger_url)
+                    await self.process.started()
             return "failed", type(exc).__name__
 
     async def run(self) -> None:
-        """Write queued events group by group until cancelled."""
+        """Hand queued events over group by group until cancelled."""
         while True:
             group = [await self.queue.get()]
             for _ in range(GATHER_TURNS):  # let requests already received join (fewer, larger commits)
@@ -247,14 +348,22 @@ class _GroupWriter:
                 await asyncio.sleep(0)
                 if self.queue.qsize() == size:
                     break
+            await self.slots.acquire()  # at most IN_FLIGHT groups handed over; more gather meanwhile
             while len(group) < self.max_group and not self.queue.empty():
                 group.append(self.queue.get_nowait())
+            task = asyncio.create_task(self._flush(group))
+            self.flushing.add(task)
+            task.add_done_callback(self.flushing.discard)
+
+    async def _flush(self, group: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        """Commit one group and release its requests (one by one if the group failed)."""
+        try:
             outcome, reason = await self._commit([e for e, _ in group])
             if outcome == "ok":
                 for _, future in group:
                     if not future.done():
                         future.set_result(None)
-                continue
+                return
             # one bad event must not fail its neighbours: write them one by one
             logger.warning("group of %d callbacks failed (%s); writing them one by one", len(group), outcome)
             for event, future in group:
@@ -267,13 +376,17 @@ class _GroupWriter:
                     logger.error("could not store a callback: %s", reason)
                     error = CallbackError(f"refused: {reason}") if outcome == "refused" else LedgerError(reason)
                     future.set_exception(error)
+        finally:
+            self.slots.release()
 
     async def close(self) -> None:
-        """Stop the writer task and its thread or process."""
-        if self.task is not None:
-            self.task.cancel()
+        """Stop the writer task, the groups being written, and the writer thread or process."""
+        tasks = [t for t in (self.task, *self.flushing) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+                await task
         if self.executor is not None:
             self.executor.shutdown(wait=True)
         if self.process is not None:

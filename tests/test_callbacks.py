@@ -365,3 +365,28 @@ def test_connections_that_never_finish_their_headers_are_closed(ledger: Ledger, 
 def test_header_timeout_must_be_positive(ledger: Ledger) -> None:
     with pytest.raises(CallbackError, match="header_timeout"):
         CallbackServer(ledger, header_timeout=0)
+
+
+def test_the_writer_process_stores_good_groups_beside_a_refused_one(ledger: Ledger) -> None:
+    """Groups waiting together share one transaction; a refused event fails only its own group."""
+    import multiprocessing
+    import threading
+
+    from plasgate_nb.callbacks import _writer_main
+
+    ours, theirs = multiprocessing.Pipe()
+    writer = threading.Thread(target=_writer_main, args=(ledger.url, theirs))
+    writer.start()
+    try:
+        assert ours.recv() is True  # the writer opened the ledger
+        good = parse_dlr(level2("w-1"), campaign=CAMPAIGN, message_key=None)
+        bad = {**parse_dlr(level2("w-2"), campaign=CAMPAIGN, message_key=None), "level": 7}
+        for seq, group in ((1, [good]), (2, [bad]), (3, [{**good, "message_id": "w-3"}])):
+            ours.send((seq, group))
+        answers = dict(ours.recv() for _ in range(3))
+    finally:
+        ours.close()
+        writer.join(30)
+    assert not writer.is_alive()
+    assert answers[1] == answers[3] == ("ok", "") and answers[2][0] == "refused"
+    assert sorted(ledger.events(CAMPAIGN)["message_id"]) == ["w-1", "w-3"]

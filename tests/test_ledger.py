@@ -505,6 +505,66 @@ def test_invalid_events_are_refused_whole(ledger: Ledger) -> None:
     assert ledger.events("c").empty
 
 
+def test_events_committed_without_sync_are_stored_and_the_next_sync_makes_them_durable(
+    ledger: Ledger, url: str
+) -> None:
+    ledger.plan("c", frame(2))
+    sent(ledger, "c", ["k00000", "k00001"], ids={"k00000": "m0", "k00001": "m1"})
+    assert ledger.record_events([dlr("m0", 2, "DELIVRD")], sync=False) == 1
+    assert ledger.record_events([dlr("m1", 2, "UNDELIV", err="001")], sync=False) == 1
+    ledger.sync_events()  # one sync for both transactions
+    with Ledger(url) as other:  # another connection sees both, applied
+        assert list(other.messages("c")["delivery_status"]) == ["DELIVRD", "UNDELIV"]
+    with pytest.raises(LedgerError, match="level"):  # a refusal rolls back and leaves the setting as it was
+        ledger.record_events([dlr("m0", 7, "DELIVRD")], sync=False)
+    if url.startswith("sqlite"):  # the connection commits with a full sync again for everything else
+        with ledger._ready().connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    ledger.sync_events()  # nothing new: harmless
+
+
+def test_sync_of_an_sqlite_ledger_follows_its_write_ahead_log(tmp_path: Path) -> None:
+    from plasgate_nb.ledger._wal import WalFile
+
+    wal = WalFile(tmp_path / "gone.db")
+    wal.sync()  # no log file (never written, or checkpointed away by the last connection): nothing to do
+    assert wal.fd is None
+    (tmp_path / "gone.db-wal").write_bytes(b"frames")
+    wal.sync()
+    first = wal.inode
+    (tmp_path / "new-wal").write_bytes(b"a new log")
+    (tmp_path / "new-wal").replace(tmp_path / "gone.db-wal")  # (the old one, still open, keeps its inode)
+    wal.sync()  # a log made anew is reopened, not the old file synced
+    assert wal.inode != first and wal.inode == (tmp_path / "gone.db-wal").stat().st_ino
+    wal.close()
+    assert wal.fd is None
+
+
+def test_deferred_sync_writers_of_one_file_take_turns(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from plasgate_nb.ledger._wal import WalFile
+
+    (tmp_path / "l.db-wal").write_bytes(b"")
+    first, second = WalFile(tmp_path / "l.db"), WalFile(tmp_path / "l.db")
+    order: list[str] = []
+
+    def wait_for_turn() -> None:
+        with second.turn():
+            order.append("second")
+
+    with first.turn():
+        waiter = threading.Thread(target=wait_for_turn)
+        waiter.start()
+        time.sleep(0.2)  # the other writer is waiting meanwhile
+        order.append("first done")
+    waiter.join(10)
+    assert order == ["first done", "second"]
+    first.close()
+    second.close()
+
+
 # -- sharing and safety -------------------------------------------------------------------------------
 
 

@@ -57,6 +57,7 @@ from ._schema import (
     resolve_url,
 )
 from ._schema import replies as reply_table
+from ._wal import WalFile, deferred_sync
 
 logger = logging.getLogger("plasgate_nb")
 
@@ -137,6 +138,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._cids: dict[str, int] = {}
         self._held: dict[int, str] = {}  # campaign id -> owner of the lease this ledger holds on it
+        self._wal = WalFile(self._url.database or "") if self._url.get_backend_name() == "sqlite" else None
 
     @property
     def url(self) -> str:
@@ -158,6 +160,8 @@ class Ledger:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+            if self._wal is not None:
+                self._wal.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -188,13 +192,18 @@ class Ledger:
             return self._engine
 
     @contextlib.contextmanager
-    def _write(self, what: str) -> Iterator[sa.Connection]:
-        """A write transaction: committed on success, rolled back on any error."""
+    def _write(self, what: str, *, defer_sync: bool = False) -> Iterator[sa.Connection]:
+        """A write transaction: committed on success, rolled back on any error.
+
+        ``defer_sync`` (SQLite): commit without waiting for the disk (see :meth:`sync_events`), taking
+        turns with the other writers that do so (callback receivers) without SQLite's sleeping retries.
+        """
         engine = self._ready()
+        turn = self._wal.turn() if defer_sync and self._wal is not None else contextlib.nullcontext()
         try:
-            with engine.connect() as conn:
+            with turn, engine.connect() as conn:
                 conn.execution_options(**{WRITE_OPTION: True})
-                with conn.begin():
+                with deferred_sync(conn, enabled=defer_sync), conn.begin():
                     lock_writers(conn)
                     yield conn
         except sa.exc.SQLAlchemyError as exc:
@@ -680,13 +689,16 @@ class Ledger:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def record_events(self, items: Iterable[Mapping[str, Any]]) -> int:
+    def record_events(self, items: Iterable[Mapping[str, Any]], *, sync: bool = True) -> int:
         """Store delivery events in one transaction and apply them; return how many were new.
 
         Duplicates (same message id, level and status) are recorded once; events for a message id not
         yet paired with a row are kept and applied when the pairing arrives. An event names its row by
         ``campaign`` and ``message_key``, or ``campaign`` and ``key_digest`` (what callback URLs carry:
         :func:`plasgate_nb._keys.key_digest` of the key); a campaign's events only reach its own rows.
+
+        ``sync=False`` commits without waiting for the disk on SQLite (PostgreSQL commits as always):
+        the events are durable once :meth:`sync_events` has returned, and not before.
         """
         now = _now()
         items = list(items)
@@ -694,7 +706,7 @@ class Ledger:
         evs = [normalize(item, now=now) for item in items]
         if not evs:
             return 0
-        with self._write("record events") as conn:
+        with self._write("record events", defer_sync=not sync) as conn:
             cids = {n: c for n in {e.campaign for e in evs if e.campaign} if (c := self._cid(conn, n)) is not None}
             if any(digests):
                 evs = _pairing.keys_from_digests(conn, evs, digests, cids)
@@ -707,6 +719,19 @@ class Ledger:
                     fresh.setdefault(rid, []).append(e)
             _pairing.apply(conn, attached, now=now, fresh=fresh)
         return len(inserted)
+
+    def sync_events(self) -> None:
+        """Make every transaction this process committed with ``record_events(sync=False)`` durable.
+
+        SQLite: one ``fdatasync`` of the ledger's write-ahead log covers all of them (group commit);
+        PostgreSQL: nothing to do. Raises LedgerError when the disk reports a failure.
+        """
+        if self._wal is None:
+            return
+        try:
+            self._wal.sync()
+        except OSError as exc:
+            raise LedgerError(f"ledger sync failed: {exc.strerror or type(exc).__name__}") from exc
 
     # -- replies -----------------------------------------------------------------------------------
 
