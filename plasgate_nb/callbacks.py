@@ -171,10 +171,9 @@ def _writer_main(ledger_url: str, conn: Connection) -> None:
     The main thread takes every group waiting on the pipe into one transaction (each group in its own
     when that fails), committed without waiting for the disk; a sync thread makes it durable (one sync
     for all the groups committed meanwhile) and only then answers ``(sequence number, outcome)`` for
-    each group. It ends when the
-    server's end of the pipe closes, also when the server was killed (kill -9) while a group was being
-    committed: that group stays stored, unanswered; the gateway retries those reports and the ledger
-    keeps one copy of each.
+    each group. It ends when the server's end of the pipe closes, also when the server was killed
+    (kill -9) while a group was being committed: that group stays stored, unanswered; the gateway
+    retries those reports and the ledger keeps one copy of each.
     """
     from .ledger import Ledger
 
