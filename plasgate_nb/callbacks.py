@@ -63,7 +63,7 @@ ACK = "ACK/Jasmin"
 MAX_BODY = 16 * 1024
 MAX_FIELDS = 40
 GATHER_TURNS = 8  # event-loop turns the writer waits for more reports while more keep arriving
-IN_FLIGHT = 2  # groups handed to the writer at once: one being committed, the next one waiting for it
+IN_FLIGHT = 3  # groups handed to the writer at once: one waiting for the disk, one being committed, one queued
 HEADER_TIMEOUT = 10.0  # seconds a connection may take to send its request headers
 _HEX = frozenset("0123456789abcdef")
 
