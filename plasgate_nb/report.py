@@ -25,11 +25,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from . import _merge
 from ._dask import is_dask_frame
-from ._keys import key_index
-from ._masking import content_digest
 from ._states import AWAITING, FINAL_STATUSES, NOT_REQUESTED, row_kinds
 from .compose import validate_price
 from .errors import ConfigError
@@ -63,6 +64,7 @@ COLLECT_COLUMNS = (
     "submitted_at",
     "done_at",
 )
+_PLANNED_COLUMNS = ["msisdn", "content_hash"]  # what a still-planned row is compared on
 _LEDGER_COLUMNS = [
     "state",
     "message_id",
@@ -81,9 +83,6 @@ STATUS_ORDER = ("DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED")  # how fi
 STATUS_PREFIX = "status_"
 TIDY_COLUMNS = ("status", "count", "rate", "ci_low", "ci_high")
 Z95 = 1.959963984540054
-# The ledger's texts arrive in python storage; kept so, a million-row collect copies none of them into
-# pyarrow (where pandas has pyarrow, "string" means pyarrow storage: 0.1 s per column per million rows).
-TEXT = pd.StringDtype("python")
 
 
 def _source(campaign: Any) -> tuple[Ledger, str, str | None, float | None]:
@@ -103,86 +102,10 @@ def _source(campaign: Any) -> tuple[Ledger, str, str | None, float | None]:
     return ledger, name, key, price
 
 
-def _read(ledger: Ledger, name: str) -> pd.DataFrame:
-    """The collect columns of campaign ``name`` (the ledger's fastest reader)."""
-    return ledger.read_columns(name, _LEDGER_COLUMNS)
-
-
 def reports_requested(ledger: Ledger, name: str) -> bool | None:
     """Whether campaign ``name`` asked for delivery reports when it was last sent (None: not recorded)."""
     requested = (ledger.campaign_settings(name) or {}).get("reports")
     return None if requested is None else bool(requested)
-
-
-def _not_before(times: pd.Series, start: pd.Series) -> pd.Series:
-    """``times``, but never earlier than ``start`` (a gateway's minute-precision dates, another clock)."""
-    early = (times < start).fillna(False)
-    return times.mask(early, start) if early.any() else times
-
-
-def _take(values: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
-    """Values at ``positions`` (-1 gives a missing value), on ``index``, keeping the dtype."""
-    return pd.Series(values.array.take(positions, allow_fill=True), index=index, name=values.name)
-
-
-def _positions(keys: pd.Index, stored: pd.Series, planned: np.ndarray) -> np.ndarray:
-    """For each of ``keys`` (unique, hash table built) the position of the same key in ``stored``, or -1.
-
-    The common case needs no hashing: the ledger holds the frame's rows (``planned``: those the audience
-    stage passed, or all) in frame order, as sending plans them; checked element by element.
-    """
-    stored_keys = stored.to_numpy(dtype=object)
-    mine = keys.to_numpy(dtype=object)
-    for rows in (np.flatnonzero(planned), np.arange(len(mine))):
-        if len(rows) == len(stored_keys) and np.array_equal(mine[rows], stored_keys):
-            positions = np.full(len(keys), -1, dtype=np.intp)
-            positions[rows] = np.arange(len(rows))
-            return positions
-    found = keys.get_indexer(pd.Index(stored_keys, dtype=keys.dtype))
-    hit = found >= 0
-    positions = np.full(len(keys), -1, dtype=np.intp)
-    positions[found[hit]] = np.flatnonzero(hit)
-    return positions
-
-
-def _not_sent_reasons(df: pd.DataFrame, index: pd.Index) -> pd.Series:
-    """Why each row would not be sent by the audience stage (missing where it would be sent)."""
-    reasons = pd.Series(pd.NA, index=index, dtype=TEXT)
-    if "audience_status" not in df.columns:
-        return reasons
-    status = df["audience_status"]
-    skipped = status.to_numpy(dtype=object) != "ok"  # missing counts as skipped
-    if not skipped.any():
-        return reasons
-    text = status[skipped].astype("string").fillna("not checked")
-    if "audience_reason" in df.columns:
-        text = df["audience_reason"][skipped].astype("string").fillna(text)
-    reasons[skipped] = ("skipped by audience: " + text).to_numpy()
-    return reasons
-
-
-def _changed(df: pd.DataFrame, pending: pd.DataFrame | None, keys: pd.Series, planned: pd.Series) -> pd.Series:
-    """Which still-planned rows differ (number or text hash) from what the ledger planned for them.
-
-    ``pending`` is the ledger's still-planned rows (None when ``df`` has no number and text to compare).
-    """
-    changed = pd.Series(False, index=df.index)
-    if not planned.any() or pending is None:
-        return changed
-    stored = pending.set_index("message_key")
-    mine = df.loc[planned]
-    pos = stored.index.get_indexer(keys[planned].to_numpy())
-    found = pos >= 0
-    texts = mine["content"].astype("string").fillna("").to_numpy()
-    digests = {t: content_digest(t) for t in pd.unique(texts)}  # a grouped campaign repeats one text
-    hashes = np.array([digests[t] for t in texts], dtype=object)
-    numbers = mine["msisdn"].astype("string").fillna("").to_numpy()
-    differs = np.zeros(len(mine), dtype=bool)
-    differs[found] = (stored["msisdn"].to_numpy()[pos[found]] != numbers[found]) | (
-        stored["content_hash"].to_numpy()[pos[found]] != hashes[found]
-    )
-    changed[planned] = differs
-    return changed
 
 
 def collect(
@@ -213,54 +136,51 @@ def collect(
     key = key if key is not None else default_key
     price = price_per_segment if price_per_segment is not None else default_price
     price = None if price is None else validate_price(price)
-    keys = key_index(df, key)
-    if {"msisdn", "content"} <= set(df.columns):  # the planned rows, read while the main read is decoded
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasgate-nb-collect") as pool:
-            waiting = pool.submit(ledger.pending, name)
-            stored = _read(ledger, name)
-            pending: pd.DataFrame | None = waiting.result()
-    else:
-        stored, pending = _read(ledger, name), None
+    compare = {"msisdn", "content"} <= set(df.columns)  # then planned rows are checked for changes
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="plasgate-nb-collect") as pool:
+        reading = pool.submit(ledger.read_arrow, name, _LEDGER_COLUMNS)  # the ledger reads while keys are checked
+        planned_rows = pool.submit(ledger.read_arrow, name, _PLANNED_COLUMNS, state="planned") if compare else None
+        keys = _merge.frame_keys(df, key)
+        audience = _merge.not_sent_reasons(df)
+        stored = reading.result()
+        pending = planned_rows.result() if planned_rows is not None else None
     requested = reports_requested(ledger, name)
-    index = df.index
-    audience = _not_sent_reasons(df, index)
-    positions = _positions(keys, stored["message_key"], audience.isna().to_numpy())
-    cols = {c: _take(stored[c], positions, index) for c in _LEDGER_COLUMNS}
-    state = cols.pop("state").astype(TEXT)
-    reason = cols.pop("reason").astype(TEXT)
-    in_ledger = pd.Series(positions >= 0, index=index)
-    planned = state.eq("planned").fillna(False)
-    blocked = planned & audience.notna()
-    changed = _changed(df, pending, pd.Series(keys, index=index), planned & ~blocked)
-    reason = reason.mask(~in_ledger, audience.fillna(NOT_PLANNED))
-    reason = reason.mask(blocked, audience).mask(changed, CHANGED)
-    state = state.mask(~in_ledger | blocked | changed, NOT_SENT)
-    segments = cols["segments"]
+    at = _merge.positions(keys, stored.column("message_key"), audience.is_null().to_numpy(zero_copy_only=False))
+    cols = stored.select(_LEDGER_COLUMNS).take(at)
+    in_ledger = at.is_valid()
+    state = cols.column("state")
+    planned = pc.fill_null(pc.equal(state, "planned"), False)
+    blocked = pc.and_(planned, audience.is_valid())
+    changed = _merge.changed(df, keys, pending, pc.and_not(planned, blocked))
+    reason = pc.if_else(in_ledger, cols.column("reason"), pc.coalesce(audience, NOT_PLANNED))
+    reason = pc.if_else(changed, CHANGED, pc.if_else(blocked, audience, reason))
+    state = pc.if_else(pc.or_(pc.invert(in_ledger), pc.or_(blocked, changed)), NOT_SENT, state)
+    accepted = pc.equal(state, "accepted")
+    segments = cols.column("segments")
     if price is None:
-        cost = pd.Series(pd.NA, index=index, dtype="Float64")
+        cost = pa.nulls(len(df), pa.float64())
     else:
-        cost = (segments.astype("Float64") * float(price)).where(state.eq("accepted"), 0.0)
-    status = cols["delivery_status"].astype(TEXT)
-    error_code = cols["error_code"].astype(TEXT)
+        cost = pc.if_else(accepted, pc.multiply(pc.cast(segments, pa.float64()), float(price)), 0.0)
+    status, error_code = cols.column("delivery_status"), cols.column("error_code")
     if requested is False:
-        unreported = state.eq("accepted").fillna(False) & status.isna() & error_code.isna()
-        status = status.mask(unreported, NOT_REQUESTED)
-    submitted = cols["submitted_at"]
+        unreported = pc.and_(accepted, pc.and_(status.is_null(), error_code.is_null()))
+        status = pc.if_else(unreported, NOT_REQUESTED, status)
+    submitted = cols.column("submitted_at")
     out = {
         "send_state": state,
-        "message_id": cols["message_id"].astype(TEXT),
+        "message_id": cols.column("message_id"),
         "delivery_status": status,
-        "delivered_at": _not_before(cols["delivered_at"], submitted),
+        "delivered_at": _merge.not_before(cols.column("delivered_at"), submitted),
         "error_code": error_code,
         "segments": segments,
         "cost": cost,
-        "attempts": cols["attempts"],
+        "attempts": cols.column("attempts"),
         "reason": reason,
         "submitted_at": submitted,
-        "done_at": _not_before(cols["done_at"], submitted),
+        "done_at": _merge.not_before(cols.column("done_at"), submitted),
     }
     base = df.drop(columns=[c for c in COLLECT_COLUMNS if c in df.columns])
-    return base.assign(**out)
+    return base.assign(**{c: _merge.series(values, df.index) for c, values in out.items()})
 
 
 def outcome(df: pd.DataFrame) -> pd.Series:

@@ -1,12 +1,15 @@
-"""Read a few message columns of a large campaign fast from SQLite: one aggregate string per column.
+"""Read message columns of a large campaign fast from SQLite: one aggregate byte string per column.
 
 Fetching a million rows as Python tuples costs seconds. Here SQLite's ``group_concat`` returns each
-column of a range of rows as one string: times as fixed-width ``YYYY-MM-DD HH:MM:SS.ffffff`` stamps
-parsed by NumPy, counts as decimal digits parsed with NumPy, texts split on an ASCII unit
-separator: a handful of Python objects instead of millions. The SQL stays as plain as possible
-(measured: computing ``char()``, ``substr()`` or ``CASE`` per row costs more than the scan itself).
-Any value the encoding cannot carry (a text holding the separator, a malformed stamp, a count that is
-not a small non-negative integer) makes the reader return None: the caller then uses the general reader.
+column of a range of rows as one byte string (a ``BLOB``: no Python text object is built), and NumPy
+turns it into an Arrow array without a Python object per value: texts by cutting on an ASCII unit
+separator (the offsets of an Arrow string array, computed with NumPy), times as fixed-width
+``YYYY-MM-DD HH:MM:SS.ffffff`` stamps parsed by NumPy, counts as decimal digits. The SQL stays as plain
+as possible (measured: computing ``char()``, ``substr()`` or ``CASE`` per row costs more than the scan
+itself). A NULL text is sent as the one byte ``\\x1e``, so an empty text stays empty. Any value the
+encoding cannot carry (a text holding either separator, text that is not UTF-8, a malformed stamp, a
+count that is not a small non-negative integer) makes the reader return None: the caller then uses the
+general reader.
 """
 
 from __future__ import annotations
@@ -16,31 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
-TIME_COLUMNS = frozenset({"created_at", "updated_at", "submitted_at", "delivered_at", "done_at"})
-INT_COLUMNS = frozenset({"segments", "attempts", "response_status"})
-TEXT_COLUMNS = frozenset(
-    {
-        "msisdn",
-        "content_hash",
-        "encoding",
-        "batch_id",
-        "queue_id",
-        "message_id",
-        "reason",
-        "delivery_status",
-        "delivery_level1_status",
-        "error_code",
-        "content_report",
-        "response_body",
-        "state",
-    }
-)
+from ._arrow import INT_COLUMNS, TEXT_COLUMNS, TIME_COLUMNS, TIMESTAMP, schema
+
 FAST_COLUMNS = TIME_COLUMNS | INT_COLUMNS | TEXT_COLUMNS
 
-_SEP = "\x1f"  # ASCII unit separator
+_SEP = 0x1F  # ASCII unit separator, between values
+_NULL = 0x1E  # ASCII record separator: the whole value of a NULL text
 _MAX_DIGITS = 9  # counts up to 999,999,999 parse exactly through float64 place values
+_MAX_BYTES = 2**31 - 1  # an Arrow string array's 32-bit offsets
 _NO_TIME = "0001-01-01 00:00:00.000000"  # stands for NULL in the fixed-width time columns
 _LAYOUT = np.frombuffer(b"0000-00-00 00:00:00.000000", dtype=np.uint8)
 _DIGIT = np.equal(_LAYOUT, ord("0"))
@@ -48,112 +36,132 @@ _LOW = np.where(_DIGIT, ord("0"), _LAYOUT)  # per position: a digit, or exactly 
 _HIGH = np.where(_DIGIT, ord("9"), _LAYOUT)
 
 
-# the storage these arrays really have: without it, pandas (with pyarrow installed) labels them "pyarrow"
-# and later fails when a pyarrow-backed value is written into one (Series.mask, where, ...)
-_PYTHON_STRING = pd.StringDtype("python")
-
-
 def _expression(column: str) -> str:
-    """The aggregate that returns ``column`` of all selected rows as one string."""
+    """The aggregate that returns ``column`` of all selected rows as one byte string."""
     if column in TIME_COLUMNS:  # SQLAlchemy stores SQLite datetimes as 26 characters (UTC)
-        return f"group_concat(coalesce({column}, '{_NO_TIME}'), '')"
-    if column == "state":  # never NULL
-        return f"group_concat(state, '{_SEP}')"
-    return f"group_concat(coalesce({column}, ''), '{_SEP}')"
+        joined = f"group_concat(coalesce({column}, '{_NO_TIME}'), '')"
+    elif column in ("message_key", "state"):  # never NULL
+        joined = f"group_concat({column}, '{chr(_SEP)}')"
+    else:
+        joined = f"group_concat(coalesce({column}, '{chr(_NULL)}'), '{chr(_SEP)}')"
+    return f"CAST({joined} AS BLOB)"
 
 
-def sql(columns: Sequence[str]) -> str:
+def sql(columns: Sequence[str], *, state: bool = False) -> str:
     """One aggregate query over a campaign's rows with ids in a range: count, keys, then ``columns``.
 
-    The separator is a literal in the statement: measured, a bound parameter (or ``char(31)``) as
-    ``group_concat``'s separator is evaluated per row and makes the query take half again as long.
+    ``state``: only the rows in the state given as the fourth parameter. The separators are literals in
+    the statement: measured, a bound parameter (or ``char(31)``) as ``group_concat``'s separator is
+    evaluated per row and makes the query take half again as long.
     """
-    parts = ["count(*)", f"group_concat(message_key, '{_SEP}')", *(_expression(c) for c in columns)]
-    return f"SELECT {', '.join(parts)} FROM plasgate_messages WHERE campaign_id = ? AND id >= ? AND id <= ?"
+    parts = ["count(*)", _expression("message_key"), *(_expression(c) for c in columns)]
+    where = "campaign_id = ? AND id >= ? AND id <= ?" + (" AND state = ?" if state else "")
+    return f"SELECT {', '.join(parts)} FROM plasgate_messages WHERE {where}"
 
 
-def _times(joined: str, n: int) -> np.ndarray | None:
-    """Parse ``n`` concatenated stamps into datetime64[us] (None if any is malformed)."""
-    if len(joined) != 26 * n or not joined.isascii():
+def _bytes(value: Any) -> np.ndarray:
+    """An aggregate's bytes as a NumPy array (an empty group gives NULL)."""
+    return np.frombuffer(value or b"", dtype=np.uint8)
+
+
+def _times(value: Any, n: int) -> pa.Array | None:
+    """Parse ``n`` concatenated stamps into timestamp[us, UTC] (None if any is malformed)."""
+    raw = _bytes(value)
+    if len(raw) != 26 * n:
         return None
-    raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(n, 26)
+    raw = raw.reshape(n, 26)
     # checked first: NumPy's parser must only ever see well-formed stamps (each position's range over all rows)
-    if not (np.all(raw.min(axis=0) >= _LOW) and np.all(raw.max(axis=0) <= _HIGH)):
+    if n and not (np.all(raw.min(axis=0) >= _LOW) and np.all(raw.max(axis=0) <= _HIGH)):
         return None
     try:
         stamps = raw.view("S26").reshape(n).astype("datetime64[us]")
     except ValueError:  # a well-formed stamp of an impossible date (month 13, February 30)
         return None
-    stamps[stamps == np.datetime64(_NO_TIME.replace(" ", "T"), "us")] = np.datetime64("NaT", "us")
-    return stamps
+    missing = stamps == np.datetime64(_NO_TIME.replace(" ", "T"), "us")
+    return pa.array(stamps, type=TIMESTAMP, mask=missing if missing.any() else None)
 
 
-def _split(joined: str | None, n: int) -> list[str] | None:
-    """The ``n`` texts joined with the separator (None on a count mismatch)."""
-    values = (joined or "").split(_SEP) if n else []
-    return values if len(values) == n else None
+def _validity(valid: np.ndarray) -> pa.Buffer | None:
+    """An Arrow validity bitmap for ``valid`` (None when every value is there)."""
+    return None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-def _texts(joined: str | None, n: int) -> pd.api.extensions.ExtensionArray | None:
-    """Split a joined text column into a string array, empty text as missing (None on a count mismatch)."""
-    parts = _split(joined, n)
-    if parts is None:
+def _texts(value: Any, n: int) -> pa.Array | None:
+    """Cut ``n`` texts joined with the separator into a string array (None if that cannot be done)."""
+    raw = _bytes(value)
+    if n == 0 or len(raw) > _MAX_BYTES:
+        return None if n else pa.array([], type=pa.string())
+    separator = raw == _SEP
+    cuts = np.flatnonzero(separator)
+    if len(cuts) != n - 1:
+        return None  # a text holds the separator
+    data = raw[~separator] if len(cuts) else raw
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[0], offsets[n] = 0, len(data)
+    offsets[1:n] = cuts - np.arange(n - 1, dtype=np.int64)
+    starts = offsets[:-1]
+    null = (offsets[1:] - starts == 1) & (data[np.minimum(starts, max(len(data) - 1, 0))] == _NULL)
+    if np.count_nonzero(data == _NULL) != np.count_nonzero(null):
+        return None  # a text holds the NULL marker
+    array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), _validity(~null))
+    try:
+        array.validate(full=True)  # UTF-8 throughout
+    except pa.ArrowInvalid:
         return None
-    values = np.array(parts, dtype=object)
-    values[values == ""] = pd.NA
-    return pd.arrays.StringArray(values, dtype=_PYTHON_STRING)
+    return array
 
 
-def _ints(joined: str | None, n: int) -> pd.api.extensions.ExtensionArray | None:
-    """Parse decimal counts joined with the separator into an Int64 array (None for anything else)."""
-    text = joined or ""
-    if not n or not text.isascii():
-        return None if n else pd.arrays.IntegerArray(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
-    raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+def _ints(value: Any, n: int) -> pa.Array | None:
+    """Parse decimal counts joined with the separator (NULL as the marker) into int64 (None otherwise)."""
+    raw = _bytes(value)
+    if not n:
+        return pa.array([], type=pa.int64())
     if len(raw) == 2 * n - 1:  # the common case: every value one digit
         digit = raw[::2] - np.uint8(ord("0"))
-        if np.all(digit <= 9) and np.all(raw[1::2] == ord(_SEP)):
-            return pd.arrays.IntegerArray(digit.astype(np.int64), np.zeros(n, dtype=bool))
-    separator = raw == ord(_SEP)
+        if np.all(digit <= 9) and np.all(raw[1::2] == _SEP):
+            return pa.array(digit.astype(np.int64))
+    separator = raw == _SEP
     ends = np.append(np.flatnonzero(separator), len(raw))
     if len(ends) != n:
         return None
     starts = np.append(0, ends[:-1] + 1)
     lengths = ends - starts
+    null = raw == _NULL
+    missing = np.zeros(n, dtype=bool)
+    if null.any():
+        missing[(np.cumsum(separator) - separator)[null]] = True
+        if np.any(lengths[missing] != 1):
+            return None
     digit = raw - np.uint8(ord("0"))
-    if np.any(digit[~separator] > 9) or np.any(lengths > _MAX_DIGITS):
+    if np.any(digit[~(separator | null)] > 9) or np.any(lengths > _MAX_DIGITS) or np.any(lengths == 0):
         return None
     field = np.cumsum(separator) - separator  # the field of each byte
-    where = np.flatnonzero(~separator)
+    where = np.flatnonzero(~(separator | null))
     places = np.power(10.0, ends[field[where]] - where - 1)
     values = np.bincount(field[where], weights=digit[where] * places, minlength=n)
-    return pd.arrays.IntegerArray(np.rint(values).astype(np.int64), lengths == 0)
+    return pa.array(np.rint(values).astype(np.int64), mask=missing if missing.any() else None)
 
 
-def _decode(row: Sequence[Any], columns: Sequence[str]) -> dict[str, Any] | None:
-    """Turn one aggregate row into column arrays (None when a value could not be carried)."""
+def _decode(row: Sequence[Any], columns: Sequence[str]) -> list[pa.Array] | None:
+    """Turn one aggregate row into column arrays, keys first (None when a value could not be carried)."""
     n = int(row[0])
-    keys = _split(row[1], n)
-    if keys is None:
-        return None
-    out: dict[str, Any] = {"message_key": np.array(keys, dtype=object)}
-    for column, joined in zip(columns, row[2:], strict=True):
-        value: Any
+    out: list[pa.Array] = []
+    for column, value in zip(("message_key", *columns), row[1:], strict=True):
         if column in TIME_COLUMNS:
-            value = _times(joined or "", n)
+            array = _times(value, n)
         elif column in INT_COLUMNS:
-            value = _ints(joined, n)
+            array = _ints(value, n)
         else:
-            value = _texts(joined, n)
-        if value is None:
+            array = _texts(value, n)
+        if array is None:
             return None
-        out[column] = value
+        out.append(array)
     return out
 
 
 PARALLEL_ROWS = 200_000  # from this many rows the id range is read in pieces
-PIECES = 8  # pieces of a large campaign: SQLite reads the next ones while this thread decodes the last
-READERS = 1  # threads reading pieces (measured on 2 cores: 1 reader + the decoder beats 2 readers)
+PIECES = 8  # pieces of a large campaign, read on READERS connections at once
+READERS = 2  # threads reading pieces (SQLite releases the GIL while it runs a statement: both cores work)
 
 
 def ranges(bounds: tuple[Any, Any, Any]) -> list[tuple[int, int]]:
@@ -165,45 +173,39 @@ def ranges(bounds: tuple[Any, Any, Any]) -> list[tuple[int, int]]:
     return [(cuts[i], cuts[i + 1] - 1) for i in range(PIECES) if cuts[i + 1] > cuts[i]]
 
 
-def _join(parts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    """Concatenate the decoded columns of consecutive pieces."""
-    if len(parts) == 1:
-        return parts[0]
-    out: dict[str, Any] = {}
-    for name in names:
-        values = [p[name] for p in parts]
-        out[name] = (
-            np.concatenate(values) if isinstance(values[0], np.ndarray) else type(values[0])._concat_same_type(values)
-        )
-    return out
-
-
 Query = Callable[[str, tuple[Any, ...]], Sequence[Any]]
 
 
 def read(
-    here: Query, elsewhere: Query, cid: int, bounds: tuple[Any, Any, Any], columns: Sequence[str]
-) -> pd.DataFrame | None:
+    here: Query,
+    elsewhere: Query,
+    cid: int,
+    bounds: tuple[Any, Any, Any],
+    columns: Sequence[str],
+    *,
+    state: str | None = None,
+) -> pa.Table | None:
     """Read ``message_key`` and ``columns`` of campaign ``cid`` (in id order), or None to fall back.
 
     ``here(sql, params)`` runs one statement on the caller's connection and returns its single row;
-    ``elsewhere`` does the same on a connection of its own and may be called from another thread: a
-    large campaign is read in pieces on a reader thread (SQLite releases the GIL while it runs a
-    statement) while this thread decodes the pieces already read. ``bounds`` is the campaign's
-    (min id, max id, row count).
+    ``elsewhere`` does the same on a connection of its own and may be called from other threads: a
+    large campaign is read in pieces of its id range on ``READERS`` threads (SQLite releases the GIL
+    while it runs a statement) while this thread decodes the pieces already read. ``bounds`` is the
+    (min id, max id, row count) of the rows wanted (those in ``state`` when given).
     """
     low, _, count = bounds
     names = ["message_key", *columns]
     if not count or low is None or any(c not in FAST_COLUMNS for c in columns):
         return None
-    statement = sql(columns)
+    statement = sql(columns, state=state is not None)
+    extra = () if state is None else (state,)
     pieces = ranges(bounds)
     if len(pieces) == 1:
-        decoded = _decode(here(statement, (cid, *pieces[0])), columns)
-        return None if decoded is None else _frame(decoded, names)
-    parts: list[dict[str, Any]] = []
+        decoded = _decode(here(statement, (cid, *pieces[0], *extra)), columns)
+        return None if decoded is None else pa.Table.from_arrays(decoded, schema=schema(names))
+    parts: list[list[pa.Array]] = []
     with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="plasgate-nb-read") as pool:
-        futures = [pool.submit(elsewhere, statement, (cid, first, last)) for first, last in pieces]
+        futures = [pool.submit(elsewhere, statement, (cid, first, last, *extra)) for first, last in pieces]
         try:
             for future in futures:
                 row = future.result()
@@ -216,15 +218,7 @@ def read(
         finally:
             for future in futures:
                 future.cancel()
-    if sum(len(p["message_key"]) for p in parts) != int(count):
+    if sum(len(p[0]) for p in parts) != int(count):
         return None  # rows came or went between the pieces' snapshots: the general reader decides
-    return _frame(_join(parts, names), names) if parts else None
-
-
-def _frame(columns: dict[str, Any], names: list[str]) -> pd.DataFrame:
-    """Assemble the frame: keys as text, times as UTC, counts as Int64."""
-    out: dict[str, Any] = {}
-    for name in names:
-        value = columns[name]
-        out[name] = pd.Series(value).dt.tz_localize("UTC") if name in TIME_COLUMNS else value
-    return pd.DataFrame(out)
+    chunks = [pa.chunked_array([p[i] for p in parts], type=field.type) for i, field in enumerate(schema(names))]
+    return pa.Table.from_arrays(chunks, schema=schema(names))

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from .._keys import DIGEST_LENGTH
 from ..errors import LedgerError, OptionError
 from ..optout import Keywords
-from . import _columns, _compare, _lease, _pairing, _suppress
+from . import _arrow, _columns, _compare, _copy, _lease, _pairing, _suppress
 from ._events import normalize
 from ._frames import (
     EVENT_COLUMNS,
@@ -891,34 +892,55 @@ class Ledger:
     def read_columns(self, campaign: str, columns: Iterable[str]) -> pd.DataFrame:
         """``message_key`` and ``columns`` of every message of ``campaign``: the fastest read of many rows.
 
-        Same values as :meth:`messages` (texts as pandas' ``string`` dtype). On SQLite each column is read
-        as one string (see ``benchmarks/collect.py``), a large campaign in pieces of its id range read on
-        a second connection while the pieces already read are decoded (each piece one snapshot); on
-        PostgreSQL, or for values that encoding cannot carry, this is :meth:`messages`.
+        Same values as :meth:`messages`, the same on SQLite and PostgreSQL: texts as pandas' ``string``
+        dtype (pyarrow storage), counts as ``Int64``, times as ``datetime64[us, UTC]``. Read through
+        :meth:`read_arrow`.
         """
-        names = [c for c in dict.fromkeys(columns) if c != "message_key"]
+        return _arrow.to_frame(self.read_arrow(campaign, columns))
+
+    def read_arrow(self, campaign: str, columns: Iterable[str], *, state: str | None = None) -> pa.Table:
+        """``message_key`` and ``columns`` of the messages of ``campaign`` in plan order, as a pyarrow Table.
+
+        ``state`` keeps only the messages in that state. Texts are Arrow strings, counts int64, times
+        timestamp[us, UTC], on both backends. Columnar all the way (see ``benchmarks/collect.py``): on
+        SQLite each column of a range of rows comes as one byte string cut up by NumPy (a large campaign
+        in pieces of its id range, read on two connections at once, each piece one snapshot); on
+        PostgreSQL ``COPY ... TO STDOUT`` is parsed by Arrow's CSV reader. Values the SQLite encoding
+        cannot carry are read by the general reader (:meth:`messages`).
+        """
+        names = ["message_key", *(c for c in dict.fromkeys(columns) if c != "message_key")]
         unknown = [c for c in names if c not in MESSAGE_COLUMNS]
         if unknown:
             raise LedgerError(f"unknown message columns: {unknown}")
-        if self._ready().dialect.name == "sqlite" and all(c in _columns.FAST_COLUMNS for c in names):
-            with self._read("read columns") as conn:
-                cid = self._cid(conn, campaign)
-                bounds = conn.exec_driver_sql(
-                    "SELECT min(id), max(id), count(*) FROM plasgate_messages WHERE campaign_id = ?",
-                    (cid if cid is not None else -1,),
-                ).fetchone()
-                fast = None
-                if cid is not None:
-                    fast = _columns.read(
-                        lambda sql, params: conn.exec_driver_sql(sql, params).fetchone(),
-                        self._first_row,
-                        cid,
-                        tuple(bounds),
-                        names,
-                    )
-            if fast is not None:
-                return fast
-        return self.messages(campaign, columns=names)
+        if state is not None and state not in STATES:
+            raise LedgerError(f"unknown message state {state!r}: one of {list(STATES)}")
+        with self._read("read columns") as conn:
+            cid = self._cid(conn, campaign)
+            if cid is None:
+                return _arrow.schema(names).empty_table()
+            if conn.dialect.name == "postgresql":
+                return _copy.read(conn, cid, names, state=state)
+            where = "campaign_id = ?" + ("" if state is None else " AND state = ?")
+            bounds = conn.exec_driver_sql(
+                f"SELECT min(id), max(id), count(*) FROM plasgate_messages WHERE {where}",
+                (cid,) if state is None else (cid, state),
+            ).fetchone()
+            if not bounds[2]:
+                return _arrow.schema(names).empty_table()
+            fast = _columns.read(
+                lambda sql, params: conn.exec_driver_sql(sql, params).fetchone(),
+                self._first_row,
+                cid,
+                tuple(bounds),
+                names[1:],
+                state=state,
+            )
+        if fast is not None:
+            return fast
+        frame = self.messages(campaign, columns=[*names[1:], "state"] if "state" not in names else names[1:])
+        if state is not None:  # rare: values the fast encoding cannot carry
+            frame = frame[frame["state"].eq(state).to_numpy()]
+        return _arrow.from_frame(frame, names)
 
     def _first_row(self, sql: str, params: tuple[Any, ...]) -> Any:
         """The first row of ``sql`` with ``params``, read on a connection of its own (any thread)."""
