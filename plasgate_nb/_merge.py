@@ -33,7 +33,7 @@ def text(values: pd.Series | pd.Index) -> pa.Array:
 
 
 def _plain(array: pa.Array) -> bool:
-    """Whether every key of a text array is already canonical and unique (then it is used as it is).
+    """Whether every key of a text array is already canonical (then it is used as it is).
 
     Canonical as it is: not empty, printable ASCII without spaces (checked on the array's bytes at
     once), and not an Excel whole number such as ``101.0``.
@@ -45,15 +45,18 @@ def _plain(array: pa.Array) -> bool:
     raw = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[-1]] if data is not None else np.zeros(0, np.uint8)
     if np.any(np.diff(bounds) <= 0) or np.any((raw < 0x21) | (raw > 0x7E)):
         return False
-    if np.any(raw == ord(".")) and pc.any(pc.match_substring_regex(array, _WHOLE_TEXT)).as_py():
-        return False
-    return len(pc.unique(array)) == len(array)  # measured: twice as fast as count_distinct
+    return not (np.any(raw == ord(".")) and pc.any(pc.match_substring_regex(array, _WHOLE_TEXT)).as_py())
 
 
-def frame_keys(df: pd.DataFrame, key: str | None) -> pa.Array:
-    """Each row's canonical message key as an Arrow string array; errors as :func:`~plasgate_nb._keys.key_index`."""
+def frame_keys(df: pd.DataFrame, key: str | None) -> tuple[pa.Array, bool]:
+    """Each row's canonical message key as an Arrow string array, and whether uniqueness was checked yet.
+
+    Text keys already canonical and integer keys are taken as they are, their uniqueness left to
+    :func:`positions` (cheap once they match the ledger's keys, unique there); anything else goes
+    through :func:`~plasgate_nb._keys.key_index`, which checks everything and names the rows at fault.
+    """
     if key is not None and key not in df.columns:
-        return pa.array(key_index(df, key).to_numpy(dtype=object), type=pa.string())  # names the columns
+        return _general(df, key), True  # key_index names the columns
     values = df.index if key is None else df[key]
     if len(values) and (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
         try:
@@ -61,25 +64,36 @@ def frame_keys(df: pd.DataFrame, key: str | None) -> pa.Array:
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: the general path
             array = None
         if array is not None and _plain(array):
-            return array
+            return array, False
     elif len(values) and pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans:
-        array = pc.cast(pa.array(values.to_numpy()), pa.string())
-        if len(pc.unique(array)) == len(array):
-            return array
+        return pc.cast(pa.array(values.to_numpy()), pa.string()), False
+    return _general(df, key), True
+
+
+def _general(df: pd.DataFrame, key: str | None) -> pa.Array:
+    """Keys through :func:`~plasgate_nb._keys.key_index` (canonical, checked; errors name the rows)."""
     return pa.array(key_index(df, key).to_numpy(dtype=object), type=pa.string())
 
 
-def positions(keys: pa.Array, stored: pa.ChunkedArray, planned: np.ndarray) -> pa.Array:
-    """For each of ``keys`` (unique) the position of the same key in ``stored``, or null.
+def positions(df: pd.DataFrame, key: str | None, stored: pa.ChunkedArray, planned: np.ndarray) -> pa.Array:
+    """For each row of ``df`` the position of its key in the ledger's keys ``stored``, or null.
 
-    The common case needs no hashing: the ledger holds the frame's rows (``planned``: those the audience
-    stage passed, or all) in frame order, as sending plans them; checked element by element.
+    The common case needs no hashing of the whole frame: the ledger holds the frame's rows
+    (``planned``: those the audience stage passed, or all) in frame order, as sending plans them;
+    checked element by element, and those keys are unique since the ledger's are. Keys that are not
+    unique raise :class:`~plasgate_nb.errors.AudienceError` (from ``key_index``, naming the rows).
     """
+    keys, checked = frame_keys(df, key)
     flat = stored.combine_chunks() if isinstance(stored, pa.ChunkedArray) else stored
     for rows in (planned, np.ones(len(keys), dtype=bool))[: 1 if planned.all() else 2]:
         if int(np.count_nonzero(rows)) == len(flat) and keys.filter(pa.array(rows)).equals(flat):
-            where = np.cumsum(rows, dtype=np.int64) - 1
-            return pa.array(where, mask=~rows)
+            if not checked and not rows.all():  # the ledger's keys are unique: the others must be too
+                others = keys.filter(pa.array(~rows))
+                if len(pc.unique(others)) < len(others) or pc.any(pc.is_in(flat, value_set=others)).as_py():
+                    key_index(df, key)  # raises, naming the duplicates
+            return pa.array(np.cumsum(rows, dtype=np.int64) - 1, mask=~rows)
+    if not checked and len(pc.unique(keys)) < len(keys):
+        key_index(df, key)  # raises, naming the duplicates
     return pc.index_in(keys, value_set=flat)
 
 
@@ -96,11 +110,11 @@ def not_sent_reasons(df: pd.DataFrame) -> pa.Array:
     return pc.if_else(skipped, why, pa.scalar(None, pa.string()))
 
 
-def changed(df: pd.DataFrame, keys: pa.Array, pending: pa.Table | None, candidates: pa.Array) -> pa.Array:
+def changed(df: pd.DataFrame, keys: Any, pending: pa.Table | None, candidates: Any) -> pa.Array:
     """Which ``candidates`` (still-planned rows) differ, in number or text digest, from what was planned.
 
-    ``pending`` is the ledger's planned rows (``message_key, msisdn, content_hash``), None when ``df``
-    has no number and text to compare.
+    ``keys`` is each row's ledger key (null where none); ``pending`` is the ledger's planned rows
+    (``message_key, msisdn, content_hash``), None when ``df`` has no number and text to compare.
     """
     out = np.zeros(len(df), dtype=bool)
     rows = np.flatnonzero(candidates.to_numpy(zero_copy_only=False))

@@ -140,18 +140,17 @@ def collect(
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="plasgate-nb-collect") as pool:
         reading = pool.submit(ledger.read_arrow, name, _LEDGER_COLUMNS)  # the ledger reads while keys are checked
         planned_rows = pool.submit(ledger.read_arrow, name, _PLANNED_COLUMNS, state="planned") if compare else None
-        keys = _merge.frame_keys(df, key)
         audience = _merge.not_sent_reasons(df)
         stored = reading.result()
         pending = planned_rows.result() if planned_rows is not None else None
     requested = reports_requested(ledger, name)
-    at = _merge.positions(keys, stored.column("message_key"), audience.is_null().to_numpy(zero_copy_only=False))
-    cols = stored.select(_LEDGER_COLUMNS).take(at)
+    at = _merge.positions(df, key, stored.column("message_key"), audience.is_null().to_numpy(zero_copy_only=False))
+    cols = stored.take(at)
     in_ledger = at.is_valid()
     state = cols.column("state")
     planned = pc.fill_null(pc.equal(state, "planned"), False)
     blocked = pc.and_(planned, audience.is_valid())
-    changed = _merge.changed(df, keys, pending, pc.and_not(planned, blocked))
+    changed = _merge.changed(df, cols.column("message_key"), pending, pc.and_not(planned, blocked))
     reason = pc.if_else(in_ledger, cols.column("reason"), pc.coalesce(audience, NOT_PLANNED))
     reason = pc.if_else(changed, CHANGED, pc.if_else(blocked, audience, reason))
     state = pc.if_else(pc.or_(pc.invert(in_ledger), pc.or_(blocked, changed)), NOT_SENT, state)

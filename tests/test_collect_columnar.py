@@ -164,5 +164,12 @@ def test_keys_in_other_spellings_and_dtypes_join_as_when_sending(tmp_path: Path)
             collect(df.assign(id=["x-1", "x-1", "x-2"]), (ledger, NAME), key="id")
         with pytest.raises(AudienceError, match="not found"):
             collect(df, (ledger, NAME), key="nope")
+        planned = df.assign(id=["101", "102", "103"], audience_status="ok")
+        for extra in (["101"], ["x-9", "x-9"]):  # rows never planned repeat a planned key, or each other
+            skipped = pd.DataFrame({"id": extra, "msisdn": "85512", "content": "d", "audience_status": "invalid"})
+            with pytest.raises(AudienceError, match="duplicate"):
+                collect(pd.concat([planned, skipped], ignore_index=True), (ledger, NAME), key="id")
+        shuffled = collect(planned.iloc[::-1], (ledger, NAME), key="id")  # not in plan order: hashed
+    assert shuffled["send_state"].tolist() == ["planned"] * 3
     for out in (as_ints, as_floats, on_index):
         assert out["send_state"].tolist() == ["planned"] * 3 and out["reason"].isna().all()

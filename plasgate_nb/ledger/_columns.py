@@ -104,10 +104,11 @@ def _texts(value: Any, n: int) -> pa.Array | None:
     if np.count_nonzero(data == _NULL) != np.count_nonzero(null):
         return None  # a text holds the NULL marker
     array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), _validity(~null))
-    try:
-        array.validate(full=True)  # UTF-8 throughout
-    except pa.ArrowInvalid:
-        return None
+    if len(data) and data.max() >= 0x80:  # beyond ASCII: check the UTF-8
+        try:
+            array.validate(full=True)
+        except pa.ArrowInvalid:
+            return None
     return array
 
 
