@@ -86,7 +86,12 @@ def fill(ledger: Ledger, df: pd.DataFrame) -> None:
             )
 
 
-def test_read_arrow_types_nulls_texts_and_times(url: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("pieces", [False, True])
+def test_read_arrow_types_nulls_texts_and_times(url: str, pieces: bool, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    import plasgate_nb.ledger._columns as columns
+
+    if pieces:  # SQLite reads and decodes the id range in pieces on reader threads
+        monkeypatch.setattr(columns, "PARALLEL_ROWS", 2)
     df = audience(20)
     with Ledger(url) as ledger:
         fill(ledger, df)

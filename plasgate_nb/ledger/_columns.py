@@ -190,8 +190,8 @@ def read(
 
     ``here(sql, params)`` runs one statement on the caller's connection and returns its single row;
     ``elsewhere`` does the same on a connection of its own and may be called from other threads: a
-    large campaign is read in pieces of its id range on ``READERS`` threads (SQLite releases the GIL
-    while it runs a statement) while this thread decodes the pieces already read. ``bounds`` is the
+    large campaign is read and decoded in pieces of its id range on ``READERS`` threads (SQLite
+    releases the GIL while it runs a statement). ``bounds`` is the
     (min id, max id, row count) of the rows wanted (those in ``state`` when given).
     """
     low, _, count = bounds
@@ -204,18 +204,21 @@ def read(
     if len(pieces) == 1:
         decoded = _decode(here(statement, (cid, *pieces[0], *extra)), columns)
         return None if decoded is None else pa.Table.from_arrays(decoded, schema=schema(names))
+
+    def piece(first: int, last: int) -> list[pa.Array] | None:
+        """Read and decode one piece (NumPy and Arrow mostly run without Python's lock too)."""
+        return _decode(elsewhere(statement, (cid, first, last, *extra)), columns)
+
     parts: list[list[pa.Array]] = []
     with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="plasgate-nb-read") as pool:
-        futures = [pool.submit(elsewhere, statement, (cid, first, last, *extra)) for first, last in pieces]
+        futures = [pool.submit(piece, first, last) for first, last in pieces]
         try:
             for future in futures:
-                row = future.result()
-                if not int(row[0]):
-                    continue
-                part = _decode(row, columns)
+                part = future.result()
                 if part is None:
                     return None
-                parts.append(part)
+                if len(part[0]):
+                    parts.append(part)
         finally:
             for future in futures:
                 future.cancel()
