@@ -75,15 +75,18 @@ def _general(df: pd.DataFrame, key: str | None) -> pa.Array:
     return pa.array(key_index(df, key).to_numpy(dtype=object), type=pa.string())
 
 
-def positions(df: pd.DataFrame, key: str | None, stored: pa.ChunkedArray, planned: np.ndarray) -> pa.Array:
+def positions(
+    df: pd.DataFrame, key: str | None, found: tuple[pa.Array, bool], stored: pa.ChunkedArray, planned: np.ndarray
+) -> pa.Array:
     """For each row of ``df`` the position of its key in the ledger's keys ``stored``, or null.
 
-    The common case needs no hashing of the whole frame: the ledger holds the frame's rows
-    (``planned``: those the audience stage passed, or all) in frame order, as sending plans them;
-    checked element by element, and those keys are unique since the ledger's are. Keys that are not
-    unique raise :class:`~plasgate_nb.errors.AudienceError` (from ``key_index``, naming the rows).
+    ``found`` is :func:`frame_keys` of ``df`` and ``key``. The common case needs no hashing of the
+    whole frame: the ledger holds the frame's rows (``planned``: those the audience stage passed, or
+    all) in frame order, as sending plans them; checked element by element, and those keys are unique
+    since the ledger's are. Keys that are not unique raise :class:`~plasgate_nb.errors.AudienceError`
+    (from ``key_index``, naming the rows).
     """
-    keys, checked = frame_keys(df, key)
+    keys, checked = found
     flat = stored.combine_chunks() if isinstance(stored, pa.ChunkedArray) else stored
     for rows in (planned, np.ones(len(keys), dtype=bool))[: 1 if planned.all() else 2]:
         if int(np.count_nonzero(rows)) == len(flat) and keys.filter(pa.array(rows)).equals(flat):

@@ -140,11 +140,13 @@ def collect(
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="plasgate-nb-collect") as pool:
         reading = pool.submit(ledger.read_arrow, name, _LEDGER_COLUMNS)  # the ledger reads while keys are checked
         planned_rows = pool.submit(ledger.read_arrow, name, _PLANNED_COLUMNS, state="planned") if compare else None
+        keys = _merge.frame_keys(df, key)
         audience = _merge.not_sent_reasons(df)
         stored = reading.result()
         pending = planned_rows.result() if planned_rows is not None else None
     requested = reports_requested(ledger, name)
-    at = _merge.positions(df, key, stored.column("message_key"), audience.is_null().to_numpy(zero_copy_only=False))
+    planned_here = audience.is_null().to_numpy(zero_copy_only=False)
+    at = _merge.positions(df, key, keys, stored.column("message_key"), planned_here)
     cols = stored.take(at)
     in_ledger = at.is_valid()
     state = cols.column("state")

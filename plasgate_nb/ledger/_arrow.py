@@ -36,7 +36,6 @@ TEXT_COLUMNS = frozenset(
         "part_ids",
     }
 )
-STRING = pd.StringDtype("pyarrow")
 
 
 def arrow_type(name: str) -> pa.DataType:
