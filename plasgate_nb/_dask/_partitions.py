@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .._keys import message_keys
 from .._masking import content_digest
 from ..batch import build_requests
 from ..errors import AudienceError
 from ..ledger import Ledger
+from ..ledger._arrow import from_frame
 from ..ledger._frames import INT_COLUMNS, MESSAGE_COLUMNS, TIME_COLUMNS, _in_list, _sql
 from ..ledger._schema import messages
 from . import require_dask
@@ -289,6 +291,11 @@ class KeyedLedger(Ledger):
     def read_columns(self, campaign: str, columns: Any) -> pd.DataFrame:
         """``message_key`` and ``columns`` of the messages of ``campaign`` among this ledger's keys."""
         return self.messages(campaign, columns=list(columns))
+
+    def read_arrow(self, campaign: str, columns: Any, *, state: str | None = None) -> pa.Table:
+        """``message_key`` and ``columns`` of the messages of ``campaign`` among this ledger's keys, as Arrow."""
+        names = ["message_key", *(c for c in dict.fromkeys(columns) if c != "message_key")]
+        return from_frame(scoped_messages(self, campaign, names, self._keys, state), names)
 
     def pending(self, campaign: str) -> pd.DataFrame:
         """The ``planned`` messages of ``campaign`` among this ledger's keys."""
