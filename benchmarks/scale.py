@@ -1,0 +1,413 @@
+"""Benchmark: 10,000,000 customers through prepare, render (masked coupon), plan, send and collect on Dask.
+
+Run from the repo root: ``python benchmarks/scale.py [--quick]``. The customers are generated lazily,
+partition by partition, on the workers of a ``dask.distributed.LocalCluster`` (2 worker processes): phone
+numbers in mixed formats (``012 345 678``, ``+855 12 345 678``, ``855012345678``, dashes), 2% of them
+repeating a number of an earlier partition and 0.5% not numbers at all, Khmer and Latin names, a coupon
+column that is masked. The simulator runs in its own process with rate limits off and no delivery
+reports asked; the ledger is an SQLite file in a temporary directory (``--ledger URL`` for another, e.g.
+PostgreSQL). The same pipeline then runs in plain pandas on 1,000,000 rows. Memory is the peak of the
+summed VmRSS of this process and all its descendants (client, scheduler, nannies, workers, simulator),
+sampled every 0.2 s: shared pages count once per process, so the figure is an upper bound.
+
+Prints a table and, last, one JSON line (DESIGN.md section 8, ``scale``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from plasgate_nb import Campaign, prepare_audience, render_messages
+from plasgate_nb.errors import PlasgateError
+from plasgate_nb.gateway import Gateway
+from plasgate_nb.ledger import Ledger
+from plasgate_nb.report import collect
+from plasgate_nb.simulator import RateLimits, Simulator, SimulatorConfig
+
+BOUND_MB = 2048
+TEMPLATE = "សួស្តី {{ name }}! Your coupon {{ coupon }} takes 20% off until {{ until }}. Reply STOP to opt out."
+TEMPLATE_LATIN = "Hi {{ name }}, your coupon {{ coupon }} takes 20% off until {{ until }}. Reply STOP to opt out."
+# national prefixes with 6-digit subscriber numbers (8-digit national numbers): 1,000,000 numbers each
+PREFIXES = (
+    "10",
+    "11",
+    "12",
+    "14",
+    "15",
+    "16",
+    "17",
+    "61",
+    "69",
+    "70",
+    "81",
+    "77",
+    "78",
+    "85",
+    "89",
+    "92",
+    "93",
+    "95",
+    "99",
+)
+KHMER = ("សុខា", "ដារ៉ា", "សុភា", "វិចិត្រ", "ចន្ទា", "រតនា", "បុប្ផា", "សំណាង")
+LATIN = ("Sokha", "Dara", "Sophea", "Vichet", "Chantha", "Rotana", "Bopha", "Samnang", "Lina", "Pisey")
+DUPLICATE_EVERY = 50  # one row in 50 repeats the number of a row 1,234,567 rows earlier (another partition)
+INVALID_EVERY = 200  # one row in 200 holds no number
+
+
+# -- the audience ------------------------------------------------------------------------------------
+def customers(start: int, rows: int) -> pd.DataFrame:
+    """Rows ``start..start+rows`` of the synthetic customer base (deterministic, any slice on its own)."""
+    i = np.arange(start, start + rows, dtype=np.int64)
+    person = i.copy()
+    dup = (i % DUPLICATE_EVERY == 7) & (i >= 1_234_567)
+    person[dup] -= 1_234_567
+    prefix = np.array(PREFIXES)[person % len(PREFIXES)]
+    sub = (person // len(PREFIXES)) * 7919 % 1_000_000  # 7919 is prime: a permutation of 0..999,999
+    head, tail = np.char.zfill((sub // 1000).astype(str), 3), np.char.zfill((sub % 1000).astype(str), 3)
+    digits = np.char.add(head, tail)
+    style = i % 4
+    phone = np.where(
+        style == 0,
+        np.char.add(np.char.add(np.char.add("0", prefix), " "), np.char.add(np.char.add(head, " "), tail)),
+        np.where(
+            style == 1,
+            np.char.add(np.char.add("+855 ", prefix), np.char.add(np.char.add(" ", head), np.char.add(" ", tail))),
+            np.where(
+                style == 2,
+                np.char.add(np.char.add("8550", prefix), digits),
+                np.char.add(np.char.add(np.char.add("0", prefix), "-"), np.char.add(np.char.add(head, "-"), tail)),
+            ),
+        ),
+    ).astype(object)
+    phone[i % INVALID_EVERY == 3] = "n/a"
+    khmer = person % 3 == 0
+    name = np.where(khmer, np.array(KHMER)[person % len(KHMER)], np.array(LATIN)[person % len(LATIN)])
+    frame = pd.DataFrame(
+        {
+            "phone": pd.array(phone, dtype="string"),
+            "name": pd.array(name, dtype="string"),
+            "language": pd.array(np.where(khmer, "km", "en"), dtype="string"),
+            "coupon": pd.array(
+                np.char.add("K", np.char.zfill((i * 104_729 % 10_000_000).astype(str), 7)), dtype="string"
+            ),
+            "until": "2027-01-31",
+        },
+        index=pd.Index(np.char.add("c", i.astype(str)), name="customer", dtype="string"),
+    )
+    return frame
+
+
+def dask_customers(rows: int, partition_rows: int) -> Any:
+    """The customer base as a lazy Dask DataFrame: each partition generated where it is computed."""
+    import dask.dataframe as dd
+
+    starts = list(range(0, rows, partition_rows))
+    sizes = [min(partition_rows, rows - s) for s in starts]
+    return dd.from_map(customers, starts, sizes, meta=customers(0, 1).iloc[:0], divisions=None)
+
+
+# -- memory ------------------------------------------------------------------------------------------
+def _children() -> dict[int, list[int]]:
+    """Map each process id to its children's ids (one pass over /proc)."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def tree_rss_mb(root: int) -> float:
+    """The summed VmRSS (MB) of ``root`` and all its descendants now."""
+    kids, todo, total = _children(), [root], 0
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total / 1024
+
+
+class PeakSampler:
+    """A thread summing the VmRSS of this process tree every ``interval`` s, keeping the peak."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, tree_rss_mb(os.getpid()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, tree_rss_mb(os.getpid()))
+
+
+# -- the pipeline ------------------------------------------------------------------------------------
+def templates() -> dict[str, str]:
+    """One template per language: Khmer customers get the Khmer greeting."""
+    return {"km": TEMPLATE, "en": TEMPLATE_LATIN}
+
+
+def gateway_for(sim: Simulator) -> Gateway:
+    """A gateway client for the simulator with the batch route's client-side limit off."""
+    creds = sim.credentials
+    return Gateway(
+        base_url=sim.url,
+        private_key=creds.private_key,
+        secret=creds.secret,
+        sender=creds.sender,
+        max_in_flight=4,
+        rate_limits={"batch": None},
+    )
+
+
+def pandas_pipeline(df: pd.DataFrame, campaign: Campaign) -> dict[str, int]:
+    """prepare -> render (masked coupon) -> plan -> send -> collect on a pandas frame; counts by state."""
+    prepared = prepare_audience(df, phone="phone")
+    rendered = render_messages(prepared, templates(), by="language", mask=["coupon"])
+    campaign.plan(rendered)
+    campaign.send(rendered)
+    out = campaign.collect(rendered)
+    return {str(k): int(v) for k, v in out["send_state"].value_counts().items()}
+
+
+def _dask_accepts(func: Callable[..., Any], ddf: Any, *args: Any, **kwargs: Any) -> Any:
+    """``func(ddf, ...)`` if the installed plasgate_nb takes Dask frames there, else None (stand-in)."""
+    try:
+        return func(ddf, *args, **kwargs)
+    except (PlasgateError, TypeError, AttributeError, NotImplementedError):
+        return None
+
+
+def dask_pipeline(ddf: Any, campaign: Campaign, ledger_url: str, notes: list[str]) -> dict[str, int]:
+    """The same pipeline on a Dask frame; counts by state, computed without gathering the rows."""
+    prepared = _dask_accepts(prepare_audience, ddf, phone="phone")
+    if prepared is None:
+        notes.append("prepare_audience: per-partition stand-in (duplicates across partitions not caught)")
+        prepared = ddf.map_partitions(prepare_audience, phone="phone", meta=prepare_audience(ddf._meta, phone="phone"))
+    rendered = _dask_accepts(render_messages, prepared, templates(), by="language", mask=["coupon"])
+    if rendered is None:
+        notes.append("render_messages: per-partition stand-in")
+        meta = render_messages(prepared._meta, templates(), by="language", mask=["coupon"])
+        rendered = prepared.map_partitions(render_messages, templates(), by="language", mask=["coupon"], meta=meta)
+    if _dask_accepts(campaign.plan, rendered) is None or _dask_accepts(campaign.send, rendered) is None:
+        notes.append("Campaign.plan/send: stand-in, one partition at a time from the client")
+        for part in rendered.to_delayed():
+            frame = part.compute()
+            campaign.plan(frame)
+            campaign.send(frame)
+            del frame
+    collected = _dask_accepts(campaign.collect, rendered)
+    if collected is None:
+        notes.append("collect: per-partition stand-in on the workers")
+        name = campaign.name
+        meta = collect(rendered._meta, (Ledger(ledger_url), name))
+
+        def part_collect(frame: pd.DataFrame) -> pd.DataFrame:
+            ledger = Ledger(ledger_url)
+            try:
+                return collect(frame, (ledger, name))
+            finally:
+                ledger.close()
+
+        collected = rendered.map_partitions(part_collect, meta=meta)
+    # counts per partition, summed on the client: no shuffle for a handful of states
+    counts = collected["send_state"].map_partitions(_state_counts, meta=_state_counts(collected._meta["send_state"]))
+    return {str(k): int(v) for k, v in counts.compute().groupby(level=0).sum().items()}
+
+
+def _state_counts(states: pd.Series) -> pd.Series:
+    """Rows per send state of one partition."""
+    return states.astype("string").value_counts().astype("int64")
+
+
+@contextmanager
+def cluster(workers: int, memory_limit: str) -> Iterator[Any]:
+    """A LocalCluster of ``workers`` single-threaded worker processes and its client."""
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=memory_limit
+        ) as local,
+        distributed.Client(local) as client,
+    ):
+        yield client
+
+
+def run_dask(
+    rows: int, partition_rows: int, ledger_url: str, sim: Simulator, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Time the Dask pipeline on ``rows`` rows; return figures."""
+    notes: list[str] = []
+    with PeakSampler() as peak, cluster(args.workers, args.memory_limit):
+        ledger = Ledger(ledger_url)
+        campaign = Campaign("scale-dask", gateway=gateway_for(sim), ledger=ledger, progress=False)
+        start = time.perf_counter()
+        states = dask_pipeline(dask_customers(rows, partition_rows), campaign, ledger_url, notes)
+        seconds = time.perf_counter() - start
+        ledger.close()
+    return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb, "notes": notes}
+
+
+def run_pandas(rows: int, ledger_url: str, sim: Simulator) -> dict[str, Any]:
+    """Time the pandas pipeline on ``rows`` rows (generated before the clock starts); return figures."""
+    with PeakSampler() as peak:
+        df = customers(0, rows)
+        ledger = Ledger(ledger_url)
+        campaign = Campaign("scale-pandas", gateway=gateway_for(sim), ledger=ledger, progress=False)
+        start = time.perf_counter()
+        states = pandas_pipeline(df, campaign)
+        seconds = time.perf_counter() - start
+        ledger.close()
+        del df
+    return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb}
+
+
+def expected_ok(rows: int) -> int:
+    """How many of the first ``rows`` customers the audience stage keeps (no duplicate, a number)."""
+    i = np.arange(rows, dtype=np.int64)
+    dup = (i % DUPLICATE_EVERY == 7) & (i >= 1_234_567)
+    invalid = i % INVALID_EVERY == 3
+    # a duplicate whose first row is invalid text still has a number of its own ('n/a' is per row)
+    first_invalid = np.zeros(rows, dtype=bool)
+    first_invalid[dup] = (i[dup] - 1_234_567) % INVALID_EVERY == 3
+    return int(rows - invalid.sum() - (dup & ~invalid & ~first_invalid).sum())
+
+
+def main() -> None:
+    """Run the benchmark and print the table and the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200,000 rows on Dask and 50,000 in pandas")
+    parser.add_argument("--rows", type=int, help="rows on Dask (default 10,000,000; --quick 200,000)")
+    parser.add_argument("--pandas-rows", type=int, help="rows in pandas (default 1,000,000; --quick 50,000)")
+    parser.add_argument("--partition-rows", type=int, default=100_000, help="rows per Dask partition")
+    parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
+    parser.add_argument("--memory-limit", default="1GiB", help="memory limit per Dask worker")
+    parser.add_argument("--ledger", help="ledger URL or path (default: an SQLite file in a temporary directory)")
+    parser.add_argument("--skip-pandas", action="store_true", help="run only the Dask pipeline")
+    args = parser.parse_args()
+    rows = args.rows or (200_000 if args.quick else 10_000_000)
+    pandas_rows = args.pandas_rows or (50_000 if args.quick else 1_000_000)
+    load_before = os.getloadavg()[0]
+    config = SimulatorConfig(seed=1, rate_limits=RateLimits.off(), accounts=SimulatorConfig().accounts)
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger_url = args.ledger or str(Path(tmp) / "scale.db")
+        with Simulator(config) as sim:
+            dask_run = run_dask(rows, args.partition_rows, ledger_url, sim, args)
+        pandas_run = None
+        if not args.skip_pandas:
+            pandas_url = args.ledger or str(Path(tmp) / "scale-pandas.db")
+            with Simulator(config) as sim:
+                pandas_run = run_pandas(pandas_rows, pandas_url, sim)
+    load_after = os.getloadavg()[0]
+    report(rows, pandas_rows, dask_run, pandas_run, args, (load_before, load_after))
+
+
+def report(
+    rows: int,
+    pandas_rows: int,
+    dask_run: dict[str, Any],
+    pandas_run: dict[str, Any] | None,
+    args: argparse.Namespace,
+    load: tuple[float, float],
+) -> None:
+    """Print the table and the JSON line."""
+    rate = rows / dask_run["seconds"]
+    accepted = dask_run["states"].get("accepted", 0)
+    table = [
+        (
+            f"Dask, {args.workers} workers x {args.memory_limit}",
+            f"{rows:,} rows in {rows // args.partition_rows or 1} partitions",
+        ),
+        ("  prepare -> render -> plan -> send -> collect", f"{rate:,.0f} rows/s  ({dask_run['seconds']:,.1f} s)"),
+        ("  accepted by the simulator", f"{accepted:,} (expected {expected_ok(rows):,})"),
+        ("  peak RSS, whole process tree", f"{dask_run['peak_mb']:,.0f} MB (bound {BOUND_MB:,})"),
+    ]
+    table += [("  note", note) for note in dask_run["notes"]]
+    figures: dict[str, Any] = {
+        "rows": rows,
+        "rows_per_s": round(rate),
+        "peak_rss_mb": round(dask_run["peak_mb"]),
+        "seconds": round(dask_run["seconds"], 1),
+        "accepted": accepted,
+        "partitions": -(-rows // args.partition_rows),
+        "workers": args.workers,
+    }
+    if pandas_run is not None:
+        prate = pandas_rows / pandas_run["seconds"]
+        table += [
+            (f"pandas, {pandas_rows:,} rows", f"{prate:,.0f} rows/s  ({pandas_run['seconds']:,.1f} s)"),
+            (
+                "  accepted by the simulator",
+                f"{pandas_run['states'].get('accepted', 0):,} (expected {expected_ok(pandas_rows):,})",
+            ),
+            ("  peak RSS, whole process tree", f"{pandas_run['peak_mb']:,.0f} MB"),
+        ]
+        figures.update(
+            pandas_rows=pandas_rows,
+            pandas_rows_per_s=round(prate),
+            pandas_peak_rss_mb=round(pandas_run["peak_mb"]),
+        )
+    table.append(("load average (1 min) before / after", f"{load[0]:.2f} / {load[1]:.2f}"))
+    width = max(len(k) for k, _ in table)
+    for key, value in table:
+        print(f"{key:<{width}}  {value}")
+    print(
+        json.dumps(
+            {
+                "benchmark": "scale",
+                "figures": figures,
+                "ratios": {},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+                    "python": sys.version.split()[0],
+                    "platform": platform.platform(),
+                    "load_avg_1m": round(load[1], 2),
+                    "load_avg_1m_before": round(load[0], 2),
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
