@@ -45,6 +45,7 @@ from .delivery import (
     level2_fields,
     opt_out_reply,
 )
+from .record import MessageIds, Messages, Numbers
 
 __all__ = ["Gateway", "InsufficientBalance", "MessageSpec", "Sink", "Submission", "mask_report", "new_ids"]
 
@@ -137,9 +138,10 @@ class Gateway:
         self.outcomes = Outcomes(config.delivery, seed=config.seed)
         self.fault_rng = random.Random(None if config.seed is None else config.seed + 1)
         self._windows: dict[tuple[str, str], deque[float]] = {}
-        self.subs: list[Submission] = []
-        self.ids: list[str] = []
-        self.tos: list[str] = []
+        # the record (record.py): compact columns, read back by index like lists
+        self.subs = Messages(report=mask_report, deliver=lambda content: self._segments(content)[2])
+        self.ids = MessageIds()
+        self.tos = Numbers()
         self.sub_of = array("I")
         self.codes = bytearray()
         self.latency = array("d")
@@ -231,9 +233,8 @@ class Gateway:
         # every recipient of the request at once: ids, numbers and fates (drawn in the same order as
         # one message at a time, so a seed gives the same outcomes)
         tos = messages[0].to if len(messages) == 1 else [to for m in messages for to in m.to]
-        ids = new_ids(len(tos))
         start = len(self.ids)
-        self.ids.extend(ids)
+        ids = self.ids.issue(len(tos))
         self.tos.extend(tos)
         codes, latencies = self.outcomes.draw(tos)
         self.codes.extend(codes)
@@ -330,9 +331,8 @@ class Gateway:
             return out
         n, first_sub, first = len(taken), len(self.subs), len(self.ids)
         tos = [to for _, to, _ in taken]
-        ids = new_ids(n)
+        ids = self.ids.issue(n)
         self.subs.extend(sub for _, _, sub in taken)
-        self.ids.extend(ids)
         self.tos.extend(tos)
         self.sub_of.extend(range(first_sub, first_sub + n))
         codes, latencies = self.outcomes.draw(tos)
