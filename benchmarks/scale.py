@@ -16,6 +16,7 @@ Prints a table and, last, one JSON line (DESIGN.md section 8, ``scale``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from plasgate_nb import Campaign, prepare_audience, render_messages
-from plasgate_nb.errors import PlasgateError
 from plasgate_nb.gateway import Gateway
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.report import collect
@@ -208,46 +208,30 @@ def pandas_pipeline(df: pd.DataFrame, campaign: Campaign) -> dict[str, int]:
     return {str(k): int(v) for k, v in out["send_state"].value_counts().items()}
 
 
-def _dask_accepts(func: Callable[..., Any], ddf: Any, *args: Any, **kwargs: Any) -> Any:
-    """``func(ddf, ...)`` if the installed plasgate_nb takes Dask frames there, else None (stand-in)."""
-    try:
-        return func(ddf, *args, **kwargs)
-    except (PlasgateError, TypeError, AttributeError, NotImplementedError):
-        return None
+def _has(module: str) -> bool:
+    """Whether the installed plasgate_nb has ``module`` (its Dask stages land one by one)."""
+    return importlib.util.find_spec(module) is not None
 
 
 def dask_pipeline(ddf: Any, campaign: Campaign, ledger_url: str, notes: list[str]) -> dict[str, int]:
     """The same pipeline on a Dask frame; counts by state, computed without gathering the rows."""
-    prepared = _dask_accepts(prepare_audience, ddf, phone="phone")
-    if prepared is None:
+    if _has("plasgate_nb._dask._audience"):
+        prepared = prepare_audience(ddf, phone="phone")
+        rendered = render_messages(prepared, templates(), by="language", mask=["coupon"])
+    else:
         notes.append("prepare_audience: per-partition stand-in (duplicates across partitions not caught)")
         prepared = ddf.map_partitions(prepare_audience, phone="phone", meta=prepare_audience(ddf._meta, phone="phone"))
-    rendered = _dask_accepts(render_messages, prepared, templates(), by="language", mask=["coupon"])
-    if rendered is None:
         notes.append("render_messages: per-partition stand-in")
         meta = render_messages(prepared._meta, templates(), by="language", mask=["coupon"])
         rendered = prepared.map_partitions(render_messages, templates(), by="language", mask=["coupon"], meta=meta)
-    if _dask_accepts(campaign.plan, rendered) is None or _dask_accepts(campaign.send, rendered) is None:
-        notes.append("Campaign.plan/send: stand-in, one partition at a time from the client")
-        for part in rendered.to_delayed():
-            frame = part.compute()
-            campaign.plan(frame)
-            campaign.send(frame)
-            del frame
-    collected = _dask_accepts(campaign.collect, rendered)
-    if collected is None:
-        notes.append("collect: per-partition stand-in on the workers")
-        name = campaign.name
-        meta = collect(rendered._meta, (Ledger(ledger_url), name))
-
-        def part_collect(frame: pd.DataFrame) -> pd.DataFrame:
-            ledger = Ledger(ledger_url)
-            try:
-                return collect(frame, (ledger, name))
-            finally:
-                ledger.close()
-
-        collected = rendered.map_partitions(part_collect, meta=meta)
+    if _has("plasgate_nb._dask._campaign"):
+        campaign.plan(rendered)
+        campaign.send(rendered)
+        collected = campaign.collect(rendered)
+    else:
+        # one campaign per partition: Campaign.send on pandas reads all of its campaign's rows each time
+        notes.append("Campaign.plan/send/collect: stand-in, one campaign per partition, sent from the client")
+        collected = _stand_in_send(rendered, campaign, ledger_url)
     # counts per partition, summed on the client: no shuffle for a handful of states
     counts = collected["send_state"].map_partitions(_state_counts, meta=_state_counts(collected._meta["send_state"]))
     return {str(k): int(v) for k, v in counts.compute().groupby(level=0).sum().items()}
@@ -256,6 +240,28 @@ def dask_pipeline(ddf: Any, campaign: Campaign, ledger_url: str, notes: list[str
 def _state_counts(states: pd.Series) -> pd.Series:
     """Rows per send state of one partition."""
     return states.astype("string").value_counts().astype("int64")
+
+
+def _stand_in_send(rendered: Any, campaign: Campaign, ledger_url: str) -> Any:
+    """Plan and send each partition as its own campaign from the client; collect them on the workers."""
+    name = campaign.name
+    for number, part in enumerate(rendered.to_delayed()):
+        frame = part.compute()
+        one = Campaign(f"{name}-{number}", gateway=campaign.gateway, ledger=campaign.ledger, progress=False)
+        one.plan(frame)
+        one.send(frame)
+        del frame
+
+    def part_collect(frame: pd.DataFrame, partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
+        number = 0 if partition_info is None else partition_info["number"]
+        ledger = Ledger(ledger_url)
+        try:
+            return collect(frame, (ledger, f"{name}-{number}"))
+        finally:
+            ledger.close()
+
+    meta = collect(rendered._meta, (campaign.ledger, name))
+    return rendered.map_partitions(part_collect, meta=meta)
 
 
 @contextmanager
