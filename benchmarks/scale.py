@@ -65,7 +65,8 @@ PREFIXES = (
 )
 KHMER = ("សុខា", "ដារ៉ា", "សុភា", "វិចិត្រ", "ចន្ទា", "រតនា", "បុប្ផា", "សំណាង")
 LATIN = ("Sokha", "Dara", "Sophea", "Vichet", "Chantha", "Rotana", "Bopha", "Samnang", "Lina", "Pisey")
-DUPLICATE_EVERY = 50  # one row in 50 repeats the number of a row 1,234,567 rows earlier (another partition)
+DUPLICATE_EVERY = 50  # one row in 50 repeats the number of the row DUP_OFFSET rows before it
+DUP_OFFSET = 123_457  # more than a partition: the first row is always in another partition
 INVALID_EVERY = 200  # one row in 200 holds no number
 
 
@@ -74,8 +75,8 @@ def customers(start: int, rows: int) -> pd.DataFrame:
     """Rows ``start..start+rows`` of the synthetic customer base (deterministic, any slice on its own)."""
     i = np.arange(start, start + rows, dtype=np.int64)
     person = i.copy()
-    dup = (i % DUPLICATE_EVERY == 7) & (i >= 1_234_567)
-    person[dup] -= 1_234_567
+    dup = (i % DUPLICATE_EVERY == 7) & (i >= DUP_OFFSET)
+    person[dup] -= DUP_OFFSET
     prefix = np.array(PREFIXES)[person % len(PREFIXES)]
     sub = (person // len(PREFIXES)) * 7919 % 1_000_000  # 7919 is prime: a permutation of 0..999,999
     head, tail = np.char.zfill((sub // 1000).astype(str), 3), np.char.zfill((sub % 1000).astype(str), 3)
@@ -138,21 +139,31 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
-def tree_rss_mb(root: int) -> float:
-    """The summed VmRSS (MB) of ``root`` and all its descendants now."""
-    kids, todo, total = _children(), [root], 0
+def tree_rss_mb(root: int) -> dict[str, float]:
+    """The VmRSS (MB) of ``root`` and each of its descendants now, by role (``<parent role>/<n>``)."""
+    kids, todo, sizes = _children(), [(root, "main")], {}
     while todo:
-        pid = todo.pop()
-        todo.extend(kids.get(pid, ()))
+        pid, role = todo.pop()
+        todo.extend((kid, f"{role}/{n}") for n, kid in enumerate(sorted(kids.get(pid, ()))))
         try:
             with open(f"/proc/{pid}/status", "rb") as f:
                 for line in f:
                     if line.startswith(b"VmRSS:"):
-                        total += int(line.split()[1])
+                        sizes[f"{role} ({_name(pid)})"] = int(line.split()[1]) / 1024
                         break
         except OSError:
             continue
-    return total / 1024
+    return sizes
+
+
+def _name(pid: int) -> str:
+    """A short name for process ``pid``: its command line's last words."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    return " ".join(w for w in words if w)[-60:]
 
 
 class PeakSampler:
@@ -161,13 +172,21 @@ class PeakSampler:
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
         self.peak_mb = 0.0
+        self.at_peak: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, tree_rss_mb(os.getpid()))
+            self.sample()
             self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        """Take one sample; keep it (by process) when it is the largest sum so far."""
+        sizes = tree_rss_mb(os.getpid())
+        total = sum(sizes.values())
+        if total > self.peak_mb:
+            self.peak_mb, self.at_peak = total, sizes
 
     def __enter__(self) -> PeakSampler:
         self._thread.start()
@@ -176,7 +195,7 @@ class PeakSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_mb = max(self.peak_mb, tree_rss_mb(os.getpid()))
+        self.sample()
 
 
 # -- the pipeline ------------------------------------------------------------------------------------
@@ -271,7 +290,7 @@ def cluster(workers: int, memory_limit: str) -> Iterator[Any]:
 
     with (
         distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=memory_limit
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit=memory_limit
         ) as local,
         distributed.Client(local) as client,
     ):
@@ -290,7 +309,7 @@ def run_dask(
         states = dask_pipeline(dask_customers(rows, partition_rows), campaign, ledger_url, notes)
         seconds = time.perf_counter() - start
         ledger.close()
-    return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb, "notes": notes}
+    return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb, "at_peak": peak.at_peak, "notes": notes}
 
 
 def run_pandas(rows: int, ledger_url: str, sim: Simulator) -> dict[str, Any]:
@@ -304,17 +323,17 @@ def run_pandas(rows: int, ledger_url: str, sim: Simulator) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         ledger.close()
         del df
-    return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb}
+    return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb, "at_peak": peak.at_peak}
 
 
 def expected_ok(rows: int) -> int:
     """How many of the first ``rows`` customers the audience stage keeps (no duplicate, a number)."""
     i = np.arange(rows, dtype=np.int64)
-    dup = (i % DUPLICATE_EVERY == 7) & (i >= 1_234_567)
+    dup = (i % DUPLICATE_EVERY == 7) & (i >= DUP_OFFSET)
     invalid = i % INVALID_EVERY == 3
     # a duplicate whose first row is invalid text still has a number of its own ('n/a' is per row)
     first_invalid = np.zeros(rows, dtype=bool)
-    first_invalid[dup] = (i[dup] - 1_234_567) % INVALID_EVERY == 3
+    first_invalid[dup] = (i[dup] - DUP_OFFSET) % INVALID_EVERY == 3
     return int(rows - invalid.sum() - (dup & ~invalid & ~first_invalid).sum())
 
 
@@ -347,6 +366,11 @@ def main() -> None:
     report(rows, pandas_rows, dask_run, pandas_run, args, (load_before, load_after))
 
 
+def _processes(sizes: dict[str, float]) -> list[tuple[str, str]]:
+    """Table rows: each process's RSS at the peak (main: this process; main/0: its first child...)."""
+    return [(f"    {role}"[:60], f"{mb:,.0f} MB") for role, mb in sorted(sizes.items())]
+
+
 def report(
     rows: int,
     pandas_rows: int,
@@ -367,6 +391,7 @@ def report(
         ("  accepted by the simulator", f"{accepted:,} (expected {expected_ok(rows):,})"),
         ("  peak RSS, whole process tree", f"{dask_run['peak_mb']:,.0f} MB (bound {BOUND_MB:,})"),
     ]
+    table += _processes(dask_run["at_peak"])
     table += [("  note", note) for note in dask_run["notes"]]
     figures: dict[str, Any] = {
         "rows": rows,
@@ -386,6 +411,7 @@ def report(
                 f"{pandas_run['states'].get('accepted', 0):,} (expected {expected_ok(pandas_rows):,})",
             ),
             ("  peak RSS, whole process tree", f"{pandas_run['peak_mb']:,.0f} MB"),
+            *_processes(pandas_run["at_peak"]),
         ]
         figures.update(
             pandas_rows=pandas_rows,
