@@ -140,30 +140,38 @@ def _children() -> dict[int, list[int]]:
 
 
 def tree_rss_mb(root: int) -> dict[str, float]:
-    """The VmRSS (MB) of ``root`` and each of its descendants now, by role (``<parent role>/<n>``)."""
-    kids, todo, sizes = _children(), [(root, "main")], {}
+    """The VmRSS (MB) of ``root`` and each of its descendants now, named by role and pid."""
+    kids, todo, sizes = _children(), [root], {}
     while todo:
-        pid, role = todo.pop()
-        todo.extend((kid, f"{role}/{n}") for n, kid in enumerate(sorted(kids.get(pid, ()))))
+        pid = todo.pop()
+        todo.extend(kids.get(pid, ()))
         try:
             with open(f"/proc/{pid}/status", "rb") as f:
                 for line in f:
                     if line.startswith(b"VmRSS:"):
-                        sizes[f"{role} ({_name(pid)})"] = int(line.split()[1]) / 1024
+                        sizes[f"{_role(pid, root)} {pid}"] = int(line.split()[1]) / 1024
                         break
         except OSError:
             continue
     return sizes
 
 
-def _name(pid: int) -> str:
-    """A short name for process ``pid``: its command line's last words."""
+def _role(pid: int, root: int) -> str:
+    """What process ``pid`` of this benchmark's tree is."""
+    if pid == root:
+        return "this process (client; with Dask also scheduler, nannies)"
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            words = f.read().decode(errors="replace").split("\0")
+            command = f.read()
     except OSError:
-        return "?"
-    return " ".join(w for w in words if w)[-60:]
+        return "gone"
+    if b"plasgate_nb._child" in command:
+        return "simulator"
+    if b"resource_tracker" in command:
+        return "multiprocessing resource tracker"
+    if b"multiprocessing" in command:
+        return "dask worker"
+    return command.replace(b"\0", b" ").decode(errors="replace")[:40]
 
 
 class PeakSampler:
@@ -348,76 +356,92 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="1GiB", help="memory limit per Dask worker")
     parser.add_argument("--ledger", help="ledger URL or path (default: an SQLite file in a temporary directory)")
     parser.add_argument("--skip-pandas", action="store_true", help="run only the Dask pipeline")
+    parser.add_argument("--skip-dask", action="store_true", help="run only the pandas pipeline")
     args = parser.parse_args()
     rows = args.rows or (200_000 if args.quick else 10_000_000)
     pandas_rows = args.pandas_rows or (50_000 if args.quick else 1_000_000)
     load_before = os.getloadavg()[0]
     config = SimulatorConfig(seed=1, rate_limits=RateLimits.off(), accounts=SimulatorConfig().accounts)
+    runs: dict[str, tuple[int, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ledger_url = args.ledger or str(Path(tmp) / "scale.db")
-        with Simulator(config) as sim:
-            dask_run = run_dask(rows, args.partition_rows, ledger_url, sim, args)
-        pandas_run = None
-        if not args.skip_pandas:
-            pandas_url = args.ledger or str(Path(tmp) / "scale-pandas.db")
+        if not args.skip_dask:
             with Simulator(config) as sim:
-                pandas_run = run_pandas(pandas_rows, pandas_url, sim)
-    load_after = os.getloadavg()[0]
-    report(rows, pandas_rows, dask_run, pandas_run, args, (load_before, load_after))
+                runs["dask"] = (
+                    rows,
+                    run_dask(rows, args.partition_rows, args.ledger or str(Path(tmp) / "dask.db"), sim, args),
+                )
+        if not args.skip_pandas:
+            with Simulator(config) as sim:
+                runs["pandas"] = pandas_rows, run_pandas(pandas_rows, args.ledger or str(Path(tmp) / "pandas.db"), sim)
+    wrong = report(runs, args, (load_before, os.getloadavg()[0]))
+    if wrong:
+        raise SystemExit("; ".join(wrong))
 
 
 def _processes(sizes: dict[str, float]) -> list[tuple[str, str]]:
-    """Table rows: each process's RSS at the peak (main: this process; main/0: its first child...)."""
-    return [(f"    {role}"[:60], f"{mb:,.0f} MB") for role, mb in sorted(sizes.items())]
+    """Table rows: each process's RSS at the peak."""
+    return [(f"    {role}", f"{mb:,.0f} MB") for role, mb in sorted(sizes.items(), key=lambda item: -item[1])]
+
+
+def _dask_rows(
+    rows: int, run: dict[str, Any], args: argparse.Namespace
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Table rows and figures of the Dask run."""
+    rate = rows / run["seconds"]
+    accepted = run["states"].get("accepted", 0)
+    partitions = -(-rows // args.partition_rows)
+    table = [
+        (f"Dask, {args.workers} workers x {args.memory_limit}", f"{rows:,} rows in {partitions:,} partitions"),
+        ("  prepare -> render -> plan -> send -> collect", f"{rate:,.0f} rows/s  ({run['seconds']:,.1f} s)"),
+        ("  accepted by the simulator", f"{accepted:,} (expected {expected_ok(rows):,})"),
+        ("  peak RSS, whole process tree", f"{run['peak_mb']:,.0f} MB (bound {BOUND_MB:,})"),
+        *_processes(run["at_peak"]),
+        *(("  note", note) for note in run["notes"]),
+    ]
+    figures = {
+        "rows": rows,
+        "rows_per_s": round(rate),
+        "peak_rss_mb": round(run["peak_mb"]),
+        "seconds": round(run["seconds"], 1),
+        "partitions": partitions,
+        "workers": args.workers,
+    }
+    return table, figures
+
+
+def _pandas_rows(rows: int, run: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Table rows and figures of the pandas run."""
+    rate = rows / run["seconds"]
+    accepted = run["states"].get("accepted", 0)
+    table = [
+        (f"pandas, {rows:,} rows", f"{rate:,.0f} rows/s  ({run['seconds']:,.1f} s)"),
+        ("  accepted by the simulator", f"{accepted:,} (expected {expected_ok(rows):,})"),
+        ("  peak RSS, whole process tree", f"{run['peak_mb']:,.0f} MB"),
+        *_processes(run["at_peak"]),
+    ]
+    figures = {
+        "pandas_rows": rows,
+        "pandas_rows_per_s": round(rate),
+        "pandas_peak_rss_mb": round(run["peak_mb"]),
+        "pandas_seconds": round(run["seconds"], 1),
+    }
+    return table, figures
 
 
 def report(
-    rows: int,
-    pandas_rows: int,
-    dask_run: dict[str, Any],
-    pandas_run: dict[str, Any] | None,
-    args: argparse.Namespace,
-    load: tuple[float, float],
-) -> None:
-    """Print the table and the JSON line."""
-    rate = rows / dask_run["seconds"]
-    accepted = dask_run["states"].get("accepted", 0)
-    table = [
-        (
-            f"Dask, {args.workers} workers x {args.memory_limit}",
-            f"{rows:,} rows in {rows // args.partition_rows or 1} partitions",
-        ),
-        ("  prepare -> render -> plan -> send -> collect", f"{rate:,.0f} rows/s  ({dask_run['seconds']:,.1f} s)"),
-        ("  accepted by the simulator", f"{accepted:,} (expected {expected_ok(rows):,})"),
-        ("  peak RSS, whole process tree", f"{dask_run['peak_mb']:,.0f} MB (bound {BOUND_MB:,})"),
-    ]
-    table += _processes(dask_run["at_peak"])
-    table += [("  note", note) for note in dask_run["notes"]]
-    figures: dict[str, Any] = {
-        "rows": rows,
-        "rows_per_s": round(rate),
-        "peak_rss_mb": round(dask_run["peak_mb"]),
-        "seconds": round(dask_run["seconds"], 1),
-        "accepted": accepted,
-        "partitions": -(-rows // args.partition_rows),
-        "workers": args.workers,
-    }
-    if pandas_run is not None:
-        prate = pandas_rows / pandas_run["seconds"]
-        table += [
-            (f"pandas, {pandas_rows:,} rows", f"{prate:,.0f} rows/s  ({pandas_run['seconds']:,.1f} s)"),
-            (
-                "  accepted by the simulator",
-                f"{pandas_run['states'].get('accepted', 0):,} (expected {expected_ok(pandas_rows):,})",
-            ),
-            ("  peak RSS, whole process tree", f"{pandas_run['peak_mb']:,.0f} MB"),
-            *_processes(pandas_run["at_peak"]),
-        ]
-        figures.update(
-            pandas_rows=pandas_rows,
-            pandas_rows_per_s=round(prate),
-            pandas_peak_rss_mb=round(pandas_run["peak_mb"]),
-        )
+    runs: dict[str, tuple[int, dict[str, Any]]], args: argparse.Namespace, load: tuple[float, float]
+) -> list[str]:
+    """Print the table and the JSON line; return what went wrong (accepted rows not as expected)."""
+    table: list[tuple[str, str]] = []
+    figures: dict[str, Any] = {}
+    wrong = []
+    for name, (rows, run) in runs.items():
+        rows_, figures_ = _dask_rows(rows, run, args) if name == "dask" else _pandas_rows(rows, run)
+        table += rows_
+        figures.update(figures_)
+        accepted = run["states"].get("accepted", 0)
+        if accepted != expected_ok(rows) and not run.get("notes"):
+            wrong.append(f"{name}: {accepted:,} rows accepted, {expected_ok(rows):,} expected")
     table.append(("load average (1 min) before / after", f"{load[0]:.2f} / {load[1]:.2f}"))
     width = max(len(k) for k, _ in table)
     for key, value in table:
@@ -439,6 +463,7 @@ def report(
             }
         )
     )
+    return wrong
 
 
 if __name__ == "__main__":
