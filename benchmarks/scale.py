@@ -71,46 +71,45 @@ INVALID_EVERY = 200  # one row in 200 holds no number
 
 
 # -- the audience ------------------------------------------------------------------------------------
+def _person(k: int) -> int:
+    """Whose number row ``k`` holds: its own, or (one row in 50) the row's DUP_OFFSET rows before it."""
+    return k - DUP_OFFSET if k % DUPLICATE_EVERY == 7 and k >= DUP_OFFSET else k
+
+
+def _phone(k: int) -> str:
+    """Row ``k``'s phone cell: its person's number in one of four formats, or (one row in 200) no number."""
+    if k % INVALID_EVERY == 3:
+        return "n/a"
+    person = _person(k)
+    prefix = PREFIXES[person % len(PREFIXES)]
+    head, tail = divmod((person // len(PREFIXES)) * 7919 % 1_000_000, 1000)  # 7919 is prime: a permutation
+    style = k % 4
+    if style == 0:
+        return f"0{prefix} {head:03d} {tail:03d}"
+    if style == 1:
+        return f"+855 {prefix} {head:03d} {tail:03d}"
+    if style == 2:
+        return f"8550{prefix}{head:03d}{tail:03d}"
+    return f"0{prefix}-{head:03d}-{tail:03d}"
+
+
 def customers(start: int, rows: int) -> pd.DataFrame:
     """Rows ``start..start+rows`` of the synthetic customer base (deterministic, any slice on its own)."""
-    i = np.arange(start, start + rows, dtype=np.int64)
-    person = i.copy()
-    dup = (i % DUPLICATE_EVERY == 7) & (i >= DUP_OFFSET)
-    person[dup] -= DUP_OFFSET
-    prefix = np.array(PREFIXES)[person % len(PREFIXES)]
-    sub = (person // len(PREFIXES)) * 7919 % 1_000_000  # 7919 is prime: a permutation of 0..999,999
-    head, tail = np.char.zfill((sub // 1000).astype(str), 3), np.char.zfill((sub % 1000).astype(str), 3)
-    digits = np.char.add(head, tail)
-    style = i % 4
-    phone = np.where(
-        style == 0,
-        np.char.add(np.char.add(np.char.add("0", prefix), " "), np.char.add(np.char.add(head, " "), tail)),
-        np.where(
-            style == 1,
-            np.char.add(np.char.add("+855 ", prefix), np.char.add(np.char.add(" ", head), np.char.add(" ", tail))),
-            np.where(
-                style == 2,
-                np.char.add(np.char.add("8550", prefix), digits),
-                np.char.add(np.char.add(np.char.add("0", prefix), "-"), np.char.add(np.char.add(head, "-"), tail)),
-            ),
-        ),
-    ).astype(object)
-    phone[i % INVALID_EVERY == 3] = "n/a"
-    khmer = person % 3 == 0
-    name = np.where(khmer, np.array(KHMER)[person % len(KHMER)], np.array(LATIN)[person % len(LATIN)])
-    frame = pd.DataFrame(
+    ks = range(start, start + rows)
+    persons = [_person(k) for k in ks]
+    khmer = [p % 3 == 0 for p in persons]
+    return pd.DataFrame(
         {
-            "phone": pd.array(phone, dtype="string"),
-            "name": pd.array(name, dtype="string"),
-            "language": pd.array(np.where(khmer, "km", "en"), dtype="string"),
-            "coupon": pd.array(
-                np.char.add("K", np.char.zfill((i * 104_729 % 10_000_000).astype(str), 7)), dtype="string"
-            ),
+            "phone": [_phone(k) for k in ks],
+            "name": [
+                KHMER[p % len(KHMER)] if km else LATIN[p % len(LATIN)] for p, km in zip(persons, khmer, strict=True)
+            ],
+            "language": ["km" if km else "en" for km in khmer],
+            "coupon": [f"K{k * 104_729 % 10_000_000:07d}" for k in ks],
             "until": "2027-01-31",
         },
-        index=pd.Index(np.char.add("c", i.astype(str)), name="customer", dtype="string"),
+        index=pd.Index([f"c{k}" for k in ks], name="customer"),
     )
-    return frame
 
 
 def dask_customers(rows: int, partition_rows: int) -> Any:
@@ -120,6 +119,19 @@ def dask_customers(rows: int, partition_rows: int) -> Any:
     starts = list(range(0, rows, partition_rows))
     sizes = [min(partition_rows, rows - s) for s in starts]
     return dd.from_map(customers, starts, sizes, meta=customers(0, 1).iloc[:0], divisions=None)
+
+
+def write_customers(folder: Path, rows: int, partition_rows: int) -> Path:
+    """Write the customer base as Parquet, one file per partition, on the workers (not timed)."""
+    dask_customers(rows, partition_rows).to_parquet(folder, write_index=True)
+    return folder
+
+
+def read_customers(folder: Path) -> Any:
+    """The customers as a Dask DataFrame read from ``folder``, one partition per file (the pipeline's input)."""
+    import dask.dataframe as dd
+
+    return dd.read_parquet(folder, index="customer", calculate_divisions=False)
 
 
 # -- memory ------------------------------------------------------------------------------------------
@@ -306,27 +318,30 @@ def cluster(workers: int, memory_limit: str) -> Iterator[Any]:
 
 
 def run_dask(
-    rows: int, partition_rows: int, ledger_url: str, sim: Simulator, args: argparse.Namespace
+    rows: int, partition_rows: int, ledger_url: str, sim: Simulator, args: argparse.Namespace, tmp: str
 ) -> dict[str, Any]:
-    """Time the Dask pipeline on ``rows`` rows; return figures."""
+    """Time the Dask pipeline on ``rows`` rows, read from Parquet files written first; return figures."""
     notes: list[str] = []
     with PeakSampler() as peak, cluster(args.workers, args.memory_limit):
         ledger = Ledger(ledger_url)
         campaign = Campaign("scale-dask", gateway=gateway_for(sim), ledger=ledger, progress=False)
+        folder = write_customers(Path(tmp) / "customers", rows, partition_rows)
         start = time.perf_counter()
-        states = dask_pipeline(dask_customers(rows, partition_rows), campaign, ledger_url, notes)
+        states = dask_pipeline(read_customers(folder), campaign, ledger_url, notes)
         seconds = time.perf_counter() - start
         ledger.close()
     return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb, "at_peak": peak.at_peak, "notes": notes}
 
 
-def run_pandas(rows: int, ledger_url: str, sim: Simulator) -> dict[str, Any]:
-    """Time the pandas pipeline on ``rows`` rows (generated before the clock starts); return figures."""
+def run_pandas(rows: int, ledger_url: str, sim: Simulator, tmp: str) -> dict[str, Any]:
+    """Time the pandas pipeline on ``rows`` rows, read from a Parquet file written first; return figures."""
     with PeakSampler() as peak:
-        df = customers(0, rows)
+        path = Path(tmp) / "customers.parquet"
+        customers(0, rows).to_parquet(path)
         ledger = Ledger(ledger_url)
         campaign = Campaign("scale-pandas", gateway=gateway_for(sim), ledger=ledger, progress=False)
         start = time.perf_counter()
+        df = pd.read_parquet(path)
         states = pandas_pipeline(df, campaign)
         seconds = time.perf_counter() - start
         ledger.close()
@@ -368,11 +383,14 @@ def main() -> None:
             with Simulator(config) as sim:
                 runs["dask"] = (
                     rows,
-                    run_dask(rows, args.partition_rows, args.ledger or str(Path(tmp) / "dask.db"), sim, args),
+                    run_dask(rows, args.partition_rows, args.ledger or str(Path(tmp) / "dask.db"), sim, args, tmp),
                 )
         if not args.skip_pandas:
             with Simulator(config) as sim:
-                runs["pandas"] = pandas_rows, run_pandas(pandas_rows, args.ledger or str(Path(tmp) / "pandas.db"), sim)
+                runs["pandas"] = (
+                    pandas_rows,
+                    run_pandas(pandas_rows, args.ledger or str(Path(tmp) / "pandas.db"), sim, tmp),
+                )
     wrong = report(runs, args, (load_before, os.getloadavg()[0]))
     if wrong:
         raise SystemExit("; ".join(wrong))
