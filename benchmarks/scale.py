@@ -372,11 +372,14 @@ def main() -> None:
     parser.add_argument("--ledger", help="ledger URL or path (default: an SQLite file in a temporary directory)")
     parser.add_argument("--skip-pandas", action="store_true", help="run only the Dask pipeline")
     parser.add_argument("--skip-dask", action="store_true", help="run only the pandas pipeline")
+    parser.add_argument(
+        "--no-record", action="store_true", help="the simulator keeps no record (SimulatorConfig(record=False))"
+    )
     args = parser.parse_args()
     rows = args.rows or (200_000 if args.quick else 10_000_000)
     pandas_rows = args.pandas_rows or (50_000 if args.quick else 1_000_000)
     load_before = os.getloadavg()[0]
-    config = SimulatorConfig(seed=1, rate_limits=RateLimits.off(), accounts=SimulatorConfig().accounts)
+    config = SimulatorConfig(seed=1, rate_limits=RateLimits.off(), record=not args.no_record)
     runs: dict[str, tuple[int, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_dask:

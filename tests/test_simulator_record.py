@@ -102,3 +102,20 @@ def test_gateway_records_personalized_messages_across_chunks() -> None:
     assert [r["delivered_text"] for r in records] == [f"Hi {k}, your code {k:04d}" for k in range(n)]
     assert [r["batch_id"] for r in records] == ["one"] * (CHUNK + 1) + ["two"] * (n - CHUNK - 1)
     assert [r["request_seq"] for r in records] == [1] * (CHUNK + 1) + [2] * (n - CHUNK - 1)
+
+
+def test_record_false_keeps_out_requests_nothing_follows() -> None:
+    config = SimulatorConfig(seed=3, rate_limits=RateLimits.off(), record=False)
+    gateway = Gateway(config, SimClock())
+    account = config.accounts[0]
+    balance = gateway.balances[account.username]
+    quiet = [MessageSpec(to=[f"8551{k:07d}"], content=f"Hi {k}", sender="SMS Info") for k in range(300)]
+    ids, events = gateway.submit(account, "batch", quiet, batch_id="quiet")
+    assert events == [] and gateway.unrecorded == 300 and list(gateway.records()) == []
+    flat = [i for per in ids for i in per]
+    assert len(flat) == 300 and len(set(flat)) == 300 and all(UUID4.fullmatch(i) for i in flat)
+    assert gateway.balances[account.username] == pytest.approx(balance - 300 * account.price_per_segment)
+    asked = [MessageSpec(to=["85512345678"], content="Hi", sender="SMS Info", dlr_url="http://127.0.0.1:9/dlr/1")]
+    more, _ = gateway.submit(account, "batch", asked, batch_id="asked")
+    assert [r["message_id"] for r in gateway.records()] == more[0] and gateway.scheduled > 0
+    assert gateway.unrecorded == 300 and not set(flat) & set(more[0])

@@ -303,6 +303,7 @@ class SimApp:
             "speed": self.clock.speed,
             "balances": self.gateway.balances,
             "records": len(self.gateway.ids),
+            "unrecorded": self.gateway.unrecorded,
             "requests": self.gateway.request_seq,
             "scheduled": self.gateway.scheduled,
             "in_flight": self.dispatcher.in_flight,

@@ -203,7 +203,10 @@ class SimulatorConfig:
     ``opt_out_replies`` is the share of numbers whose handset replies an opt-out keyword (``STOP`` or
     Khmer ``ឈប់``) a second after each delivered message, chosen per number from ``seed``
     (``delivery.opt_out_reply`` tells which); the reply goes to the account's ``mo_url`` over HTTP, or to
-    its bound SMPP receiver. 0 (the default) turns it off.
+    its bound SMPP receiver. 0 (the default) turns it off. ``record=False`` (load tests of millions of
+    messages) keeps out of the record the requests after whose answer nothing follows (no ``dlr_url``,
+    callback or errback URL, SMPP receipt or opt-out reply): they are charged, counted (``state()``'s
+    ``unrecorded``) and get their ids, but ``records()`` and the transaction report leave them out.
     """
 
     accounts: tuple[Account, ...] = (Account(),)
@@ -224,6 +227,7 @@ class SimulatorConfig:
     smpp_enquire_link_interval: float = 30.0
     no_route: tuple[str, ...] = ("13",)
     opt_out_replies: float = 0.0
+    record: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.opt_out_replies <= 1.0:

@@ -142,6 +142,8 @@ class Gateway:
         self.subs = Messages(report=mask_report, deliver=lambda content: self._segments(content)[2])
         self.ids = MessageIds()
         self.tos = Numbers()
+        self.unrecorded = 0  # accepted recipients kept out of the record (config.record=False)
+        self._unrecorded_ids = MessageIds()  # another random key: their ids collide with no recorded one
         self.sub_of = array("I")
         self.codes = bytearray()
         self.latency = array("d")
@@ -225,6 +227,8 @@ class Gateway:
             raise _refusal(self.balances[account.username], cost)
         self.balances[account.username] -= cost
         self.request_seq += 1
+        if not self.config.record and not self._receipts_asked(messages, callback_url, errback_url, sink):
+            return self._unrecorded(messages), []
         now = self.clock.now()
         due = now if due_at is None else due_at
         immediate = defer or "callbacks_before_response" in flags
@@ -282,6 +286,23 @@ class Gateway:
         if not immediate:
             self.wake()
         return all_ids, sorted(pending)
+
+    def _receipts_asked(
+        self, messages: list[MessageSpec], callback_url: str | None, errback_url: str | None, sink: Sink | None
+    ) -> bool:
+        """Whether anything will follow the request's answer: a DLR, a batch callback or errback, a reply."""
+        return bool(
+            callback_url
+            or errback_url
+            or sink is not None
+            or self.config.opt_out_replies
+            or any(m.dlr_url or m.invalid for m in messages)
+        )
+
+    def _unrecorded(self, messages: list[MessageSpec]) -> list[list[str]]:
+        """Issue the ids of an accepted request kept out of the record (``SimulatorConfig.record=False``)."""
+        self.unrecorded += sum(len(m.to) for m in messages)
+        return [self._unrecorded_ids.issue(len(m.to)) for m in messages]
 
     def submit_each(
         self, account: Account, route: str, messages: list[tuple[str, str, str, Sink | None]]
