@@ -1,14 +1,19 @@
 """Benchmark: 10,000,000 customers through prepare, render (masked coupon), plan, send and collect on Dask.
 
-Run from the repo root: ``python benchmarks/scale.py [--quick]``. The customers are generated lazily,
-partition by partition, on the workers of a ``dask.distributed.LocalCluster`` (2 worker processes): phone
-numbers in mixed formats (``012 345 678``, ``+855 12 345 678``, ``855012345678``, dashes), 2% of them
-repeating a number of an earlier partition and 0.5% not numbers at all, Khmer and Latin names, a coupon
-column that is masked. The simulator runs in its own process with rate limits off and no delivery
-reports asked; the ledger is an SQLite file in a temporary directory (``--ledger URL`` for another, e.g.
-PostgreSQL). The same pipeline then runs in plain pandas on 1,000,000 rows. Memory is the peak of the
-summed VmRSS of this process and all its descendants (client, scheduler, nannies, workers, simulator),
-sampled every 0.2 s: shared pages count once per process, so the figure is an upper bound.
+Run from the repo root: ``python benchmarks/scale.py [--quick]``. The customers are generated on the
+workers of a ``dask.distributed.LocalCluster`` (2 single-threaded worker processes, 1 GiB each) into
+Parquet files of 100,000 rows before the clock starts: phone numbers in mixed formats (``012 345 678``,
+``+855 12 345 678``, ``855012345678``, dashes), 2% of them repeating the number of a row in another
+partition and 0.5% not numbers at all, Khmer and Latin names (a template per language), a coupon column
+that is masked. Timed: reading the files, ``prepare_audience``, ``render_messages``, ``Campaign.plan``,
+``Campaign.send`` and ``collect`` on the Dask frame (the ledger's states counted, no rows gathered). The
+simulator runs in its own process with rate limits off and no delivery reports asked (it keeps its
+record: ``--no-record`` for none); the ledger is an SQLite file in a temporary directory (``--ledger
+URL`` for another, e.g. PostgreSQL). The same pipeline then runs in plain pandas on 1,000,000 rows read
+from one Parquet file. Memory is the peak of the summed VmRSS of this process and all its descendants
+(client, scheduler and nannies in this process; workers; simulator), sampled every 0.2 s: shared pages
+count once per process, so the figure is an upper bound. Until the installed package has the Dask stages
+(``plasgate_nb._dask``), per-partition stand-ins run and the table says so.
 
 Prints a table and, last, one JSON line (DESIGN.md section 8, ``scale``).
 """
