@@ -7,13 +7,14 @@ Parquet files of 100,000 rows before the clock starts: phone numbers in mixed fo
 partition and 0.5% not numbers at all, Khmer and Latin names (a template per language), a coupon column
 that is masked. Timed: reading the files, ``prepare_audience``, ``render_messages``, ``Campaign.plan``,
 ``Campaign.send`` and ``collect`` on the Dask frame (the ledger's states counted, no rows gathered). The
-simulator runs in its own process with rate limits off and no delivery reports asked (it keeps its
-record: ``--no-record`` for none); the ledger is an SQLite file in a temporary directory (``--ledger
-URL`` for another, e.g. PostgreSQL). The same pipeline then runs in plain pandas on 1,000,000 rows read
-from one Parquet file. Memory is the peak of the summed VmRSS of this process and all its descendants
-(client, scheduler and nannies in this process; workers; simulator), sampled every 0.2 s: shared pages
-count once per process, so the figure is an upper bound. Until the installed package has the Dask stages
-(``plasgate_nb._dask``), per-partition stand-ins run and the table says so.
+simulator runs in its own process with rate limits off and no delivery reports asked, keeping no record
+of the messages (``SimulatorConfig(record=False)``; ``--record`` keeps it: about 70 bytes a message,
+0.7 GB for 10M, past the memory bound with the rest); the ledger is an SQLite file in a temporary
+directory (``--ledger URL`` for another, e.g. PostgreSQL). The same pipeline then runs in plain pandas
+on 1,000,000 rows read from one Parquet file. Memory is the peak of the summed VmRSS of this process and
+all its descendants (client, scheduler and nannies in this process; workers; simulator), sampled every
+0.2 s: shared pages count once per process, so the figure is an upper bound. Until the installed package
+has the Dask stages (``plasgate_nb._dask``), per-partition stand-ins run and the table says so.
 
 Prints a table and, last, one JSON line (DESIGN.md section 8, ``scale``).
 """
@@ -378,13 +379,15 @@ def main() -> None:
     parser.add_argument("--skip-pandas", action="store_true", help="run only the Dask pipeline")
     parser.add_argument("--skip-dask", action="store_true", help="run only the pandas pipeline")
     parser.add_argument(
-        "--no-record", action="store_true", help="the simulator keeps no record (SimulatorConfig(record=False))"
+        "--record",
+        action="store_true",
+        help="the simulator keeps its record of every message (about 70 bytes each); default record=False",
     )
     args = parser.parse_args()
     rows = args.rows or (200_000 if args.quick else 10_000_000)
     pandas_rows = args.pandas_rows or (50_000 if args.quick else 1_000_000)
     load_before = os.getloadavg()[0]
-    config = SimulatorConfig(seed=1, rate_limits=RateLimits.off(), record=not args.no_record)
+    config = SimulatorConfig(seed=1, rate_limits=RateLimits.off(), record=args.record)
     runs: dict[str, tuple[int, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_dask:
