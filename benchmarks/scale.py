@@ -13,8 +13,7 @@ of the messages (``SimulatorConfig(record=False)``; ``--record`` keeps it: about
 directory (``--ledger URL`` for another, e.g. PostgreSQL). The same pipeline then runs in plain pandas
 on 1,000,000 rows read from one Parquet file. Memory is the peak of the summed VmRSS of this process and
 all its descendants (client, scheduler and nannies in this process; workers; simulator), sampled every
-0.2 s: shared pages count once per process, so the figure is an upper bound. Until the installed package
-has the Dask stages (``plasgate_nb._dask``), per-partition stand-ins run and the table says so.
+0.2 s: shared pages count once per process, so the figure is an upper bound.
 
 Prints a table and, last, one JSON line (DESIGN.md section 8, ``scale``).
 """
@@ -22,7 +21,6 @@ Prints a table and, last, one JSON line (DESIGN.md section 8, ``scale``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -41,7 +39,6 @@ import pandas as pd
 from plasgate_nb import Campaign, prepare_audience, render_messages
 from plasgate_nb.gateway import Gateway
 from plasgate_nb.ledger import Ledger
-from plasgate_nb.report import collect
 from plasgate_nb.simulator import RateLimits, Simulator, SimulatorConfig
 
 BOUND_MB = 2048
@@ -253,30 +250,13 @@ def pandas_pipeline(df: pd.DataFrame, campaign: Campaign) -> dict[str, int]:
     return {str(k): int(v) for k, v in out["send_state"].value_counts().items()}
 
 
-def _has(module: str) -> bool:
-    """Whether the installed plasgate_nb has ``module`` (its Dask stages land one by one)."""
-    return importlib.util.find_spec(module) is not None
-
-
-def dask_pipeline(ddf: Any, campaign: Campaign, ledger_url: str, notes: list[str]) -> dict[str, int]:
+def dask_pipeline(ddf: Any, campaign: Campaign) -> dict[str, int]:
     """The same pipeline on a Dask frame; counts by state, computed without gathering the rows."""
-    if _has("plasgate_nb._dask._audience"):
-        prepared = prepare_audience(ddf, phone="phone")
-        rendered = render_messages(prepared, templates(), by="language", mask=["coupon"])
-    else:
-        notes.append("prepare_audience: per-partition stand-in (duplicates across partitions not caught)")
-        prepared = ddf.map_partitions(prepare_audience, phone="phone", meta=prepare_audience(ddf._meta, phone="phone"))
-        notes.append("render_messages: per-partition stand-in")
-        meta = render_messages(prepared._meta, templates(), by="language", mask=["coupon"])
-        rendered = prepared.map_partitions(render_messages, templates(), by="language", mask=["coupon"], meta=meta)
-    if _has("plasgate_nb._dask._campaign"):
-        campaign.plan(rendered)
-        campaign.send(rendered)
-        collected = campaign.collect(rendered)
-    else:
-        # one campaign per partition: Campaign.send on pandas reads all of its campaign's rows each time
-        notes.append("Campaign.plan/send/collect: stand-in, one campaign per partition, sent from the client")
-        collected = _stand_in_send(rendered, campaign, ledger_url)
+    prepared = prepare_audience(ddf, phone="phone")
+    rendered = render_messages(prepared, templates(), by="language", mask=["coupon"])
+    campaign.plan(rendered)
+    campaign.send(rendered)
+    collected = campaign.collect(rendered)
     # counts per partition, summed on the client: no shuffle for a handful of states
     counts = collected["send_state"].map_partitions(_state_counts, meta=_state_counts(collected._meta["send_state"]))
     return {str(k): int(v) for k, v in counts.compute().groupby(level=0).sum().items()}
@@ -285,28 +265,6 @@ def dask_pipeline(ddf: Any, campaign: Campaign, ledger_url: str, notes: list[str
 def _state_counts(states: pd.Series) -> pd.Series:
     """Rows per send state of one partition."""
     return states.astype("string").value_counts().astype("int64")
-
-
-def _stand_in_send(rendered: Any, campaign: Campaign, ledger_url: str) -> Any:
-    """Plan and send each partition as its own campaign from the client; collect them on the workers."""
-    name = campaign.name
-    for number, part in enumerate(rendered.to_delayed()):
-        frame = part.compute()
-        one = Campaign(f"{name}-{number}", gateway=campaign.gateway, ledger=campaign.ledger, progress=False)
-        one.plan(frame)
-        one.send(frame)
-        del frame
-
-    def part_collect(frame: pd.DataFrame, partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
-        number = 0 if partition_info is None else partition_info["number"]
-        ledger = Ledger(ledger_url)
-        try:
-            return collect(frame, (ledger, f"{name}-{number}"))
-        finally:
-            ledger.close()
-
-    meta = collect(rendered._meta, (campaign.ledger, name))
-    return rendered.map_partitions(part_collect, meta=meta)
 
 
 @contextmanager
@@ -327,16 +285,15 @@ def run_dask(
     rows: int, partition_rows: int, ledger_url: str, sim: Simulator, args: argparse.Namespace, tmp: str
 ) -> dict[str, Any]:
     """Time the Dask pipeline on ``rows`` rows, read from Parquet files written first; return figures."""
-    notes: list[str] = []
     with PeakSampler() as peak, cluster(args.workers, args.memory_limit):
         ledger = Ledger(ledger_url)
         campaign = Campaign("scale-dask", gateway=gateway_for(sim), ledger=ledger, progress=False)
         folder = write_customers(Path(tmp) / "customers", rows, partition_rows)
         start = time.perf_counter()
-        states = dask_pipeline(read_customers(folder), campaign, ledger_url, notes)
+        states = dask_pipeline(read_customers(folder), campaign)
         seconds = time.perf_counter() - start
         ledger.close()
-    return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb, "at_peak": peak.at_peak, "notes": notes}
+    return {"seconds": seconds, "states": states, "peak_mb": peak.peak_mb, "at_peak": peak.at_peak}
 
 
 def run_pandas(rows: int, ledger_url: str, sim: Simulator, tmp: str) -> dict[str, Any]:
@@ -425,7 +382,6 @@ def _dask_rows(
         ("  accepted by the simulator", f"{accepted:,} (expected {expected_ok(rows):,})"),
         ("  peak RSS, whole process tree", f"{run['peak_mb']:,.0f} MB (bound {BOUND_MB:,})"),
         *_processes(run["at_peak"]),
-        *(("  note", note) for note in run["notes"]),
     ]
     figures = {
         "rows": rows,
@@ -469,7 +425,7 @@ def report(
         table += rows_
         figures.update(figures_)
         accepted = run["states"].get("accepted", 0)
-        if accepted != expected_ok(rows) and not run.get("notes"):
+        if accepted != expected_ok(rows):
             wrong.append(f"{name}: {accepted:,} rows accepted, {expected_ok(rows):,} expected")
     table.append(("load average (1 min) before / after", f"{load[0]:.2f} / {load[1]:.2f}"))
     width = max(len(k) for k, _ in table)
