@@ -241,11 +241,10 @@ def gateway_for(sim: Simulator) -> Gateway:
 
 
 def pandas_pipeline(df: pd.DataFrame, campaign: Campaign) -> dict[str, int]:
-    """prepare -> render (masked coupon) -> plan -> send -> collect on a pandas frame; counts by state."""
+    """prepare -> render (masked coupon) -> send (which plans first) -> collect on a pandas frame; counts by state."""
     prepared = prepare_audience(df, phone="phone")
     rendered = render_messages(prepared, templates(), by="language", mask=["coupon"])
-    campaign.plan(rendered)
-    campaign.send(rendered)
+    campaign.send(rendered)  # plans every row in the ledger, then sends: one pass, not plan() and send()
     out = campaign.collect(rendered)
     return {str(k): int(v) for k, v in out["send_state"].value_counts().items()}
 
@@ -254,8 +253,7 @@ def dask_pipeline(ddf: Any, campaign: Campaign) -> dict[str, int]:
     """The same pipeline on a Dask frame; counts by state, computed without gathering the rows."""
     prepared = prepare_audience(ddf, phone="phone")
     rendered = render_messages(prepared, templates(), by="language", mask=["coupon"])
-    campaign.plan(rendered)
-    campaign.send(rendered)
+    campaign.send(rendered)  # plans every row in the ledger, then sends: one pass, not plan() and send()
     collected = campaign.collect(rendered)
     # counts per partition, summed on the client: no shuffle for a handful of states
     counts = collected["send_state"].map_partitions(_state_counts, meta=_state_counts(collected._meta["send_state"]))
