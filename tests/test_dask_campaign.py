@@ -425,3 +425,27 @@ def test_prepare_render_send_collect_on_dask_is_the_pandas_pipeline(
         want = campaign(reference, gateway, price_per_segment=0.01).collect(expected_frame)
         columns = ["send_state", "segments", "cost", "reason"]
         pd.testing.assert_frame_equal(collected[columns], want[columns], check_dtype=False, check_index_type=False)
+
+
+def test_the_accessor_sends_and_collects_a_dask_frame_as_campaign_does(
+    dask_client: Any,  # noqa: F811
+    sim: Simulator,
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    df = rendered(start=5000)
+    ddf = to_dask(df)
+    with Ledger(tmp_path / "reference.db") as reference, Ledger(tmp_path / "accessor.db") as ledger:
+        expected = campaign(reference, gateway).send(df)
+        sender = campaign(ledger, gateway)
+        first, again = ddf.sms.send(sender), ddf.sms.send(sender)
+        assert figures(first) == figures(expected)
+        assert (again.recipients, again.already_sent) == (0, first.accepted)
+        results = ddf.sms.collect(sender)
+        assert isinstance(results, dd.DataFrame)  # lazy, as collect is on a Dask frame
+        got = results.compute()
+        want = campaign(reference, gateway).collect(df)
+        assert got["send_state"].value_counts().to_dict() == want["send_state"].value_counts().to_dict()
+        pd.testing.assert_series_equal(
+            got["send_state"].sort_index(), want["send_state"].sort_index(), check_dtype=False, check_index_type=False
+        )
