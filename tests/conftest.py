@@ -12,6 +12,7 @@ import pytest
 from plasgate_nb.gateway import Gateway
 from plasgate_nb.server import live_servers
 from plasgate_nb.simulator import Simulator
+from tests.dask_helpers import dask_client  # noqa: F401 (one LocalCluster for the whole session)
 
 SERVER_THREAD_PREFIX = "plasgate-nb"
 

@@ -1,4 +1,4 @@
-"""A session-wide ``dask.distributed.LocalCluster`` with 2 worker processes for the Dask tests."""
+"""A session-wide ``dask.distributed.LocalCluster`` with 2 worker processes for the Dask tests (offered by conftest)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,6 @@ from plasgate_nb import (  # noqa: E402
     render_messages,
 )
 from plasgate_nb.errors import OptionError  # noqa: E402
-from tests.dask_helpers import dask_client  # noqa: E402, F401
 
 SPELLINGS = ["012 345 678", "+855 12 345 678", "85512345678", "(012) 345-678", "855012345678"]
 OTHERS = ["+855 97 123 4567", "096 777 8888", "023 123 456", "12", "", None, "1800 123 456", "010 234 567"]
@@ -64,7 +63,7 @@ TEMPLATES = {"en": "Hi {{ name|default('friend') }}, code {{ coupon }}", "km": "
 
 
 @pytest.mark.parametrize("npartitions", [3, 5, 7])
-def test_prepare_equals_pandas_across_partitions(npartitions: int, dask_client: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_prepare_equals_pandas_across_partitions(npartitions: int, dask_client: Any, tmp_path: Path) -> None:
     df = audience(300)
     ddf = split(df, npartitions)
     with Ledger(tmp_path / "l.db") as led:
@@ -85,7 +84,7 @@ def test_prepare_equals_pandas_across_partitions(npartitions: int, dask_client: 
     assert dupes.index.map(base.index.get_loc).min() > base.index.get_loc(first[0])
 
 
-def test_prepare_without_conversion_equals_pandas_on_the_original_frame(dask_client: Any) -> None:  # noqa: F811
+def test_prepare_without_conversion_equals_pandas_on_the_original_frame(dask_client: Any) -> None:
     df = pd.DataFrame({"phone": np.array([85512345678.0, "012 345 678", 12, None, 855971234567], dtype=object)})
     with dask.config.set({"dataframe.convert-string": False}):
         ddf = dd.from_pandas(df, npartitions=3, sort=False)
@@ -95,7 +94,7 @@ def test_prepare_without_conversion_equals_pandas_on_the_original_frame(dask_cli
 
 
 def test_duplicate_heavy_audience_is_exact_and_keeps_one_entry_per_number(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     df = pd.DataFrame(  # 2,100 rows, 12 numbers: every number in every partition, many times each
@@ -111,7 +110,7 @@ def test_duplicate_heavy_audience_is_exact_and_keeps_one_entry_per_number(
     assert (out["audience_status"] == "ok").sum() == 12
 
 
-def test_row_without_consent_does_not_win_its_number_across_partitions(dask_client: Any) -> None:  # noqa: F811
+def test_row_without_consent_does_not_win_its_number_across_partitions(dask_client: Any) -> None:
     df = pd.DataFrame(
         {"phone": ["012 345 678", "012 345 678", "85512345678"], "opt_in": ["no", "yes", "yes"]},
         index=["a", "b", "c"],
@@ -123,7 +122,7 @@ def test_row_without_consent_does_not_win_its_number_across_partitions(dask_clie
     pd.testing.assert_frame_equal(out, prepare_audience(ddf.compute(), consent="opt_in"))
 
 
-def test_bad_consent_values_in_several_partitions_raise_at_call_time_like_pandas(dask_client: Any) -> None:  # noqa: F811
+def test_bad_consent_values_in_several_partitions_raise_at_call_time_like_pandas(dask_client: Any) -> None:
     df = audience(70)
     df.iloc[[3, 20, 21, 40, 55, 60, 69], df.columns.get_loc("opt_in")] = ["maybe", "?", "maybe", "2", "x", "y?", "z"]
     with pytest.raises(AudienceError) as pandas_error:
@@ -144,7 +143,7 @@ def test_prepare_checks_columns_and_region_at_call_time() -> None:
         prepare_audience(ddf, phone="tel", region="XX")
 
 
-def test_opt_out_list_may_be_a_dask_series(dask_client: Any) -> None:  # noqa: F811
+def test_opt_out_list_may_be_a_dask_series(dask_client: Any) -> None:
     ddf = split(audience(60), 4)
     opt_out = split(pd.DataFrame({"phone": ["+855 12 345 678", "not a number"]}), 2)["phone"]
     out = prepare_audience(ddf, suppress=opt_out).compute()
@@ -154,7 +153,7 @@ def test_opt_out_list_may_be_a_dask_series(dask_client: Any) -> None:  # noqa: F
 
 
 @pytest.mark.parametrize("npartitions", [3, 7])
-def test_render_equals_pandas_with_mask_and_templates_by_language(npartitions: int, dask_client: Any) -> None:  # noqa: F811
+def test_render_equals_pandas_with_mask_and_templates_by_language(npartitions: int, dask_client: Any) -> None:
     ddf = prepare_audience(split(audience(200), npartitions), consent="opt_in")
     got = render_messages(ddf, TEMPLATES, by="language", default="en", mask=["coupon"])
     want = render_messages(ddf.compute(), TEMPLATES, by="language", default="en", mask=["coupon"])
@@ -164,7 +163,7 @@ def test_render_equals_pandas_with_mask_and_templates_by_language(npartitions: i
     assert want["content"].str.contains("#ma#K").all()
 
 
-def test_render_reads_a_template_file_on_the_client(dask_client: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_render_reads_a_template_file_on_the_client(dask_client: Any, tmp_path: Path) -> None:
     path = tmp_path / "offer.j2"
     path.write_text("Hi {{ name|default('friend') }}, code {{ coupon }}", encoding="utf-8")
     ddf = split(audience(40), 3)
@@ -173,7 +172,7 @@ def test_render_reads_a_template_file_on_the_client(dask_client: Any, tmp_path: 
     )
 
 
-def test_template_key_column_keeps_one_dtype_for_every_partition(dask_client: Any) -> None:  # noqa: F811
+def test_template_key_column_keeps_one_dtype_for_every_partition(dask_client: Any) -> None:
     df = pd.DataFrame({"tier": [1, 1, 2, 2, 1, 2]})
     got = render_messages(split(df, 3), {1: "gold", 2: "silver"}, by="tier")
     assert got.dtypes["template"] == np.dtype(object)
@@ -192,7 +191,7 @@ def test_template_errors_are_raised_at_call_time() -> None:
         render_messages(ddf, TEMPLATES, by="lang")
 
 
-def test_row_errors_surface_as_template_errors_on_compute(dask_client: Any) -> None:  # noqa: F811
+def test_row_errors_surface_as_template_errors_on_compute(dask_client: Any) -> None:
     got = render_messages(split(audience(30), 3), TEMPLATES, by="language")  # 'fr' has no template, no default
     with pytest.raises(TemplateError, match="no template for language 'fr'"):
         got.compute()
@@ -216,7 +215,7 @@ def test_long_and_blank_messages_are_logged_on_the_workers_not_raised(caplog: py
     assert "partition 1 of the Dask frame: EmptyMessageWarning: 1 row(s): 'blank' render to empty text" in caplog.text
 
 
-def test_cost_equals_pandas(dask_client: Any) -> None:  # noqa: F811
+def test_cost_equals_pandas(dask_client: Any) -> None:
     ddf = render_messages(prepare_audience(split(audience(250), 6)), TEMPLATES, by="language", default="en")
     pandas_frame = ddf.compute()
     got = estimate_cost(ddf, price_per_segment=0.012, currency="USD")
@@ -227,12 +226,12 @@ def test_cost_equals_pandas(dask_client: Any) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("n", [None, 1, 9, 500])
-def test_preview_shows_the_rows_pandas_shows(n: int | None, dask_client: Any) -> None:  # noqa: F811
+def test_preview_shows_the_rows_pandas_shows(n: int | None, dask_client: Any) -> None:
     ddf = render_messages(prepare_audience(split(audience(120), 5)), TEMPLATES, by="language", default="en")
     pd.testing.assert_frame_equal(preview(ddf, n), preview(ddf.compute(), n))
 
 
-def test_accessor_on_dask_frames(dask_client: Any) -> None:  # noqa: F811
+def test_accessor_on_dask_frames(dask_client: Any) -> None:
     ddf = split(audience(80), 4)
     df = ddf.compute()
     ready = ddf.sms.prepare(consent="opt_in").sms.render(TEMPLATES, by="language", default="en", mask="coupon")
@@ -265,7 +264,7 @@ def test_import_registers_the_accessor_lazily(code: str) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # dask read_parquet: inplace= (pandas 3.1)
-def test_fused_parquet_partitions_keep_duplicates_exact(dask_client: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_fused_parquet_partitions_keep_duplicates_exact(dask_client: Any, tmp_path: Path) -> None:
     df = audience(400)
     for i in range(8):  # 8 files; reading two of five columns, Dask fuses them into fewer partitions
         df.iloc[i * 50 : (i + 1) * 50].to_parquet(tmp_path / f"part{i}.parquet")
@@ -276,7 +275,7 @@ def test_fused_parquet_partitions_keep_duplicates_exact(dask_client: Any, tmp_pa
     pd.testing.assert_frame_equal(got.compute(), prepare_audience(ddf.compute(), consent="opt_in"))
 
 
-def test_empty_partitions_and_frames_without_ok_rows(dask_client: Any) -> None:  # noqa: F811
+def test_empty_partitions_and_frames_without_ok_rows(dask_client: Any) -> None:
     df = audience(90)
     ddf = split(df, 6)
     some = ddf[ddf["language"] == "km"]  # a filter: partitions of any length, some maybe empty

@@ -30,7 +30,6 @@ from plasgate_nb.report import collect
 from plasgate_nb.simulator import Fault, RateLimits, Simulator, SimulatorConfig
 from plasgate_nb.smpp import SmppConfig
 from tests.conftest import gateway_for
-from tests.dask_helpers import dask_client  # noqa: F401 (fixture: a LocalCluster client)
 from tests.test_ledger import url  # noqa: F401 (fixture: a fresh SQLite file or PostgreSQL schema)
 
 dd = pytest.importorskip("dask.dataframe", reason="Dask tests need the [dask] extra")
@@ -110,7 +109,7 @@ def sent_numbers(sim: Simulator, since: int) -> Counter[str]:
 
 
 def test_plan_of_a_dask_frame_is_the_pandas_plan(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     url: str,  # noqa: F811
     gateway: Gateway,
     tmp_path: Path,
@@ -147,7 +146,7 @@ def test_plan_of_a_dask_frame_is_the_pandas_plan(
 
 
 def test_send_of_a_dask_frame_sends_what_pandas_sends_once(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     url: str,  # noqa: F811
     sim: Simulator,
     gateway: Gateway,
@@ -177,7 +176,7 @@ def test_send_of_a_dask_frame_sends_what_pandas_sends_once(
 
 
 def test_dry_run_of_a_dask_frame_writes_nothing_and_previews_as_pandas(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     url: str,  # noqa: F811
     gateway: Gateway,
     tmp_path: Path,
@@ -194,7 +193,7 @@ def test_dry_run_of_a_dask_frame_writes_nothing_and_previews_as_pandas(
 
 
 def test_collect_of_a_dask_frame_is_the_pandas_collect(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     url: str,  # noqa: F811
     sim: Simulator,
     gateway: Gateway,
@@ -217,7 +216,7 @@ def test_collect_of_a_dask_frame_is_the_pandas_collect(
 
 
 def test_keys_repeated_across_partitions_are_refused_before_anything_is_written(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     gateway: Gateway,
     tmp_path: Path,
 ) -> None:
@@ -234,7 +233,7 @@ def test_keys_repeated_across_partitions_are_refused_before_anything_is_written(
 
 
 def test_an_uncertain_batch_is_not_resent_until_asked(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     sim: Simulator,
     gateway: Gateway,
     tmp_path: Path,
@@ -254,7 +253,7 @@ def test_an_uncertain_batch_is_not_resent_until_asked(
 
 
 def test_single_sends_of_a_dask_frame_are_the_pandas_ones(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     sim: Simulator,
     gateway: Gateway,
     tmp_path: Path,
@@ -281,7 +280,7 @@ def test_a_local_scheduler_plans_in_this_process_with_the_same_result(gateway: G
 
 
 def test_a_ledger_the_workers_cannot_open_fails_naming_it(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     gateway: Gateway,
     tmp_path: Path,
 ) -> None:
@@ -297,7 +296,7 @@ def test_a_ledger_the_workers_cannot_open_fails_naming_it(
 
 
 def test_smpp_sends_of_a_dask_frame_are_the_pandas_ones(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     sim: Simulator,
     gateway: Gateway,
     tmp_path: Path,
@@ -393,7 +392,7 @@ def test_a_dask_send_killed_mid_send_resumes_sending_each_message_at_most_once(t
 
 
 def test_prepare_render_send_collect_on_dask_is_the_pandas_pipeline(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     sim: Simulator,
     gateway: Gateway,
     tmp_path: Path,
@@ -428,7 +427,7 @@ def test_prepare_render_send_collect_on_dask_is_the_pandas_pipeline(
 
 
 def test_the_accessor_sends_and_collects_a_dask_frame_as_campaign_does(
-    dask_client: Any,  # noqa: F811
+    dask_client: Any,
     sim: Simulator,
     gateway: Gateway,
     tmp_path: Path,
