@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +49,7 @@ from ._partitions import (
     dask_module,
     each_partition,
     held_keys,
+    in_order,
     sendable_rows,
     states_of,
     survey,
@@ -121,21 +121,16 @@ def _chain(parts: Sequence[Any], spec: Spec, found: Survey) -> Iterator[_Step]:
             before = _plan_step(sendable_rows(spec, part.compute()), spec, before, found)
             yield before
         return
-    waiting: deque[Any] = deque()
     ahead = max(AHEAD, len(client.scheduler_info().get("workers", {})))
-    try:
+
+    def submitted() -> Iterator[Any]:
         previous: Any = before
         for part in parts:
             made = dask.delayed(sendable_rows, pure=False)(spec, part)  # runs while the previous step writes
             previous = client.compute(dask.delayed(_plan_step, pure=False)(made, spec, previous, found))
-            waiting.append(previous)
-            if len(waiting) > ahead:
-                yield waiting.popleft().result()
-        while waiting:
-            yield waiting.popleft().result()
-    finally:
-        for future in waiting:
-            future.cancel()
+            yield previous
+
+    yield from in_order(submitted(), ahead)
 
 
 def _count_skipped(summary: SendSummary, skipped: dict[str, int]) -> None:

@@ -11,7 +11,7 @@ partition to partition (:class:`Earlier`), and reads of the ledger rows of one p
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -135,11 +135,19 @@ def each_partition(parts: Sequence[Any], func: Any, *args: Any, ahead: int = AHE
         for part in parts:
             yield func(part.compute(), *args)
         return
+    yield from in_order((client.compute(dask.delayed(func, pure=False)(part, *args)) for part in parts), ahead)
+
+
+def in_order(futures: Iterable[Any], ahead: int) -> Iterator[Any]:
+    """Yield the results of ``futures`` in order, taking at most ``ahead`` more of them before each result.
+
+    ``futures`` is lazy (each taken is submitted then); those not yet yielded are cancelled when the caller
+    stops early or fails.
+    """
     waiting: deque[Any] = deque()
-    todo = iter(parts)
     try:
-        for part in todo:
-            waiting.append(client.compute(dask.delayed(func, pure=False)(part, *args)))
+        for future in futures:
+            waiting.append(future)
             if len(waiting) > ahead:
                 yield waiting.popleft().result()
         while waiting:
