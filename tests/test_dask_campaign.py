@@ -448,3 +448,18 @@ def test_the_accessor_sends_and_collects_a_dask_frame_as_campaign_does(
         pd.testing.assert_series_equal(
             got["send_state"].sort_index(), want["send_state"].sort_index(), check_dtype=False, check_index_type=False
         )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_repeated_values_are_those_found_more_than_once_across_the_pieces(seed: int) -> None:
+    import numpy as np
+
+    from plasgate_nb._dask._partitions import repeated_values
+
+    rng = np.random.default_rng(seed)
+    pieces = [rng.integers(0, 400, rng.integers(0, 60)).astype(np.uint64) for _ in range(7)]
+    values, counts = np.unique(np.concatenate(pieces), return_counts=True)
+    given = list(pieces)
+    np.testing.assert_array_equal(repeated_values(given), values[counts > 1])
+    assert given == []  # the pieces are let go as they are joined
+    assert len(repeated_values([np.arange(5, dtype=np.uint64)])) == 0
