@@ -6,7 +6,6 @@ by Arrow: both must give the same types, the same NULLs (apart from empty texts)
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from plasgate_nb.errors import AudienceError, LedgerError
 from plasgate_nb.ledger import Ledger
 from plasgate_nb.ledger._schema import messages
 from plasgate_nb.report import COLLECT_COLUMNS, collect
-from tests.test_ledger import _PG_PROBLEM, PG_URL, url  # noqa: F401
+from tests.test_ledger import fresh_pg_schema, url  # noqa: F401
 
 NAME = "columnar"
 COLUMNS = ["state", "message_id", "delivery_status", "delivered_at", "error_code", "segments", "attempts", "reason"]
@@ -33,16 +32,7 @@ DONE = datetime(2026, 1, 5, 2, 0, 7, 123456, tzinfo=UTC)
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL schema (skipped without a server)."""
-    if _PG_PROBLEM:
-        pytest.skip(_PG_PROBLEM)
-    schema = f"plasgate_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    yield sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
+    yield from fresh_pg_schema()
 
 
 def audience(n: int) -> pd.DataFrame:

@@ -38,12 +38,8 @@ def _pg_problem() -> str | None:
 _PG_PROBLEM = _pg_problem()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty ledger location: an SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "ledger.db")
-        return
+def fresh_pg_schema() -> Iterator[str]:
+    """Yield the URL of a fresh PostgreSQL schema, dropped afterwards (the test skips without a server)."""
     if _PG_PROBLEM:
         pytest.skip(_PG_PROBLEM)
     schema = f"plasgate_test_{uuid.uuid4().hex[:12]}"
@@ -55,6 +51,15 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with admin.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty ledger location: an SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")
+        return
+    yield from fresh_pg_schema()
 
 
 @pytest.fixture

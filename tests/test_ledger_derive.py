@@ -4,7 +4,6 @@ and so do the rows the ledger records (SQLite and PostgreSQL), in any order and 
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +20,7 @@ from plasgate_nb.ledger import Ledger
 from plasgate_nb.ledger._events import DELIVERY_COLUMNS, advance, delivered_time, derive
 from plasgate_nb.ledger._pairing import _CANDIDATES
 
-from .test_ledger import _PG_PROBLEM, PG_URL
+from .test_ledger import fresh_pg_schema
 
 T0 = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 
@@ -114,18 +112,9 @@ def shared_ledger(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         with Ledger(tmp_path_factory.mktemp("derive") / "ledger.db") as led:
             yield led
         return
-    if _PG_PROBLEM:
-        pytest.skip(_PG_PROBLEM)
-    schema = f"plasgate_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    with Ledger(url.render_as_string(hide_password=False)) as led:
-        yield led
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
+    for url in fresh_pg_schema():
+        with Ledger(url) as led:
+            yield led
 
 
 def _gid(campaign: str, m: int) -> str:
