@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from .._keys import message_keys
 from .._masking import content_digest
-from ..batch import build_requests
+from ..batch import iter_requests
 from ..errors import AudienceError
 from ..ledger import Ledger
 from ..ledger._arrow import from_frame
@@ -179,7 +179,9 @@ def survey_part(part: pd.DataFrame, spec: Spec) -> tuple[np.ndarray, np.ndarray]
     keys = message_keys(part, spec.key)  # keys unique within the partition, none missing
     rows, _ = sendable_rows(spec, part)
     plan_rows(rows)  # numbers, texts and keys the ledger takes
-    build_requests(rows[["message_key", "msisdn", "content"]], sender=spec.sender, path=spec.path, **spec.options)
+    # the requests are validated as they would be sent (iter_requests checks every row before it returns);
+    # they are built when sent, not here
+    iter_requests(rows[["message_key", "msisdn", "content"]], sender=spec.sender, path=spec.path, **spec.options)
     return hash_texts(keys.to_numpy()), hash_texts(rows["msisdn"].to_numpy())
 
 
