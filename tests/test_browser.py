@@ -372,7 +372,9 @@ def test_send_form_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path, capsys: py
     expect(notice.locator("tr", has_text="left out (why)")).to_contain_text("no_consent")
     recipients = int(notice.locator("tr", has_text="recipients").locator("td").inner_text())
     assert 100 < recipients < everyone
-    expect(notice.locator("tr", has_text="quiet hours").locator("td")).to_have_text("21:00-08:00 Asia/Phnom_Penh")
+    # the row labelled "quiet hours" (inside them, a "scheduled" row also ends "...the end of the quiet hours")
+    quiet_row = notice.locator("tr", has_text=re.compile(r"^\s*quiet hours"))
+    expect(quiet_row.locator("td")).to_have_text("21:00-08:00 Asia/Phnom_Penh")
     per_template = notice.locator("tr", has_text="templates").locator("td").inner_text()
     counts = dict(item.split() for item in per_template.split(", "))
     assert set(counts) == {"en", "km"} and sum(map(int, counts.values())) == recipients
