@@ -168,3 +168,23 @@ def test_keys_in_other_spellings_and_dtypes_join_as_when_sending(tmp_path: Path)
     assert shuffled["send_state"].tolist() == ["planned"] * 3
     for out in (as_ints, as_floats, on_index):
         assert out["send_state"].tolist() == ["planned"] * 3 and out["reason"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "2026-01-05 02:00:07/123456",  # a wrong separator
+        "2026-01-05 02:00:0:.123456",  # ':' just above '9' in a digit's place
+        "2026-01-05 02:00:0/.123456",  # '/' just below '0'
+        "2026-02-30 02:00:07.123456",  # well formed, no such day
+        "2026-01-05 02:00:07.12345",  # one character short
+    ],
+)
+def test_the_sqlite_time_decoder_refuses_what_it_cannot_parse_exactly(bad: str) -> None:
+    """A stamp the fixed-width decoder cannot read exactly makes it give up (the general reader then reads)."""
+    from plasgate_nb.ledger._columns import _NO_TIME, _times
+
+    good = "2026-01-05 02:00:07.123456"
+    parsed = _times((good + _NO_TIME).encode(), 2)
+    assert parsed is not None and parsed.to_pylist() == [DONE, None]
+    assert _times((good + bad + good).encode(), 3) is None
