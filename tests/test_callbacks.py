@@ -372,7 +372,7 @@ def test_the_writer_process_stores_good_groups_beside_a_refused_one(ledger: Ledg
     import multiprocessing
     import threading
 
-    from plasgate_nb.callbacks import _writer_main
+    from plasgate_nb._writer import writer_main as _writer_main
 
     ours, theirs = multiprocessing.Pipe()
     writer = threading.Thread(target=_writer_main, args=(ledger.url, theirs))
