@@ -22,17 +22,17 @@ False
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ._dask import is_dask_frame
 from ._dask._hook import when_imported
-from .audience import prepare_audience
-from .campaign import Campaign, SendSummary
-from .compose import CostEstimate, MessagePreview, Template, estimate_cost, preview, render_messages
 from .errors import OptionError
-from .report import collect, delivery_summary
+
+if TYPE_CHECKING:  # imported where used: registering the accessor must stay light (module docstring)
+    from .campaign import Campaign, SendSummary
+    from .compose import CostEstimate, MessagePreview, Template
 
 __all__ = ["SmsAccessor"]
 
@@ -56,6 +56,8 @@ class SmsAccessor:
         ledger: Any = None,
     ) -> pd.DataFrame:
         """Normalize phone numbers and flag unusable rows: :func:`plasgate_nb.prepare_audience`."""
+        from .audience import prepare_audience
+
         return prepare_audience(self._df, phone=phone, region=region, suppress=suppress, consent=consent, ledger=ledger)
 
     def render(
@@ -77,6 +79,8 @@ class SmsAccessor:
         0      Hi Dara       en    GSM-7
         1  សួស្តី សុភា       km    UCS-2
         """
+        from .compose import render_messages
+
         return render_messages(
             self._df, template, mask=mask, column=column, max_parts=max_parts, by=by, default=default
         )
@@ -89,6 +93,8 @@ class SmsAccessor:
           encoding  units  segments
         0    UCS-2     11         1
         """
+        from .compose import preview
+
         return preview(self._df, n, by=by)
 
     def estimate(self, *, price_per_segment: float, currency: str = "USD") -> CostEstimate:
@@ -98,6 +104,8 @@ class SmsAccessor:
         >>> frame.sms.estimate(price_per_segment=0.01).total
         0.02
         """
+        from .compose import estimate_cost
+
         return estimate_cost(self._df, price_per_segment=price_per_segment, currency=currency)
 
     def send(
@@ -144,6 +152,8 @@ class SmsAccessor:
         'skipped by audience: too short for a Cambodian number'
         >>> ledger.close()
         """
+        from .report import collect
+
         return collect(self._df, campaign)
 
     def summary(self, by: str | Sequence[str] | None = None, *, tidy: bool = False) -> pd.DataFrame:
@@ -166,6 +176,8 @@ class SmsAccessor:
         2  pending      1  0.25
         """
         _pandas_only(self._df, "summary")
+        from .report import delivery_summary
+
         return delivery_summary(self._df, by, tidy=tidy)
 
     def plot(self, kind: str = "delivery_rate", *, by: str | Sequence[str] | None = None, ax: Any = None) -> Any:

@@ -368,14 +368,19 @@ def _tidy(summary: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
 
 
 def _counts(ledger: Ledger, name: str) -> dict[str, Any]:
-    """Accepted messages and how many of them have a final delivery status, by outcome."""
-    rows = ledger.messages(name, columns=["state", "delivery_status", "error_code"])
-    accepted = rows["state"].eq("accepted").to_numpy()
-    kinds = row_kinds(rows["delivery_status"], rows["error_code"])[accepted]
-    delivered = int((kinds == "final-good").sum())
-    failed = int((kinds == "final-bad").sum())
+    """Accepted messages and how many of them have a final delivery status, by outcome.
+
+    Counted by the ledger's database (:meth:`~plasgate_nb.ledger.Ledger.status_counts`): each distinct
+    (state, status, error code) is classified once and weighted by its number of messages.
+    """
+    groups = ledger.status_counts(name)
+    weights = groups["messages"].to_numpy()
+    accepted = groups["state"].eq("accepted").to_numpy(dtype=bool)
+    kinds = row_kinds(groups["delivery_status"], groups["error_code"])
+    delivered = int(weights[accepted & (kinds == "final-good")].sum())
+    failed = int(weights[accepted & (kinds == "final-bad")].sum())
     done = delivered + failed
-    total = int(accepted.sum())
+    total = int(weights[accepted].sum())
     not_requested = total - done if reports_requested(ledger, name) is False else 0
     return {
         "accepted": total,
@@ -384,7 +389,7 @@ def _counts(ledger: Ledger, name: str) -> dict[str, Any]:
         "failed": failed,
         "pending": total - done - not_requested,
         "not_requested": not_requested,
-        "in_flight": int(rows["state"].isin(["submitting", "uncertain"]).sum()),
+        "in_flight": int(weights[groups["state"].isin(["submitting", "uncertain"]).to_numpy(dtype=bool)].sum()),
     }
 
 

@@ -717,6 +717,32 @@ def test_read_columns_matches_messages(ledger: Ledger) -> None:
         ledger.read_columns("c", ["nope"])
 
 
+def test_status_counts_are_the_rows_grouped_by_the_database(ledger: Ledger) -> None:
+    """One row per (state, delivery_status, error_code) with its number of messages, as the rows show."""
+    ledger.plan("c", frame(7))
+    ledger.plan("other", frame(3, start=50))  # another campaign's rows are not counted
+    sent(ledger, "c", ["k00000", "k00001", "k00002", "k00003"], ids={f"k0000{i}": f"m{i}" for i in range(4)})
+    ledger.mark_submitting("c", ["k00004"], batch_id="b2")
+    ledger.record_events(
+        [dlr("m0", 2, "DELIVRD"), dlr("m1", 2, "DELIVRD"), dlr("m2", 2, "UNDELIV", err="001"), dlr("m3", 1, "ESME_ROK")]
+    )
+    counts = ledger.status_counts("c")
+    assert list(counts.columns) == ["state", "delivery_status", "error_code", "messages"]
+    rows = ledger.messages("c", columns=["state", "delivery_status", "error_code"])
+    expected = (
+        rows.astype(object)
+        .where(rows.notna(), None)
+        .groupby(["state", "delivery_status", "error_code"], dropna=False)
+        .size()
+        .to_dict()
+    )
+    got = {(r.state, r.delivery_status, r.error_code): r.messages for r in counts.itertuples(index=False)}
+    norm = {tuple(None if pd.isna(v) else v for v in k): n for k, n in expected.items()}
+    assert got == norm and counts["messages"].sum() == 7
+    assert got[("accepted", "DELIVRD", None)] == 2 and got[("planned", None, None)] == 2
+    assert ledger.status_counts("unknown").empty
+
+
 def test_read_columns_falls_back_for_values_it_cannot_carry(ledger: Ledger) -> None:
     rows = frame(3)
     rows.loc[2, "segments"] = 70_000  # beyond the one-character encoding of counts

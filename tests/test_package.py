@@ -21,6 +21,38 @@ from tests.conftest import gateway_for
 T = TypeVar("T")
 
 
+LIGHT_IMPORT = """
+import sys
+import pandas as pd
+import plasgate_nb
+heavy = {'matplotlib', 'sqlalchemy', 'jinja2', 'ipywidgets', 'httpx', 'phonenumbers'}
+print(sorted({m.split('.')[0] for m in sys.modules} & heavy))
+df = pd.DataFrame({'phone': ['012 345 678']}).sms.prepare()
+print(df['msisdn'].tolist())
+import plasgate_nb.simulator
+print('matplotlib' in sys.modules, 'sqlalchemy' in sys.modules)
+print(plasgate_nb.callbacks.callback_urls('https://x.example', 1, 't')['callback_url'])
+namespace = {}
+exec('from plasgate_nb import *', namespace)
+print(sorted(set(plasgate_nb.__all__) - set(namespace)))
+"""
+
+
+def test_importing_the_package_is_light_and_every_name_still_resolves() -> None:
+    """``import plasgate_nb`` registers ``df.sms`` without loading the charts, the ledger or Jinja; the
+    simulator's child process does not load them either; names and submodules resolve on first use."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", LIGHT_IMPORT], capture_output=True, text=True, check=True, timeout=120)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[]", out.stdout  # nothing heavy on import
+    assert lines[1] == "['85512345678']"  # the accessor works (it imports what it needs then)
+    assert lines[2] == "False False"  # the simulator needs neither matplotlib nor SQLAlchemy
+    assert lines[3].startswith("https://x.example/batch/1/t")
+    assert lines[4] == "[]"  # a star import gets every public name
+
+
 def test_all_is_sorted_and_importable() -> None:
     assert plasgate_nb.__all__ == sorted(plasgate_nb.__all__)
     assert len(set(plasgate_nb.__all__)) == len(plasgate_nb.__all__)

@@ -973,6 +973,26 @@ class Ledger:
         out["total"] = sum(out.values())
         return out
 
+    def status_counts(self, campaign: str) -> pd.DataFrame:
+        """How many messages of ``campaign`` share each (``state``, ``delivery_status``, ``error_code``).
+
+        Counted by the database (one grouped query, a few rows back), so a large campaign's progress
+        reads in a fraction of a second where reading its rows takes seconds: columns ``state``,
+        ``delivery_status``, ``error_code`` (missing as None) and ``messages``.
+        """
+        names = ["state", "delivery_status", "error_code"]
+        with self._read("count messages") as conn:
+            cid = self._cid(conn, campaign)
+            stmt = (
+                sa.select(*(messages.c[c] for c in names), sa.func.count().label("messages"))
+                .where(messages.c.campaign_id == (cid if cid is not None else -1))
+                .group_by(*(messages.c[c] for c in names))
+            )
+            rows = conn.execute(stmt).all()
+        return pd.DataFrame([tuple(row) for row in rows], columns=[*names, "messages"], dtype=object).astype(
+            {"messages": "int64"}
+        )
+
     def events(self, campaign: str) -> pd.DataFrame:
         """Every stored event of ``campaign`` in arrival order (``message_key`` empty until paired)."""
         with self._read("read events") as conn:
