@@ -370,8 +370,9 @@ def _tidy(summary: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
 def _counts(ledger: Ledger, name: str) -> dict[str, Any]:
     """Accepted messages and how many of them have a final delivery status, by outcome.
 
-    Counted by the ledger's database (:meth:`~plasgate_nb.ledger.Ledger.status_counts`): each distinct
-    (state, status, error code) is classified once and weighted by its number of messages.
+    From the ledger's counts per (state, status, error code)
+    (:meth:`~plasgate_nb.ledger.Ledger.status_counts`): each is classified once and weighted by its
+    number of messages.
     """
     groups = ledger.status_counts(name)
     weights = groups["messages"].to_numpy()

@@ -717,7 +717,7 @@ def test_read_columns_matches_messages(ledger: Ledger) -> None:
         ledger.read_columns("c", ["nope"])
 
 
-def test_status_counts_are_the_rows_grouped_by_the_database(ledger: Ledger) -> None:
+def test_status_counts_are_the_rows_grouped(ledger: Ledger) -> None:
     """One row per (state, delivery_status, error_code) with its number of messages, as the rows show."""
     ledger.plan("c", frame(7))
     ledger.plan("other", frame(3, start=50))  # another campaign's rows are not counted
