@@ -267,12 +267,13 @@ class GroupWriter:
 
     def _start(self, events: list[dict[str, Any]]) -> Awaitable[Outcome]:
         """Give ``events`` to the writer now; the awaitable gives the outcome (EOFError: writer gone)."""
+        loop = asyncio.get_running_loop()
         if self.executor is not None:
-            return asyncio.get_running_loop().run_in_executor(
-                self.executor, functools.partial(_record, self.sink, events)
-            )
+            return loop.run_in_executor(self.executor, functools.partial(_record, self.sink, events))
         if self.process is None:
-            raise EOFError("the writer process is not started")
+            missing: asyncio.Future[Outcome] = loop.create_future()
+            missing.set_exception(EOFError("the writer process is not started"))
+            return missing
         return self.process.send(events)
 
     async def _outcome(self, started: Awaitable[Outcome], process: WriterProcess | None) -> Outcome:
@@ -291,20 +292,13 @@ class GroupWriter:
     async def _commit(self, events: list[dict[str, Any]]) -> Outcome:
         """Run one commit in the writer and wait for it."""
         process = self.process
-        try:
-            started = self._start(events)
-        except (EOFError, OSError) as exc:
-            return "failed", type(exc).__name__
-        return await self._outcome(started, process)
+        return await self._outcome(self._start(events), process)
 
     def _hand_over(self) -> None:
         """Give the writer the oldest waiting events (up to ``max_group``) as one group, now."""
         group, self.pending = self.pending[: self.max_group], self.pending[self.max_group :]
         process = self.process
-        try:
-            started: Awaitable[Outcome] | None = self._start([event for event, _ in group])
-        except (EOFError, OSError):
-            started = None
+        started = self._start([event for event, _ in group])
         self.in_flight += 1
         task = asyncio.create_task(self._flush(group, started, process))
         self.flushing.add(task)
@@ -327,13 +321,10 @@ class GroupWriter:
                 if self.pending:
                     self._hand_over()
 
-    async def _flush(self, group: list[Pending], started: Awaitable[Outcome] | None, process: Any) -> None:
+    async def _flush(self, group: list[Pending], started: Awaitable[Outcome], process: WriterProcess | None) -> None:
         """Wait for one group's commit and release its requests (one by one if the group failed)."""
         try:
-            if started is None:
-                outcome, reason = "failed", "the writer process is not available"
-            else:
-                outcome, reason = await self._outcome(started, process)
+            outcome, reason = await self._outcome(started, process)
             if outcome == "ok":
                 for _, future in group:
                     if not future.done():
